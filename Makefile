@@ -1,0 +1,53 @@
+# pyxcat: `make demo` shows the toolkit working; `make test` installs what the tests need and
+# runs them. Both work on a fresh Debian 12 machine as root.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+# Debian packages the tests start for real (PostgreSQL for the database suite).
+TEST_DEBS = postgresql
+DEMO_ROOT ?= /tmp/pyxcat-demo
+
+.PHONY: all demo test test-all debs debs-python venv bench lint clean
+
+all: test
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || $(MAKE) --no-print-directory debs-python
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+debs-python:
+	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv python3-pip; \
+	else echo "python3-venv is missing: install it as root" >&2; exit 1; fi
+
+venv: $(BIN)/python
+	$(BIN)/pip install -q -e '.[test,bench]'
+
+debs:
+	@missing=$$(for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "not root: cannot install $$missing (tests that need them will skip)" >&2; fi; \
+	fi
+
+test: debs venv
+	$(BIN)/pytest -q -m "not lab"
+
+test-all: debs venv
+	$(BIN)/pytest -q
+
+demo: venv
+	XCATROOT=$(DEMO_ROOT) PATH=$(CURDIR)/$(BIN):$$PATH bash share/demo/demo.sh
+
+bench: venv
+	$(BIN)/python bench/noderange.py
+	$(BIN)/python bench/db.py
+
+lint: venv
+	$(BIN)/pip install -q ruff
+	$(BIN)/ruff check xcatd commands plugins tables tests bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache $(DEMO_ROOT)

@@ -1,0 +1,39 @@
+"""Options and argument splitting shared by lsdef, mkdef, chdef and rmdef."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+
+def split_words(words: tuple[str, ...]) -> tuple[str | None, list[str]]:
+    """'n[1-3] groups=all mgt=ipmi' -> ('n[1-3]', ['groups=all', 'mgt=ipmi'])."""
+    noderange = None
+    attrs = []
+    for w in words:
+        if "=" in w:
+            attrs.append(w)
+        elif noderange is None:
+            noderange = w
+        else:
+            raise click.UsageError(f"Unexpected argument '{w}': only one noderange or object "
+                                   "list may be given")
+    return noderange, attrs
+
+
+def type_option(f):
+    return click.option("-t", "type_", help="Object type(s): node (default), group, osimage, "
+                                             "network, site, policy, ...")(f)
+
+
+def objects_option(f):
+    return click.option("-o", "objects", help="Object names (a noderange for nodes).")(f)
+
+
+def where_option(f):
+    return click.option("-w", "where", multiple=True,
+                        help="Select objects: attr==val, attr!=val, attr=~regex, attr!~regex.")(f)
+
+
+def stdin_if(flag: bool) -> str | None:
+    return sys.stdin.read() if flag else None

@@ -1,0 +1,429 @@
+"""Table commands: tabdump, tabrestore, chtab, gettab, tabgrep, tabprune, dumpxCATdb,
+restorexCATdb. Output formats and messages follow xCAT's."""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from xcatd.db import SA_TABLES, TABLES, DBError, active, check_column, split_list, table_def, \
+    where_clause
+from xcatd.dispatch import Context, command
+from xcatd.request import Request, Response, XcatError
+from xcatd.tables import SECRET_MASK, is_secret
+
+LOG_TABLES = ("auditlog", "eventlog")
+
+
+# ---- CSV in xCAT's dialect -----------------------------------------------------------------
+def csv_value(value: object) -> str:
+    if value is None or value == "":
+        return ""
+    return '"' + str(value).replace('"', '""') + '"'
+
+
+def csv_header(table: str) -> str:
+    return "#" + ",".join(TABLES[table].columns)
+
+
+def csv_rows(table: str, rows: list[dict], show_secrets: bool) -> Iterator[str]:
+    cols = TABLES[table].columns
+    secret = {c for c in cols if is_secret(table, c)} if not show_secrets else set()
+    for r in rows:
+        yield ",".join(
+            csv_value(SECRET_MASK if (c in secret and r.get(c) not in (None, "")) else r.get(c))
+            for c in cols)
+
+
+def parse_csv(table: str, text: str) -> list[dict]:
+    """Parse tabdump output back into rows; errors name the line (1-based, header included)."""
+    tdef = table_def(table)
+    lines = text.splitlines(keepends=True)
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    if not lines or not lines[0].startswith("#"):
+        raise DBError("Data missing header line starting with #")
+    header = [h.strip().strip('"') for h in lines[0][1:].strip().split(",")]
+    for col in header:
+        if col not in tdef.columns:
+            raise DBError(f"The header line indicates that column '{col}' should exist, which "
+                          f"is not defined in the schema for '{table}'")
+    reader = csv.reader(io.StringIO("".join(lines[1:])), strict=True, skipinitialspace=False)
+    rows = []
+    auto = tdef.autoincrement
+    try:
+        for fields in reader:
+            lineno = reader.line_num + 1
+            if not fields or (len(fields) == 1 and not fields[0].strip()):
+                continue
+            if len(fields) > len(header):
+                raise DBError(f"Too many fields on line {lineno}: {len(fields)} fields, the "
+                              f"header names {len(header)}")
+            row = {c: (v if v != "" else None) for c, v in zip(header, fields)}
+            if auto:
+                row.pop(auto, None)
+            for key in tdef.keys:
+                if key != auto and not row.get(key):
+                    raise DBError(f"Line {lineno}: key column '{key}' is empty")
+            rows.append(row)
+    except csv.Error as exc:
+        raise DBError(f"CSV error on line {reader.line_num + 1}: {exc}") from None
+    return rows
+
+
+def _keep_masked_secrets(ctx: Context, conn, table: str, rows: list[dict]) -> None:
+    """A masked secret in restored data means 'keep the stored one', never '********'."""
+    secret_cols = [c for c in TABLES[table].columns if is_secret(table, c)]
+    if not secret_cols or not any(r.get(c) == SECRET_MASK for r in rows for c in secret_cols):
+        return
+    keys = TABLES[table].keys
+    stored = {tuple(r[k] for k in keys): r
+              for r in ctx.db.rows(table, conn, include_disabled=True)}
+    for i, r in enumerate(rows):
+        for c in secret_cols:
+            if r.get(c) == SECRET_MASK:
+                old = stored.get(tuple(r.get(k) for k in keys))
+                if old is None or old.get(c) in (None, ""):
+                    raise DBError(f"{table}.{c} of row {i + 1} is masked ({SECRET_MASK}) and "
+                                  "no stored value exists to keep; give the real value")
+                r[c] = old[c]
+
+
+def restore_table(ctx: Context, conn, table: str, text: str, append: bool) -> int:
+    rows = parse_csv(table, text)
+    _keep_masked_secrets(ctx, conn, table, rows)
+    t = SA_TABLES[table]
+    if not append:
+        conn.execute(t.delete())
+    if rows:
+        cols = sorted({c for r in rows for c in r})
+        try:
+            conn.execute(t.insert(), [{c: r.get(c) for c in cols} for r in rows])
+        except sa.exc.IntegrityError as exc:
+            raise DBError(f"Cannot restore {table}: duplicate or missing key "
+                          f"({str(exc.orig).splitlines()[0]})") from None
+    return len(rows)
+
+
+# ---- tabdump -------------------------------------------------------------------------------
+@command("tabdump")
+def tabdump(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
+    a = req.args
+    table = a.get("table")
+    if a.get("describe"):
+        yield from _describe(table)
+        return
+    if not table:
+        for name in sorted(TABLES):
+            yield Response(data=name)
+        return
+    if table not in TABLES:
+        raise XcatError(f"No such table: {table}")
+    where = a.get("where") or []
+    last = a.get("number")
+    if last is not None:
+        if table not in LOG_TABLES:
+            raise XcatError(f"{table} table is not supported in tabdump -n. You may only use "
+                            "this option on the auditlog or the eventlog.")
+        if where:
+            raise XcatError("You  cannot use the -n and -w flag together. ")
+    yield Response(data=csv_header(table))
+    if where:
+        rows = ctx.db.rows(table, where=where_clause(table, where))
+    else:
+        rows = ctx.db.rows(table, include_disabled=True)
+    if last is not None:
+        rows = sorted(rows, key=lambda r: int(r["recid"]))[-int(last):] if int(last) > 0 else []
+    for line in csv_rows(table, rows, bool(a.get("show_secrets"))):
+        yield Response(data=line)
+
+
+def _describe(table: str | None) -> Iterator[Response]:
+    if table:
+        if table not in TABLES:
+            raise XcatError(f"table {table} does not exist.")
+        tdef = TABLES[table]
+        entries = [f"{c}:{_tabs(c)}{tdef.column_doc(c)}" for c in tdef.columns]
+    else:
+        entries = [f"{n}:{_tabs(n)}{TABLES[n].description}" for n in sorted(TABLES)]
+    yield Response(data="\n\n".join(entries))
+
+
+def _tabs(name: str) -> str:
+    return "\t\t" if len(name) < 7 else "\t"
+
+
+# ---- tabrestore ----------------------------------------------------------------------------
+@command("tabrestore", writes=True)
+def tabrestore(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
+    table = req.args.get("table") or ""
+    if table not in TABLES:
+        raise XcatError(f"No such table: {table}")
+    with ctx.db.begin() as conn:
+        restore_table(ctx, conn, table, req.stdin or "", bool(req.args.get("append")))
+    return iter(())
+
+
+# ---- chtab ---------------------------------------------------------------------------------
+def _parse_keys(spec: str) -> dict[str, str]:
+    keys = {}
+    for part in split_list(spec):
+        col, sep, value = part.partition("=")
+        if not sep or not col:
+            raise XcatError(f'Incorrect argument "{part}".')
+        keys[col] = value
+    return keys
+
+
+@command("chtab", writes=True)
+def chtab(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
+    a = req.args
+    keys = _parse_keys(a.get("keys") or "")
+    if not keys:
+        raise XcatError("Missing key=value argument.")
+    with ctx.db.begin() as conn:
+        if a.get("delete"):
+            tables = a.get("assignments") or []
+            if not tables:
+                raise XcatError("Missing table name.")
+            for table in tables:
+                if table not in TABLES:
+                    raise XcatError(f"Table {table} does not exist.")
+                _delete_where(conn, table, keys)
+            return iter(())
+        per_table: dict[str, dict[str, tuple[str, str]]] = {}
+        for assign in a.get("assignments") or []:
+            target, op, value = _split_assignment(assign)
+            table, dot, col = target.partition(".")
+            if not dot:
+                raise XcatError(f'Incorrect argument "{assign}".')
+            if table not in TABLES:
+                raise XcatError(f"Table {table} does not exist.")
+            check_column(table, col)
+            per_table.setdefault(table, {})[col] = (op, value)
+        if not per_table:
+            raise XcatError("Missing table.column=value argument.")
+        for table, cols in per_table.items():
+            _chtab_one(ctx, conn, table, keys, cols)
+    return iter(())
+
+
+def _split_assignment(text: str) -> tuple[str, str, str]:
+    """'t.c+=v' -> ('t.c', '+=', 'v'); also ',=' and '^=' for nodech."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise XcatError(f'Incorrect argument "{text}".')
+    for op in ("+", ",", "^"):
+        if name.endswith(op):
+            return name[:-1], op + "=", value
+    return name, "=", value
+
+
+def _delete_where(conn, table: str, keys: dict[str, str]) -> None:
+    t = SA_TABLES[table]
+    for col in keys:
+        check_column(table, col)
+    conn.execute(t.delete().where(*[t.c[c] == v for c, v in keys.items()]))
+
+
+def _chtab_one(ctx: Context, conn, table: str, keys: dict[str, str],
+               cols: dict[str, tuple[str, str]]) -> None:
+    for col in keys:
+        check_column(table, col)
+    t = SA_TABLES[table]
+    rows = ctx.db.rows(table, conn, include_disabled=True,
+                       where=sa.and_(*[t.c[c] == v for c, v in keys.items()]))
+    if not rows:
+        values = dict(keys)
+        for col, (op, value) in cols.items():
+            values[col] = value if value != "" else None
+        missing = [k for k in TABLES[table].keys
+                   if not values.get(k) and k != TABLES[table].autoincrement]
+        if missing:
+            raise XcatError(f"Cannot add a row to {table}: key column(s) "
+                            f"{', '.join(missing)} need a value.")
+        ctx.db.insert_row(conn, table, values)
+        return
+    for row in rows:
+        values = {}
+        for col, (op, value) in cols.items():
+            if op == "+=":
+                current = split_list(row.get(col))
+                values[col] = ",".join(current + [v for v in split_list(value)
+                                                  if v not in current])
+            else:
+                values[col] = value if value != "" else None
+        conn.execute(t.update().where(*[t.c[k] == row[k] for k in TABLES[table].keys
+                                        if row.get(k) is not None]).values(values))
+
+
+# ---- gettab --------------------------------------------------------------------------------
+@command("gettab")
+def gettab(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
+    a = req.args
+    keys = _parse_keys(a.get("keys") or "")
+    targets = a.get("columns") or []
+    if not keys or not targets:
+        raise XcatError("Usage: gettab [-H|--with-fieldname] key=value,...  table.attribute ...")
+    labelled = bool(a.get("with_fieldname")) or len(targets) > 1
+    for target in targets:
+        table, dot, col = target.partition(".")
+        if not dot or table not in TABLES:
+            raise XcatError(f"{target} is not a valid table.column")
+        check_column(table, col)
+        t = SA_TABLES[table]
+        for k in keys:
+            if k not in TABLES[table].columns:
+                raise XcatError(f"Unknown key {k} to {table}")
+        rows = ctx.db.rows(table, where=sa.and_(*[t.c[c] == v for c, v in keys.items()]))
+        for r in rows:
+            value = r.get(col) or ""
+            if value and is_secret(table, col) and not a.get("show_secrets"):
+                value = SECRET_MASK
+            yield Response(data=f"{target}: {value}" if labelled else value)
+
+
+# ---- tabgrep -------------------------------------------------------------------------------
+@command("tabgrep")
+def tabgrep(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
+    node = req.args.get("node")
+    if not node:
+        raise XcatError("Usage: tabgrep nodename")
+    with ctx.db.connect() as conn:
+        for name, tdef in sorted(TABLES.items()):
+            if "node" in tdef.columns:
+                t = SA_TABLES[name]
+                if conn.execute(sa.select(t.c.node).where(t.c.node == node).limit(1)).first():
+                    yield Response(data=name)
+
+
+# ---- tabprune ------------------------------------------------------------------------------
+@command("tabprune", writes=True)
+def tabprune(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
+    a = req.args
+    table = a.get("table")
+    if not table:
+        raise XcatError("Table name required.")
+    if table not in LOG_TABLES:
+        raise XcatError(f"Table {table} not supported, see tabprune -h for supported tables.")
+    chosen = [o for o in ("all", "number", "recid", "percent", "days") if a.get(o) not in
+              (None, False)]
+    if not chosen:
+        raise XcatError("One option -p or -i or -n or -a or -d must be supplied.")
+    if len(chosen) > 1:
+        raise XcatError("Only one option -p or -i or -n or -a or -d may be used at a time.")
+    t = SA_TABLES[table]
+    with ctx.db.begin() as conn:
+        lo, hi = conn.execute(sa.select(sa.func.min(t.c.recid), sa.func.max(t.c.recid))).one()
+        if lo is None:
+            raise XcatError(f"Nothing to prune from {table}.")
+        opt = chosen[0]
+        if opt == "all":
+            cond = sa.true()
+        elif opt == "recid":
+            cond = t.c.recid < int(a["recid"])
+        elif opt == "number":
+            cond = t.c.recid < lo + int(a["number"])
+        elif opt == "percent":
+            pct = float(a["percent"])
+            if not 0 <= pct <= 100:
+                raise XcatError("-p takes a percentage between 0 and 100.")
+            cond = t.c.recid < lo + int((hi - lo + 1) * pct / 100)
+        else:
+            timecol = t.c.audittime if table == "auditlog" else t.c.eventtime
+            cutoff = time.strftime("%Y-%m-%d %H:%M:%S",
+                                   time.localtime(time.time() - float(a["days"]) * 86400))
+            cond = timecol < cutoff
+        deleted = [dict(r) for r in conn.execute(sa.select(t).where(cond).order_by(t.c.recid))
+                   .mappings()]
+        conn.execute(t.delete().where(cond))
+    if a.get("verbose"):
+        yield Response(data=csv_header(table))
+        for line in csv_rows(table, deleted, False):
+            yield Response(data=line)
+    else:
+        yield Response(data=f"tabprune of {table} complete.")
+
+
+# ---- dumpxCATdb / restorexCATdb ------------------------------------------------------------
+def _skipped(ctx: Context, include_logs: bool) -> set[str]:
+    skip = set(split_list(ctx.site.get("skiptables")))
+    if not include_logs:
+        skip.update(LOG_TABLES)
+    return skip
+
+
+@command("dumpxCATdb")
+def dumpxcatdb(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
+    path = Path(req.args.get("path") or "")
+    if not req.args.get("path"):
+        raise XcatError(" Requires -p with path to directory to hold db files.")
+    if not path.is_dir():
+        raise XcatError(f" Input path must exist: {path}")
+    skip = _skipped(ctx, bool(req.args.get("all")))
+    verbose = req.args.get("verbose")
+    with ctx.db.connect() as conn:  # one snapshot for every table
+        for table in sorted(TABLES):
+            if table in skip:
+                if verbose:
+                    yield Response(data=f"Skipping {table}")
+                continue
+            if verbose:
+                yield Response(data=f"Dumping {table}")
+            rows = ctx.db.rows(table, conn, include_disabled=True)
+            text = "\n".join([csv_header(table), *csv_rows(table, rows, True)]) + "\n"
+            _write_private(path / f"{table}.csv", text)
+    yield Response(data="Backup Complete.")
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read (dumps hold secrets), atomically."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@command("restorexCATdb", writes=True)
+def restorexcatdb(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
+    if not req.args.get("path"):
+        raise XcatError(" -p with path to database files is required")
+    path = Path(req.args["path"])
+    if not path.is_dir():
+        raise XcatError(f" Input path must exist: {path}")
+    skip = _skipped(ctx, bool(req.args.get("all")))
+    files = sorted(path.glob("*.csv"))
+    if not files:
+        raise XcatError(f"No table files (*.csv) in {path}")
+    messages = []
+    with ctx.db.begin() as conn:  # all tables or none
+        for f in files:
+            table = f.name.split(".", 1)[0]
+            if table not in TABLES:
+                raise XcatError(f"{f.name}: no table named {table}")
+            if table in skip:
+                continue
+            try:
+                restore_table(ctx, conn, table, f.read_text(encoding="utf-8"), False)
+            except DBError as exc:
+                raise XcatError(f"{f.name}: {exc}; nothing was restored") from None
+            if req.args.get("verbose"):
+                messages.append(f"Restoring {table}.")
+    for m in messages:
+        yield Response(data=m)
+    yield Response(data="Restore of Database Complete.")
+
+
+def active_rows(rows: list[dict]) -> list[dict]:
+    return [r for r in rows if active(r)]

@@ -1,0 +1,379 @@
+"""The table database: SQLAlchemy Core over SQLite (WAL) or PostgreSQL, with xCAT's semantics.
+
+Reads ignore disabled rows. Node attributes resolve like xCAT: the node's own row wins, then
+the first group in ``nodelist.groups`` order that has a value; regex values are computed for
+the node at read time. Resolving any attributes for N nodes costs one query per table.
+"""
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from xcatd.config import Paths
+from xcatd.regexval import RegexValueError, compute, is_regex_value
+from xcatd.tables import TABLES, TableDef
+
+#: Above this many keys a read fetches the whole table and filters in Python: one query,
+#: and no limit on bound parameters.
+BULK_THRESHOLD = 500
+
+DISABLED = ("1", "yes")
+
+_metadata = sa.MetaData()
+
+
+def _build_table(tdef: TableDef) -> sa.Table:
+    cols = []
+    auto = tdef.autoincrement
+    for name in tdef.columns:
+        if name == auto:
+            cols.append(sa.Column(name, sa.Integer, primary_key=True, autoincrement=True))
+        else:
+            typ = sa.Text()
+            cols.append(sa.Column(name, typ, primary_key=name in tdef.keys,
+                                  nullable=name not in tdef.keys))
+    return sa.Table(tdef.name, _metadata, *cols)
+
+
+SA_TABLES: dict[str, sa.Table] = {name: _build_table(t) for name, t in TABLES.items()}
+
+
+class DBError(Exception):
+    """A database request that cannot be honoured; the message names the bad part."""
+
+
+def table_def(name: str) -> TableDef:
+    try:
+        return TABLES[name]
+    except KeyError:
+        raise DBError(f"{name} table not found.") from None
+
+
+def check_column(table: str, column: str) -> None:
+    if column not in table_def(table).columns:
+        raise DBError(f"{column} is not a valid column of table {table}.")
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA case_sensitive_like=ON")  # LIKE as PostgreSQL does it
+    cur.close()
+
+
+def active(row: Mapping[str, Any]) -> bool:
+    return (row.get("disable") or "").lower() not in DISABLED
+
+
+class Database:
+    """One database, shared by every request in a process (connection pool inside)."""
+
+    _cache: dict[str, "Database"] = {}
+    _lock = threading.Lock()
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._ready = False
+        kwargs: dict[str, Any] = {}
+        if url.startswith("sqlite"):
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        else:
+            kwargs.update(pool_size=8, max_overflow=16, pool_pre_ping=True)
+        self.engine: Engine = sa.create_engine(url, **kwargs)
+        if url.startswith("sqlite"):
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+
+    @classmethod
+    def open(cls, paths: Paths | None = None) -> "Database":
+        url = (paths or Paths()).db_url()
+        with cls._lock:
+            db = cls._cache.get(url)
+            if db is None:
+                db = cls._cache[url] = cls(url)
+            return db
+
+    def check_ready(self) -> None:
+        """Fail clearly on a root that xcatconfig has not initialised."""
+        if self._ready:
+            return
+        if self.engine.url.get_backend_name() == "sqlite":
+            path = self.engine.url.database
+            if path and path != ":memory:" and not os.path.exists(path):
+                raise DBError(f"No xCAT database at {path}: run xcatconfig first "
+                              "(is XCATROOT right?)")
+        if not sa.inspect(self.engine).has_table("site"):
+            raise DBError("The xCAT database has no tables: run xcatconfig first")
+        self._ready = True
+
+    def create_all(self) -> None:
+        _metadata.create_all(self.engine)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+        with self._lock:
+            self._cache.pop(self.url, None)
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A transaction: everything inside commits together or not at all."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+
+    # ---- plain table reads ---------------------------------------------------------------
+    def rows(self, table: str, conn: Connection | None = None, *,
+             where: sa.ColumnElement | None = None, include_disabled: bool = False,
+             keys: Iterable[str] | None = None, keycol: str | None = None) -> list[dict]:
+        """Rows of a table as dicts, optionally only those whose ``keycol`` is in ``keys``."""
+        t = SA_TABLES[table_def(table).name]
+        stmt = sa.select(t)
+        if where is not None:
+            stmt = stmt.where(where)
+        wanted: set[str] | None = None
+        if keys is not None:
+            wanted = set(keys)
+            if not wanted:
+                return []
+            col = t.c[keycol or TABLES[table].keys[0]]
+            if len(wanted) <= BULK_THRESHOLD:
+                stmt = stmt.where(col.in_(sorted(wanted)))
+                wanted = None  # the database filtered already
+        out = self._fetch(stmt, conn)
+        if wanted is not None:
+            kc = keycol or TABLES[table].keys[0]
+            out = [r for r in out if r[kc] in wanted]
+        if not include_disabled:
+            out = [r for r in out if active(r)]
+        return out
+
+    def _fetch(self, stmt: sa.Select, conn: Connection | None) -> list[dict]:
+        if conn is not None:
+            return [dict(r) for r in conn.execute(stmt).mappings()]
+        with self.engine.connect() as c:
+            return [dict(r) for r in c.execute(stmt).mappings()]
+
+    def site(self, conn: Connection | None = None) -> dict[str, str]:
+        return {r["key"]: r["value"] for r in self.rows("site", conn) if r["value"] is not None}
+
+    # ---- writes --------------------------------------------------------------------------
+    def set_rows(self, conn: Connection, table: str, updates: Mapping[tuple, Mapping[str, Any]],
+                 keycols: tuple[str, ...] | None = None) -> None:
+        """Insert or update many rows at once; ``updates`` maps key tuples to column values.
+
+        A value of None clears the column. Existing rows are found with one query.
+        """
+        tdef = table_def(table)
+        t = SA_TABLES[table]
+        keycols = keycols or tdef.keys
+        for values in updates.values():
+            for col in values:
+                check_column(table, col)
+        existing = self._existing_keys(conn, table, keycols, updates.keys())
+        inserts, changes = [], defaultdict(list)
+        for key, values in updates.items():
+            if key in existing:
+                if values:
+                    changes[tuple(sorted(values))].append((key, values))
+            else:
+                row = dict(zip(keycols, key))
+                row.update(values)
+                inserts.append(row)
+        if inserts:
+            columns = sorted({c for r in inserts for c in r})
+            conn.execute(t.insert(), [{c: r.get(c) for c in columns} for r in inserts])
+        for cols, items in changes.items():
+            stmt = t.update().where(*[t.c[k] == sa.bindparam(f"k_{k}") for k in keycols]).values(
+                {c: sa.bindparam(f"v_{c}") for c in cols})
+            conn.execute(stmt, [
+                {**{f"k_{k}": v for k, v in zip(keycols, key)},
+                 **{f"v_{c}": values[c] for c in cols}} for key, values in items])
+
+    def _existing_keys(self, conn: Connection, table: str, keycols: tuple[str, ...],
+                       keys: Iterable[tuple]) -> set[tuple]:
+        t = SA_TABLES[table]
+        keys = list(keys)
+        stmt = sa.select(*[t.c[k] for k in keycols])
+        if len(keycols) == 1 and len(keys) <= BULK_THRESHOLD:
+            stmt = stmt.where(t.c[keycols[0]].in_([k[0] for k in keys]))
+        return {tuple(r) for r in conn.execute(stmt)}
+
+    def delete_rows(self, conn: Connection, table: str, column: str,
+                    values: Iterable[str]) -> int:
+        t = SA_TABLES[table_def(table).name]
+        check_column(table, column)
+        values = list(values)
+        count = 0
+        for i in range(0, len(values), BULK_THRESHOLD):
+            res = conn.execute(t.delete().where(t.c[column].in_(values[i:i + BULK_THRESHOLD])))
+            count += res.rowcount or 0
+        return count
+
+    def insert_row(self, conn: Connection, table: str, values: Mapping[str, Any]) -> None:
+        for col in values:
+            check_column(table, col)
+        conn.execute(SA_TABLES[table].insert().values(**values))
+
+    # ---- node attributes -----------------------------------------------------------------
+    def node_groups(self, nodes: Iterable[str] | None = None,
+                    conn: Connection | None = None) -> dict[str, list[str]]:
+        """Each node's groups in inheritance order (nodelist.groups)."""
+        rows = self.rows("nodelist", conn, keys=nodes)
+        return {r["node"]: split_list(r["groups"]) for r in rows}
+
+    def resolve(self, nodes: Iterable[str], wanted: Mapping[str, Iterable[str]], *,
+                conn: Connection | None = None, blame: bool = False,
+                groups: Mapping[str, list[str]] | None = None,
+                computed: bool = True) -> dict[str, dict[tuple[str, str], str]]:
+        """Resolve ``table.column`` values for nodes with group inheritance and regex values.
+
+        Returns {node: {(table, column): value}} with only the non-empty values. With
+        ``blame`` the value is a (value, source) pair, source being the node or the group.
+        One query for nodelist plus one per table, whatever the number of nodes.
+        """
+        nodes = list(nodes)
+        if conn is None:
+            with self.engine.connect() as c:
+                return self.resolve(nodes, wanted, conn=c, blame=blame, groups=groups,
+                                    computed=computed)
+        if groups is None:
+            groups = self.node_groups(nodes, conn)
+        allgroups = {g for n in nodes for g in groups.get(n, ())}
+        result: dict[str, dict[tuple[str, str], Any]] = {n: {} for n in nodes}
+        for table, cols in wanted.items():
+            cols = list(dict.fromkeys(cols))
+            for col in cols:
+                check_column(table, col)
+            tdef = TABLES[table]
+            if table == "nodelist":
+                rows = {r["node"]: r for r in self.rows(table, conn, keys=nodes)}
+                inherit = False
+            else:
+                keycol = tdef.keys[0] if tdef.keys[0] == "node" else "node"
+                rows = {}
+                for r in self.rows(table, conn, keys=set(nodes) | allgroups, keycol=keycol):
+                    rows.setdefault(r[keycol], r)  # first row of multi-key tables
+                inherit = True
+            for node in nodes:
+                own = rows.get(node)
+                out = result[node]
+                for col in cols:
+                    value, source = (own.get(col), node) if own else (None, node)
+                    if (value is None or value == "") and inherit:
+                        for g in groups.get(node, ()):
+                            grow = rows.get(g)
+                            if grow is not None:
+                                gv = grow.get(col)
+                                if gv is not None and gv != "":
+                                    value, source = gv, g
+                                    break
+                    if value is None or value == "":
+                        continue
+                    if computed and is_regex_value(value):
+                        try:
+                            value = compute(value, node)
+                        except RegexValueError as exc:
+                            raise DBError(f"{node}: bad regular expression value in "
+                                          f"{table}.{col} ({source}): {exc}") from None
+                    out[(table, col)] = (value, source) if blame else value
+        return result
+
+    def all_nodes(self, conn: Connection | None = None) -> set[str]:
+        return {r["node"] for r in self.rows("nodelist", conn)}
+
+
+def split_list(value: str | None) -> list[str]:
+    """'a, b,,c' -> ['a', 'b', 'c']"""
+    if not value:
+        return []
+    return [p.strip() for p in value.split(",") if p.strip()]
+
+
+_WHERE = re.compile(r"^([A-Za-z_][\w.]*?)\s*(==|!=|=~|!~|<=|>=|<|>)(.*)$", re.S)
+
+
+def parse_where(expr: str) -> tuple[str, str, str]:
+    """'node==n1' -> ('node', '==', 'n1'); the error names the bad expression."""
+    m = _WHERE.match(expr.strip())
+    if not m:
+        raise DBError(f"Invalid selection {expr!r}: expected attr==value, attr!=value, "
+                      "attr=~regex, attr!~regex, attr<value or attr>value")
+    return m.group(1), m.group(2), m.group(3)
+
+
+def where_clause(table: str, exprs: Iterable[str]) -> sa.ColumnElement | None:
+    """SQL for tabdump -w style selections; values are bound parameters, never pasted.
+
+    As in xCAT, ``=~`` and ``!~`` take SQL LIKE patterns here (``groups=~comput%``), and
+    disabled rows are left out."""
+    t = SA_TABLES[table_def(table).name]
+    clauses = []
+    for expr in exprs:
+        col, op, value = parse_where(expr)
+        check_column(table, col)
+        c = t.c[col]
+        if op == "==":
+            clauses.append(c == value)
+        elif op == "!=":
+            clauses.append(sa.or_(c != value, c.is_(None)))
+        elif op == "=~":  # xCAT: an SQL LIKE pattern (% and _), optionally inside /.../
+            clauses.append(c.like(_like(value)))
+        elif op == "!~":
+            clauses.append(sa.or_(sa.not_(c.like(_like(value))), c.is_(None)))
+        elif op == "<":
+            clauses.append(c < value)
+        elif op == ">":
+            clauses.append(c > value)
+        elif op == "<=":
+            clauses.append(c <= value)
+        else:
+            clauses.append(c >= value)
+    if clauses:
+        clauses.append(sa.or_(t.c.disable.is_(None), t.c.disable.notin_(DISABLED)))
+    return sa.and_(*clauses) if clauses else None
+
+
+def _like(value: str) -> str:
+    if len(value) > 1 and value.startswith("/") and value.endswith("/"):
+        return value[1:-1]
+    return value
+
+
+def _check_regex(value: str) -> None:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise DBError(f"Invalid regular expression {value!r}: {exc}") from None
+
+
+def match_value(value: str | None, op: str, target: str) -> bool:
+    """Python side of a selection, for computed attributes (lsdef -w, nodels filters)."""
+    v = value or ""
+    if op == "==":
+        return v == target
+    if op == "!=":
+        return v != target
+    if op == "=~":
+        return re.search(target, v) is not None
+    if op == "!~":
+        return re.search(target, v) is None
+    if op == "<":
+        return v < target
+    if op == ">":
+        return v > target
+    if op == "<=":
+        return v <= target
+    return v >= target

@@ -1,0 +1,159 @@
+"""Dispatch: route a Request to the plugin that handles its command, stream its Responses.
+
+Plugins register handlers with ``@command``; third-party plugins add modules through the
+``pyxcat.plugins`` entry-point group. The dispatcher expands the noderange (so every plugin
+sees the same node set and the same error for a bad one) and turns exceptions into error
+responses, so one failure never becomes a traceback on the admin's terminal.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+
+from xcatd.config import Paths
+from xcatd.db import Database, DBError
+from xcatd.noderange import NodeRangeError, NodeSet, expand
+from xcatd.regexval import RegexValueError
+from xcatd.request import Request, Response, XcatError
+
+log = logging.getLogger("xcatd.dispatch")
+
+BUILTIN_PLUGINS = ("xcatd.plugins.tabutils", "xcatd.plugins.nodes", "xcatd.plugins.defs")
+
+Handler = Callable[["Request", "Context", NodeSet | None], Iterable[Response]]
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    name: str
+    handler: Handler
+    noderange: str  # "required", "optional", "new" (names need not exist) or "none"
+    writes: bool
+
+
+_REGISTRY: dict[str, CommandSpec] = {}
+_loaded = False
+
+
+def command(name: str, *, noderange: str = "none", writes: bool = False
+            ) -> Callable[[Handler], Handler]:
+    """Register a plugin function as the handler of ``name``."""
+    if noderange not in ("required", "optional", "new", "none"):
+        raise ValueError(noderange)
+
+    def deco(fn: Handler) -> Handler:
+        _REGISTRY[name] = CommandSpec(name, fn, noderange, writes)
+        return fn
+
+    return deco
+
+
+def load_plugins() -> dict[str, CommandSpec]:
+    global _loaded
+    if not _loaded:
+        for mod in BUILTIN_PLUGINS:
+            importlib.import_module(mod)
+        for ep in entry_points(group="pyxcat.plugins"):
+            try:
+                ep.load()
+            except Exception:  # a broken third-party plugin must not take the rest down
+                log.exception("cannot load plugin %s", ep.name)
+        _loaded = True
+    return _REGISTRY
+
+
+class Context:
+    """What a handler may use: the database, the paths, and noderange expansion.
+
+    It also answers the noderange module's questions about the cluster (groups, selectors,
+    site.excludenodes), reading each table at most once per request.
+    """
+
+    def __init__(self, request: Request, paths: Paths | None = None,
+                 db: Database | None = None) -> None:
+        self.request = request
+        self.paths = paths or Paths()
+        self.db = db or Database.open(self.paths)
+        self.db.check_ready()
+        self._nodes: set[str] | None = None
+        self._groups: dict[str, list[str]] | None = None
+        self._nodegroups: dict[str, dict] | None = None
+        self._site: dict[str, str] | None = None
+
+    # cluster facts, cached for the request
+    @property
+    def site(self) -> dict[str, str]:
+        if self._site is None:
+            self._site = self.db.site()
+        return self._site
+
+    def all_nodes(self) -> set[str]:
+        if self._nodes is None:
+            self._load_nodelist()
+        return self._nodes  # type: ignore[return-value]
+
+    def _load_nodelist(self) -> None:
+        groups = self.db.node_groups()
+        self._nodes = set(groups)
+        self._groups = {}
+        for node, gl in groups.items():
+            for g in gl:
+                self._groups.setdefault(g, []).append(node)
+
+    def group_members(self, name: str) -> set[str] | None:
+        if self._groups is None:
+            self._load_nodelist()
+        if self._nodegroups is None:
+            self._nodegroups = {r["groupname"]: r for r in self.db.rows("nodegroup")}
+        row = self._nodegroups.get(name)
+        if row is not None and (row.get("grouptype") or "") == "dynamic":
+            from xcatd.objects import ObjectStore
+            with self.db.connect() as conn:
+                return ObjectStore(self.db, conn).dynamic_members(row.get("wherevals") or "")
+        if name in self._groups:  # type: ignore[operator]
+            return set(self._groups[name])  # type: ignore[index]
+        if row is not None:
+            return set()  # a defined group with no members
+        return None
+
+    def select_nodes(self, attr: str, op: str, value: str) -> set[str]:
+        from xcatd.objects import ObjectStore
+        with self.db.connect() as conn:
+            return ObjectStore(self.db, conn).select_nodes(self.all_nodes(), attr,
+                                                           "==" if op == "=" else op, value)
+
+    def excludenodes(self) -> str | None:
+        return self.site.get("excludenodes")
+
+    def expand(self, noderange: str, *, verify: bool = True) -> NodeSet:
+        return expand(noderange, self, verify=verify, env=self.request.env)
+
+
+def dispatch(request: Request, paths: Paths | None = None) -> Iterator[Response]:
+    """Run one request in this process and yield its responses as they come."""
+    spec = load_plugins().get(request.command)
+    if spec is None:
+        yield Response(error=f"Unsupported command: {request.command}", errorcode=1)
+        return
+    try:
+        ctx = Context(request, paths)
+        nodes: NodeSet | None = None
+        if spec.noderange != "none" and request.noderange:
+            nodes = ctx.expand(request.noderange, verify=spec.noderange != "new")
+        elif spec.noderange in ("required", "new"):
+            yield Response(error=f"{request.command}: a noderange is required", errorcode=1)
+            return
+        result = spec.handler(request, ctx, nodes)
+        if result is not None:
+            yield from result
+    except XcatError as exc:
+        yield Response(node=exc.node, error=str(exc), errorcode=exc.errorcode)
+    except (NodeRangeError, DBError, RegexValueError) as exc:
+        yield Response(error=str(exc), errorcode=1)
+    except Exception as exc:  # report, never crash the caller
+        log.exception("%s failed", request.command)
+        yield Response(error=f"{request.command}: internal error: {exc.__class__.__name__}: "
+                             f"{exc}", errorcode=1)

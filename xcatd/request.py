@@ -1,0 +1,80 @@
+"""The request a command makes and the responses a plugin streams back.
+
+Both are plain data that serialise to JSON unchanged, so the in-process path and the daemon
+carry the same objects.
+
+>>> r = Response(node="n1", data="on")
+>>> r.render()
+('out', 'n1: on')
+>>> Response(node="n7", error="timeout").render()
+('err', 'n7: Error: timeout')
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class Request:
+    """One command invocation: what to do, to which nodes, with which options.
+
+    ``args`` holds the options the command line parsed (plugins never parse argv).
+    """
+
+    command: str
+    noderange: str | None = None
+    args: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    stdin: str | None = None
+    user: str = "root"
+    client: str = "localhost"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Request":
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+@dataclass
+class Response:
+    """One piece of output: a line of data, a warning or an error, optionally for a node."""
+
+    node: str | None = None
+    data: str | None = None
+    error: str | None = None
+    warning: str | None = None
+    errorcode: int = 0
+
+    def render(self) -> tuple[str, str]:
+        """('out' | 'err', text) as xCAT prints it."""
+        prefix = f"{self.node}: " if self.node is not None else ""
+        if self.error is not None:
+            return "err", f"{prefix}Error: {self.error}"
+        if self.warning is not None:
+            return "err", f"{prefix}Warning: {self.warning}"
+        if self.data is None:
+            return "out", self.node or ""
+        return "out", f"{prefix}{self.data}"
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None or self.errorcode != 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v not in (None, 0)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Response":
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+class XcatError(Exception):
+    """An error a plugin reports for the whole request (or one node, with ``node``)."""
+
+    def __init__(self, message: str, node: str | None = None, errorcode: int = 1) -> None:
+        super().__init__(message)
+        self.node = node
+        self.errorcode = errorcode
