@@ -93,7 +93,8 @@ def lsdef(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
             need_values = long or a.get("where") or a.get("stanza")
             values = store.read(typename, names) if need_values else {}
             names = _where_filter(store, typename, names, a.get("where") or [], values)
-            for bad in [w for w in wanted if w not in _known_attrs(typename)]:
+            known = _known_attrs(typename)
+            for bad in [w for w in wanted if known is not None and w not in known]:
                 raise XcatError(f"'{bad}' is not a valid attribute name for an object type "
                                 f"of '{typename}'.")
             found += len(names)
@@ -105,8 +106,11 @@ def lsdef(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
             yield Response(data="Could not find any objects to display.")
 
 
-def _known_attrs(typename: str) -> set[str]:
-    return set(objtype(typename).attrs) | {"members"} if typename != "site" else set()
+def _known_attrs(typename: str) -> set[str] | None:
+    """Attribute names of a type; None for site, whose attributes are any site key."""
+    if typename == "site":
+        return None
+    return set(objtype(typename).attrs) | {"members"}
 
 
 def _unhidden(store: ObjectStore, names: list[str]) -> list[str]:
@@ -188,9 +192,9 @@ def parse_stanzas(text: str) -> list[tuple[str, str, dict[str, str]]]:
 
 
 def _validate(typename: str, name: str, attrs: dict[str, str]) -> None:
-    if typename == "site":
-        return
     known = _known_attrs(typename)
+    if known is None:
+        return
     for attr in attrs:
         if attr not in known:
             raise XcatError(f"'{attr}' is not a valid attribute name for an object type of "
@@ -321,6 +325,7 @@ def _define(ctx: Context, writer: ObjectWriter, items, *, force: bool, create: b
                                                            "wherevals", "usercomment"}:
                     errors.append(f"Can not assign attributes to dynamic node group '{name}'.")
                     continue
+            errors += _keep_masked(typename, name, attrs, current.get(name, {}))
             if mode:
                 attrs = _list_edit(name, attrs, current.get(name, {}), mode, warnings)
             changes[name] = {k: (v if v != "" else None) for k, v in attrs.items()}
@@ -345,6 +350,21 @@ def _define(ctx: Context, writer: ObjectWriter, items, *, force: bool, create: b
             "One or more errors occured when attempting to create or modify xCAT object "
             "definitions; no definition was changed."]))
     return count
+
+
+def _keep_masked(typename: str, name: str, attrs: dict[str, str],
+                 stored: dict[str, str]) -> list[str]:
+    """A masked secret (from lsdef -z) means 'keep the stored one', never '********'."""
+    errors = []
+    for attr in [a for a, v in attrs.items() if v == SECRET_MASK]:
+        if attr not in _secret_attrs(typename):
+            continue
+        if stored.get(attr):
+            del attrs[attr]
+        else:
+            errors.append(f"'{attr}' of '{name}' is masked ({SECRET_MASK}) and there is no "
+                          "stored value to keep; give the real value.")
+    return errors
 
 
 def _list_edit(name: str, attrs: dict[str, str], current: dict[str, str], mode: str,

@@ -68,8 +68,6 @@ def _visible(ctx: Context, nodes: set[str], show_hidden: bool) -> set[str]:
 def nodels(req: Request, ctx: Context, nodes: NodeSet | None) -> Iterator[Response]:
     a = req.args
     if nodes is None:
-        if req.noderange:  # an explicit noderange that expanded to nothing
-            return
         names = _visible(ctx, ctx.all_nodes(), bool(a.get("show_hidden")))
     else:
         names = nodes.names
@@ -83,7 +81,7 @@ def nodels(req: Request, ctx: Context, nodes: NodeSet | None) -> Iterator[Respon
     for term in shown + [f[0] for f in filters]:
         wanted[term.table].append(term.column)
     blame = bool(a.get("blame"))
-    values = ctx.db.resolve(ordered, wanted, blame=blame)
+    values = ctx.db.resolve(ordered, wanted, blame=blame, groups=ctx.node_groups())
     labelled = force or bool(a.get("with_fieldname")) or len(shown) > 1
     show_secrets = bool(a.get("show_secrets"))
     for node in ordered:

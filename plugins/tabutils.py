@@ -94,8 +94,30 @@ def _keep_masked_secrets(ctx: Context, conn, table: str, rows: list[dict]) -> No
                 r[c] = old[c]
 
 
+def _check_duplicate_keys(ctx: Context, conn, table: str, rows: list[dict],
+                          append: bool) -> None:
+    """Name the duplicated key, rather than let the database say 'constraint failed'."""
+    tdef = TABLES[table]
+    keys = [k for k in tdef.keys if k != tdef.autoincrement]
+    if not keys:
+        return
+    seen: dict[tuple, int] = {}
+    if append:
+        for r in ctx.db.rows(table, conn, include_disabled=True):
+            seen[tuple(r.get(k) for k in keys)] = 0
+    for i, r in enumerate(rows, 1):
+        key = tuple(r.get(k) for k in keys)
+        if key in seen:
+            where = f"data rows {seen[key]} and {i}" if seen[key] else \
+                f"data row {i} (already in the table)"
+            text = ",".join(f"{k}={v}" for k, v in zip(keys, key))
+            raise DBError(f"Duplicate key {text} in {table}: {where}")
+        seen[key] = i
+
+
 def restore_table(ctx: Context, conn, table: str, text: str, append: bool) -> int:
     rows = parse_csv(table, text)
+    _check_duplicate_keys(ctx, conn, table, rows, append)
     _keep_masked_secrets(ctx, conn, table, rows)
     t = SA_TABLES[table]
     if not append:
@@ -311,29 +333,32 @@ def tabprune(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
         raise XcatError("Table name required.")
     if table not in LOG_TABLES:
         raise XcatError(f"Table {table} not supported, see tabprune -h for supported tables.")
-    chosen = [o for o in ("all", "number", "recid", "percent", "days") if a.get(o) not in
-              (None, False)]
+    chosen = [o for o in ("all", "number", "recid", "percent", "days")
+              if a.get(o) is not None and a.get(o) is not False]
     if not chosen:
         raise XcatError("One option -p or -i or -n or -a or -d must be supplied.")
     if len(chosen) > 1:
         raise XcatError("Only one option -p or -i or -n or -a or -d may be used at a time.")
     t = SA_TABLES[table]
     with ctx.db.begin() as conn:
-        lo, hi = conn.execute(sa.select(sa.func.min(t.c.recid), sa.func.max(t.c.recid))).one()
-        if lo is None:
+        total = conn.execute(sa.select(sa.func.count()).select_from(t)).scalar() or 0
+        if not total:
             raise XcatError(f"Nothing to prune from {table}.")
         opt = chosen[0]
-        if opt == "all":
+        if opt in ("number", "percent"):  # the N oldest records, whatever the recid gaps
+            if opt == "percent":
+                pct = float(a["percent"])
+                if not 0 <= pct <= 100:
+                    raise XcatError("-p takes a percentage between 0 and 100.")
+                count = int(total * pct / 100)
+            else:
+                count = int(a["number"])
+            oldest = sa.select(t.c.recid).order_by(t.c.recid).limit(count).scalar_subquery()
+            cond = t.c.recid.in_(oldest) if count > 0 else sa.false()
+        elif opt == "all":
             cond = sa.true()
         elif opt == "recid":
             cond = t.c.recid < int(a["recid"])
-        elif opt == "number":
-            cond = t.c.recid < lo + int(a["number"])
-        elif opt == "percent":
-            pct = float(a["percent"])
-            if not 0 <= pct <= 100:
-                raise XcatError("-p takes a percentage between 0 and 100.")
-            cond = t.c.recid < lo + int((hi - lo + 1) * pct / 100)
         else:
             timecol = t.c.audittime if table == "auditlog" else t.c.eventtime
             cutoff = time.strftime("%Y-%m-%d %H:%M:%S",

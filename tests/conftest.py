@@ -3,17 +3,11 @@ PostgreSQL server that the test session starts itself (and stops, by PID, whatev
 from __future__ import annotations
 
 import contextlib
-import glob
 import importlib
 import io
-import itertools
 import os
-import pwd
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,91 +16,23 @@ import pytest
 from xcatd.config import Paths
 from xcatd.db import Database
 from xcatd.initialize import initialize
+from xcatd.lab import postgres as pg
 
 
 # ---- PostgreSQL ----------------------------------------------------------------------------
-def _pg_bindir() -> str | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if found:
-        return os.path.dirname(found[-1])
-    initdb = shutil.which("initdb")
-    return os.path.dirname(initdb) if initdb else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class PgServer:
-    port: int
-    datadir: str
-    pid: int
-
-    def url(self, dbname: str) -> str:
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{dbname}"
-
-
 @pytest.fixture(scope="session")
 def pg_server():
-    bindir = _pg_bindir()
-    if bindir is None:
+    if pg.bindir() is None:
         pytest.skip("PostgreSQL is not installed (make test installs the postgresql package)")
     try:
         import psycopg  # noqa: F401
     except ImportError:
         pytest.skip("psycopg is not installed")
-    base = tempfile.mkdtemp(prefix="pyxcat-pg-")
-    datadir, sockdir = os.path.join(base, "data"), os.path.join(base, "sock")
-    os.makedirs(sockdir)
-    as_user: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses root: run the server as postgres
-        pw = pwd.getpwnam("postgres")
-        os.chown(base, pw.pw_uid, pw.pw_gid)
-        os.chown(sockdir, pw.pw_uid, pw.pw_gid)
-        as_user = ["runuser", "-u", "postgres", "--"]
-    port = _free_port()
-    subprocess.run([*as_user, f"{bindir}/initdb", "-D", datadir, "-U", "postgres",
-                    "--auth=trust", "-E", "UTF8", "--no-sync"],
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    subprocess.run([*as_user, f"{bindir}/pg_ctl", "-D", datadir, "-w", "-s", "-l",
-                    os.path.join(base, "log"), "-o",
-                    f"-p {port} -k {sockdir} -c listen_addresses=127.0.0.1 -c fsync=off "
-                    "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
-                    "start"], check=True)
-    with open(os.path.join(datadir, "postmaster.pid")) as fh:
-        pid = int(fh.readline())
-    server = PgServer(port, datadir, pid)
+    server = pg.start()
     try:
         yield server
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, 15)  # smart shutdown by PID; then make sure
-        for _ in range(100):
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            import time
-            time.sleep(0.05)
-        else:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, 9)
-        shutil.rmtree(base, ignore_errors=True)
-
-
-_db_counter = itertools.count()
-
-
-def _create_pg_database(server: PgServer) -> str:
-    import psycopg
-    name = f"xcat_{os.getpid()}_{next(_db_counter)}"
-    with psycopg.connect(host="127.0.0.1", port=server.port, user="postgres",
-                         dbname="postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return server.url(name)
+        server.stop()
 
 
 # ---- a management node ---------------------------------------------------------------------
@@ -183,7 +109,7 @@ def mn(tmp_path, monkeypatch, request, backend):
     """A fresh management node on each database backend."""
     url = None
     if backend == "postgres":
-        url = _create_pg_database(request.getfixturevalue("pg_server"))
+        url = request.getfixturevalue("pg_server").new_database()
     node = make_mn(tmp_path, url)
     monkeypatch.setenv("XCATROOT", str(node.root))
     for var in ("XCAT_NODE_PREFIX", "XCAT_NODE_SUFFIX"):

@@ -161,10 +161,12 @@ class Database:
         return out
 
     def _fetch(self, stmt: sa.Select, conn: Connection | None) -> list[dict]:
-        if conn is not None:
-            return [dict(r) for r in conn.execute(stmt).mappings()]
-        with self.engine.connect() as c:
-            return [dict(r) for r in c.execute(stmt).mappings()]
+        if conn is None:
+            with self.engine.connect() as c:
+                return self._fetch(stmt, c)
+        result = conn.execute(stmt)
+        keys = list(result.keys())
+        return [dict(zip(keys, row)) for row in result.fetchall()]
 
     def site(self, conn: Connection | None = None) -> dict[str, str]:
         return {r["key"]: r["value"] for r in self.rows("site", conn) if r["value"] is not None}
@@ -257,39 +259,67 @@ class Database:
             cols = list(dict.fromkeys(cols))
             for col in cols:
                 check_column(table, col)
-            tdef = TABLES[table]
-            if table == "nodelist":
-                rows = {r["node"]: r for r in self.rows(table, conn, keys=nodes)}
-                inherit = False
-            else:
-                keycol = tdef.keys[0] if tdef.keys[0] == "node" else "node"
-                rows = {}
-                for r in self.rows(table, conn, keys=set(nodes) | allgroups, keycol=keycol):
-                    rows.setdefault(r[keycol], r)  # first row of multi-key tables
-                inherit = True
+            inherit = table != "nodelist"
+            rows = self._value_rows(conn, table, cols, set(nodes) | allgroups if inherit
+                                    else set(nodes), blame)
+            if not rows:
+                continue
+            chains: dict[tuple[str, ...], dict] = {}  # inherited values per group list
+            empty: dict = {}
             for node in nodes:
-                own = rows.get(node)
-                out = result[node]
-                for col in cols:
-                    value, source = (own.get(col), node) if own else (None, node)
-                    if (value is None or value == "") and inherit:
-                        for g in groups.get(node, ()):
-                            grow = rows.get(g)
-                            if grow is not None:
-                                gv = grow.get(col)
-                                if gv is not None and gv != "":
-                                    value, source = gv, g
-                                    break
-                    if value is None or value == "":
-                        continue
-                    if computed and is_regex_value(value):
-                        try:
-                            value = compute(value, node)
-                        except RegexValueError as exc:
-                            raise DBError(f"{node}: bad regular expression value in "
-                                          f"{table}.{col} ({source}): {exc}") from None
-                    out[(table, col)] = (value, source) if blame else value
+                merged = rows.get(node, empty)
+                if inherit:
+                    chain = tuple(groups.get(node, ()))
+                    base = chains.get(chain)
+                    if base is None:
+                        base = {}
+                        for g in reversed(chain):  # the first group wins
+                            base.update(rows.get(g, empty))
+                        chains[chain] = base
+                    if base:
+                        merged = {**base, **merged} if merged else base
+                if merged:
+                    self._store(result[node], node, merged, blame, computed)
         return result
+
+    def _value_rows(self, conn: Connection, table: str, cols: list[str], keys: set[str],
+                    blame: bool) -> dict[str, dict]:
+        """{node or group: {(table, col): value}} with only non-empty values of active rows;
+        with ``blame`` the values are (value, node or group) pairs."""
+        t = SA_TABLES[table]
+        stmt = sa.select(t.c.node, t.c.disable, *[t.c[c] for c in cols])
+        if len(keys) <= BULK_THRESHOLD:
+            stmt = stmt.where(t.c.node.in_(sorted(keys)))
+        tcs = [(table, c) for c in cols]
+        rows: dict[str, dict] = {}
+        for row in conn.execute(stmt).fetchall():
+            key, disable = row[0], row[1]
+            if key in rows or key not in keys or (disable and disable.lower() in DISABLED):
+                continue  # first row of multi-key tables wins
+            if blame:
+                rows[key] = {tc: (v, key) for tc, v in zip(tcs, row[2:]) if v}
+            else:
+                rows[key] = {tc: v for tc, v in zip(tcs, row[2:]) if v}
+        return rows
+
+    @staticmethod
+    def _store(out: dict, node: str, merged: dict, blame: bool, computed: bool) -> None:
+        if not blame and not computed:
+            out.update(merged)
+            return
+        for tc, value in merged.items():
+            source = None
+            if blame:
+                value, source = value
+            if computed and value[0] in "/|" and is_regex_value(value):
+                try:
+                    value = compute(value, node)
+                except RegexValueError as exc:
+                    raise DBError(f"{node}: bad regular expression value in "
+                                  f"{tc[0]}.{tc[1]}: {exc}") from None
+                if not value:
+                    continue
+            out[tc] = (value, source) if blame else value
 
     def all_nodes(self, conn: Connection | None = None) -> set[str]:
         return {r["node"] for r in self.rows("nodelist", conn)}

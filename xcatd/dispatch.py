@@ -80,6 +80,7 @@ class Context:
         self.db.check_ready()
         self._nodes: set[str] | None = None
         self._groups: dict[str, list[str]] | None = None
+        self._node_groups: dict[str, list[str]] | None = None
         self._nodegroups: dict[str, dict] | None = None
         self._site: dict[str, str] | None = None
 
@@ -95,8 +96,14 @@ class Context:
             self._load_nodelist()
         return self._nodes  # type: ignore[return-value]
 
+    def node_groups(self) -> dict[str, list[str]]:
+        """Every node's groups (nodelist.groups), read once per request."""
+        if self._node_groups is None:
+            self._load_nodelist()
+        return self._node_groups  # type: ignore[return-value]
+
     def _load_nodelist(self) -> None:
-        groups = self.db.node_groups()
+        groups = self._node_groups = self.db.node_groups()
         self._nodes = set(groups)
         self._groups = {}
         for node, gl in groups.items():
@@ -143,6 +150,10 @@ def dispatch(request: Request, paths: Paths | None = None) -> Iterator[Response]
         nodes: NodeSet | None = None
         if spec.noderange != "none" and request.noderange:
             nodes = ctx.expand(request.noderange, verify=spec.noderange != "new")
+            if not nodes:  # an empty group, an empty intersection: say so, do nothing
+                yield Response(error=f"The noderange '{request.noderange}' contains no nodes",
+                               errorcode=1)
+                return
         elif spec.noderange in ("required", "new"):
             yield Response(error=f"{request.command}: a noderange is required", errorcode=1)
             return

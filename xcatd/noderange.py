@@ -43,7 +43,14 @@ class InvalidNodes(NodeRangeError):
         super().__init__(f"Invalid nodes and/or groups in noderange: {text}", text)
 
 
-# ---- numbers and folding ------------------------------------------------------------------
+# ---- names as (prefix, suffix, padding) + integer ------------------------------------------
+# A name is split at its last number: "rack2-n07" -> key ("rack2-n", "", 2), number 7. The
+# mapping is one-to-one (a number without a leading zero has padding 0; a name without a
+# number has padding -1), so set algebra on ranges is integer set algebra, and strings are
+# made only when someone asks for them.
+Key = tuple[str, str, int]
+Groups = dict[Key, set[int]]
+
 _TAIL = re.compile(r"^(.*?)(\d+)(\D*)$")
 _CHUNKS = re.compile(r"(\d+)")
 
@@ -54,19 +61,56 @@ def natural_key(name: str) -> tuple:
     return tuple(int(p) if i % 2 else p for i, p in enumerate(parts))
 
 
-def _fold_numbers(digits: Iterable[str]) -> tuple[str, int]:
-    """Fold digit strings into 'a-b,c' text; padded numbers keep their width."""
-    by_width: dict[int, set[int]] = defaultdict(set)
-    for d in digits:
-        width = len(d) if (d[0] == "0" and len(d) > 1) else 0
-        by_width[width].add(int(d))
-    # An unpadded number as wide as a padded group belongs to it (n099,n100 -> n[099-100]).
-    for width in [w for w in by_width if w]:
-        fits = {v for v in by_width.get(0, ()) if len(str(v)) == width}
-        if fits:
-            by_width[width] |= fits
-            by_width[0] -= fits
-    runs: list[tuple[int, int, int]] = []  # (start, end, width)
+def _parse_into(groups: Groups, names: Iterable[str]) -> None:
+    match = _TAIL.match
+    for name in names:
+        m = match(name)
+        if m is None:
+            groups.setdefault((name, "", -1), set()).add(0)
+            continue
+        pre, digits, suf = m.groups()
+        width = len(digits) if digits[0] == "0" and len(digits) > 1 else 0
+        groups.setdefault((pre, suf, width), set()).add(int(digits))
+
+
+def _add_range(groups: Groups, pre: str, suf: str, width: int, lo: int, hi: int) -> None:
+    """Add pre<lo..hi>suf; numbers that need no padding go to the unpadded key."""
+    if width > 0:
+        limit = 10 ** (width - 1)
+        if lo < limit:
+            groups.setdefault((pre, suf, width), set()).update(range(lo, min(hi, limit - 1) + 1))
+        lo = max(lo, limit)
+    if lo <= hi:
+        target = groups.setdefault((pre, suf, 0), set())
+        if target:
+            target.update(range(lo, hi + 1))
+        else:
+            groups[(pre, suf, 0)] = set(range(lo, hi + 1))
+
+
+def _materialise(key: Key, ints: Iterable[int]) -> list[str]:
+    pre, suf, width = key
+    if width < 0:
+        return [pre]
+    if width == 0:
+        return [pre + s + suf for s in map(str, ints)]
+    return [f"{pre}{i:0{width}d}{suf}" for i in ints]
+
+
+# ---- folding -------------------------------------------------------------------------------
+def _fold_ints(by_width: dict[int, set[int]]) -> tuple[str, int]:
+    """{width: numbers} -> ('01-04,10', count); padded numbers keep their width."""
+    by_width = {w: set(v) for w, v in by_width.items()}
+    # An unpadded number as wide as a padded group joins it (n099,n100 -> n[099-100]).
+    for width in [w for w in by_width if w > 0]:
+        unpadded = by_width.get(0)
+        if unpadded:
+            lo, hi = 10 ** (width - 1), 10 ** width - 1
+            fits = {v for v in unpadded if lo <= v <= hi}
+            if fits:
+                by_width[width] |= fits
+                unpadded -= fits
+    runs: list[tuple[int, int, int]] = []
     for width, values in by_width.items():
         if not values:
             continue
@@ -80,49 +124,52 @@ def _fold_numbers(digits: Iterable[str]) -> tuple[str, int]:
         runs.append((start, prev, width))
     runs.sort()
     count = sum(e - s + 1 for s, e, _ in runs)
-    text = ",".join(
-        f"{s:0{w}d}" if s == e else f"{s:0{w}d}-{e:0{w}d}" for s, e, w in runs
-    )
+    text = ",".join(f"{s:0{w}d}" if s == e else f"{s:0{w}d}-{e:0{w}d}" for s, e, w in runs)
     return text, count
 
 
-def fold(names: Iterable[str]) -> str:
-    """Fold node names into xCAT's compact bracket form, in natural order."""
-    groups: dict[tuple[str, str], list[str]] = defaultdict(list)
+def _fold_groups(groups: Groups) -> str:
+    by_ps: dict[tuple[str, str], dict[int, set[int]]] = defaultdict(dict)
     singles: list[str] = []
-    match = _TAIL.match
-    for name in names:
-        m = match(name)
-        if m:
-            groups[(m.group(1), m.group(3))].append(m.group(2))
+    for (pre, suf, width), ints in groups.items():
+        if not ints:
+            continue
+        if width < 0:
+            singles.append(pre)
         else:
-            singles.append(name)
-    items: list[tuple[str, str, str, int]] = []  # prefix, ranges, suffix, count
-    for (prefix, suffix), digits in groups.items():
-        text, count = _fold_numbers(digits)
-        items.append((prefix, text, suffix, count))
-    # Second dimension: rack1-n[1-40],rack2-n[1-40] -> rack[1-2]-n[1-40].
+            by_ps[(pre, suf)][width] = ints
+    match = _TAIL.match
     outer: dict[tuple[str, str, str, str], list[str]] = defaultdict(list)
     folded: list[str] = []
-    for prefix, text, suffix, count in items:
+    for (prefix, suffix), by_width in by_ps.items():
+        text, count = _fold_ints(by_width)
         m = match(prefix) if count > 1 else None
-        if m:
+        if m:  # second dimension: rack1-n[1-40],rack2-n[1-40] -> rack[1-2]-n[1-40]
             outer[(m.group(1), m.group(3), text, suffix)].append(m.group(2))
         elif count == 1:
             singles.append(f"{prefix}{text}{suffix}")
         else:
-            folded.append(_bracket(prefix, text, suffix, count))
+            folded.append(f"{prefix}[{text}]{suffix}")
     for (pre, mid, text, suffix), digits in outer.items():
         if len(digits) == 1:
             folded.append(f"{pre}{digits[0]}{mid}[{text}]{suffix}")
             continue
-        otext, ocount = _fold_numbers(digits)
+        sub: Groups = {}
+        _parse_into(sub, digits)
+        otext, ocount = _fold_ints({w: v for (_, _, w), v in sub.items()})
         folded.append(f"{_bracket(pre, otext, mid, ocount)}[{text}]{suffix}")
     if len(singles) > 1:
         singles = _fold_inner(singles)
     folded.extend(singles)
     folded.sort(key=natural_key)
     return ",".join(folded)
+
+
+def fold(names: Iterable[str]) -> str:
+    """Fold node names into xCAT's compact bracket form, in natural order."""
+    groups: Groups = {}
+    _parse_into(groups, names)
+    return _fold_groups(groups)
 
 
 def _fold_inner(names: list[str]) -> list[str]:
@@ -132,20 +179,22 @@ def _fold_inner(names: list[str]) -> list[str]:
     rest = list(names)
     depth = max(len(p) for p in parsed.values())
     for pos in range(depth - 2, 0, -2):  # odd indices hold the numbers, right to left
-        groups: dict[tuple, list[str]] = defaultdict(list)
+        buckets: dict[tuple, list[str]] = defaultdict(list)
         keep: list[str] = []
         for n in rest:
             chunks = parsed[n]
             if pos <= len(chunks) - 2:
-                groups[(len(chunks), *chunks[:pos], *chunks[pos + 1:])].append(n)
+                buckets[(len(chunks), *chunks[:pos], *chunks[pos + 1:])].append(n)
             else:
                 keep.append(n)
-        for members in groups.values():
+        for members in buckets.values():
             if len(members) == 1:
                 keep.extend(members)
                 continue
             chunks = parsed[members[0]]
-            text, count = _fold_numbers([parsed[n][pos] for n in members])
+            sub: Groups = {}
+            _parse_into(sub, [parsed[n][pos] for n in members])
+            text, count = _fold_ints({w: v for (_, _, w), v in sub.items()})
             out.append(_bracket("".join(chunks[:pos]), text, "".join(chunks[pos + 1:]), count))
         rest = keep
     return out + rest
@@ -160,31 +209,37 @@ _BRACKET = re.compile(r"\[([^\[\]]*)\]")
 _NUMBERED = re.compile(r"^(.*?)(\d+)(\D*)$")
 _PLUS = re.compile(r"^(.*?)(\d+)(\D*)\+(\d+)$")
 _DIGITS = re.compile(r"^\d+$")
+_ENDS_WITH_DIGIT = re.compile(r"\d$")
+
+Span = tuple[int, int, int]  # lo, hi, width
 
 
-def _number_range(text: str, token: str) -> list[str]:
-    """'1-3,07-09' -> ['1','2','3','07','08','09'] (padding from the first number)."""
-    out: list[str] = []
+def _spans(text: str, token: str) -> list[Span]:
+    """'1-3,07-09' -> [(1, 3, 0), (7, 9, 2)]: padding comes from the written numbers."""
+    out: list[Span] = []
     for piece in text.split(","):
         piece = piece.strip()
         a, sep, b = piece.partition("-")
+        if not sep:
+            a, sep, b = piece.partition(":")
         if not _DIGITS.match(a) or (sep and not _DIGITS.match(b)):
             raise NodeRangeError(f"Invalid range {piece!r} in {token!r}", token)
-        if not sep:
-            out.append(a)
-            continue
+        b = b if sep else a
         lo, hi = int(a), int(b)
         if hi < lo:
             raise NodeRangeError(f"Invalid range {piece!r} in {token!r}: end before start", token)
         if hi - lo > 10_000_000:
             raise NodeRangeError(f"Range {piece!r} in {token!r} is too large", token)
-        width = len(a) if a[0] == "0" and len(a) > 1 else (len(a) if len(a) == len(b) else 0)
-        out.extend([f"{i:0{width}d}" for i in range(lo, hi + 1)] if width else
-                   [str(i) for i in range(lo, hi + 1)])
+        width = len(a) if a[0] == "0" and len(a) > 1 else 0
+        out.append((lo, hi, width))
     return out
 
 
-def expand_pattern(token: str) -> list[str] | None:
+def _span_strings(spans: list[Span]) -> list[str]:
+    return [f"{i:0{w}d}" for lo, hi, w in spans for i in range(lo, hi + 1)]
+
+
+def expand_pattern(token: str) -> "NodeSet | None":
     """Expand a range token that needs no cluster knowledge, or return None if it is a name.
 
     Handles ``pre[1-3]suf`` (several brackets, lists inside), ``n1-n5``, ``n1:n5``,
@@ -196,45 +251,56 @@ def expand_pattern(token: str) -> list[str] | None:
     if m:
         prefix, start, suffix, extra = m.groups()
         width = len(start) if start[0] == "0" and len(start) > 1 else 0
-        lo = int(start)
-        return [f"{prefix}{i:0{width}d}{suffix}" for i in range(lo, lo + int(extra) + 1)]
+        return _from_spans([prefix], [(int(start), int(start) + int(extra), width)], suffix)
     for sep in (":", "-"):
-        if sep not in token:
-            continue
-        result = _expand_dash(token, sep)
-        if result is not None:
-            return result
+        if sep in token:
+            result = _expand_dash(token, sep)
+            if result is not None:
+                return result
     return None
 
 
-def _expand_brackets(token: str) -> list[str]:
-    pieces: list[list[str]] = []
+def _from_spans(prefixes: list[str], spans: list[Span], suffix: str) -> "NodeSet":
+    """Names prefix + number + suffix; integer-only when the split is the canonical one."""
+    groups: Groups = {}
+    if not _CHUNKS.search(suffix):
+        for pre in prefixes:
+            if _ENDS_WITH_DIGIT.search(pre):
+                break
+            for lo, hi, w in spans:
+                _add_range(groups, pre, suffix, w, lo, hi)
+        else:
+            return NodeSet._of(groups)
+        groups = {}
+    nums = _span_strings(spans)
+    _parse_into(groups, (p + n + suffix for p in prefixes for n in nums))
+    return NodeSet._of(groups)
+
+
+def _expand_brackets(token: str) -> "NodeSet":
+    pieces: list[str | list[Span]] = []
     pos = 0
     for m in _BRACKET.finditer(token):
         literal = token[pos:m.start()]
         if "[" in literal or "]" in literal:
             raise NodeRangeError(f"Unbalanced brackets in {token!r}", token)
-        pieces.append([literal])
-        pieces.append(_number_range(m.group(1), token))
+        pieces.append(literal)
+        pieces.append(_spans(m.group(1), token))
         pos = m.end()
     tail = token[pos:]
     if "[" in tail or "]" in tail:
         raise NodeRangeError(f"Unbalanced brackets in {token!r}", token)
-    pieces.append([tail])
-    if len(pieces) == 3:  # the common case: one bracket, a plain f-string loop
-        pre, nums, suf = pieces[0][0], pieces[1], pieces[2][0]
-        return [pre + n + suf for n in nums]
-    names = [""]
-    for options in pieces:
-        if len(options) == 1:
-            lit = options[0]
-            names = [n + lit for n in names]
+    prefixes = [""]
+    for piece in pieces[:-1]:
+        if isinstance(piece, str):
+            prefixes = [p + piece for p in prefixes]
         else:
-            names = [n + o for n in names for o in options]
-    return names
+            nums = _span_strings(piece)
+            prefixes = [p + n for p in prefixes for n in nums]
+    return _from_spans(prefixes, pieces[-1], tail)  # type: ignore[arg-type]
 
 
-def _expand_dash(token: str, sep: str) -> list[str] | None:
+def _expand_dash(token: str, sep: str) -> "NodeSet | None":
     """``n01-n10`` / ``n1:n10`` / ``n1-10``; None if no split of the token forms a range."""
     positions = [i for i, ch in enumerate(token) if ch == sep]
     for i in positions:
@@ -251,7 +317,7 @@ def _expand_dash(token: str, sep: str) -> list[str] | None:
             prefix, a, suffix, b = lm.group(1), lm.group(2), lm.group(3), rm.group(2)
         if int(b) < int(a):
             raise NodeRangeError(f"Invalid range {token!r}: end before start", token)
-        return [prefix + n + suffix for n in _number_range(f"{a}-{b}", token)]
+        return _from_spans([prefix], _spans(f"{a}-{b}", token), suffix)
     return None
 
 
@@ -264,14 +330,28 @@ class NodeSet:
     ('n[5-10]', 'n[1-4]', 20)
     """
 
-    __slots__ = ("_names",)
+    __slots__ = ("_g", "_cache")
 
     def __init__(self, names: Iterable[str] = ()) -> None:
-        self._names: set[str] = names if isinstance(names, set) else set(names)
+        self._g: Groups = {}
+        self._cache: set[str] | None = None
+        if isinstance(names, NodeSet):
+            self._g = {k: set(v) for k, v in names._g.items()}
+        elif isinstance(names, str):
+            self._g = NodeSet.fromstring(names)._g
+        else:
+            _parse_into(self._g, names)
+
+    @classmethod
+    def _of(cls, groups: Groups) -> "NodeSet":
+        ns = cls.__new__(cls)
+        ns._g = {k: v for k, v in groups.items() if v}
+        ns._cache = None
+        return ns
 
     @classmethod
     def fromlist(cls, names: Iterable[str]) -> "NodeSet":
-        return cls(set(names))
+        return cls(list(names))
 
     @classmethod
     def fromstring(cls, text: str) -> "NodeSet":
@@ -280,82 +360,113 @@ class NodeSet:
 
     # set protocol
     def __len__(self) -> int:
-        return len(self._names)
+        return sum(len(v) for v in self._g.values())
 
     def __contains__(self, name: object) -> bool:
-        return name in self._names
+        if not isinstance(name, str):
+            return False
+        g: Groups = {}
+        _parse_into(g, (name,))
+        (key, ints), = g.items()
+        return key in self._g and next(iter(ints)) in self._g[key]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(sorted(self._names, key=natural_key))
+        return iter(self.sorted())
 
     def __bool__(self) -> bool:
-        return bool(self._names)
+        return any(self._g.values())
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, NodeSet):
-            return self._names == other._names
+            return self._g == other._g
         if isinstance(other, (set, frozenset)):
-            return self._names == other
+            return self.names == other
         return NotImplemented
 
-    def __hash__(self) -> int:  # mutable, like set
-        raise TypeError("unhashable type: 'NodeSet'")
+    __hash__ = None  # type: ignore[assignment]  # mutable, like set
 
-    def _other(self, other: Iterable[str]) -> set[str]:
+    @staticmethod
+    def _other(other: Iterable[str]) -> Groups:
         if isinstance(other, NodeSet):
-            return other._names
+            return other._g
         if isinstance(other, str):
-            return NodeSet.fromstring(other)._names
-        return set(other)
+            return NodeSet.fromstring(other)._g
+        g: Groups = {}
+        _parse_into(g, other)
+        return g
 
     def __or__(self, other: Iterable[str]) -> "NodeSet":
-        return NodeSet(self._names | self._other(other))
+        out = self.copy()
+        out.update(other)
+        return out
 
     def __and__(self, other: Iterable[str]) -> "NodeSet":
-        return NodeSet(self._names & self._other(other))
+        og = self._other(other)
+        return NodeSet._of({k: v & og[k] for k, v in self._g.items() if k in og})
 
     def __sub__(self, other: Iterable[str]) -> "NodeSet":
-        return NodeSet(self._names - self._other(other))
+        og = self._other(other)
+        return NodeSet._of({k: (v - og[k] if k in og else set(v)) for k, v in self._g.items()})
 
     def __xor__(self, other: Iterable[str]) -> "NodeSet":
-        return NodeSet(self._names ^ self._other(other))
+        og = self._other(other)
+        keys = set(self._g) | set(og)
+        return NodeSet._of({k: self._g.get(k, set()) ^ og.get(k, set()) for k in keys})
 
     union, intersection, difference, symmetric_difference = __or__, __and__, __sub__, __xor__
 
     def update(self, other: Iterable[str]) -> None:
-        self._names |= self._other(other)
+        for k, v in self._other(other).items():
+            mine = self._g.get(k)
+            if mine is None:
+                self._g[k] = set(v)
+            else:
+                mine |= v
+        self._cache = None
 
     def difference_update(self, other: Iterable[str]) -> None:
-        self._names -= self._other(other)
+        self._g = (self - other)._g
+        self._cache = None
 
     def intersection_update(self, other: Iterable[str]) -> None:
-        self._names &= self._other(other)
+        self._g = (self & other)._g
+        self._cache = None
 
     def add(self, name: str) -> None:
-        self._names.add(name)
+        self.update([name])
 
     def discard(self, name: str) -> None:
-        self._names.discard(name)
+        self.difference_update([name])
 
     def issubset(self, other: Iterable[str]) -> bool:
-        return self._names <= self._other(other)
+        og = self._other(other)
+        return all(k in og and v <= og[k] for k, v in self._g.items())
 
     def issuperset(self, other: Iterable[str]) -> bool:
-        return self._names >= self._other(other)
+        return NodeSet._of(dict(self._other(other))).issubset(self)
 
     def copy(self) -> "NodeSet":
-        return NodeSet(set(self._names))
+        return NodeSet._of({k: set(v) for k, v in self._g.items()})
 
     @property
     def names(self) -> set[str]:
-        """The underlying plain set (hot paths use it directly)."""
-        return self._names
+        """The names as a plain set of strings (made once, then cached)."""
+        if self._cache is None:
+            out: set[str] = set()
+            for key, ints in self._g.items():
+                out.update(_materialise(key, ints))
+            self._cache = out
+        return self._cache
 
     def sorted(self) -> list[str]:
-        return sorted(self._names, key=natural_key)
+        """Names in natural order (n2 before n10)."""
+        if len(self._g) == 1:
+            (key, ints), = self._g.items()
+            return _materialise(key, sorted(ints))
+        return sorted(self.names, key=natural_key)
 
     def __str__(self) -> str:
-        return fold(self._names)
+        return _fold_groups(self._g)
 
     def __repr__(self) -> str:
         return f"NodeSet({str(self)!r})"
@@ -374,6 +485,7 @@ class Cluster(Protocol):
     def excludenodes(self) -> str | None: ...
 
 
+_PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")  # a name that cannot be a range or pattern
 _SELECTOR = re.compile(r"^([A-Za-z_][\w.-]*?)(==|!=|=~|!~|=)(.*)$")
 
 
@@ -404,42 +516,47 @@ class _Expander:
         self.cluster = cluster
         self.verify = verify and cluster is not None
         self.bad: list[str] = []
-        self._all: set[str] | None = None
+        self._all: NodeSet | None = None
         env = os.environ if env is None else env
         self.prefix = env.get("XCAT_NODE_PREFIX", "node")
         self.suffix = env.get("XCAT_NODE_SUFFIX", "")
         self._files: list[str] = []
 
     @property
-    def all_nodes(self) -> set[str]:
+    def all_nodes(self) -> NodeSet:
         if self._all is None:
-            self._all = self.cluster.all_nodes() if self.cluster else set()
+            self._all = NodeSet(self.cluster.all_nodes() if self.cluster else ())
         return self._all
 
-    def expression(self, text: str) -> set[str]:
+    def expression(self, text: str) -> NodeSet:
         text = text.strip()
+        include, exclude = NodeSet(), NodeSet()
         if not text:
-            return set()
-        include: set[str] = set()
-        exclude: set[str] = set()
+            return include
+        plain: list[str] = []  # bare node names: parsed once, together
+        known = self.all_nodes.names if self.cluster is not None else None
         for element in _split_top(text, ","):
             element = element.strip()
             if not element:
                 continue
-            if element.startswith("-") and len(element) > 1:
-                exclude |= self.intersection(element[1:])
+            if _PLAIN.match(element) and (known is None or element in known):
+                plain.append(element)
+            elif element.startswith("-") and len(element) > 1:
+                exclude.update(self.intersection(element[1:]))
             else:
-                include |= self.intersection(element)
+                include.update(self.intersection(element))
+        if plain:
+            include.update(plain)
         return include - exclude if exclude else include
 
-    def intersection(self, element: str) -> set[str]:
+    def intersection(self, element: str) -> NodeSet:
         parts = _split_top(element, "@") if "@" in element else [element]
         result = self.atom(parts[0])
         for part in parts[1:]:
             result = result & self.atom(part)
         return result
 
-    def atom(self, atom: str) -> set[str]:
+    def atom(self, atom: str) -> NodeSet:
         atom = atom.strip()
         if not atom:
             raise NodeRangeError("Empty element in noderange", atom)
@@ -452,47 +569,44 @@ class _Expander:
         cluster = self.cluster
         if cluster is not None:
             if atom in self.all_nodes:
-                return {atom}
+                return NodeSet((atom,))
             members = cluster.group_members(atom)
             if members is not None:
-                return set(members)
+                return NodeSet(members)
             m = _SELECTOR.match(atom)
             if m:
-                return cluster.select_nodes(*m.groups())
+                return NodeSet(cluster.select_nodes(*m.groups()))
         if _DIGITS.match(atom) or _is_digit_range(atom):
-            return self.names(self._digits(atom), atom)
+            return self.checked(self._digits(atom))
         names = expand_pattern(atom)
-        if names is None:
-            return self.names([atom], atom)
-        return self.names(names, atom)
+        return self.checked(NodeSet((atom,)) if names is None else names)
 
-    def _digits(self, atom: str) -> list[str]:
+    def _digits(self, atom: str) -> NodeSet:
         """All-digit atoms take XCAT_NODE_PREFIX / XCAT_NODE_SUFFIX."""
         pre, suf = self.prefix, self.suffix
         if _DIGITS.match(atom):
-            return [f"{pre}{atom}{suf}"]
+            return NodeSet((f"{pre}{atom}{suf}",))
         a, _, b = atom.partition("-") if "-" in atom else atom.partition(":")
-        return [f"{pre}{n}{suf}" for n in _number_range(f"{a}-{b}", atom)]
+        return NodeSet(f"{pre}{n}{suf}" for n in _span_strings(_spans(f"{a}-{b}", atom)))
 
-    def names(self, names: list[str], token: str) -> set[str]:
+    def checked(self, names: NodeSet) -> NodeSet:
+        """With verification, names that are not nodes are recorded and dropped."""
         if not self.verify:
-            return set(names)
-        known = self.all_nodes
-        result = set(names)
-        missing = result - known
+            return names
+        missing = names - self.all_nodes
         if missing:
-            self.bad.extend(sorted(missing, key=natural_key))
-            result -= missing
-        return result
+            self.bad.extend(missing.sorted())
+            return names & self.all_nodes
+        return names
 
-    def regex(self, pattern: str) -> set[str]:
+    def regex(self, pattern: str) -> NodeSet:
         try:
             rx = re.compile(pattern)
         except re.error as exc:
             raise NodeRangeError(f"Invalid regular expression {pattern!r}: {exc}", pattern) from None
-        return {n for n in self.all_nodes if rx.fullmatch(n)}
+        return NodeSet(n for n in self.all_nodes.names if rx.fullmatch(n))
 
-    def from_file(self, path: str) -> set[str]:
+    def from_file(self, path: str) -> NodeSet:
         if path in self._files:
             raise NodeRangeError(f"Noderange file {path!r} includes itself", path)
         try:
@@ -502,12 +616,12 @@ class _Expander:
             raise NodeRangeError(f"Cannot read noderange file {path!r}: {exc.strerror}", path) from None
         self._files.append(path)
         try:
-            out: set[str] = set()
+            out = NodeSet()
             for line in lines:
                 line = line.strip()
                 if not line or line[0] in "#^":
                     continue
-                out |= self.expression(re.split(r"[:\s]", line, maxsplit=1)[0])
+                out.update(self.expression(re.split(r"[:\s]", line, maxsplit=1)[0]))
             return out
         finally:
             self._files.pop()
@@ -533,5 +647,5 @@ def expand(noderange: str, cluster: Cluster | None, *, verify: bool = True,
     if cluster is not None and verify:
         excluded = cluster.excludenodes()
         if excluded and result:
-            result -= _Expander(cluster, verify=False).expression(excluded)
-    return NodeSet(result)
+            result = result - _Expander(cluster, verify=False, env=env).expression(excluded)
+    return result

@@ -17,6 +17,7 @@ from importlib import resources
 from sqlalchemy.engine import Connection
 
 from xcatd.db import TABLES, Database, DBError, split_list
+from xcatd.noderange import natural_key
 
 SITE_OBJECT = "clustersite"
 
@@ -143,14 +144,14 @@ class ObjectStore:
     def names(self, typename: str) -> list[str]:
         t = objtype(typename)
         if typename == "node":
-            return sorted(self.db.all_nodes(self.conn))
+            return sorted(self.db.all_nodes(self.conn), key=natural_key)
         if typename == "group":
-            return sorted(self.group_names())
+            return sorted(self.group_names(), key=natural_key)
         if typename == "site":
             return [SITE_OBJECT]
         keydef = t.attrs[t.objkey][0]
         rows = self.db.rows(keydef.table, self.conn)
-        return sorted({r[keydef.keycol] for r in rows if r.get(keydef.keycol)})
+        return sorted({r[keydef.keycol] for r in rows if r.get(keydef.keycol)}, key=natural_key)
 
     def group_names(self) -> set[str]:
         names = {r["groupname"] for r in self.db.rows("nodegroup", self.conn)}
@@ -213,15 +214,23 @@ class ObjectStore:
                             break
 
     def _read_nodes(self, names: list[str], computed: bool) -> dict[str, dict[str, str]]:
-        t = objtype("node")
-        wanted: dict[str, list[str]] = defaultdict(list)
-        for defs in t.attrs.values():
-            for d in defs:
-                if not d.fixed and d.keycol == "node":
-                    wanted[d.table].append(d.column)
+        direct, conditional, wanted = _node_attr_map()
+        cond_columns = {(d.table, d.column) for _, defs in conditional for d in defs}
         resolved = self.db.resolve(names, wanted, conn=self.conn, computed=computed)
-        out: dict[str, dict[str, str]] = {n: {} for n in names}
-        self._fill(t, names, out, lambda d, n: _ResolvedRow(resolved[n], d.table))
+        out: dict[str, dict[str, str]] = {}
+        for name in names:
+            vals = resolved[name]
+            obj = {direct[tc]: v for tc, v in vals.items() if tc in direct}
+            if not cond_columns.isdisjoint(vals):
+                for attr, defs in conditional:
+                    if attr in obj:
+                        continue
+                    for d in defs:
+                        v = vals.get((d.table, d.column))
+                        if v and (d.only_if is None or obj.get(d.only_if[0]) == d.only_if[1]):
+                            obj[attr] = v
+                            break
+            out[name] = obj
         return out
 
     def _group_extras(self, names: list[str], out: dict[str, dict[str, str]]) -> None:
@@ -231,7 +240,6 @@ class ObjectStore:
                 out[name]["members"] = ",".join(members[name])
 
     def group_members(self, groups: Iterable[str]) -> dict[str, list[str] | None]:
-        from xcatd.noderange import natural_key
         groups = list(groups)
         rows = {r["groupname"]: r for r in self.db.rows("nodegroup", self.conn, keys=groups)}
         node_groups = self.db.node_groups(None, self.conn)
@@ -271,6 +279,26 @@ class ObjectStore:
                 raise DBError(f"Invalid regular expression {value!r}: {exc}") from None
         values = self.db.resolve(nodes, {table: [col]}, conn=self.conn)
         return {n for n in nodes if match_value(values[n].get((table, col)), op, value)}
+
+
+@lru_cache(maxsize=1)
+def _node_attr_map() -> tuple[dict[tuple[str, str], str], list[tuple[str, list[AttrDef]]],
+                              dict[str, list[str]]]:
+    """Node attributes by column: the unconditional ones map straight from (table, column);
+    the others are chosen per node by their only_if condition."""
+    direct: dict[tuple[str, str], str] = {}
+    conditional: list[tuple[str, list[AttrDef]]] = []
+    wanted: dict[str, list[str]] = defaultdict(list)
+    for attr, defs in objtype("node").attrs.items():
+        usable = [d for d in defs if not d.fixed and d.keycol == "node"]
+        for d in usable:
+            wanted[d.table].append(d.column)
+        if len(usable) == 1 and usable[0].only_if is None and \
+                (usable[0].table, usable[0].column) not in direct:
+            direct[(usable[0].table, usable[0].column)] = attr
+        elif usable:
+            conditional.append((attr, usable))
+    return direct, conditional, dict(wanted)
 
 
 class _ResolvedRow:

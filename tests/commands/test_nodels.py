@@ -147,3 +147,22 @@ def test_disabled_row_is_ignored(cluster_sqlite):
     mn = cluster_sqlite
     mn.ok("chtab", "node=n1", "nodehm.mgt=ipmi", "nodehm.disable=1")
     assert mn.ok("nodels", "n1", "mgt").lines == ["n1: "]
+
+
+@pytest.mark.parametrize("cmd,args", [
+    ("nodels", ()), ("nodech", ("nodetype.os=x",)), ("noderm", ()), ("lsdef", ()),
+])
+def test_an_empty_group_is_a_clear_error(mn_sqlite, cmd, args):
+    mn_sqlite.ok("mkdef", "-t", "group", "-o", "emptygrp")
+    before = mn_sqlite.ok("tabdump", "nodetype").out
+    r = mn_sqlite.run(cmd, "emptygrp", *args)
+    assert r.rc == 1
+    assert "emptygrp" in r.err and ("no nodes" in r.err or "No node" in r.err)
+    assert mn_sqlite.ok("tabdump", "nodetype").out == before
+
+
+def test_an_empty_intersection_is_a_clear_error(mn_sqlite):
+    mn_sqlite.ok("nodeadd", "n1", "groups=a")
+    mn_sqlite.ok("nodeadd", "n2", "groups=b")
+    r = mn_sqlite.run("nodels", "a@b")
+    assert r.rc == 1 and "contains no nodes" in r.err

@@ -1,0 +1,132 @@
+"""dumpxCATdb / restorexCATdb: private files, log tables, all-or-nothing restore."""
+import os
+import stat
+
+import pytest
+
+from xcatd.db import TABLES
+
+
+@pytest.fixture
+def populated(mn):
+    mn.ok("mkdef", "-t", "node", "-o", "n1-n2", "groups=compute,all", "mgt=ipmi",
+          "bmc=10.1.0.1", "bmcpassword=s3cret")
+    mn.ok("chtab", "key=system", "passwd.username=root", "passwd.password=rootpw")
+    mn.ok("chtab", "node=n1", 'hosts.comments=a "q", b')
+    with mn.db.begin() as conn:
+        mn.db.insert_row(conn, "auditlog", {"audittime": "2024-01-01 00:00:00",
+                                            "command": "nodels"})
+    return mn
+
+
+@pytest.fixture
+def dumpdir(tmp_path):
+    d = tmp_path / "dump"
+    d.mkdir()
+    return d
+
+
+def snapshot(mn, tables=("nodelist", "nodehm", "ipmi", "passwd", "hosts", "site", "policy")):
+    return {t: mn.ok("tabdump", "--show-secrets", t).out for t in tables}
+
+
+def test_dump_writes_one_private_file_per_table(populated, dumpdir):
+    r = populated.ok("dumpxCATdb", "-p", str(dumpdir))
+    assert r.lines == ["Backup Complete."]
+    files = {p.name for p in dumpdir.iterdir()}
+    assert files == {f"{t}.csv" for t in TABLES if t not in ("auditlog", "eventlog")}
+    for p in dumpdir.iterdir():
+        assert stat.S_IMODE(os.stat(p).st_mode) == 0o600, p.name
+
+
+def test_dump_files_hold_clear_passwords_and_tabdump_format(populated, dumpdir):
+    populated.ok("dumpxCATdb", "-p", str(dumpdir))
+    assert (dumpdir / "passwd.csv").read_text().splitlines() == [
+        "#key,username,password,cryptmethod,authdomain,comments,disable",
+        '"system","root","rootpw",,,,']
+    assert (dumpdir / "hosts.csv").read_text() == \
+        populated.ok("tabdump", "hosts").out
+
+
+def test_dump_a_includes_log_tables(populated, dumpdir):
+    populated.ok("dumpxCATdb", "-a", "-p", str(dumpdir))
+    assert (dumpdir / "auditlog.csv").exists()
+    assert (dumpdir / "eventlog.csv").exists()
+    assert '"nodels"' in (dumpdir / "auditlog.csv").read_text()
+
+
+def test_dump_V_says_what_is_skipped(populated, dumpdir):
+    lines = populated.ok("dumpxCATdb", "-V", "-p", str(dumpdir)).lines
+    assert "Skipping auditlog" in lines and "Dumping nodelist" in lines
+    assert lines[-1] == "Backup Complete."
+
+
+def test_dump_overwrites_existing_file_keeping_mode(populated, dumpdir):
+    f = dumpdir / "nodelist.csv"
+    f.write_text("junk")
+    os.chmod(f, 0o644)
+    populated.ok("dumpxCATdb", "-p", str(dumpdir))
+    assert f.read_text().startswith("#node,groups")
+    assert stat.S_IMODE(os.stat(f).st_mode) == 0o600
+
+
+@pytest.mark.parametrize("args", [[], ["-p", "/nonexistent/dir/xyz"]])
+def test_dump_path_errors(mn_sqlite, args):
+    r = mn_sqlite.run("dumpxCATdb", *args)
+    assert r.rc == 1
+    assert r.err.startswith("Error:")
+
+
+def test_round_trip_restores_everything_including_passwords(populated, dumpdir):
+    before = snapshot(populated)
+    populated.ok("dumpxCATdb", "-p", str(dumpdir))
+    populated.ok("rmdef", "n1-n2")
+    populated.ok("chtab", "-d", "key=system", "passwd")
+    populated.ok("chtab", "key=domain", "site.value=changed")
+    populated.ok("mkdef", "n9", "groups=x")
+    r = populated.ok("restorexCATdb", "-p", str(dumpdir))
+    assert r.lines[-1] == "Restore of Database Complete."
+    assert snapshot(populated) == before
+    assert populated.ok("nodels", "--show-secrets", "n1", "ipmi.password").lines == [
+        "n1: s3cret"]
+
+
+def test_restore_keeps_log_tables_unless_a(populated, dumpdir):
+    populated.ok("dumpxCATdb", "-a", "-p", str(dumpdir))
+    populated.ok("tabprune", "auditlog", "-a")
+    populated.ok("restorexCATdb", "-p", str(dumpdir))
+    assert populated.ok("tabdump", "auditlog").lines[1:] == []
+    populated.ok("restorexCATdb", "-a", "-p", str(dumpdir))
+    assert len(populated.ok("tabdump", "auditlog").lines[1:]) == 1
+
+
+@pytest.mark.parametrize("corrupt", [
+    ("zone.csv", "no header\n"),
+    ("nodelist.csv", '#node,groups\n"n1","a","extra"\n'),
+    ("site.csv", "#key,bogus\n"),
+    ("nosuchtable.csv", "#a\n"),
+    ("policy.csv", '#priority,name\n"1","a"\n"1","b"\n'),
+])
+def test_restore_with_corrupt_file_restores_nothing(populated, dumpdir, corrupt):
+    populated.ok("dumpxCATdb", "-p", str(dumpdir))
+    populated.ok("rmdef", "n1")
+    populated.ok("chtab", "key=domain", "site.value=changed")
+    before = snapshot(populated)
+    name, text = corrupt
+    (dumpdir / name).write_text(text)
+    r = populated.run("restorexCATdb", "-p", str(dumpdir))
+    assert r.rc != 0
+    assert name.split(".")[0] in r.err
+    assert snapshot(populated) == before
+
+
+@pytest.mark.parametrize("setup", ["missing", "empty"])
+def test_restore_path_errors(mn_sqlite, dumpdir, setup):
+    path = dumpdir / "nope" if setup == "missing" else dumpdir
+    r = mn_sqlite.run("restorexCATdb", "-p", str(path))
+    assert r.rc == 1
+    assert r.err.startswith("Error:")
+
+
+def test_restore_without_path_is_error(mn_sqlite):
+    assert mn_sqlite.run("restorexCATdb").rc == 1
