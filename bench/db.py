@@ -39,7 +39,8 @@ def stanza(nodes: int, groups: int) -> str:
             f"\nr{rack:02d}n{i:05d}:", "    objtype=node",
             f"    groups=rack{rack:02d},compute,all", "    mgt=ipmi", "    arch=x86_64",
             "    os=rocky9.4", "    profile=compute", "    provmethod=install",
-            "    netboot=xnba", f"    mac=52:54:00:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:{i & 255:02x}",
+            "    netboot=xnba",
+            f"    mac=52:54:00:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:{i & 255:02x}",
             f"    serial=SN{i:07d}", "    mtm=7X21CTO1WW", f"    rack=rack{rack:02d}",
             f"    unit={i % 42 + 1}", "    room=dc1", "    primarynic=eth0",
             "    installnic=mac", "    xcatmaster=10.0.0.1", "    tftpserver=10.0.0.1",
@@ -56,7 +57,7 @@ def run(root: Path, *argv: str, stdin: str | None = None) -> float:
     env = {**os.environ, "XCATROOT": str(root), "XCATBYPASS": "1"}
     t = time.perf_counter()
     p = subprocess.run([str(BIN / argv[0]), *argv[1:]], input=stdin, env=env, text=True,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                       capture_output=True, check=False)
     elapsed = time.perf_counter() - t
     if p.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed: {p.stderr[-2000:]}")
@@ -95,9 +96,9 @@ def bench_backend(name: str, url: str | None, nodes: int, groups: int, repeat: i
         initialize(paths, db_url=url)
         text = stanza(nodes, groups)
         t_mkdef = run(tmp, "mkdef", "-z", stdin=text)
-        rows = {(f"rack{g:02d}",): {"ip": rf"|r(\d+)n(\d+)|10.($1+0).(($2-1)/250).(($2-1)%250+1)|"}
+        rows = {(f"rack{g:02d}",): {"ip": r"|r(\d+)n(\d+)|10.($1+0).(($2-1)/250).(($2-1)%250+1)|"}
                 for g in range(1, groups + 1)}
-        bmc = {(f"rack{g:02d}",): {"bmc": rf"|r(\d+)n(\d+)|bmc-$1-$2|", "password": "x"}
+        bmc = {(f"rack{g:02d}",): {"bmc": r"|r(\d+)n(\d+)|bmc-$1-$2|", "password": "x"}
                for g in range(1, groups + 1)}
         db = Database.open(paths)
         with db.begin() as conn:

@@ -1,9 +1,7 @@
 """chdef: change object definitions (creating missing ones)."""
 import click
-
 from xcatd.commands._cli import run, xcat_command
-from xcatd.commands._defopts import objects_option, split_words, stdin_if, type_option, \
-    where_option
+from xcatd.commands._defopts import objects_option, split_words, stdin_if, type_option, where_option
 
 
 @xcat_command(help="Change definitions: chdef [-t type] [-o names | noderange] attr=val ... "

@@ -1,6 +1,5 @@
 """chtab: add or change table rows by key; -d deletes them."""
 import click
-
 from xcatd.commands._cli import run, xcat_command
 
 

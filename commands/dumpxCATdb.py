@@ -2,7 +2,6 @@
 import os
 
 import click
-
 from xcatd.commands._cli import run, xcat_command
 
 

@@ -1,6 +1,5 @@
 """gettab: print column values of the rows that match keys."""
 import click
-
 from xcatd.commands._cli import run, xcat_command
 
 

@@ -1,9 +1,7 @@
 """mkdef: create object definitions."""
 import click
-
 from xcatd.commands._cli import run, xcat_command
-from xcatd.commands._defopts import objects_option, split_words, stdin_if, type_option, \
-    where_option
+from xcatd.commands._defopts import objects_option, split_words, stdin_if, type_option, where_option
 
 
 @xcat_command(help="Create definitions: mkdef [-t type] [-o names | noderange] attr=val ... "

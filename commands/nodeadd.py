@@ -1,6 +1,5 @@
 """nodeadd: add nodes to the nodelist and set their attributes."""
 import click
-
 from xcatd.commands._cli import run, xcat_command
 
 

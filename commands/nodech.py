@@ -1,6 +1,5 @@
 """nodech: change node attributes (=, ,= to add to a list, ^= to remove, -d to delete rows)."""
 import click
-
 from xcatd.commands._cli import run, xcat_command
 
 

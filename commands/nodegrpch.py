@@ -1,6 +1,5 @@
 """nodegrpch: set attributes on groups; members' own values of those columns are cleared."""
 import click
-
 from xcatd.commands._cli import run, xcat_command
 
 

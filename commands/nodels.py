@@ -1,6 +1,5 @@
 """nodels: list nodes and their attributes."""
 import click
-
 from xcatd.commands._cli import run, xcat_command
 
 

@@ -1,6 +1,5 @@
 """noderm: remove nodes and every row that belongs to them."""
 import click
-
 from xcatd.commands._cli import run, xcat_command
 
 

@@ -1,6 +1,5 @@
 """rmdef: remove object definitions."""
 import click
-
 from xcatd.commands._cli import run, xcat_command
 from xcatd.commands._defopts import objects_option, split_words, type_option, where_option
 

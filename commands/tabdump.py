@@ -2,7 +2,6 @@
 import sys
 
 import click
-
 from xcatd.commands._cli import run, xcat_command
 
 
@@ -11,7 +10,8 @@ from xcatd.commands._cli import run, xcat_command
 @click.option("-w", "where", multiple=True,
               help="Select rows: col==val, col!=val, col=~pattern (SQL LIKE, % wildcard), "
                    "col!~pattern, col<val, col>val. Several -w must all match.")
-@click.option("-n", "number", type=click.IntRange(min=0), help="Last N records (auditlog, eventlog).")
+@click.option("-n", "number", type=click.IntRange(min=0),
+              help="Last N records (auditlog, eventlog).")
 @click.option("-f", "filename", type=click.Path(dir_okay=False), help="Write to this file.")
 @click.option("--show-secrets", is_flag=True, help="Print passwords in clear (audited).")
 @click.argument("table", required=False)

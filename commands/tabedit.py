@@ -7,9 +7,9 @@ import sys
 import tempfile
 
 import click
+from xcatd.commands._cli import run, xcat_command
 
 from xcatd.client import submit
-from xcatd.commands._cli import run, xcat_command
 from xcatd.request import Request
 
 LOG_TABLES = ("auditlog", "eventlog")

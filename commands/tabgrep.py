@@ -1,6 +1,5 @@
 """tabgrep: list the tables that have a row for a node."""
 import click
-
 from xcatd.commands._cli import run, xcat_command
 
 

@@ -3,7 +3,6 @@ import os
 import sys
 
 import click
-
 from xcatd.commands._cli import run, xcat_command
 
 

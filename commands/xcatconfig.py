@@ -2,8 +2,8 @@
 import sys
 
 import click
-
 from xcatd.commands._cli import xcat_command
+
 from xcatd.config import Paths
 from xcatd.initialize import initialize
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from xcatd.tables import SECRET_MASK, is_secret
+
 from xcatd.db import DBError, match_value, parse_where, split_list
 from xcatd.dispatch import Context, command
 from xcatd.objects import DEFINABLE, SITE_OBJECT, ObjectStore, ObjectWriter, objtype
 from xcatd.request import Request, Response, XcatError
-from xcatd.tables import SECRET_MASK, is_secret
 
 STANZA_HEADER = "# <xCAT data object stanza file>"
 
@@ -312,13 +313,12 @@ def _define(ctx: Context, writer: ObjectWriter, items, *, force: bool, create: b
         changes: dict[str, dict[str, str | None]] = {}
         for name, attrs in objs:
             attrs = dict(attrs)
-            if typename == "node":
-                if name not in existing and not attrs.get("groups"):
-                    if create:
-                        errors.append(f"Attribute 'groups' is not specified for node "
-                                      f"'{name}', skipping to the next node.")
-                        continue
-                    attrs["groups"] = "all"
+            if typename == "node" and name not in existing and not attrs.get("groups"):
+                if create:
+                    errors.append(f"Attribute 'groups' is not specified for node "
+                                  f"'{name}', skipping to the next node.")
+                    continue
+                attrs["groups"] = "all"  # chdef creates missing nodes in group all
             if typename == "group":
                 row_type = attrs.get("grouptype") or current.get(name, {}).get("grouptype")
                 if row_type == "dynamic" and set(attrs) - {"grouptype", "members",

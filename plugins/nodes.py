@@ -6,14 +6,15 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from xcatd.tables import SECRET_MASK, is_secret
+
 from xcatd.db import TABLES, match_value, split_list
 from xcatd.dispatch import Context, command
 from xcatd.noderange import NodeSet, natural_key
 from xcatd.objects import ObjectStore, ObjectWriter, node_column
 from xcatd.request import Request, Response, XcatError
-from xcatd.tables import SECRET_MASK, is_secret
 
-_FILTER = re.compile(r"^([A-Za-z_][\w.]*?)(==|!=|=~|!~)(.*)$", re.S)
+_FILTER = re.compile(r"^([A-Za-z_][\w.]*?)(==|!=|=~|!~)(.*)$", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -131,10 +132,9 @@ def parse_assignments(words: list[str], command_name: str
         if not sep or not name:
             raise XcatError(f"Malformed argument {word}")
         op = "="
-        if name.endswith(",") or name.endswith("^"):
+        if name.endswith((",", "^")):
             op, name = name[-1] + "=", name[:-1]
-        if value.startswith("@"):
-            value = value[1:]
+        value = value.removeprefix("@")
         table, col = node_column(name)
         if table == "nodelist" and col == "node":
             raise XcatError("The node name cannot be changed with " + command_name)

@@ -10,12 +10,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import sqlalchemy as sa
+from xcatd.tables import SECRET_MASK, is_secret
 
-from xcatd.db import SA_TABLES, TABLES, DBError, active, check_column, split_list, table_def, \
-    where_clause
+from xcatd.db import (
+    SA_TABLES,
+    TABLES,
+    DBError,
+    active,
+    check_column,
+    split_list,
+    table_def,
+    where_clause,
+)
 from xcatd.dispatch import Context, command
 from xcatd.request import Request, Response, XcatError
-from xcatd.tables import SECRET_MASK, is_secret
 
 LOG_TABLES = ("auditlog", "eventlog")
 
@@ -82,12 +90,17 @@ def _keep_masked_secrets(ctx: Context, conn, table: str, rows: list[dict]) -> No
     if not secret_cols or not any(r.get(c) == SECRET_MASK for r in rows for c in secret_cols):
         return
     keys = TABLES[table].keys
-    stored = {tuple(r[k] for k in keys): r
-              for r in ctx.db.rows(table, conn, include_disabled=True)}
+    all_rows = ctx.db.rows(table, conn, include_disabled=True)
+    stored = {tuple(r[k] for k in keys): r for r in all_rows}
+    by_first: dict[str, list[dict]] = {}
+    for r in all_rows:
+        by_first.setdefault(r[keys[0]], []).append(r)
     for i, r in enumerate(rows):
         for c in secret_cols:
             if r.get(c) == SECRET_MASK:
                 old = stored.get(tuple(r.get(k) for k in keys))
+                if old is None and len(keys) > 1 and len(by_first.get(r.get(keys[0]), [])) == 1:
+                    old = by_first[r[keys[0]]][0]  # e.g. passwd: username edited, same key
                 if old is None or old.get(c) in (None, ""):
                     raise DBError(f"{table}.{c} of row {i + 1} is masked ({SECRET_MASK}) and "
                                   "no stored value exists to keep; give the real value")
@@ -154,11 +167,11 @@ def tabdump(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
                             "this option on the auditlog or the eventlog.")
         if where:
             raise XcatError("You  cannot use the -n and -w flag together. ")
-    yield Response(data=csv_header(table))
     if where:
         rows = ctx.db.rows(table, where=where_clause(table, where))
     else:
         rows = ctx.db.rows(table, include_disabled=True)
+    yield Response(data=csv_header(table))
     if last is not None:
         rows = sorted(rows, key=lambda r: int(r["recid"]))[-int(last):] if int(last) > 0 else []
     for line in csv_rows(table, rows, bool(a.get("show_secrets"))):
@@ -262,7 +275,7 @@ def _chtab_one(ctx: Context, conn, table: str, keys: dict[str, str],
                        where=sa.and_(*[t.c[c] == v for c, v in keys.items()]))
     if not rows:
         values = dict(keys)
-        for col, (op, value) in cols.items():
+        for col, (_op, value) in cols.items():
             values[col] = value if value != "" else None
         missing = [k for k in TABLES[table].keys
                    if not values.get(k) and k != TABLES[table].autoincrement]

@@ -104,26 +104,32 @@ def backend(request):
     return request.param
 
 
-@pytest.fixture
-def mn(tmp_path, monkeypatch, request, backend):
-    """A fresh management node on each database backend."""
-    url = None
-    if backend == "postgres":
-        url = request.getfixturevalue("pg_server").new_database()
+def _management_node(tmp_path, monkeypatch, url: str | None):
     node = make_mn(tmp_path, url)
     monkeypatch.setenv("XCATROOT", str(node.root))
-    for var in ("XCAT_NODE_PREFIX", "XCAT_NODE_SUFFIX"):
+    for var in ("XCAT_NODE_PREFIX", "XCAT_NODE_SUFFIX", "XCATBYPASS"):
         monkeypatch.delenv(var, raising=False)
     yield node
     Database.open(node.paths).dispose()
+
+
+@pytest.fixture
+def mn(tmp_path, monkeypatch, request, backend):
+    """A fresh management node on each database backend."""
+    url = request.getfixturevalue("pg_server").new_database() if backend == "postgres" else None
+    yield from _management_node(tmp_path, monkeypatch, url)
 
 
 @pytest.fixture
 def mn_sqlite(tmp_path, monkeypatch):
     """A management node on SQLite only, for tests that are about commands, not backends."""
-    node = make_mn(tmp_path, None)
-    monkeypatch.setenv("XCATROOT", str(node.root))
-    for var in ("XCAT_NODE_PREFIX", "XCAT_NODE_SUFFIX"):
-        monkeypatch.delenv(var, raising=False)
-    yield node
-    Database.open(node.paths).dispose()
+    yield from _management_node(tmp_path, monkeypatch, None)
+
+
+@pytest.fixture
+def bare_root(tmp_path, monkeypatch):
+    """A root that xcatconfig has not initialised yet (XCATROOT points at it)."""
+    root = tmp_path / "bare"
+    root.mkdir()
+    monkeypatch.setenv("XCATROOT", str(root))
+    return MN(root, "")

@@ -78,7 +78,7 @@ def active(row: Mapping[str, Any]) -> bool:
 class Database:
     """One database, shared by every request in a process (connection pool inside)."""
 
-    _cache: dict[str, "Database"] = {}
+    _cache: dict[str, Database] = {}
     _lock = threading.Lock()
 
     def __init__(self, url: str) -> None:
@@ -94,7 +94,7 @@ class Database:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
 
     @classmethod
-    def open(cls, paths: Paths | None = None) -> "Database":
+    def open(cls, paths: Paths | None = None) -> Database:
         url = (paths or Paths()).db_url()
         with cls._lock:
             db = cls._cache.get(url)
@@ -181,9 +181,8 @@ class Database:
         tdef = table_def(table)
         t = SA_TABLES[table]
         keycols = keycols or tdef.keys
-        for values in updates.values():
-            for col in values:
-                check_column(table, col)
+        for col in {c for values in updates.values() for c in values}:
+            check_column(table, col)
         existing = self._existing_keys(conn, table, keycols, updates.keys())
         inserts, changes = [], defaultdict(list)
         for key, values in updates.items():
@@ -332,7 +331,7 @@ def split_list(value: str | None) -> list[str]:
     return [p.strip() for p in value.split(",") if p.strip()]
 
 
-_WHERE = re.compile(r"^([A-Za-z_][\w.]*?)\s*(==|!=|=~|!~|<=|>=|<|>)(.*)$", re.S)
+_WHERE = re.compile(r"^([A-Za-z_][\w.]*?)\s*(==|!=|=~|!~|<=|>=|<|>)(.*)$", re.DOTALL)
 
 
 def parse_where(expr: str) -> tuple[str, str, str]:

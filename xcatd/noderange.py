@@ -23,7 +23,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from typing import Protocol
 
-__all__ = ["NodeSet", "NodeRangeError", "InvalidNodes", "expand", "fold", "natural_key"]
+__all__ = ["InvalidNodes", "NodeRangeError", "NodeSet", "expand", "fold", "natural_key"]
 
 
 class NodeRangeError(ValueError):
@@ -239,7 +239,7 @@ def _span_strings(spans: list[Span]) -> list[str]:
     return [f"{i:0{w}d}" for lo, hi, w in spans for i in range(lo, hi + 1)]
 
 
-def expand_pattern(token: str) -> "NodeSet | None":
+def expand_pattern(token: str) -> NodeSet | None:
     """Expand a range token that needs no cluster knowledge, or return None if it is a name.
 
     Handles ``pre[1-3]suf`` (several brackets, lists inside), ``n1-n5``, ``n1:n5``,
@@ -260,7 +260,7 @@ def expand_pattern(token: str) -> "NodeSet | None":
     return None
 
 
-def _from_spans(prefixes: list[str], spans: list[Span], suffix: str) -> "NodeSet":
+def _from_spans(prefixes: list[str], spans: list[Span], suffix: str) -> NodeSet:
     """Names prefix + number + suffix; integer-only when the split is the canonical one."""
     groups: Groups = {}
     if not _CHUNKS.search(suffix):
@@ -277,7 +277,7 @@ def _from_spans(prefixes: list[str], spans: list[Span], suffix: str) -> "NodeSet
     return NodeSet._of(groups)
 
 
-def _expand_brackets(token: str) -> "NodeSet":
+def _expand_brackets(token: str) -> NodeSet:
     pieces: list[str | list[Span]] = []
     pos = 0
     for m in _BRACKET.finditer(token):
@@ -300,7 +300,7 @@ def _expand_brackets(token: str) -> "NodeSet":
     return _from_spans(prefixes, pieces[-1], tail)  # type: ignore[arg-type]
 
 
-def _expand_dash(token: str, sep: str) -> "NodeSet | None":
+def _expand_dash(token: str, sep: str) -> NodeSet | None:
     """``n01-n10`` / ``n1:n10`` / ``n1-10``; None if no split of the token forms a range."""
     positions = [i for i, ch in enumerate(token) if ch == sep]
     for i in positions:
@@ -330,7 +330,7 @@ class NodeSet:
     ('n[5-10]', 'n[1-4]', 20)
     """
 
-    __slots__ = ("_g", "_cache")
+    __slots__ = ("_cache", "_g")
 
     def __init__(self, names: Iterable[str] = ()) -> None:
         self._g: Groups = {}
@@ -343,18 +343,18 @@ class NodeSet:
             _parse_into(self._g, names)
 
     @classmethod
-    def _of(cls, groups: Groups) -> "NodeSet":
+    def _of(cls, groups: Groups) -> NodeSet:
         ns = cls.__new__(cls)
         ns._g = {k: v for k, v in groups.items() if v}
         ns._cache = None
         return ns
 
     @classmethod
-    def fromlist(cls, names: Iterable[str]) -> "NodeSet":
+    def fromlist(cls, names: Iterable[str]) -> NodeSet:
         return cls(list(names))
 
     @classmethod
-    def fromstring(cls, text: str) -> "NodeSet":
+    def fromstring(cls, text: str) -> NodeSet:
         """Expand a pattern-only noderange: ranges, brackets, ``,`` ``,-`` ``@`` ``()``."""
         return expand(text, None, verify=False)
 
@@ -395,20 +395,20 @@ class NodeSet:
         _parse_into(g, other)
         return g
 
-    def __or__(self, other: Iterable[str]) -> "NodeSet":
+    def __or__(self, other: Iterable[str]) -> NodeSet:
         out = self.copy()
         out.update(other)
         return out
 
-    def __and__(self, other: Iterable[str]) -> "NodeSet":
+    def __and__(self, other: Iterable[str]) -> NodeSet:
         og = self._other(other)
         return NodeSet._of({k: v & og[k] for k, v in self._g.items() if k in og})
 
-    def __sub__(self, other: Iterable[str]) -> "NodeSet":
+    def __sub__(self, other: Iterable[str]) -> NodeSet:
         og = self._other(other)
         return NodeSet._of({k: (v - og[k] if k in og else set(v)) for k, v in self._g.items()})
 
-    def __xor__(self, other: Iterable[str]) -> "NodeSet":
+    def __xor__(self, other: Iterable[str]) -> NodeSet:
         og = self._other(other)
         keys = set(self._g) | set(og)
         return NodeSet._of({k: self._g.get(k, set()) ^ og.get(k, set()) for k in keys})
@@ -445,7 +445,7 @@ class NodeSet:
     def issuperset(self, other: Iterable[str]) -> bool:
         return NodeSet._of(dict(self._other(other))).issubset(self)
 
-    def copy(self) -> "NodeSet":
+    def copy(self) -> NodeSet:
         return NodeSet._of({k: set(v) for k, v in self._g.items()})
 
     @property
@@ -603,7 +603,8 @@ class _Expander:
         try:
             rx = re.compile(pattern)
         except re.error as exc:
-            raise NodeRangeError(f"Invalid regular expression {pattern!r}: {exc}", pattern) from None
+            raise NodeRangeError(f"Invalid regular expression {pattern!r}: {exc}",
+                                 pattern) from None
         return NodeSet(n for n in self.all_nodes.names if rx.fullmatch(n))
 
     def from_file(self, path: str) -> NodeSet:
@@ -613,7 +614,8 @@ class _Expander:
             with open(path, encoding="utf-8") as fh:
                 lines = fh.read().splitlines()
         except OSError as exc:
-            raise NodeRangeError(f"Cannot read noderange file {path!r}: {exc.strerror}", path) from None
+            raise NodeRangeError(f"Cannot read noderange file {path!r}: {exc.strerror}",
+                                 path) from None
         self._files.append(path)
         try:
             out = NodeSet()

@@ -258,7 +258,7 @@ class ObjectStore:
         return out
 
     def dynamic_members(self, wherevals: str) -> set[str]:
-        from xcatd.db import match_value, parse_where
+        from xcatd.db import parse_where
         nodes = self.db.all_nodes(self.conn)
         result = set(nodes)
         for cond in [c for c in wherevals.split("::") if c.strip()]:
@@ -304,7 +304,7 @@ def _node_attr_map() -> tuple[dict[tuple[str, str], str], list[tuple[str, list[A
 class _ResolvedRow:
     """Adapter: a node's resolved values look like a table row to ObjectStore._fill."""
 
-    __slots__ = ("values", "table")
+    __slots__ = ("table", "values")
 
     def __init__(self, values: dict[tuple[str, str], str], table: str) -> None:
         self.values, self.table = values, table
@@ -321,6 +321,12 @@ def split_attr_list(value: str | None) -> list[str]:
 
 
 # ---- writing objects -----------------------------------------------------------------------
+@lru_cache(maxsize=None)
+def _spec(d: AttrDef) -> str:
+    """Where plan() collects a definition's rows: table, key column, fixed key columns."""
+    return f"{d.table}\0{d.keycol}\0" + ",".join(c for c, _ in d.fixed)
+
+
 def _node_key_tables() -> list[str]:
     """Tables whose rows belong to a node (or group) by a ``node`` key column."""
     return [n for n, t in TABLES.items() if "node" in t.keys]
@@ -358,8 +364,8 @@ class ObjectWriter(ObjectStore):
                                       f"provided for '{c_attr}'.")
                     raise DBError(f"Cannot set the attr='{attr}' attribute unless "
                                   f"'{c_attr}={c_val}'.")
-                key = (name,) + tuple(v for _, v in d.fixed)
-                row = per_table[f"{d.table}\0{d.keycol}\0" + ",".join(c for c, _ in d.fixed)]
+                key = (name, *(v for _, v in d.fixed)) if d.fixed else (name,)
+                row = per_table[_spec(d)]
                 row.setdefault(key, {})[d.column] = value
         return per_table
 
@@ -419,7 +425,6 @@ class ObjectWriter(ObjectStore):
             self.db.set_rows(self.conn, "nodelist", updates)
 
     def rename(self, typename: str, old: str, new: str) -> None:
-        import sqlalchemy as sa
 
         from xcatd.db import SA_TABLES
         if typename == "node":

@@ -21,8 +21,9 @@ a small parser here, never by ``eval``.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Callable, Union
+from typing import Union
 
 _GROUP_REF = re.compile(r"\$\{(\d+)\}|\$(\d+)|\\(\d)")
 
@@ -57,8 +58,8 @@ Expr = tuple
 _TOKEN = re.compile(r"\s*(?:(\d+)|\$\{(\d+)\}|\$(\d+)|([-+*/%()]))")
 
 
-def _tokenize(text: str) -> list[tuple[str, Union[int, str]]]:
-    tokens: list[tuple[str, Union[int, str]]] = []
+def _tokenize(text: str) -> list[tuple[str, int | str]]:
+    tokens: list[tuple[str, int | str]] = []
     pos = 0
     text = text.rstrip()
     while pos < len(text):
@@ -85,10 +86,10 @@ def parse_arithmetic(text: str) -> Expr:
     tokens = _tokenize(text)
     pos = 0
 
-    def peek() -> tuple[str, Union[int, str]] | None:
+    def peek() -> tuple[str, int | str] | None:
         return tokens[pos] if pos < len(tokens) else None
 
-    def take() -> tuple[str, Union[int, str]]:
+    def take() -> tuple[str, int | str]:
         nonlocal pos
         if pos >= len(tokens):
             raise RegexValueError(f"incomplete arithmetic ({text})", text)

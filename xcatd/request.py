@@ -34,7 +34,7 @@ class Request:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Request":
+    def from_dict(cls, d: dict[str, Any]) -> Request:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
@@ -67,7 +67,7 @@ class Response:
         return {k: v for k, v in asdict(self).items() if v not in (None, 0)}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Response":
+    def from_dict(cls, d: dict[str, Any]) -> Response:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 

@@ -196,7 +196,7 @@ def test_mkdef_invalid_type_is_error(mn_sqlite):
 
 
 def test_lsdef_stanza_round_trips_into_fresh_mn(defs, tmp_path):
-    from tests.conftest import make_mn  # noqa: PLC0415
+    from tests.conftest import make_mn
     defs.ok("mkdef", "-t", "osimage", "-o", "img1", "imagetype=linux", "provmethod=install",
             "template=/x/compute.tmpl", "osname=Linux")
     defs.ok("mkdef", "-t", "network", "-o", "net1", "net=10.0.0.0", "mask=255.255.255.0",

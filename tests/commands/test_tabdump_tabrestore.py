@@ -222,3 +222,8 @@ def test_tabrestore_autoincrement_column_is_renumbered(mn_sqlite, tmp_path):
     f = _write(tmp_path, "auditlog.csv", '#recid,command\n"77","a"\n"78","b"\n')
     mn_sqlite.ok("tabrestore", f)
     assert [line.split(",")[5] for line in rows(mn_sqlite, "auditlog")] == ['"a"', '"b"']
+
+
+def test_tabdump_bad_selection_prints_no_header(mn_sqlite):
+    r = mn_sqlite.run("tabdump", "-w", "bogus==1", "nodelist")
+    assert r.rc == 1 and "bogus" in r.err and r.out == ""

@@ -81,7 +81,8 @@ def test_disabled_rows_are_ignored(mn):
 def test_resolution_costs_a_fixed_number_of_queries(mn, count):
     db = _load(mn, nodes=count)
     nodes = [f"n{i}" for i in range(1, count + 1)]
-    wanted = {"nodehm": ["mgt"], "hosts": ["ip"], "nodetype": ["os", "arch"], "noderes": ["netboot"]}
+    wanted = {"nodehm": ["mgt"], "hosts": ["ip"], "nodetype": ["os", "arch"],
+              "noderes": ["netboot"]}
     with count_queries(db) as seen:
         got = db.resolve(nodes, wanted)
     assert len(seen) == 1 + len(wanted)  # nodelist + one per table, whatever the node count
@@ -90,10 +91,9 @@ def test_resolution_costs_a_fixed_number_of_queries(mn, count):
 
 def test_a_failed_transaction_leaves_nothing_behind(mn):
     db = _load(mn)
-    with pytest.raises(DBError):
-        with db.begin() as conn:
-            db.set_rows(conn, "nodehm", {("n1",): {"mgt": "changed"}})
-            db.set_rows(conn, "nodehm", {("n1",): {"nosuchcolumn": "x"}})
+    with pytest.raises(DBError), db.begin() as conn:
+        db.set_rows(conn, "nodehm", {("n1",): {"mgt": "changed"}})
+        db.set_rows(conn, "nodehm", {("n1",): {"nosuchcolumn": "x"}})
     assert db.resolve(["n1"], {"nodehm": ["mgt"]})["n1"][("nodehm", "mgt")] == "openbmc"
 
 
