@@ -166,3 +166,26 @@ def test_an_empty_intersection_is_a_clear_error(mn_sqlite):
     mn_sqlite.ok("nodeadd", "n2", "groups=b")
     r = mn_sqlite.run("nodels", "a@b")
     assert r.rc == 1 and "contains no nodes" in r.err
+
+
+def test_site_excludenodes_hides_nodes_from_every_noderange(mn):
+    mn.ok("nodeadd", "n[1-6]", "groups=compute,all")
+    mn.ok("chtab", "key=excludenodes", "site.value=n[2-3],n5")
+    assert mn.ok("nodels", "compute").lines == ["n1", "n4", "n6"]
+    assert mn.ok("nodels", "n[1-4]").lines == ["n1", "n4"]
+
+
+@pytest.mark.parametrize("expr,expected", [
+    ("groups=~rack", ["n1", "n2"]),
+    ("groups!~rack", ["n3"]),
+    ("mgt==ipmi", ["n1", "n3"]),
+    ("mgt!=ipmi", ["n2"]),
+    ("nodehm.mgt==ipmi@groups=~rack1", ["n1"]),
+    ("compute,-mgt==kvm", ["n1", "n3"]),
+])
+def test_attribute_selectors_in_noderanges(mn, expr, expected):
+    mn.ok("nodeadd", "n1", "groups=rack1,compute", "nodehm.mgt=ipmi")
+    mn.ok("nodeadd", "n2", "groups=rack2,compute", "nodehm.mgt=kvm")
+    mn.ok("nodeadd", "n3", "groups=compute")
+    mn.ok("chtab", "node=compute", "nodehm.mgt=ipmi")
+    assert mn.ok("nodels", expr).lines == expected
