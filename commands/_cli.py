@@ -23,6 +23,10 @@ PASSED_ENV = ("XCAT_NODE_PREFIX", "XCAT_NODE_SUFFIX", "XCATROOT", "XCATBYPASS")
 CONTEXT = {"help_option_names": ["-h", "--help", "-?"], "max_content_width": 100}
 
 
+#: Set by the --async option every command has.
+_options = {"async": False}
+
+
 def run(command: str, noderange: str | None = None, args: dict[str, Any] | None = None,
         stdin: str | None = None) -> NoReturn:
     """Submit one request, print its responses as they arrive, exit with xCAT's code."""
@@ -31,8 +35,10 @@ def run(command: str, noderange: str | None = None, args: dict[str, Any] | None 
                   stdin=stdin, user=_user(), client=socket.gethostname())
     code = 0
     out, err = sys.stdout, sys.stderr
+    async_ = _options["async"]
+    _options["async"] = False
     try:
-        for resp in submit(req):
+        for resp in submit(req, async_=async_):
             stream, text = resp.render()
             if stream == "err":
                 out.flush()
@@ -63,8 +69,20 @@ def fail(message: str, code: int = 1) -> NoReturn:
     sys.exit(code)
 
 
+def _set_async(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    _options["async"] = bool(value)
+
+
 class XcatCommand(click.Command):
-    """A click command that reports usage errors the xCAT way (message, usage, exit 1)."""
+    """A click command that reports usage errors the xCAT way (message, usage, exit 1),
+    with the --async option every command has."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.params.append(click.Option(
+            ["--async", "async_"], is_flag=True, expose_value=False, callback=_set_async,
+            is_eager=True, help="Submit as a job, print its id and return at once "
+                                "(see 'job wait ID')."))
 
     def main(self, args: Any = None, prog_name: str | None = None, **kw: Any) -> Any:
         try:

@@ -143,14 +143,16 @@ def _print_objects(typename: str, names: list[str], values: dict, a: dict, long:
             lines += [f"    {k}={v}" for k, v in shown(name) if v != "" or wanted]
             yield Response(data="\n".join(lines))
         elif a.get("short") or not long:
-            yield Response(data=f"{name}  ({typename})")
+            yield Response(data=f"{name}  ({typename})", obj={"name": name, "type": typename})
         elif a.get("compress"):
             for k, v in shown(name):
                 yield Response(node=name, data=f"{k}={v}")
         else:
             title = f"Object name: {name}" + (f"  ({typename})" if several_types else "")
-            body = [f"    {k}={v}" for k, v in shown(name)]
-            yield Response(data="\n".join([title, *body]))
+            attrs = shown(name)
+            body = [f"    {k}={v}" for k, v in attrs]
+            yield Response(data="\n".join([title, *body]),
+                           obj={"name": name, "type": typename, "attributes": dict(attrs)})
 
 
 # ---- mkdef / chdef -------------------------------------------------------------------------
@@ -236,7 +238,19 @@ def _requests(req: Request, ctx: Context, store: ObjectStore, creating: bool
     return [(n, typename, dict(attrs)) for n in names]
 
 
-@command("mkdef", writes=True)
+def _def_nodes(req: Request, ctx: Context):
+    """The nodes a mkdef/chdef/rmdef of type node changes, for their locks."""
+    text = req.args.get("objects") or req.noderange
+    if text and (split_list(req.args.get("type")) or ["node"])[0] == "node" \
+            and not req.args.get("stanza"):
+        try:
+            return ctx.expand(text, verify=False)
+        except Exception:  # the handler reports a bad noderange itself
+            return None
+    return None
+
+
+@command("mkdef", writes=True, lock_nodes=_def_nodes)
 def mkdef(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
     if req.args.get("plus") or req.args.get("minus"):
         raise XcatError("The '-p' and '-m' options are not valid for the mkdef command.")
@@ -247,7 +261,7 @@ def mkdef(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
     yield Response(data=f"{count} object definitions have been created or modified.")
 
 
-@command("chdef", writes=True)
+@command("chdef", writes=True, lock_nodes=_def_nodes)
 def chdef(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
     a = req.args
     if a.get("force"):
@@ -436,7 +450,7 @@ def _rename(req: Request, ctx: Context, writer: ObjectWriter) -> Iterator[Respon
 
 
 # ---- rmdef ---------------------------------------------------------------------------------
-@command("rmdef", writes=True)
+@command("rmdef", writes=True, lock_nodes=_def_nodes)
 def rmdef(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
     a = req.args
     if a.get("where"):

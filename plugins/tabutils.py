@@ -155,7 +155,7 @@ def tabdump(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
         return
     if not table:
         for name in sorted(TABLES):
-            yield Response(data=name)
+            yield Response(data=name, obj={"table": name})
         return
     if table not in TABLES:
         raise XcatError(f"No such table: {table}")
@@ -174,8 +174,17 @@ def tabdump(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
     yield Response(data=csv_header(table))
     if last is not None:
         rows = sorted(rows, key=lambda r: int(r["recid"]))[-int(last):] if int(last) > 0 else []
-    for line in csv_rows(table, rows, bool(a.get("show_secrets"))):
-        yield Response(data=line)
+    show = bool(a.get("show_secrets"))
+    cols = TABLES[table].columns
+    for row, line in zip(rows, csv_rows(table, rows, show)):
+        yield Response(data=line, obj={"row": {c: _shown(table, c, row.get(c), show)
+                                                for c in cols}})
+
+
+def _shown(table: str, column: str, value, show: bool):
+    if value not in (None, "") and not show and is_secret(table, column):
+        return SECRET_MASK
+    return value
 
 
 def _describe(table: str | None) -> Iterator[Response]:
@@ -277,11 +286,13 @@ def _chtab_one(ctx: Context, conn, table: str, keys: dict[str, str],
         values = dict(keys)
         for col, (_op, value) in cols.items():
             values[col] = value if value != "" else None
-        missing = [k for k in TABLES[table].keys
-                   if not values.get(k) and k != TABLES[table].autoincrement]
-        if missing:
-            raise XcatError(f"Cannot add a row to {table}: key column(s) "
-                            f"{', '.join(missing)} need a value.")
+        keycols = [k for k in TABLES[table].keys if k != TABLES[table].autoincrement]
+        missing = [k for k in keycols if not values.get(k)]
+        if missing and len(missing) == len(keycols):
+            raise XcatError(f"Cannot add a row to {table}: give its key "
+                            f"({', '.join(missing)}=...).")
+        for k in missing:  # passwd key=ipmi without a username: an empty one, as xCAT
+            values[k] = ""
         ctx.db.insert_row(conn, table, values)
         return
     for row in rows:
@@ -331,7 +342,7 @@ def tabgrep(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
         raise XcatError("Usage: tabgrep nodename")
     with ctx.db.connect() as conn:
         for name, tdef in sorted(TABLES.items()):
-            if "node" in tdef.columns:
+            if "node" in tdef.columns and name != "jobresults":  # job history is not config
                 t = SA_TABLES[name]
                 if conn.execute(sa.select(t.c.node).where(t.c.node == node).limit(1)).first():
                     yield Response(data=name)

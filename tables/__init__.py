@@ -205,6 +205,12 @@ _DECL: dict[str, dict] = {
         columns='node hcp userid nodetype parent comments disable discovered status'),
     'zvmivp': _t(keys=('id',), required=(),
         columns='id ip schedule last_run type_of_run access_user orch_parms prep_parms main_ivp_parms comments disable'),
+    # pyxcat's own tables
+    'jobs': _t(keys=('jobid',), required=('jobid',),
+        columns='jobid user client clienttype command noderange args state created started finished exitcode comments disable'),
+    'jobresults': _t(keys=('jobid', 'seq'), required=('jobid', 'seq'),
+        columns='jobid seq node data error warning errorcode comments disable',
+        types={'seq': 'INTEGER', 'errorcode': 'INTEGER'}),
 }
 
 TABLES: dict[str, TableDef] = {name: TableDef(name=name, **d) for name, d in _DECL.items()}

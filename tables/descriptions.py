@@ -36,6 +36,8 @@ TABLE_DOCS: dict[str, str] = {
     "switches": "Switch access settings (SNMP and SSH).",
     "vpd": "Vital product data: serial number, machine type/model, UUID.",
     "zone": "Zones: sets of nodes that share root SSH keys.",
+    "jobs": "pyxcat: every request the daemon ran, queued or ran: who, what, state, exit code.",
+    "jobresults": "pyxcat: the per-node results of each job, in the order they arrived.",
 }
 
 #: Per-table column descriptions; "*" holds the ones that mean the same in every table.

@@ -17,6 +17,7 @@ from xcatd.config import Paths
 from xcatd.db import Database
 from xcatd.initialize import initialize
 from xcatd.lab import postgres as pg
+from xcatd.lab.daemon import DaemonThread
 
 
 # ---- PostgreSQL ----------------------------------------------------------------------------
@@ -51,6 +52,7 @@ class MN:
     """A management node under a scratch root; ``run`` calls a command as an admin would."""
 
     def __init__(self, root: Path, url: str) -> None:
+        self.daemon = None  # a DaemonThread when commands go through xcatd
         self.root = root
         self.paths = Paths(root)
         self.url = url
@@ -91,6 +93,15 @@ class MN:
         return Result(p.returncode, p.stdout, p.stderr)
 
 
+@pytest.fixture(autouse=True)
+def _own_home(tmp_path_factory, monkeypatch):
+    """Every test gets its own HOME, so ~/.xcat client certificates never leak between
+    tests or onto the machine."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    return home
+
+
 def make_mn(tmp_path: Path, url: str | None) -> MN:
     root = tmp_path / "root"
     root.mkdir()
@@ -99,31 +110,55 @@ def make_mn(tmp_path: Path, url: str | None) -> MN:
     return MN(root, paths.db_url())
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres),
+                        pytest.param("daemon", marks=pytest.mark.daemon)])
 def backend(request):
     return request.param
 
 
-def _management_node(tmp_path, monkeypatch, url: str | None):
+def _management_node(tmp_path, monkeypatch, url: str | None, daemon: bool = False):
     node = make_mn(tmp_path, url)
     monkeypatch.setenv("XCATROOT", str(node.root))
-    for var in ("XCAT_NODE_PREFIX", "XCAT_NODE_SUFFIX", "XCATBYPASS"):
+    for var in ("XCAT_NODE_PREFIX", "XCAT_NODE_SUFFIX", "XCATHOST"):
         monkeypatch.delenv(var, raising=False)
-    yield node
-    Database.open(node.paths).dispose()
+    thread = None
+    if daemon:
+        # Commands go over HTTPS with the client certificate xcatconfig issued into HOME.
+        # The command tests count auditlog rows themselves: the daemon's own are skipped.
+        with node.db.begin() as conn:
+            node.db.set_rows(conn, "site", {("auditskipcmds",): {"value": "ALL"}})
+        thread = DaemonThread(node.paths)
+        listening = thread.start()
+        node.daemon = thread
+        monkeypatch.delenv("XCATBYPASS", raising=False)
+        monkeypatch.setenv("XCATHOST", f"127.0.0.1:{listening.port}")
+    else:
+        monkeypatch.setenv("XCATBYPASS", "1")
+    try:
+        yield node
+    finally:
+        if thread is not None:
+            thread.stop()
+        Database.open(node.paths).dispose()
 
 
 @pytest.fixture
 def mn(tmp_path, monkeypatch, request, backend):
-    """A fresh management node on each database backend."""
+    """A fresh management node on each database backend, and one reached through xcatd."""
     url = request.getfixturevalue("pg_server").new_database() if backend == "postgres" else None
-    yield from _management_node(tmp_path, monkeypatch, url)
+    yield from _management_node(tmp_path, monkeypatch, url, daemon=backend == "daemon")
 
 
 @pytest.fixture
 def mn_sqlite(tmp_path, monkeypatch):
     """A management node on SQLite only, for tests that are about commands, not backends."""
     yield from _management_node(tmp_path, monkeypatch, None)
+
+
+@pytest.fixture
+def mn_daemon(tmp_path, monkeypatch):
+    """A management node on SQLite with xcatd running; commands go through it."""
+    yield from _management_node(tmp_path, monkeypatch, None, daemon=True)
 
 
 @pytest.fixture

@@ -36,6 +36,9 @@ def _build_table(tdef: TableDef) -> sa.Table:
     for name in tdef.columns:
         if name == auto:
             cols.append(sa.Column(name, sa.Integer, primary_key=True, autoincrement=True))
+        elif tdef.types.get(name, "").startswith("INTEGER"):
+            cols.append(sa.Column(name, sa.Integer, primary_key=name in tdef.keys,
+                                  autoincrement=False, nullable=name not in tdef.keys))
         else:
             typ = sa.Text()
             cols.append(sa.Column(name, typ, primary_key=name in tdef.keys,

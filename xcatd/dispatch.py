@@ -9,19 +9,24 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from importlib.metadata import entry_points
+from typing import Any
 
 from xcatd.config import Paths
 from xcatd.db import Database, DBError
+from xcatd.locks import LockTimeout, NodeLocks
 from xcatd.noderange import NodeRangeError, NodeSet, expand
 from xcatd.regexval import RegexValueError
 from xcatd.request import Request, Response, XcatError
 
 log = logging.getLogger("xcatd.dispatch")
 
-BUILTIN_PLUGINS = ("xcatd.plugins.tabutils", "xcatd.plugins.nodes", "xcatd.plugins.defs")
+BUILTIN_PLUGINS = ("xcatd.plugins.tabutils", "xcatd.plugins.nodes", "xcatd.plugins.defs",
+                   "xcatd.plugins.jobs")
 
 Handler = Callable[["Request", "Context", NodeSet | None], Iterable[Response]]
 
@@ -32,20 +37,23 @@ class CommandSpec:
     handler: Handler
     noderange: str  # "required", "optional", "new" (names need not exist) or "none"
     writes: bool
+    #: For writers that take their nodes from their own arguments (chdef -t node ...).
+    lock_nodes: Callable[[Request, Context], NodeSet | None] | None = None
 
 
 _REGISTRY: dict[str, CommandSpec] = {}
 _loaded = False
 
 
-def command(name: str, *, noderange: str = "none", writes: bool = False
+def command(name: str, *, noderange: str = "none", writes: bool = False,
+            lock_nodes: Callable[[Request, Context], NodeSet | None] | None = None
             ) -> Callable[[Handler], Handler]:
     """Register a plugin function as the handler of ``name``."""
     if noderange not in ("required", "optional", "new", "none"):
         raise ValueError(noderange)
 
     def deco(fn: Handler) -> Handler:
-        _REGISTRY[name] = CommandSpec(name, fn, noderange, writes)
+        _REGISTRY[name] = CommandSpec(name, fn, noderange, writes, lock_nodes)
         return fn
 
     return deco
@@ -75,6 +83,7 @@ class Context:
     def __init__(self, request: Request, paths: Paths | None = None,
                  db: Database | None = None) -> None:
         self.request = request
+        self.service: Any = None  # the daemon's Service, when running inside xcatd
         self.paths = paths or Paths()
         self.db = db or Database.open(self.paths)
         self.db.check_ready()
@@ -139,14 +148,26 @@ class Context:
         return expand(noderange, self, verify=verify, env=self.request.env)
 
 
-def dispatch(request: Request, paths: Paths | None = None) -> Iterator[Response]:
-    """Run one request in this process and yield its responses as they come."""
+#: Locks of requests run in this process (XCATBYPASS); the daemon passes its own.
+_LOCAL_LOCKS = NodeLocks()
+DEFAULT_LOCK_TIMEOUT = 120.0
+
+
+def dispatch(request: Request, paths: Paths | None = None, *, locks: NodeLocks | None = None,
+             owner: str | None = None, cancel: threading.Event | None = None,
+             service: Any = None) -> Iterator[Response]:
+    """Run one request in this thread and yield its responses as they come.
+
+    A request that changes nodes holds their locks (all at once, bounded wait) while it
+    runs; read-only requests never wait. ``cancel`` stops it between two responses.
+    """
     spec = load_plugins().get(request.command)
     if spec is None:
         yield Response(error=f"Unsupported command: {request.command}", errorcode=1)
         return
     try:
         ctx = Context(request, paths)
+        ctx.service = service
         nodes: NodeSet | None = None
         if spec.noderange != "none" and request.noderange:
             nodes = ctx.expand(request.noderange, verify=spec.noderange != "new")
@@ -157,14 +178,40 @@ def dispatch(request: Request, paths: Paths | None = None) -> Iterator[Response]
         elif spec.noderange in ("required", "new"):
             yield Response(error=f"{request.command}: a noderange is required", errorcode=1)
             return
-        result = spec.handler(request, ctx, nodes)
-        if result is not None:
-            yield from result
+        held: set[str] = set()
+        if spec.writes:
+            target = nodes if nodes is not None else (
+                spec.lock_nodes(request, ctx) if spec.lock_nodes else None)
+            held = set(target.names) if target else set()
+        locks = locks or _LOCAL_LOCKS
+        owner = owner or f"{request.command} (pid {os.getpid()}, {id(request):x})"
+        timeout = _lock_timeout(ctx)
+        with locks.hold(held, owner, timeout) as waited:
+            if waited > 0.5:
+                yield Response(warning=f"waited {waited:.1f}s for nodes another request was "
+                                       "changing")
+            result = spec.handler(request, ctx, nodes)
+            if result is not None:
+                for resp in result:
+                    yield resp
+                    if cancel is not None and cancel.is_set():
+                        close = getattr(result, "close", None)
+                        if close:
+                            close()
+                        yield Response(error="cancelled", errorcode=1)
+                        return
     except XcatError as exc:
         yield Response(node=exc.node, error=str(exc), errorcode=exc.errorcode)
-    except (NodeRangeError, DBError, RegexValueError) as exc:
+    except (NodeRangeError, DBError, RegexValueError, LockTimeout) as exc:
         yield Response(error=str(exc), errorcode=1)
     except Exception as exc:  # report, never crash the caller
         log.exception("%s failed", request.command)
         yield Response(error=f"{request.command}: internal error: {exc.__class__.__name__}: "
                              f"{exc}", errorcode=1)
+
+
+def _lock_timeout(ctx: Context) -> float:
+    try:
+        return float(ctx.site.get("nodelocktimeout") or DEFAULT_LOCK_TIMEOUT)
+    except ValueError:
+        return DEFAULT_LOCK_TIMEOUT

@@ -6,13 +6,17 @@ Idempotent: running it again creates what is missing and keeps every value an ad
 from __future__ import annotations
 
 import os
+import pwd
 import socket
 from pathlib import Path
 
 from xcatd.config import Paths
+from xcatd.credentials import client_dir, client_files, create_ca, create_server_cert, \
+    issue_client_cert
 from xcatd.db import Database
 
 DIRS = {"/etc/xcat": 0o755, "/var/lib/xcat": 0o700, "/var/log/xcat": 0o750,
+        "/var/run/xcat": 0o755,
         "/install": 0o755, "/install/postscripts": 0o755, "/tftpboot": 0o755}
 
 DEFAULT_POLICY = [  # (priority, name, commands, rule)
@@ -60,7 +64,22 @@ def _timezone() -> str:
         return "UTC"
 
 
-def initialize(paths: Paths, *, db_url: str | None = None, force: bool = False) -> list[str]:
+def _current_user() -> str:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
+
+
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+def initialize(paths: Paths, *, db_url: str | None = None, force: bool = False,
+               client_home: str | None = None) -> list[str]:
     """Create or complete the management node; returns what it did, one line each."""
     done: list[str] = []
     for d, mode in DIRS.items():
@@ -76,6 +95,15 @@ def initialize(paths: Paths, *, db_url: str | None = None, force: bool = False) 
             fh.write(url + "\n")
         os.chmod(paths.cfgloc, 0o600)
         done.append(f"Wrote {paths.cfgloc}")
+    if create_ca(paths):
+        done.append("Created the certificate authority")
+    if create_server_cert(paths):
+        done.append("Created the xcatd server certificate")
+    user = _current_user()
+    before = _mtime(client_files(client_home).cred)
+    files = issue_client_cert(paths, user, client_dir(client_home))
+    if files.cred.stat().st_mtime_ns != before:
+        done.append(f"Issued {user}'s client certificate in {files.cred.parent}")
     db = Database.open(paths)
     db.create_all()
     with db.begin() as conn:

@@ -47,6 +47,8 @@ class Response:
     error: str | None = None
     warning: str | None = None
     errorcode: int = 0
+    #: Machine-readable form of ``data`` for the REST API and --json (never printed).
+    obj: dict[str, Any] | None = None
 
     def render(self) -> tuple[str, str]:
         """('out' | 'err', text) as xCAT prints it."""

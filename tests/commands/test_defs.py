@@ -195,7 +195,7 @@ def test_mkdef_invalid_type_is_error(mn_sqlite):
     assert "bogus" in r.err
 
 
-def test_lsdef_stanza_round_trips_into_fresh_mn(defs, tmp_path):
+def test_lsdef_stanza_round_trips_into_fresh_mn(defs, tmp_path, monkeypatch):
     from tests.conftest import make_mn
     defs.ok("mkdef", "-t", "osimage", "-o", "img1", "imagetype=linux", "provmethod=install",
             "template=/x/compute.tmpl", "osname=Linux")
@@ -210,6 +210,8 @@ def test_lsdef_stanza_round_trips_into_fresh_mn(defs, tmp_path):
     import os
     old = os.environ["XCATROOT"]
     os.environ["XCATROOT"] = str(other.root)
+    monkeypatch.setenv("XCATBYPASS", "1")  # the other MN has no daemon
+    monkeypatch.delenv("XCATHOST", raising=False)
     try:
         r = other.ok("mkdef", "-z", input=stanza)
         assert r.lines == ["6 object definitions have been created or modified."]

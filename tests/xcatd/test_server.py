@@ -1,0 +1,276 @@
+"""xcatd: identity, policy, audit, jobs and per-node locks, through a live daemon."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from xcatd.client import submit
+from xcatd.credentials import issue_client_cert
+from xcatd.dispatch import command, load_plugins
+from xcatd.lab.daemon import DaemonThread
+from xcatd.request import Request, Response
+
+load_plugins()
+GATES: dict[str, threading.Event] = {}
+STARTED: dict[str, threading.Event] = {}
+
+
+def gate(name: str, open_: bool = False) -> threading.Event:
+    GATES[name] = threading.Event()
+    STARTED[name] = threading.Event()
+    if open_:
+        GATES[name].set()
+    return GATES[name]
+
+
+@command("testhold", noderange="required", writes=True)
+def _testhold(req, ctx, nodes):
+    """Changes nodes: holds their locks until the test opens its gate."""
+    name = req.args["gate"]
+    STARTED[name].set()
+    GATES[name].wait(20)
+    yield Response(data=f"{name} done")
+
+
+@command("testslow")
+def _testslow(req, ctx, nodes):
+    name = req.args["gate"]
+    STARTED[name].set()
+    for i in range(int(req.args.get("count", 50))):
+        yield Response(node=f"n{i}", data="tick")
+        GATES[name].wait(0.05)
+
+
+def call(command_name: str, noderange: str | None = None, **args) -> list[Response]:
+    return list(submit(Request(command_name, noderange, args)))
+
+
+def in_thread(fn, *a, **kw):
+    out: dict = {}
+    t = threading.Thread(target=lambda: out.setdefault("r", fn(*a, **kw)), daemon=True)
+    t.start()
+    return t, out
+
+
+def wait_for(predicate, timeout: float = 10.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def audit_rows(mn):
+    return mn.db.rows("auditlog")
+
+
+@pytest.fixture
+def cluster(mn_daemon):
+    mn_daemon.ok("nodeadd", "n[1-4]", "groups=compute", "nodehm.mgt=ipmi")
+    return mn_daemon
+
+
+def as_user(mn, monkeypatch, tmp_path, user: str) -> None:
+    """Later commands in this test run as `user` (their client certificate in HOME)."""
+    home = tmp_path / f"home-{user}"
+    issue_client_cert(mn.paths, user, home / ".xcat")
+    monkeypatch.setenv("HOME", str(home))
+
+
+# ---- identity and policy ---------------------------------------------------------------------
+def test_root_over_the_unix_socket(cluster, monkeypatch):
+    monkeypatch.delenv("XCATHOST")
+    cluster.ok("chtab", "-d", "key=auditskipcmds", "site")
+    assert cluster.ok("nodels", "compute").lines == ["n1", "n2", "n3", "n4"]
+    row = wait_for(lambda: [r for r in audit_rows(cluster) if r["command"] == "nodels"],
+                   what="the audit row")[-1]
+    assert (row["userid"], row["clienttype"], row["status"]) == ("root", "unix", "Allowed")
+
+
+def test_a_user_without_policy_rights_is_denied_and_audited(cluster, monkeypatch, tmp_path):
+    as_user(cluster, monkeypatch, tmp_path, "bob")
+    r = cluster.run("nodels", "compute")
+    assert r.rc == 1 and r.err == "Error: Permission denied for request\n" and r.out == ""
+    row = wait_for(lambda: [a for a in audit_rows(cluster) if a["userid"] == "bob"],
+                   what="bob's audit row")[0]
+    assert (row["command"], row["noderange"], row["status"]) == ("nodels", "compute", "Denied")
+    assert row["clientname"] == "127.0.0.1"
+
+
+def test_policy_rows_decide_by_priority_and_noderange(cluster, monkeypatch, tmp_path):
+    cluster.ok("chtab", "priority=5", "policy.name=bob", "policy.commands=nodels,nodech",
+               "policy.noderange=n[1-2]", "policy.rule=allow")
+    cluster.ok("chtab", "priority=4", "policy.name=bob", "policy.commands=nodech",
+               "policy.rule=deny")
+    as_user(cluster, monkeypatch, tmp_path, "bob")
+    wait_for(lambda: cluster.run("nodels", "n1").rc == 0, what="the policy to take effect")
+    assert cluster.run("nodels", "n[1-2]").lines == ["n1", "n2"]
+    assert "Permission denied" in cluster.run("nodels", "n3").err   # outside the noderange
+    assert "Permission denied" in cluster.run("nodech", "n1", "nodetype.os=x").err  # prio 4
+    assert "Permission denied" in cluster.run("noderm", "n1").err  # no row matches
+
+
+def test_a_certificate_from_another_ca_is_refused(cluster, monkeypatch, tmp_path):
+    from xcatd.config import Paths
+    from xcatd.initialize import initialize
+    other = Paths(tmp_path / "other")
+    (tmp_path / "other").mkdir()
+    monkeypatch.setenv("HOME", str(tmp_path / "otherhome"))
+    initialize(other)  # issues root's certificate from a different CA into this HOME
+    r = cluster.run("nodels")
+    assert r.rc == 1 and "TLS" in r.err and "Traceback" not in r.err
+
+
+def test_no_daemon_is_a_clear_error(mn_sqlite, monkeypatch):
+    monkeypatch.delenv("XCATBYPASS")
+    monkeypatch.setenv("XCATHOST", "127.0.0.1:1")
+    r = mn_sqlite.run("nodels")
+    assert r.rc == 1 and "Cannot connect to xcatd at 127.0.0.1:1" in r.err
+
+
+def test_bypass_is_for_root_only(mn_sqlite, monkeypatch):
+    import xcatd.client
+    monkeypatch.setattr(xcatd.client.os, "geteuid", lambda: 1000)
+    r = mn_sqlite.run("nodels")
+    assert r.rc == 1 and "XCATBYPASS is for root" in r.err
+
+
+# ---- audit ---------------------------------------------------------------------------------
+def test_audit_masks_secrets_in_arguments_and_jobs(cluster):
+    cluster.ok("chtab", "-d", "key=auditskipcmds", "site")
+    cluster.ok("chdef", "n1", "bmc=10.1.0.1", "bmcpassword=s3cret")
+    cluster.ok("chtab", "key=ipmi", "passwd.password=t0psecret")
+    rows = wait_for(lambda: [r for r in audit_rows(cluster) if r["command"] == "chdef"]
+                    and [r for r in audit_rows(cluster) if "t0psecret" in (r["args"] or "")
+                         or "passwd.password" in (r["args"] or "")], what="audit rows")
+    rows = audit_rows(cluster)
+    text = repr(audit_rows(cluster)) + repr(cluster.db.rows("jobs"))
+    assert "s3cret" not in text and "t0psecret" not in text
+    assert any("bmcpassword=********" in (r["args"] or "") for r in rows)
+
+
+def test_auditskipcmds_skips_only_the_listed_commands(cluster):
+    cluster.ok("chtab", "key=auditskipcmds", "site.value=nodels")
+    cluster.ok("nodels")  # (a write through the daemon refreshes its cached site settings)
+    cluster.ok("nodech", "n1", "nodetype.os=rocky9")
+    rows = wait_for(lambda: [r for r in audit_rows(cluster) if r["command"] == "nodech"],
+                    what="nodech audited")
+    assert rows and not [r for r in audit_rows(cluster) if r["command"] == "nodels"]
+
+
+def test_syslog_gets_masked_audit_unless_auditnosyslog(cluster, monkeypatch):
+    import xcatd.service
+    seen: list[str] = []
+    monkeypatch.setattr(xcatd.service.syslog, "syslog", lambda prio, msg: seen.append(msg))
+    cluster.ok("chtab", "-d", "key=auditskipcmds", "site")
+    cluster.ok("chdef", "n2", "bmcpassword=s3cret")
+    wait_for(lambda: any("chdef" in m for m in seen), what="a syslog line")
+    assert not any("s3cret" in m for m in seen)
+    cluster.ok("chtab", "key=auditnosyslog", "site.value=1")
+    seen.clear()
+    cluster.ok("nodech", "n2", "nodetype.os=x")
+    assert not any("nodech" in m for m in seen)
+
+
+# ---- jobs ----------------------------------------------------------------------------------
+def test_async_prints_the_job_id_and_the_result_is_readable_later(cluster):
+    jobid = cluster.ok("nodels", "--async", "n[1-2]", "groups").out.strip()
+    assert len(jobid) == 36
+    waited = cluster.ok("job", "wait", jobid)
+    assert waited.lines == ["n1: compute", "n2: compute"]
+    shown = cluster.ok("job", "show", jobid[:8])
+    assert shown.lines[0].startswith(jobid) and "done" in shown.lines[0]
+    assert shown.lines[1:] == ["n1: compute", "n2: compute"]
+
+
+def test_a_failed_async_job_replays_its_error_and_exit_code(cluster):
+    jobid = cluster.ok("nodels", "--async", "n99").out.strip()
+    r = cluster.run("job", "wait", jobid)
+    assert r.rc == 1 and "Invalid nodes and/or groups in noderange: n99" in r.err
+
+
+def test_a_job_can_be_cancelled(cluster):
+    gate("slow")
+    jobid = cluster.ok("job", "--async", "list").out.strip()  # any job id, to get going
+    assert jobid
+    t, out = in_thread(call, "testslow", gate="slow", count=1000)
+    STARTED["slow"].wait(10)
+    running = wait_for(lambda: [line.split()[0] for line in cluster.ok("job", "list").lines
+                                if "testslow" in line and "running" in line],
+                       what="the running job")
+    assert "cancel requested" in cluster.ok("job", "cancel", running[0]).out
+    t.join(20)
+    assert out["r"][-1].error == "cancelled"
+    r = cluster.run("job", "wait", running[0])
+    assert r.rc == 1
+    assert "cancelled" in cluster.ok("job", "show", running[0]).lines[0]
+
+
+def test_restart_marks_running_jobs_interrupted(cluster):
+    gate("hold")
+    jobid = cluster.ok("nodels", "--async", "n1").out.strip()
+    cluster.ok("job", "wait", jobid)
+    t, _ = in_thread(call, "testhold", "n3", gate="hold")
+    STARTED["hold"].wait(10)
+    held = wait_for(lambda: [line.split()[0] for line in cluster.ok("job", "list").lines
+                             if "testhold" in line and "running" in line],
+                    what="the running job")[0]
+    cluster.daemon.stop()
+    fresh = DaemonThread(cluster.paths)
+    port = fresh.start().port
+    cluster.daemon = fresh
+    import os
+    os.environ["XCATHOST"] = f"127.0.0.1:{port}"
+    try:
+        assert "interrupted" in cluster.ok("job", "show", held).lines[0]
+        assert "done" in cluster.ok("job", "show", jobid).lines[0]
+    finally:
+        GATES["hold"].set()
+        t.join(20)
+
+
+# ---- per-node locks ------------------------------------------------------------------------
+def test_changes_to_disjoint_nodes_run_at_the_same_time(cluster):
+    gate("a")
+    gate("b", open_=True)
+    ta, out_a = in_thread(call, "testhold", "n1", gate="a")
+    assert STARTED["a"].wait(10)
+    # n2 is free: this completes while the first request still holds n1
+    assert [r.data for r in call("testhold", "n2", gate="b")] == ["b done"]
+    # read-only requests never wait, even on a locked node
+    assert [r.data for r in call("nodels", "n1", attributes=["groups"])] == ["compute"]
+    assert ta.is_alive()
+    GATES["a"].set()
+    ta.join(20)
+    assert [r.data for r in out_a["r"]] == ["a done"]
+
+
+def test_changes_to_the_same_nodes_wait_for_each_other(cluster):
+    gate("first")
+    gate("second", open_=True)
+    t1, _ = in_thread(call, "testhold", "n[1-2]", gate="first")
+    assert STARTED["first"].wait(10)
+    t2, out2 = in_thread(call, "testhold", "n2,n3", gate="second")
+    time.sleep(0.3)
+    assert not STARTED["second"].is_set()   # n2 is held by the first request
+    GATES["first"].set()
+    t1.join(20)
+    t2.join(20)
+    assert STARTED["second"].is_set() and [r.data for r in out2["r"]] == ["second done"]
+
+
+def test_lock_waits_are_bounded_and_name_the_holder(cluster):
+    cluster.ok("chtab", "key=nodelocktimeout", "site.value=0.3")
+    gate("holder")
+    t, _ = in_thread(call, "testhold", "n4", gate="holder")
+    assert STARTED["holder"].wait(10)
+    try:
+        r = cluster.run("nodech", "n4", "nodetype.os=x")
+        assert r.rc == 1 and "Timed out" in r.err and "n4" in r.err and "testhold" in r.err
+    finally:
+        GATES["holder"].set()
+        t.join(20)

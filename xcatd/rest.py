@@ -1,0 +1,204 @@
+"""The REST API: a second front on the same server. Every call becomes a Request and goes
+through the same policy, audit, job record, dispatch and locks as a command.
+
+Paths follow xCAT's ``/xcatws`` layout; bodies and results are JSON.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from xcatd.request import Request, Response
+
+# REST resource -> object type of lsdef/mkdef/chdef/rmdef
+OBJECT_RESOURCES = {"nodes": "node", "groups": "group", "osimages": "osimage",
+                    "networks": "network", "policy": "policy"}
+
+
+async def run(request: web.Request, req: Request) -> list[Response]:
+    """Run a Request as a job of the caller and collect its responses."""
+    from xcatd.server import POOL_KEY, SERVICE_KEY
+    service = request.app[SERVICE_KEY]
+    who = request["identity"]
+    who = type(who)(who.user, who.host, "rest")
+    loop = asyncio.get_running_loop()
+    out: list[Response] = []
+
+    def work() -> None:
+        job = service.new_job(req, who)
+        service.run(job, req, who, out.append)
+
+    await loop.run_in_executor(request.app[POOL_KEY], work)
+    return out
+
+
+def _status(errors: list[str]) -> int:
+    text = " ".join(errors)
+    if "Permission denied" in text:
+        return 403
+    if any(s in text for s in ("Invalid nodes", "Could not find", "No such table", "No job",
+                               "not a valid", "No node in")):
+        return 404
+    if "already exists" in text:
+        return 409
+    return 400
+
+
+def _answer(responses: list[Response], ok: dict[str, Any], status: int = 200) -> web.Response:
+    errors = [r.error for r in responses if r.error]
+    if errors:
+        return web.json_response({"errors": errors}, status=_status(errors))
+    return web.json_response(ok, status=status)
+
+
+def _messages(responses: list[Response]) -> dict[str, Any]:
+    return {"messages": [r.data for r in responses if r.data],
+            "warnings": [r.warning for r in responses if r.warning]}
+
+
+def _show_secrets(request: web.Request) -> bool:
+    return request.query.get("show_secrets", "") in ("1", "true", "yes")
+
+
+async def _body(request: web.Request) -> dict[str, str]:
+    try:
+        body = await request.json()
+    except Exception:
+        raise web.HTTPBadRequest(text='{"errors": ["the body must be a JSON object"]}',
+                                 content_type="application/json") from None
+    if not isinstance(body, dict) or not all(isinstance(k, str) for k in body):
+        raise web.HTTPBadRequest(text='{"errors": ["the body must be a JSON object of '
+                                      'attribute: value"]}', content_type="application/json")
+    return {k: "" if v is None else str(v) for k, v in body.items()}
+
+
+def _attr_words(attrs: dict[str, str]) -> list[str]:
+    return [f"{k}={v}" for k, v in attrs.items()]
+
+
+# ---- objects -------------------------------------------------------------------------------
+def _objects_list(objtype: str):
+    async def handler(request: web.Request) -> web.Response:
+        res = await run(request, Request("lsdef", args={"type": objtype, "short": True}))
+        names = [r.obj["name"] for r in res if r.obj and "name" in r.obj]
+        return _answer(res, {"objects": names})
+    return handler
+
+
+def _object_get(objtype: str):
+    async def handler(request: web.Request) -> web.Response:
+        args: dict[str, Any] = {"type": objtype, "objects": request.match_info["name"],
+                                "long": True, "show_secrets": _show_secrets(request)}
+        if "attrs" in request.match_info:
+            args["info"] = request.match_info["attrs"]
+        res = await run(request, Request("lsdef", args=args))
+        objs = {r.obj["name"]: r.obj.get("attributes", {}) for r in res
+                if r.obj and "name" in r.obj}
+        return _answer(res, objs)
+    return handler
+
+
+def _object_change(objtype: str, command: str):
+    async def handler(request: web.Request) -> web.Response:
+        attrs = await _body(request) if command != "rmdef" else {}
+        args: dict[str, Any] = {"type": objtype, "objects": request.match_info["name"],
+                                "attributes": _attr_words(attrs)}
+        res = await run(request, Request(command, args=args))
+        return _answer(res, _messages(res), 201 if command == "mkdef" else 200)
+    return handler
+
+
+async def site_get(request: web.Request) -> web.Response:
+    res = await run(request, Request("lsdef", args={"type": "site", "long": True,
+                                                    "show_secrets": _show_secrets(request)}))
+    site = next((r.obj.get("attributes", {}) for r in res if r.obj), {})
+    return _answer(res, site)
+
+
+async def site_put(request: web.Request) -> web.Response:
+    attrs = await _body(request)
+    res = await run(request, Request("chdef", args={"type": "site",
+                                                    "attributes": _attr_words(attrs)}))
+    return _answer(res, _messages(res))
+
+
+# ---- tables --------------------------------------------------------------------------------
+async def tables_list(request: web.Request) -> web.Response:
+    res = await run(request, Request("tabdump"))
+    return _answer(res, {"tables": [r.obj["table"] for r in res if r.obj]})
+
+
+async def table_rows(request: web.Request) -> web.Response:
+    res = await run(request, Request("tabdump", args={
+        "table": request.match_info["table"], "where": request.query.getall("where", []),
+        "show_secrets": _show_secrets(request)}))
+    return _answer(res, {"rows": [r.obj["row"] for r in res if r.obj]})
+
+
+async def table_row_put(request: web.Request) -> web.Response:
+    table = request.match_info["table"]
+    values = await _body(request)
+    res = await run(request, Request("chtab", args={
+        "keys": request.match_info["keys"],
+        "assignments": [f"{table}.{k}={v}" for k, v in values.items()]}))
+    return _answer(res, _messages(res))
+
+
+async def table_row_delete(request: web.Request) -> web.Response:
+    res = await run(request, Request("chtab", args={
+        "keys": request.match_info["keys"], "delete": True,
+        "assignments": [request.match_info["table"]]}))
+    return _answer(res, _messages(res))
+
+
+# ---- jobs ----------------------------------------------------------------------------------
+async def jobs_list(request: web.Request) -> web.Response:
+    res = await run(request, Request("job", args={"action": "list",
+                                                  "all": request.query.get("all") == "1"}))
+    return _answer(res, {"jobs": [r.obj["job"] for r in res if r.obj]})
+
+
+async def job_get(request: web.Request) -> web.Response:
+    res = await run(request, Request("job", args={"action": "show",
+                                                  "jobid": request.match_info["jobid"]}))
+    record = next((r.obj["job"] for r in res if r.obj), None)
+    results = [{k: v for k, v in r.to_dict().items() if k != "obj"} for r in res if not r.obj]
+    errors = [r.error for r in res if r.error and record is None]
+    if errors:
+        return web.json_response({"errors": errors}, status=_status(errors))
+    return web.json_response({"job": record, "results": results})
+
+
+async def job_delete(request: web.Request) -> web.Response:
+    res = await run(request, Request("job", args={"action": "cancel",
+                                                  "jobid": request.match_info["jobid"]}))
+    return _answer(res, _messages(res))
+
+
+async def openapi(request: web.Request) -> web.Response:
+    from xcatd.openapi import spec
+    return web.json_response(spec())
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    for resource, objtype in OBJECT_RESOURCES.items():
+        base = f"/xcatws/{resource}"
+        r.add_get(base, _objects_list(objtype))
+        r.add_get(base + "/{name}", _object_get(objtype))
+        r.add_post(base + "/{name}", _object_change(objtype, "mkdef"))
+        r.add_put(base + "/{name}", _object_change(objtype, "chdef"))
+        r.add_delete(base + "/{name}", _object_change(objtype, "rmdef"))
+    r.add_get("/xcatws/nodes/{name}/attrs/{attrs}", _object_get("node"))
+    r.add_get("/xcatws/site", site_get)
+    r.add_put("/xcatws/site", site_put)
+    r.add_get("/xcatws/tables", tables_list)
+    r.add_get("/xcatws/tables/{table}/rows", table_rows)
+    r.add_put("/xcatws/tables/{table}/rows/{keys}", table_row_put)
+    r.add_delete("/xcatws/tables/{table}/rows/{keys}", table_row_delete)
+    r.add_get("/xcatws/jobs", jobs_list)
+    r.add_get("/xcatws/jobs/{jobid}", job_get)
+    r.add_delete("/xcatws/jobs/{jobid}", job_delete)
+    r.add_get("/xcatws/openapi.json", openapi)

@@ -1,0 +1,295 @@
+"""xcatd: one persistent server for every command, the REST API and the service nodes.
+
+HTTPS (TLS 1.2+, client certificates from the management node's CA) on site.xcatdport and a
+unix socket for root on the management node. A request is JSON; its responses stream back as
+newline-delimited JSON, one record per response as soon as it is known, then an end record
+with the job id and exit code. Jobs run in a thread pool and go on when their client goes.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import pwd
+import signal
+import socket
+import ssl
+import struct
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from xcatd.config import Paths
+from xcatd.credentials import ca_files, certificate_cn, server_files
+from xcatd.policy import Identity
+from xcatd.request import Request, Response
+from xcatd.service import Service
+
+log = logging.getLogger("xcatd.server")
+
+MAX_REQUEST = 64 * 1024 * 1024   # a stanza file for 50,000 nodes fits
+HANDSHAKE_TIMEOUT = 10.0         # a connection that never finishes TLS is closed
+KEEPALIVE_TIMEOUT = 30.0
+WORKERS = 64
+SHUTDOWN_TIMEOUT = 2.0           # stop promptly: unfinished jobs are marked interrupted at start
+
+SERVICE_KEY = web.AppKey("service", Service)
+POOL_KEY = web.AppKey("pool", ThreadPoolExecutor)
+
+
+class AlreadyRunning(RuntimeError):
+    pass
+
+
+def socket_path(paths: Paths) -> Path:
+    return paths.under("/var/run/xcat/xcatd.sock")
+
+
+def pid_path(paths: Paths) -> Path:
+    return paths.under("/var/run/xcat/xcatd.pid")
+
+
+# ---- who is asking -------------------------------------------------------------------------
+def identify(request: web.Request) -> Identity | None:
+    """The certificate CN on TCP, the peer's user on the unix socket; None if unknown."""
+    transport = request.transport
+    if transport is None:
+        return None
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family == socket.AF_UNIX:
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        _pid, uid, _gid = struct.unpack("3i", creds)
+        try:
+            user = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            user = str(uid)
+        return Identity(user, "localhost", "unix")
+    cn = certificate_cn(transport.get_extra_info("peercert"))
+    if not cn:
+        return None
+    peer = transport.get_extra_info("peername") or ("?",)
+    return Identity(cn, str(peer[0]), "cli")
+
+
+def json_error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler):
+    who = identify(request)
+    if who is None:
+        return json_error(401, "xcatd requires a client certificate signed by this management "
+                               "node's CA (see xcatclientcert)")
+    request["identity"] = who
+    return await handler(request)
+
+
+# ---- the command endpoint ------------------------------------------------------------------
+async def handle_request(request: web.Request) -> web.StreamResponse:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return json_error(400, "the request body is not valid JSON")
+    if not isinstance(body, dict) or not isinstance(body.get("request"), dict):
+        return json_error(400, 'expected {"request": {"command": ..., ...}}')
+    try:
+        req = Request.from_dict(body["request"])
+        if not isinstance(req.command, str) or not isinstance(req.args, dict):
+            raise TypeError("command must be a string and args an object")
+    except TypeError as exc:
+        return json_error(400, f"malformed request: {exc}")
+    who = request["identity"]
+    service = request.app[SERVICE_KEY]
+    pool = request.app[POOL_KEY]
+    loop = asyncio.get_running_loop()
+    job = await loop.run_in_executor(pool, service.new_job, req, who)
+    resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson",
+                                       "X-Xcat-Job": job.jobid})
+    await resp.prepare(request)
+    if body.get("async"):
+        loop.run_in_executor(pool, service.run, job, req, who)
+        await resp.write(_line({"end": {"job": job.jobid, "state": "queued", "async": True}}))
+        await resp.write_eof()
+        return resp
+    queue: asyncio.Queue = asyncio.Queue()
+
+    def emit(r: Response) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, r)
+
+    future = loop.run_in_executor(pool, service.run, job, req, who, emit)
+    future.add_done_callback(lambda _f: loop.call_soon_threadsafe(queue.put_nowait, None))
+    connected = True
+    while True:
+        item = await queue.get()
+        if item is None:
+            break
+        if connected:
+            try:
+                await resp.write(_line({"r": item.to_dict()}))
+            except (ConnectionResetError, RuntimeError):
+                connected = False  # the client went away; the job goes on
+    code = future.result() if future.done() and not future.exception() else 1
+    if connected:
+        with contextlib.suppress(ConnectionResetError, RuntimeError):
+            await resp.write(_line({"end": {"job": job.jobid, "state": job.state,
+                                            "exitcode": code}}))
+            await resp.write_eof()
+    return resp
+
+
+def _line(obj: dict) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+
+
+async def handle_ping(request: web.Request) -> web.Response:
+    return web.json_response({"xcatd": "ok", "user": request["identity"].user})
+
+
+def make_app(service: Service, pool: ThreadPoolExecutor) -> web.Application:
+    app = web.Application(middlewares=[authenticate], client_max_size=MAX_REQUEST)
+    app[SERVICE_KEY] = service
+    app[POOL_KEY] = pool
+    app.router.add_post("/v1/request", handle_request)
+    app.router.add_get("/v1/ping", handle_ping)
+    from xcatd.rest import add_routes
+    add_routes(app)
+    return app
+
+
+# ---- TLS -----------------------------------------------------------------------------------
+def server_ssl_context(paths: Paths) -> ssl.SSLContext:
+    files = server_files(paths)
+    if not files.exists():
+        raise FileNotFoundError(f"no server certificate at {files.cred}: run xcatconfig")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(ca_files(paths)[1]))
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(str(files.cred))
+    ctx.verify_mode = ssl.CERT_OPTIONAL  # no certificate: a clear 401, not a bare alert
+    return ctx
+
+
+# ---- running it ----------------------------------------------------------------------------
+@dataclass
+class Listening:
+    host: str
+    port: int
+    unix: Path | None
+
+
+class Daemon:
+    """xcatd on one XCATROOT. ``start`` binds and returns; ``stop`` closes everything."""
+
+    def __init__(self, paths: Paths, host: str = "0.0.0.0", port: int | None = None,
+                 unix: bool = True, workers: int = WORKERS) -> None:
+        self.paths, self.host, self.port, self.unix = paths, host, port, unix
+        self.workers = workers
+        self._pidfile: int | None = None
+        self.service: Service | None = None
+        self._runner: web.AppRunner | None = None
+        self._servers: list[asyncio.base_events.Server] = []
+        self.listening: Listening | None = None
+        self.pool: ThreadPoolExecutor | None = None
+
+    def _lock_pidfile(self) -> None:
+        path = pid_path(self.paths)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.read(fd, 32).decode().strip() or "?"
+            os.close(fd)
+            raise AlreadyRunning(f"another xcatd (pid {other}) is already running on "
+                                 f"{self.paths.root}") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._pidfile = fd
+
+    async def start(self) -> Listening:
+        self._lock_pidfile()
+        try:
+            self.service = Service(self.paths)
+            interrupted = self.service.jobs.mark_interrupted()
+            if interrupted:
+                log.warning("%d jobs of a previous xcatd were marked interrupted", interrupted)
+            port = self.port if self.port is not None else \
+                int(self.service.db.site().get("xcatdport") or 3001)
+            self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="job")
+            app = make_app(self.service, self.pool)
+            self._runner = web.AppRunner(app, handle_signals=False, access_log=None,
+                                         keepalive_timeout=KEEPALIVE_TIMEOUT,
+                                         shutdown_timeout=SHUTDOWN_TIMEOUT)
+            await self._runner.setup()
+            loop = asyncio.get_running_loop()
+            tcp = await loop.create_server(self._runner.server, self.host, port,
+                                           ssl=server_ssl_context(self.paths),
+                                           ssl_handshake_timeout=HANDSHAKE_TIMEOUT,
+                                           reuse_address=True)
+            self._servers.append(tcp)
+            bound = tcp.sockets[0].getsockname()[1]
+            upath = None
+            if self.unix:
+                upath = socket_path(self.paths)
+                with contextlib.suppress(FileNotFoundError):
+                    upath.unlink()
+                old = os.umask(0o177)
+                try:
+                    self._servers.append(await loop.create_unix_server(self._runner.server,
+                                                                       str(upath)))
+                finally:
+                    os.umask(old)
+                os.chmod(upath, 0o600)  # root on the management node only
+            self.listening = Listening(self.host, bound, upath)
+            return self.listening
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        for srv in self._servers:
+            srv.close()
+        for srv in self._servers:
+            with contextlib.suppress(Exception):
+                await srv.wait_closed()
+        self._servers.clear()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=False)
+        if self.service is not None:
+            self.service.close()
+            self.service = None
+        if self.listening and self.listening.unix:
+            with contextlib.suppress(FileNotFoundError):
+                self.listening.unix.unlink()
+        if self._pidfile is not None:
+            with contextlib.suppress(OSError):
+                pid_path(self.paths).unlink()
+            os.close(self._pidfile)
+            self._pidfile = None
+
+
+def serve_forever(paths: Paths, host: str, port: int | None, ready=None) -> None:
+    """Run in the foreground until SIGTERM/SIGINT (systemd Type=simple)."""
+    async def main() -> None:
+        daemon = Daemon(paths, host, port)
+        listening = await daemon.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        log.info("xcatd listening on %s:%d and %s", listening.host, listening.port,
+                 listening.unix)
+        if ready:
+            ready(listening)
+        await stop.wait()
+        await daemon.stop()
+
+    asyncio.run(main())
