@@ -48,12 +48,16 @@ def _summary(job: dict) -> str:
 def _replay(results: list[dict], as_report: bool = False) -> Iterator[Response]:
     """The job's responses again; as a report (job show), errors are text, not failures."""
     for r in results:
+        result = {k: r.get(k) for k in ("node", "data", "error", "warning", "errorcode")
+                  if r.get(k) not in (None, "")}
         if as_report and (r.get("error") or r.get("warning")):
             word = "Error" if r.get("error") else "Warning"
-            yield Response(node=r.get("node"), data=f"{word}: {r.get('error') or r.get('warning')}")
+            yield Response(node=r.get("node"), obj={"result": result},
+                           data=f"{word}: {r.get('error') or r.get('warning')}")
             continue
         yield Response(node=r.get("node"), data=r.get("data"), error=r.get("error"),
-                       warning=r.get("warning"), errorcode=r.get("errorcode") or 0)
+                       warning=r.get("warning"), errorcode=r.get("errorcode") or 0,
+                       obj={"result": result})
 
 
 def _flush(ctx: Context) -> None:

@@ -82,7 +82,8 @@ def nodels(req: Request, ctx: Context, nodes: NodeSet | None) -> Iterator[Respon
     for term in shown + [f[0] for f in filters]:
         wanted[term.table].append(term.column)
     blame = bool(a.get("blame"))
-    values = ctx.db.resolve(ordered, wanted, blame=blame, groups=ctx.node_groups())
+    values = ctx.db.resolve(ordered, wanted, blame=blame,
+                            groups=ctx.node_groups_if_loaded(ordered))
     labelled = force or bool(a.get("with_fieldname")) or len(shown) > 1
     show_secrets = bool(a.get("show_secrets"))
     for node in ordered:

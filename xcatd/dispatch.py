@@ -17,7 +17,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from xcatd.config import Paths
-from xcatd.db import Database, DBError
+from xcatd.db import Database, DBError, split_list
 from xcatd.locks import LockTimeout, NodeLocks
 from xcatd.noderange import NodeRangeError, NodeSet, expand
 from xcatd.regexval import RegexValueError
@@ -81,7 +81,7 @@ class Context:
     """
 
     def __init__(self, request: Request, paths: Paths | None = None,
-                 db: Database | None = None) -> None:
+                 db: Database | None = None, site: dict[str, str] | None = None) -> None:
         self.request = request
         self.service: Any = None  # the daemon's Service, when running inside xcatd
         self.paths = paths or Paths()
@@ -90,8 +90,9 @@ class Context:
         self._nodes: set[str] | None = None
         self._groups: dict[str, list[str]] | None = None
         self._node_groups: dict[str, list[str]] | None = None
+        self._some_groups: dict[str, list[str]] = {}
         self._nodegroups: dict[str, dict] | None = None
-        self._site: dict[str, str] | None = None
+        self._site: dict[str, str] | None = site
 
     # cluster facts, cached for the request
     @property
@@ -104,6 +105,25 @@ class Context:
         if self._nodes is None:
             self._load_nodelist()
         return self._nodes  # type: ignore[return-value]
+
+    def known_nodes(self, names: set[str]) -> set[str]:
+        if self._nodes is not None:
+            return names & self._nodes
+        rows = self.db.rows("nodelist", keys=names)
+        for r in rows:  # keep their groups: resolving their attributes needs them next
+            self._some_groups[r["node"]] = split_list(r["groups"])
+        return {r["node"] for r in rows}
+
+    def node_groups_if_loaded(self, nodes: Iterable[str] | None = None
+                              ) -> dict[str, list[str]] | None:
+        """Groups of ``nodes`` if this request has read them already, else None."""
+        if self._node_groups is not None:
+            return self._node_groups
+        if nodes is not None and self._some_groups:
+            some = self._some_groups
+            if all(n in some for n in nodes):
+                return some
+        return None
 
     def node_groups(self) -> dict[str, list[str]]:
         """Every node's groups (nodelist.groups), read once per request."""
@@ -120,8 +140,6 @@ class Context:
                 self._groups.setdefault(g, []).append(node)
 
     def group_members(self, name: str) -> set[str] | None:
-        if self._groups is None:
-            self._load_nodelist()
         if self._nodegroups is None:
             self._nodegroups = {r["groupname"]: r for r in self.db.rows("nodegroup")}
         row = self._nodegroups.get(name)
@@ -129,8 +147,16 @@ class Context:
             from xcatd.objects import ObjectStore
             with self.db.connect() as conn:
                 return ObjectStore(self.db, conn).dynamic_members(row.get("wherevals") or "")
-        if name in self._groups:  # type: ignore[operator]
-            return set(self._groups[name])  # type: ignore[index]
+        if self._groups is not None:
+            members = self._groups.get(name)
+        else:  # only the rows that can name the group, not the whole nodelist
+            from xcatd.db import SA_TABLES, split_list
+            t = SA_TABLES["nodelist"]
+            like = "%" + name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            rows = self.db.rows("nodelist", where=t.c.groups.like(like, escape="\\"))
+            members = [r["node"] for r in rows if name in split_list(r["groups"])]
+        if members:
+            return set(members)
         if row is not None:
             return set()  # a defined group with no members
         return None
@@ -155,7 +181,8 @@ DEFAULT_LOCK_TIMEOUT = 120.0
 
 def dispatch(request: Request, paths: Paths | None = None, *, locks: NodeLocks | None = None,
              owner: str | None = None, cancel: threading.Event | None = None,
-             service: Any = None) -> Iterator[Response]:
+             service: Any = None, site: dict[str, str] | None = None
+             ) -> Iterator[Response]:
     """Run one request in this thread and yield its responses as they come.
 
     A request that changes nodes holds their locks (all at once, bounded wait) while it
@@ -166,7 +193,7 @@ def dispatch(request: Request, paths: Paths | None = None, *, locks: NodeLocks |
         yield Response(error=f"Unsupported command: {request.command}", errorcode=1)
         return
     try:
-        ctx = Context(request, paths)
+        ctx = Context(request, paths, site=site)
         ctx.service = service
         nodes: NodeSet | None = None
         if spec.noderange != "none" and request.noderange:

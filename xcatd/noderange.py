@@ -478,6 +478,10 @@ class Cluster(Protocol):
 
     def all_nodes(self) -> set[str]: ...
 
+    def known_nodes(self, names: set[str]) -> set[str]:
+        """The ones of ``names`` that are nodes (cheaper than all_nodes for a few names)."""
+        ...
+
     def group_members(self, name: str) -> set[str] | None: ...
 
     def select_nodes(self, attr: str, op: str, value: str) -> set[str]: ...
@@ -533,13 +537,14 @@ class _Expander:
         include, exclude = NodeSet(), NodeSet()
         if not text:
             return include
-        plain: list[str] = []  # bare node names: parsed once, together
-        known = self.all_nodes.names if self.cluster is not None else None
-        for element in _split_top(text, ","):
-            element = element.strip()
+        elements = [e.strip() for e in _split_top(text, ",")]
+        # bare names are checked with one lookup and parsed once, together
+        known = self.known([e for e in elements if _PLAIN.match(e)])
+        plain: list[str] = []
+        for element in elements:
             if not element:
                 continue
-            if _PLAIN.match(element) and (known is None or element in known):
+            if element in known:
                 plain.append(element)
             elif element.startswith("-") and len(element) > 1:
                 exclude.update(self.intersection(element[1:]))
@@ -548,6 +553,14 @@ class _Expander:
         if plain:
             include.update(plain)
         return include - exclude if exclude else include
+
+    def known(self, names: Iterable[str]) -> set[str]:
+        names = set(names)
+        if self.cluster is None or not names:
+            return names
+        if self._all is not None or len(names) > 500:
+            return names & self.all_nodes.names
+        return self.cluster.known_nodes(names)
 
     def intersection(self, element: str) -> NodeSet:
         parts = _split_top(element, "@") if "@" in element else [element]
@@ -568,7 +581,7 @@ class _Expander:
             return self.regex(atom[1:])
         cluster = self.cluster
         if cluster is not None:
-            if atom in self.all_nodes:
+            if atom in self.known((atom,)):
                 return NodeSet((atom,))
             members = cluster.group_members(atom)
             if members is not None:
@@ -593,10 +606,14 @@ class _Expander:
         """With verification, names that are not nodes are recorded and dropped."""
         if not self.verify:
             return names
-        missing = names - self.all_nodes
+        if self._all is None and len(names) <= 500:
+            known = NodeSet(self.known(names.names))
+        else:
+            known = self.all_nodes
+        missing = names - known
         if missing:
             self.bad.extend(missing.sorted())
-            return names & self.all_nodes
+            return names & known
         return names
 
     def regex(self, pattern: str) -> NodeSet:

@@ -34,22 +34,25 @@ async def run(request: web.Request, req: Request) -> list[Response]:
     return out
 
 
-def _status(errors: list[str]) -> int:
+def _status(errors: list[str], reading: bool = False) -> int:
     text = " ".join(errors)
-    if "Permission denied" in text:
+    if reading and "not a valid attribute" in text:
+        return 404  # GET .../attrs/bogus: no such resource
+    if "Permission denied" in text or "belongs to" in text:
         return 403
     if any(s in text for s in ("Invalid nodes", "Could not find", "No such table", "No job",
-                               "not a valid", "No node in")):
+                               "does not exist", "No node in")):
         return 404
     if "already exists" in text:
         return 409
     return 400
 
 
-def _answer(responses: list[Response], ok: dict[str, Any], status: int = 200) -> web.Response:
+def _answer(responses: list[Response], ok: dict[str, Any], status: int = 200,
+            reading: bool = False) -> web.Response:
     errors = [r.error for r in responses if r.error]
     if errors:
-        return web.json_response({"errors": errors}, status=_status(errors))
+        return web.json_response({"errors": errors}, status=_status(errors, reading))
     return web.json_response(ok, status=status)
 
 
@@ -63,8 +66,11 @@ def _show_secrets(request: web.Request) -> bool:
 
 
 async def _body(request: web.Request) -> dict[str, str]:
+    from xcatd.server import read_json
     try:
-        body = await request.json()
+        body = await read_json(request)
+    except web.HTTPException:
+        raise
     except Exception:
         raise web.HTTPBadRequest(text='{"errors": ["the body must be a JSON object"]}',
                                  content_type="application/json") from None
@@ -96,7 +102,7 @@ def _object_get(objtype: str):
         res = await run(request, Request("lsdef", args=args))
         objs = {r.obj["name"]: r.obj.get("attributes", {}) for r in res
                 if r.obj and "name" in r.obj}
-        return _answer(res, objs)
+        return _answer(res, objs, reading=True)
     return handler
 
 
@@ -163,8 +169,8 @@ async def jobs_list(request: web.Request) -> web.Response:
 async def job_get(request: web.Request) -> web.Response:
     res = await run(request, Request("job", args={"action": "show",
                                                   "jobid": request.match_info["jobid"]}))
-    record = next((r.obj["job"] for r in res if r.obj), None)
-    results = [{k: v for k, v in r.to_dict().items() if k != "obj"} for r in res if not r.obj]
+    record = next((r.obj["job"] for r in res if r.obj and "job" in r.obj), None)
+    results = [r.obj["result"] for r in res if r.obj and "result" in r.obj]
     errors = [r.error for r in res if r.error and record is None]
     if errors:
         return web.json_response({"errors": errors}, status=_status(errors))

@@ -36,7 +36,9 @@ MAX_REQUEST = 64 * 1024 * 1024   # a stanza file for 50,000 nodes fits
 HANDSHAKE_TIMEOUT = 10.0         # a connection that never finishes TLS is closed
 KEEPALIVE_TIMEOUT = 30.0
 WORKERS = 64
-SHUTDOWN_TIMEOUT = 2.0           # stop promptly: unfinished jobs are marked interrupted at start
+SHUTDOWN_TIMEOUT = 2.0
+BODY_TIMEOUT = 30.0              # a request body must arrive within this
+LINGERING_TIME = 1.0             # after an error, unread body bytes are drained this long           # stop promptly: unfinished jobs are marked interrupted at start
 
 SERVICE_KEY = web.AppKey("service", Service)
 POOL_KEY = web.AppKey("pool", ThreadPoolExecutor)
@@ -77,7 +79,8 @@ def identify(request: web.Request) -> Identity | None:
 
 
 def json_error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
+    """The same error shape for the command protocol and the REST API."""
+    return web.json_response({"error": message, "errors": [message]}, status=status)
 
 
 @web.middleware
@@ -91,9 +94,31 @@ async def authenticate(request: web.Request, handler):
 
 
 # ---- the command endpoint ------------------------------------------------------------------
+async def read_json(request: web.Request):
+    """The body as JSON, read within BODY_TIMEOUT: a client that stalls mid-body is dropped."""
+    try:
+        return await asyncio.wait_for(request.json(), BODY_TIMEOUT)
+    except asyncio.TimeoutError:
+        raise _json_http(web.HTTPRequestTimeout, "request body not received in time") from None
+    except web.HTTPRequestEntityTooLarge as exc:
+        message = f"request body larger than {MAX_REQUEST} bytes"
+        raise web.HTTPRequestEntityTooLarge(
+            MAX_REQUEST, exc.status and MAX_REQUEST + 1,
+            text=json.dumps({"error": message, "errors": [message]}),
+            content_type="application/json", headers={"Connection": "close"}) from None
+    except (ConnectionResetError, asyncio.IncompleteReadError) as exc:
+        raise _json_http(web.HTTPBadRequest, f"request body incomplete: {exc}") from None
+
+
+def _json_http(cls, message: str) -> web.HTTPException:
+    """An HTTP error that closes the connection, with the JSON error body clients read."""
+    return cls(text=json.dumps({"error": message, "errors": [message]}),
+               content_type="application/json", headers={"Connection": "close"})
+
+
 async def handle_request(request: web.Request) -> web.StreamResponse:
     try:
-        body = await request.json()
+        body = await read_json(request)
     except (json.JSONDecodeError, UnicodeDecodeError):
         return json_error(400, "the request body is not valid JSON")
     if not isinstance(body, dict) or not isinstance(body.get("request"), dict):
@@ -108,7 +133,7 @@ async def handle_request(request: web.Request) -> web.StreamResponse:
     service = request.app[SERVICE_KEY]
     pool = request.app[POOL_KEY]
     loop = asyncio.get_running_loop()
-    job = await loop.run_in_executor(pool, service.new_job, req, who)
+    job = service.new_job(req, who)  # in memory; the writer thread records it
     resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson",
                                        "X-Xcat-Job": job.jobid})
     await resp.prepare(request)
@@ -125,20 +150,30 @@ async def handle_request(request: web.Request) -> web.StreamResponse:
     future = loop.run_in_executor(pool, service.run, job, req, who, emit)
     future.add_done_callback(lambda _f: loop.call_soon_threadsafe(queue.put_nowait, None))
     connected = True
-    while True:
+    finished = False
+    while not finished:
+        chunk = []
         item = await queue.get()
-        if item is None:
-            break
-        if connected:
+        while True:  # everything already waiting goes out in one write
+            if item is None:
+                finished = True
+                break
+            chunk.append(_line({"r": item.to_dict()}))
             try:
-                await resp.write(_line({"r": item.to_dict()}))
+                item = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                break
+        if finished:
+            code = future.result() if not future.exception() else 1
+            chunk.append(_line({"end": {"job": job.jobid, "state": job.state,
+                                        "exitcode": code}}))
+        if connected and chunk:
+            try:
+                await resp.write(b"".join(chunk))
             except (ConnectionResetError, RuntimeError):
                 connected = False  # the client went away; the job goes on
-    code = future.result() if future.done() and not future.exception() else 1
     if connected:
         with contextlib.suppress(ConnectionResetError, RuntimeError):
-            await resp.write(_line({"end": {"job": job.jobid, "state": job.state,
-                                            "exitcode": code}}))
             await resp.write_eof()
     return resp
 
@@ -224,6 +259,7 @@ class Daemon:
             app = make_app(self.service, self.pool)
             self._runner = web.AppRunner(app, handle_signals=False, access_log=None,
                                          keepalive_timeout=KEEPALIVE_TIMEOUT,
+                                         lingering_time=LINGERING_TIME,
                                          shutdown_timeout=SHUTDOWN_TIMEOUT)
             await self._runner.setup()
             loop = asyncio.get_running_loop()

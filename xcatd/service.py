@@ -76,7 +76,7 @@ class Service:
             spec = load_plugins().get(request.command)
             for resp in dispatch(request, self.paths, locks=self.locks,
                                  owner=f"job {job.jobid} ({request.command} by {who.user})",
-                                 cancel=job.cancel, service=self):
+                                 cancel=job.cancel, service=self, site=dict(site)):
                 if resp.failed:
                     code = code or (resp.errorcode or 1)
                 self.jobs.result(job, resp)

@@ -29,6 +29,9 @@ class FakeCluster:
     def all_nodes(self):
         return set(self.nodes)
 
+    def known_nodes(self, names):
+        return set(names) & self.nodes
+
     def group_members(self, name):
         return self.groups.get(name)
 

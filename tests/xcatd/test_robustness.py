@@ -14,7 +14,6 @@ import importlib
 import io
 import json
 import os
-import select
 import signal
 import socket
 import ssl
@@ -167,9 +166,11 @@ class FastMN:
 
 @pytest.fixture
 def fast_daemon(tmp_path, monkeypatch):
-    """xcatd with HANDSHAKE_TIMEOUT and KEEPALIVE_TIMEOUT of 1 s (patched before start)."""
+    """xcatd with HANDSHAKE_TIMEOUT, KEEPALIVE_TIMEOUT and BODY_TIMEOUT of 1 s (patched
+    before start)."""
     monkeypatch.setattr(server, "HANDSHAKE_TIMEOUT", FAST)
     monkeypatch.setattr(server, "KEEPALIVE_TIMEOUT", FAST)
+    monkeypatch.setattr(server, "BODY_TIMEOUT", FAST)
     root = tmp_path / "fastroot"
     root.mkdir()
     paths = Paths(root)
@@ -252,11 +253,6 @@ def test_partial_headers_then_silence_closed(fast_daemon):
     fast_daemon.ok("nodels")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a client that sends complete headers and part of the body, then goes silent, is "
-    "never disconnected: xcatd has no body read timeout (aiohttp's keep-alive timeout only "
-    "applies while no request is in progress), so such connections pile up forever "
-    "(slowloris)"))
 def test_stalled_request_body_closed(fast_daemon):
     s = tls_socket(fast_daemon.port)
     try:
@@ -286,18 +282,27 @@ def test_oversized_body_is_refused_without_reading_it_all(mn_daemon):
                   f"Content-Type: application/json\r\nContent-Length: {declared}\r\n\r\n"
                   .encode())
         while sent < declared:
-            readable, _, _ = select.select([s], [], [], 0)
-            if readable or s.pending():
-                break
+            # a non-blocking look for an answer between chunks (select() is no use here:
+            # a TLS 1.3 session ticket makes the socket readable with no data for us)
+            s.settimeout(0)
             try:
-                s.sendall(chunk[: declared - sent])
+                answer = s.recv(65536)
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+                answer = None
+            except (ConnectionResetError, ssl.SSLError):
+                answer = b""
+            s.settimeout(30)
+            if answer is not None:
+                closed = not answer
+                break
+            piece = chunk[: declared - sent]
+            try:
+                s.sendall(piece)
             except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
                 closed = True
                 break
-            sent += len(chunk[: declared - sent])
-        if not closed:
-            # read the answer (or the hang-up); the status line is all we need
-            s.settimeout(30)
+            sent += len(piece)
+        if answer is None and not closed:  # sent it all: the answer must come now
             try:
                 answer = s.recv(65536)
             except (ConnectionResetError, ssl.SSLError):
@@ -307,7 +312,8 @@ def test_oversized_body_is_refused_without_reading_it_all(mn_daemon):
         s.close()
     assert closed or answer.startswith(b"HTTP/1.1 413"), answer[:200]
     assert sent < declared, "xcatd took the whole 100 MB body before refusing it"
-    assert sent <= server.MAX_REQUEST + 8 * len(chunk), \
+    # what socket buffers hold in flight comes on top of MAX_REQUEST (~4-10 MiB seen)
+    assert sent <= server.MAX_REQUEST + 24 * len(chunk), \
         f"xcatd read {sent} bytes, far past MAX_REQUEST={server.MAX_REQUEST}, before refusing"
     mn_daemon.ok("nodels")
 
