@@ -12,6 +12,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -143,19 +144,27 @@ class Database:
              keys: Iterable[str] | None = None, keycol: str | None = None) -> list[dict]:
         """Rows of a table as dicts, optionally only those whose ``keycol`` is in ``keys``."""
         t = SA_TABLES[table_def(table).name]
-        stmt = sa.select(t)
-        if where is not None:
-            stmt = stmt.where(where)
         wanted: set[str] | None = None
+        params: dict[str, Any] | None = None
         if keys is not None:
             wanted = set(keys)
             if not wanted:
                 return []
-            col = t.c[keycol or TABLES[table].keys[0]]
-            if len(wanted) <= BULK_THRESHOLD:
-                stmt = stmt.where(col.in_(sorted(wanted)))
+            kc = keycol or TABLES[table].keys[0]
+            if len(wanted) <= BULK_THRESHOLD and where is None:
+                stmt = _select_in(table, kc)  # built once: hot path of every request
+                params = {"keys": sorted(wanted)}
                 wanted = None  # the database filtered already
-        out = self._fetch(stmt, conn)
+            else:
+                stmt = sa.select(t)
+        else:
+            stmt = sa.select(t)
+        if where is not None:
+            stmt = stmt.where(where)
+            if wanted is not None and len(wanted) <= BULK_THRESHOLD:
+                stmt = stmt.where(t.c[keycol or TABLES[table].keys[0]].in_(sorted(wanted)))
+                wanted = None
+        out = self._fetch(stmt, conn, params)
         if wanted is not None:
             kc = keycol or TABLES[table].keys[0]
             out = [r for r in out if r[kc] in wanted]
@@ -163,11 +172,12 @@ class Database:
             out = [r for r in out if active(r)]
         return out
 
-    def _fetch(self, stmt: sa.Select, conn: Connection | None) -> list[dict]:
+    def _fetch(self, stmt: sa.Select, conn: Connection | None,
+               params: dict[str, Any] | None = None) -> list[dict]:
         if conn is None:
             with self.engine.connect() as c:
-                return self._fetch(stmt, c)
-        result = conn.execute(stmt)
+                return self._fetch(stmt, c, params)
+        result = conn.execute(stmt, params) if params else conn.execute(stmt)
         keys = list(result.keys())
         return [dict(zip(keys, row)) for row in result.fetchall()]
 
@@ -288,13 +298,12 @@ class Database:
                     blame: bool) -> dict[str, dict]:
         """{node or group: {(table, col): value}} with only non-empty values of active rows;
         with ``blame`` the values are (value, node or group) pairs."""
-        t = SA_TABLES[table]
-        stmt = sa.select(t.c.node, t.c.disable, *[t.c[c] for c in cols])
-        if len(keys) <= BULK_THRESHOLD:
-            stmt = stmt.where(t.c.node.in_(sorted(keys)))
+        few = len(keys) <= BULK_THRESHOLD
+        stmt = _select_values(table, tuple(cols), few)
         tcs = [(table, c) for c in cols]
         rows: dict[str, dict] = {}
-        for row in conn.execute(stmt).fetchall():
+        result = conn.execute(stmt, {"keys": sorted(keys)}) if few else conn.execute(stmt)
+        for row in result.fetchall():
             key, disable = row[0], row[1]
             if key in rows or key not in keys or (disable and disable.lower() in DISABLED):
                 continue  # first row of multi-key tables wins
@@ -325,6 +334,23 @@ class Database:
 
     def all_nodes(self, conn: Connection | None = None) -> set[str]:
         return {r["node"] for r in self.rows("nodelist", conn)}
+
+
+@lru_cache(maxsize=None)
+def _select_in(table: str, keycol: str) -> sa.Select:
+    """SELECT * ... WHERE keycol IN (:keys), built once per table (statement construction
+    costs more than a small query)."""
+    t = SA_TABLES[table]
+    return sa.select(t).where(t.c[keycol].in_(sa.bindparam("keys", expanding=True)))
+
+
+@lru_cache(maxsize=1024)
+def _select_values(table: str, cols: tuple[str, ...], few: bool) -> sa.Select:
+    t = SA_TABLES[table]
+    stmt = sa.select(t.c.node, t.c.disable, *[t.c[c] for c in cols])
+    if few:
+        stmt = stmt.where(t.c.node.in_(sa.bindparam("keys", expanding=True)))
+    return stmt
 
 
 def split_list(value: str | None) -> list[str]:

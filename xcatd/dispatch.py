@@ -181,8 +181,8 @@ DEFAULT_LOCK_TIMEOUT = 120.0
 
 def dispatch(request: Request, paths: Paths | None = None, *, locks: NodeLocks | None = None,
              owner: str | None = None, cancel: threading.Event | None = None,
-             service: Any = None, site: dict[str, str] | None = None
-             ) -> Iterator[Response]:
+             service: Any = None, site: dict[str, str] | None = None,
+             db: Database | None = None) -> Iterator[Response]:
     """Run one request in this thread and yield its responses as they come.
 
     A request that changes nodes holds their locks (all at once, bounded wait) while it
@@ -193,7 +193,7 @@ def dispatch(request: Request, paths: Paths | None = None, *, locks: NodeLocks |
         yield Response(error=f"Unsupported command: {request.command}", errorcode=1)
         return
     try:
-        ctx = Context(request, paths, site=site)
+        ctx = Context(request, paths, db=db, site=site)
         ctx.service = service
         nodes: NodeSet | None = None
         if spec.noderange != "none" and request.noderange:

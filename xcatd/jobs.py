@@ -172,8 +172,8 @@ class JobStore:
                 for table in ("jobs", "jobresults", "auditlog"):
                     rows = inserts.get(table)
                     if rows:
-                        cols = sorted({c for r in rows for c in r})
-                        conn.execute(SA_TABLES[table].insert(),
+                        cols = tuple(sorted({c for r in rows for c in r}))
+                        conn.execute(_insert(table, cols),
                                      [{c: r.get(c) for c in cols} for r in rows])
                 t = SA_TABLES["jobs"]
                 by_cols: dict[tuple, list] = defaultdict(list)
@@ -188,6 +188,19 @@ class JobStore:
             log.exception("could not record %d job/audit writes", len(batch))
         for b in barriers:
             b.set()
+
+
+_INSERTS: dict[tuple, sa.Insert] = {}
+
+
+def _insert(table: str, cols: tuple[str, ...]) -> sa.Insert:
+    """INSERT statements built once per column set."""
+    key = (table, cols)
+    stmt = _INSERTS.get(key)
+    if stmt is None:
+        t = SA_TABLES[table]
+        stmt = _INSERTS[key] = t.insert().values({c: sa.bindparam(c) for c in cols})
+    return stmt
 
 
 def job_rows(db: Database, jobid: str) -> tuple[dict | None, list[dict]]:

@@ -11,7 +11,7 @@ carry the same objects.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -31,7 +31,9 @@ class Request:
     client: str = "localhost"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"command": self.command, "noderange": self.noderange, "args": self.args,
+                "env": self.env, "stdin": self.stdin, "user": self.user,
+                "client": self.client}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Request:
@@ -66,7 +68,7 @@ class Response:
         return self.error is not None or self.errorcode != 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v not in (None, 0)}
+        return {k: v for k, v in self.__dict__.items() if v is not None and v != 0}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Response:

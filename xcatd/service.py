@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import os
 import syslog
 import threading
 import time
@@ -33,6 +34,7 @@ class Service:
         self._cached_at = 0.0
         self._policy: list[dict] = []
         self._site: dict[str, str] = {}
+        self._syslog = os.path.exists("/dev/log")  # no syslog daemon: no per-request retries
         load_plugins()
 
     def close(self) -> None:
@@ -76,7 +78,8 @@ class Service:
             spec = load_plugins().get(request.command)
             for resp in dispatch(request, self.paths, locks=self.locks,
                                  owner=f"job {job.jobid} ({request.command} by {who.user})",
-                                 cancel=job.cancel, service=self, site=dict(site)):
+                                 cancel=job.cancel, service=self, site=dict(site),
+                                 db=self.db):
                 if resp.failed:
                     code = code or (resp.errorcode or 1)
                 self.jobs.result(job, resp)
@@ -118,7 +121,7 @@ class Service:
                "command": request.command, "noderange": request.noderange,
                "args": job.args, "status": status, "comments": f"job {job.jobid}"}
         self.jobs.audit(row)
-        if (site.get("auditnosyslog") or "0") not in ("1", "yes"):
+        if self._syslog and (site.get("auditnosyslog") or "0") not in ("1", "yes"):
             syslog.syslog(syslog.LOG_INFO | syslog.LOG_AUTH,
                           f"xcatd: {status} {who.user}@{who.host} {request.command} "
                           f"{request.noderange or ''} {job.args}")

@@ -166,6 +166,7 @@ def test_syslog_gets_masked_audit_unless_auditnosyslog(cluster, monkeypatch):
     import xcatd.service
     seen: list[str] = []
     monkeypatch.setattr(xcatd.service.syslog, "syslog", lambda prio, msg: seen.append(msg))
+    cluster.daemon.daemon.service._syslog = True  # as on a machine with /dev/log
     cluster.ok("chtab", "-d", "key=auditskipcmds", "site")
     cluster.ok("chdef", "n2", "bmcpassword=s3cret")
     wait_for(lambda: any("chdef" in m for m in seen), what="a syslog line")
