@@ -152,8 +152,9 @@ class Database:
                 return []
             kc = keycol or TABLES[table].keys[0]
             if len(wanted) <= BULK_THRESHOLD and where is None:
-                stmt = _select_in(table, kc)  # built once: hot path of every request
-                params = {"keys": sorted(wanted)}
+                # built once: the hot path of every request
+                stmt = _select_in(table, kc, len(wanted) == 1)
+                params = {"keys": sorted(wanted) if len(wanted) > 1 else next(iter(wanted))}
                 wanted = None  # the database filtered already
             else:
                 stmt = sa.select(t)
@@ -337,10 +338,12 @@ class Database:
 
 
 @lru_cache(maxsize=None)
-def _select_in(table: str, keycol: str) -> sa.Select:
-    """SELECT * ... WHERE keycol IN (:keys), built once per table (statement construction
-    costs more than a small query)."""
+def _select_in(table: str, keycol: str, one: bool) -> sa.Select:
+    """SELECT * ... WHERE keycol IN (:keys) (or = :keys for one key), built once per table:
+    statement construction costs more than a small query."""
     t = SA_TABLES[table]
+    if one:
+        return sa.select(t).where(t.c[keycol] == sa.bindparam("keys"))
     return sa.select(t).where(t.c[keycol].in_(sa.bindparam("keys", expanding=True)))
 
 

@@ -159,12 +159,19 @@ class JobStore:
         inserts: dict[str, list[dict]] = defaultdict(list)
         updates: dict[str, dict] = {}
         barriers = []
+        new_jobs: dict[str, dict] = {}
         for item in batch:
             kind = item[0]
             if kind == "insert":
                 inserts[item[1]].append(item[2])
+                if item[1] == "jobs":
+                    new_jobs[item[2]["jobid"]] = item[2]
             elif kind == "update":
-                updates.setdefault(item[2], {}).update(item[3])
+                row = new_jobs.get(item[2])
+                if row is not None:  # inserted in this batch: one INSERT says it all
+                    row.update(item[3])
+                else:
+                    updates.setdefault(item[2], {}).update(item[3])
             else:
                 barriers.append(item[1])
         try:

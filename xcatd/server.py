@@ -18,6 +18,8 @@ import signal
 import socket
 import ssl
 import struct
+import threading
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,11 +59,27 @@ def pid_path(paths: Paths) -> Path:
 
 
 # ---- who is asking -------------------------------------------------------------------------
+_IDENTITIES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
 def identify(request: web.Request) -> Identity | None:
-    """The certificate CN on TCP, the peer's user on the unix socket; None if unknown."""
+    """The certificate CN on TCP, the peer's user on the unix socket; None if unknown.
+    Worked out once per connection (a keep-alive client sends many requests)."""
     transport = request.transport
     if transport is None:
         return None
+    try:
+        return _IDENTITIES[transport]
+    except (KeyError, TypeError):
+        pass
+    who = _identify(transport)
+    if who is not None:
+        with contextlib.suppress(TypeError):
+            _IDENTITIES[transport] = who
+    return who
+
+
+def _identify(transport) -> Identity | None:
     sock = transport.get_extra_info("socket")
     if sock is not None and sock.family == socket.AF_UNIX:
         creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
@@ -134,48 +152,90 @@ async def handle_request(request: web.Request) -> web.StreamResponse:
     pool = request.app[POOL_KEY]
     loop = asyncio.get_running_loop()
     job = service.new_job(req, who)  # in memory; the writer thread records it
-    resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson",
-                                       "X-Xcat-Job": job.jobid})
-    await resp.prepare(request)
+    headers = {"X-Xcat-Job": job.jobid}
     if body.get("async"):
-        loop.run_in_executor(pool, service.run, job, req, who)
-        await resp.write(_line({"end": {"job": job.jobid, "state": "queued", "async": True}}))
-        await resp.write_eof()
-        return resp
-    queue: asyncio.Queue = asyncio.Queue()
+        pool.submit(service.run, job, req, who)
+        return web.Response(body=_line({"end": {"job": job.jobid, "state": "queued",
+                                                "async": True}}),
+                            content_type="application/x-ndjson", headers=headers)
+    relay = Relay(loop)
 
-    def emit(r: Response) -> None:
-        loop.call_soon_threadsafe(queue.put_nowait, r)
+    def work() -> None:
+        code = 1
+        try:
+            code = service.run(job, req, who, relay.emit)
+        finally:
+            relay.close(code)
 
-    future = loop.run_in_executor(pool, service.run, job, req, who, emit)
-    future.add_done_callback(lambda _f: loop.call_soon_threadsafe(queue.put_nowait, None))
+    pool.submit(work)
+    items, finished, code = await relay.take()
+    first = [_line({"r": item.to_dict()}) for item in items]
+    if finished:  # a quick job: headers and all its records in one write
+        first.append(_end(job, code))
+        return web.Response(body=b"".join(first), content_type="application/x-ndjson",
+                            headers=headers)
+    resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson", **headers})
     connected = True
-    finished = False
+    try:
+        await resp.prepare(request)
+        await resp.write(b"".join(first))
+    except (ConnectionResetError, RuntimeError):
+        connected = False  # the client went away; the job goes on
     while not finished:
-        chunk = []
-        item = await queue.get()
-        while True:  # everything already waiting goes out in one write
-            if item is None:
-                finished = True
-                break
-            chunk.append(_line({"r": item.to_dict()}))
-            try:
-                item = queue.get_nowait()
-            except asyncio.QueueEmpty:
-                break
+        items, finished, code = await relay.take()
+        chunk = [_line({"r": item.to_dict()}) for item in items]
         if finished:
-            code = future.result() if not future.exception() else 1
-            chunk.append(_line({"end": {"job": job.jobid, "state": job.state,
-                                        "exitcode": code}}))
+            chunk.append(_end(job, code))
         if connected and chunk:
             try:
                 await resp.write(b"".join(chunk))
             except (ConnectionResetError, RuntimeError):
-                connected = False  # the client went away; the job goes on
+                connected = False
     if connected:
         with contextlib.suppress(ConnectionResetError, RuntimeError):
             await resp.write_eof()
     return resp
+
+
+def _end(job, code: int) -> bytes:
+    return _line({"end": {"job": job.jobid, "state": job.state, "exitcode": code}})
+
+
+class Relay:
+    """Responses from a job's thread to its connection: whatever has arrived goes out in one
+    write, and the thread wakes the event loop once per batch, not once per response."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._lock = threading.Lock()
+        self._items: list[Response] = []
+        self._done = False
+        self._code = 0
+        self._wake_pending = False
+        self._event = asyncio.Event()
+
+    def _notify(self) -> None:  # in the worker thread, with the lock held
+        if not self._wake_pending:
+            self._wake_pending = True
+            self.loop.call_soon_threadsafe(self._event.set)
+
+    def emit(self, resp: Response) -> None:
+        with self._lock:
+            self._items.append(resp)
+            self._notify()
+
+    def close(self, code: int) -> None:
+        with self._lock:
+            self._done, self._code = True, code
+            self._notify()
+
+    async def take(self) -> tuple[list[Response], bool, int]:
+        await self._event.wait()
+        with self._lock:
+            items, self._items = self._items, []
+            self._event.clear()
+            self._wake_pending = False
+            return items, self._done, self._code
 
 
 def _line(obj: dict) -> bytes:
