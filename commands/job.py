@@ -1,6 +1,5 @@
 """job: list, show, wait for and cancel jobs (every request the daemon ran is a job)."""
 import click
-
 from xcatd.commands._cli import run, xcat_command
 
 

@@ -2,8 +2,8 @@
 import sys
 
 import click
-
 from xcatd.commands._cli import CONTEXT
+
 from xcatd.config import Paths
 from xcatd.credentials import ca_files, issue_client_cert
 

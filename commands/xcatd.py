@@ -3,8 +3,8 @@ import logging
 import sys
 
 import click
-
 from xcatd.commands._cli import CONTEXT
+
 from xcatd.config import Paths
 from xcatd.db import DBError
 from xcatd.server import AlreadyRunning, serve_forever

@@ -167,4 +167,6 @@ def bare_root(tmp_path, monkeypatch):
     root = tmp_path / "bare"
     root.mkdir()
     monkeypatch.setenv("XCATROOT", str(root))
+    monkeypatch.setenv("XCATBYPASS", "1")
+    monkeypatch.delenv("XCATHOST", raising=False)
     return MN(root, "")

@@ -12,7 +12,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -337,7 +337,7 @@ class Database:
         return {r["node"] for r in self.rows("nodelist", conn)}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _select_in(table: str, keycol: str, one: bool) -> sa.Select:
     """SELECT * ... WHERE keycol IN (:keys) (or = :keys for one key), built once per table:
     statement construction costs more than a small query."""

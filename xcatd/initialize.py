@@ -11,8 +11,13 @@ import socket
 from pathlib import Path
 
 from xcatd.config import Paths
-from xcatd.credentials import client_dir, client_files, create_ca, create_server_cert, \
-    issue_client_cert
+from xcatd.credentials import (
+    client_dir,
+    client_files,
+    create_ca,
+    create_server_cert,
+    issue_client_cert,
+)
 from xcatd.db import Database
 
 DIRS = {"/etc/xcat": 0o755, "/var/lib/xcat": 0o700, "/var/log/xcat": 0o750,

@@ -11,7 +11,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 
 from sqlalchemy.engine import Connection
@@ -321,7 +321,7 @@ def split_attr_list(value: str | None) -> list[str]:
 
 
 # ---- writing objects -----------------------------------------------------------------------
-@lru_cache(maxsize=None)
+@cache
 def _spec(d: AttrDef) -> str:
     """Where plan() collects a definition's rows: table, key column, fixed key columns."""
     return f"{d.table}\0{d.keycol}\0" + ",".join(c for c, _ in d.fixed)

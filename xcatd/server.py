@@ -38,9 +38,9 @@ MAX_REQUEST = 64 * 1024 * 1024   # a stanza file for 50,000 nodes fits
 HANDSHAKE_TIMEOUT = 10.0         # a connection that never finishes TLS is closed
 KEEPALIVE_TIMEOUT = 30.0
 WORKERS = 64
-SHUTDOWN_TIMEOUT = 2.0
+SHUTDOWN_TIMEOUT = 2.0           # stop promptly: unfinished jobs are marked interrupted at start
 BODY_TIMEOUT = 30.0              # a request body must arrive within this
-LINGERING_TIME = 1.0             # after an error, unread body bytes are drained this long           # stop promptly: unfinished jobs are marked interrupted at start
+LINGERING_TIME = 1.0             # after an error, unread body bytes are drained this long
 
 SERVICE_KEY = web.AppKey("service", Service)
 POOL_KEY = web.AppKey("pool", ThreadPoolExecutor)
@@ -59,7 +59,7 @@ def pid_path(paths: Paths) -> Path:
 
 
 # ---- who is asking -------------------------------------------------------------------------
-_IDENTITIES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_IDENTITIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def identify(request: web.Request) -> Identity | None:
@@ -116,7 +116,7 @@ async def read_json(request: web.Request):
     """The body as JSON, read within BODY_TIMEOUT: a client that stalls mid-body is dropped."""
     try:
         return await asyncio.wait_for(request.json(), BODY_TIMEOUT)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise _json_http(web.HTTPRequestTimeout, "request body not received in time") from None
     except web.HTTPRequestEntityTooLarge as exc:
         message = f"request body larger than {MAX_REQUEST} bytes"

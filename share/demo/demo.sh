@@ -1,16 +1,29 @@
 #!/usr/bin/env bash
-# The pyxcat demo: a management node under a scratch XCATROOT on SQLite, a small cluster
-# defined the way an xCAT admin would, and the commands that read it back.
+# The pyxcat demo: a management node under a scratch XCATROOT on SQLite, xcatd serving it,
+# a small cluster defined the way an xCAT admin would, and the commands that read it back.
 set -euo pipefail
 : "${XCATROOT:?set XCATROOT to a scratch directory}"
-export XCATROOT XCATBYPASS=1
+export XCATROOT
+unset XCATBYPASS XCATHOST
+# The demo's client certificates live in a scratch HOME, not in the real ~/.xcat.
+export HOME="$XCATROOT/home"
 rm -rf "$XCATROOT"
-mkdir -p "$XCATROOT"
+mkdir -p "$XCATROOT" "$HOME"
+PORT=${DEMO_PORT:-13001}
 
 say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 run() { say "$*"; "$@"; }
+XCATD_PID=
+stop_xcatd() { [ -n "$XCATD_PID" ] && kill "$XCATD_PID" 2>/dev/null && wait "$XCATD_PID" 2>/dev/null; true; }
+trap stop_xcatd EXIT
 
 run xcatconfig
+say "xcatd --listen 127.0.0.1 --port $PORT &    (HTTPS with client certificates, and a unix socket for root)"
+setsid xcatd --listen 127.0.0.1 --port "$PORT" 2>"$XCATROOT/xcatd.log" &
+XCATD_PID=$!
+for _ in $(seq 50); do grep -q "ready on" "$XCATROOT/xcatd.log" 2>/dev/null && break; sleep 0.1; done
+cat "$XCATROOT/xcatd.log"
+
 # Two racks of compute nodes and two service nodes.
 run nodeadd 'rack[1-2]n[01-08]' groups=compute,all nodehm.mgt=ipmi nodetype.arch=x86_64
 run nodeadd 'sn[1-2]' groups=service,all nodehm.mgt=ipmi
@@ -39,4 +52,34 @@ say "nodels n99   (a node that does not exist: error, exit 1)"
 if nodels n99; then echo "unexpected success" >&2; exit 1; else echo "exit code $?"; fi
 run dumpxCATdb -p "$XCATROOT"
 ls -l "$XCATROOT"/ipmi.csv
-printf '\nDemo complete: the management node lives under %s\n' "$XCATROOT"
+
+# Jobs: every request is one, and an --async one can be read after its client has gone.
+say "nodels --async compute groups      (prints the job id and returns)"
+JOB=$(nodels --async compute groups)
+echo "$JOB"
+run job wait "$JOB"
+run job list
+
+# A second user: a client certificate, then the policy table decides.
+run xcatclientcert -d "$XCATROOT/bob/.xcat" bob
+say "HOME=$XCATROOT/bob XCATHOST=127.0.0.1:$PORT nodels    (bob has no policy rights yet)"
+if HOME="$XCATROOT/bob" XCATHOST="127.0.0.1:$PORT" nodels; then
+  echo "unexpected success" >&2; exit 1; else echo "exit code $?"; fi
+run chtab priority=5 policy.name=bob policy.commands=nodels,lsdef policy.rule=allow
+say "HOME=$XCATROOT/bob XCATHOST=127.0.0.1:$PORT nodels 'rack1n0[1-3]'"
+HOME="$XCATROOT/bob" XCATHOST="127.0.0.1:$PORT" nodels 'rack1n0[1-3]'
+run tabdump -w status==Denied auditlog
+
+# The REST API: the same dispatch, policy, audit and locks.
+say "GET https://127.0.0.1:$PORT/xcatws/nodes/rack2n01   (REST, with root's client certificate)"
+python3 - "$PORT" <<'PY'
+import http.client, json, os, ssl, sys
+home = os.environ["HOME"]
+ctx = ssl.create_default_context(cafile=f"{home}/.xcat/ca.pem")
+ctx.load_cert_chain(f"{home}/.xcat/client-cred.pem")
+conn = http.client.HTTPSConnection("127.0.0.1", int(sys.argv[1]), context=ctx)
+conn.request("GET", "/xcatws/nodes/rack2n01")
+print(json.dumps(json.loads(conn.getresponse().read()), indent=2))
+PY
+printf '\nDemo complete: the management node lives under %s (xcatd log: %s/xcatd.log)\n' \
+  "$XCATROOT" "$XCATROOT"
