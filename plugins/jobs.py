@@ -4,11 +4,8 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-import sqlalchemy as sa
-
-from xcatd.db import SA_TABLES
 from xcatd.dispatch import Context, command
-from xcatd.jobs import TERMINAL, job_rows
+from xcatd.jobs import TERMINAL, find_job_ids, job_rows, list_jobs
 from xcatd.request import Request, Response, XcatError
 
 WAIT_POLL = 0.05
@@ -18,11 +15,7 @@ def _find(ctx: Context, jobid: str) -> str:
     """A full job id from a full one or a unique prefix (as `git` takes commits)."""
     if not jobid:
         raise XcatError("A job id is required.")
-    t = SA_TABLES["jobs"]
-    with ctx.db.connect() as conn:
-        ids = [r[0] for r in conn.execute(sa.select(t.c.jobid).where(
-            t.c.jobid.like(jobid.replace("%", "").replace("_", "\\_") + "%", escape="\\"))
-            .limit(2))]
+    ids = find_job_ids(ctx.db, jobid)
     if ctx.service is not None and not ids:
         live = [j for j in list(ctx.service.jobs.live) if j.startswith(jobid)]
         ids = live[:2]
@@ -117,15 +110,8 @@ def job(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
 
 def _list(req: Request, ctx: Context) -> Iterator[Response]:
     _flush(ctx)
-    t = SA_TABLES["jobs"]
-    stmt = sa.select(t).order_by(t.c.created.desc())
-    if req.user != "root":
-        stmt = stmt.where(t.c.user == req.user)
-    if req.args.get("state"):
-        stmt = stmt.where(t.c.state == req.args["state"])
-    if not req.args.get("all"):
-        stmt = stmt.limit(int(req.args.get("limit") or 20))
-    with ctx.db.connect() as conn:
-        rows = [dict(r) for r in conn.execute(stmt).mappings()]
+    rows = list_jobs(ctx.db, user=None if req.user == "root" else req.user,
+                     state=req.args.get("state"),
+                     limit=None if req.args.get("all") else int(req.args.get("limit") or 20))
     for row in reversed(rows):
         yield Response(data=_summary(row), obj={"job": row})

@@ -9,11 +9,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import sqlalchemy as sa
 from xcatd.tables import SECRET_MASK, is_secret
 
 from xcatd.db import (
-    SA_TABLES,
     TABLES,
     DBError,
     active,
@@ -132,16 +130,7 @@ def restore_table(ctx: Context, conn, table: str, text: str, append: bool) -> in
     rows = parse_csv(table, text)
     _check_duplicate_keys(ctx, conn, table, rows, append)
     _keep_masked_secrets(ctx, conn, table, rows)
-    t = SA_TABLES[table]
-    if not append:
-        conn.execute(t.delete())
-    if rows:
-        cols = sorted({c for r in rows for c in r})
-        try:
-            conn.execute(t.insert(), [{c: r.get(c) for c in cols} for r in rows])
-        except sa.exc.IntegrityError as exc:
-            raise DBError(f"Cannot restore {table}: duplicate or missing key "
-                          f"({str(exc.orig).splitlines()[0]})") from None
+    ctx.db.replace_rows(conn, table, rows, append=append)
     return len(rows)
 
 
@@ -238,7 +227,7 @@ def chtab(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
             for table in tables:
                 if table not in TABLES:
                     raise XcatError(f"Table {table} does not exist.")
-                _delete_where(conn, table, keys)
+                ctx.db.delete_match(conn, table, keys)
             return iter(())
         per_table: dict[str, dict[str, tuple[str, str]]] = {}
         for assign in a.get("assignments") or []:
@@ -268,20 +257,9 @@ def _split_assignment(text: str) -> tuple[str, str, str]:
     return name, "=", value
 
 
-def _delete_where(conn, table: str, keys: dict[str, str]) -> None:
-    t = SA_TABLES[table]
-    for col in keys:
-        check_column(table, col)
-    conn.execute(t.delete().where(*[t.c[c] == v for c, v in keys.items()]))
-
-
 def _chtab_one(ctx: Context, conn, table: str, keys: dict[str, str],
                cols: dict[str, tuple[str, str]]) -> None:
-    for col in keys:
-        check_column(table, col)
-    t = SA_TABLES[table]
-    rows = ctx.db.rows(table, conn, include_disabled=True,
-                       where=sa.and_(*[t.c[c] == v for c, v in keys.items()]))
+    rows = ctx.db.match(table, keys, conn, include_disabled=True)
     if not rows:
         values = dict(keys)
         for col, (_op, value) in cols.items():
@@ -304,8 +282,8 @@ def _chtab_one(ctx: Context, conn, table: str, keys: dict[str, str],
                                                   if v not in current])
             else:
                 values[col] = value if value != "" else None
-        conn.execute(t.update().where(*[t.c[k] == row[k] for k in TABLES[table].keys
-                                        if row.get(k) is not None]).values(values))
+        ctx.db.update_match(conn, table, {k: row[k] for k in TABLES[table].keys
+                                          if row.get(k) is not None}, values)
 
 
 # ---- gettab --------------------------------------------------------------------------------
@@ -322,11 +300,10 @@ def gettab(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
         if not dot or table not in TABLES:
             raise XcatError(f"{target} is not a valid table.column")
         check_column(table, col)
-        t = SA_TABLES[table]
         for k in keys:
             if k not in TABLES[table].columns:
                 raise XcatError(f"Unknown key {k} to {table}")
-        rows = ctx.db.rows(table, where=sa.and_(*[t.c[c] == v for c, v in keys.items()]))
+        rows = ctx.db.match(table, keys)
         for r in rows:
             value = r.get(col) or ""
             if value and is_secret(table, col) and not a.get("show_secrets"):
@@ -342,10 +319,10 @@ def tabgrep(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
         raise XcatError("Usage: tabgrep nodename")
     with ctx.db.connect() as conn:
         for name, tdef in sorted(TABLES.items()):
-            if "node" in tdef.columns and name != "jobresults":  # job history is not config
-                t = SA_TABLES[name]
-                if conn.execute(sa.select(t.c.node).where(t.c.node == node).limit(1)).first():
-                    yield Response(data=name)
+            # (job history is not configuration)
+            if "node" in tdef.columns and name != "jobresults" and \
+                    ctx.db.has_value(conn, name, "node", node):
+                yield Response(data=name)
 
 
 # ---- tabprune ------------------------------------------------------------------------------
@@ -363,34 +340,21 @@ def tabprune(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
         raise XcatError("One option -p or -i or -n or -a or -d must be supplied.")
     if len(chosen) > 1:
         raise XcatError("Only one option -p or -i or -n or -a or -d may be used at a time.")
-    t = SA_TABLES[table]
+    opt = chosen[0]
+    if opt == "percent" and not 0 <= float(a["percent"]) <= 100:
+        raise XcatError("-p takes a percentage between 0 and 100.")
+    criterion: dict = {
+        "all": {"everything": True},
+        "number": {"oldest": int(a["number"] or 0)},
+        "percent": {"percent": float(a["percent"] or 0)},
+        "recid": {"below_recid": int(a["recid"] or 0)},
+        "days": {"older_than": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(
+            time.time() - float(a["days"] or 0) * 86400))},
+    }[opt]
     with ctx.db.begin() as conn:
-        total = conn.execute(sa.select(sa.func.count()).select_from(t)).scalar() or 0
-        if not total:
-            raise XcatError(f"Nothing to prune from {table}.")
-        opt = chosen[0]
-        if opt in ("number", "percent"):  # the N oldest records, whatever the recid gaps
-            if opt == "percent":
-                pct = float(a["percent"])
-                if not 0 <= pct <= 100:
-                    raise XcatError("-p takes a percentage between 0 and 100.")
-                count = int(total * pct / 100)
-            else:
-                count = int(a["number"])
-            oldest = sa.select(t.c.recid).order_by(t.c.recid).limit(count).scalar_subquery()
-            cond = t.c.recid.in_(oldest) if count > 0 else sa.false()
-        elif opt == "all":
-            cond = sa.true()
-        elif opt == "recid":
-            cond = t.c.recid < int(a["recid"])
-        else:
-            timecol = t.c.audittime if table == "auditlog" else t.c.eventtime
-            cutoff = time.strftime("%Y-%m-%d %H:%M:%S",
-                                   time.localtime(time.time() - float(a["days"]) * 86400))
-            cond = timecol < cutoff
-        deleted = [dict(r) for r in conn.execute(sa.select(t).where(cond).order_by(t.c.recid))
-                   .mappings()]
-        conn.execute(t.delete().where(cond))
+        deleted = ctx.db.prune_log(conn, table, **criterion)
+    if deleted is None:
+        raise XcatError(f"Nothing to prune from {table}.")
     if a.get("verbose"):
         yield Response(data=csv_header(table))
         for line in csv_rows(table, deleted, False):

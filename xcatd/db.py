@@ -237,6 +237,85 @@ class Database:
             count += res.rowcount or 0
         return count
 
+    # ---- rows selected by column values (chtab, gettab, tabgrep) ------------------------
+    def _equals(self, table: str, equals: Mapping[str, str]) -> list[sa.ColumnElement]:
+        t = SA_TABLES[table_def(table).name]
+        for col in equals:
+            check_column(table, col)
+        return [t.c[c] == v for c, v in equals.items()]
+
+    def match(self, table: str, equals: Mapping[str, str], conn: Connection | None = None, *,
+              include_disabled: bool = False) -> list[dict]:
+        """Rows whose columns equal the given values (bound parameters)."""
+        return self.rows(table, conn, where=sa.and_(*self._equals(table, equals)),
+                         include_disabled=include_disabled)
+
+    def update_match(self, conn: Connection, table: str, equals: Mapping[str, str],
+                     values: Mapping[str, Any]) -> int:
+        for col in values:
+            check_column(table, col)
+        t = SA_TABLES[table]
+        res = conn.execute(t.update().where(*self._equals(table, equals)).values(dict(values)))
+        return res.rowcount or 0
+
+    def delete_match(self, conn: Connection, table: str, equals: Mapping[str, str]) -> int:
+        t = SA_TABLES[table_def(table).name]
+        return conn.execute(t.delete().where(*self._equals(table, equals))).rowcount or 0
+
+    def has_value(self, conn: Connection, table: str, column: str, value: str) -> bool:
+        check_column(table, column)
+        t = SA_TABLES[table]
+        return conn.execute(sa.select(t.c[column]).where(t.c[column] == value).limit(1)
+                            ).first() is not None
+
+    def replace_rows(self, conn: Connection, table: str, rows: list[dict], *,
+                     append: bool = False) -> None:
+        """Every row of a table replaced (or, with append, added), in the caller's
+        transaction; a duplicate key raises DBError."""
+        t = SA_TABLES[table_def(table).name]
+        if not append:
+            conn.execute(t.delete())
+        if rows:
+            cols = sorted({c for r in rows for c in r})
+            for col in cols:
+                check_column(table, col)
+            try:
+                conn.execute(t.insert(), [{c: r.get(c) for c in cols} for r in rows])
+            except sa.exc.IntegrityError as exc:
+                raise DBError(f"Cannot restore {table}: duplicate or missing key "
+                              f"({str(exc.orig).splitlines()[0]})") from None
+
+    # ---- log tables (auditlog, eventlog) -------------------------------------------------
+    def prune_log(self, conn: Connection, table: str, *, everything: bool = False,
+                  oldest: int | None = None, percent: float | None = None,
+                  below_recid: int | None = None, older_than: str | None = None
+                  ) -> list[dict] | None:
+        """Delete log records by one criterion; returns them, or None if the table is empty.
+
+        ``oldest``/``percent`` count records (recid gaps do not matter), ``older_than`` is a
+        timestamp compared with the table's time column."""
+        t = SA_TABLES[table]
+        total = conn.execute(sa.select(sa.func.count()).select_from(t)).scalar() or 0
+        if not total:
+            return None
+        if percent is not None:
+            oldest = int(total * percent / 100)
+        if oldest is not None:
+            first = sa.select(t.c.recid).order_by(t.c.recid).limit(oldest).scalar_subquery()
+            cond = t.c.recid.in_(first) if oldest > 0 else sa.false()
+        elif below_recid is not None:
+            cond = t.c.recid < below_recid
+        elif older_than is not None:
+            cond = (t.c.audittime if table == "auditlog" else t.c.eventtime) < older_than
+        elif everything:
+            cond = sa.true()
+        else:
+            raise ValueError("prune_log needs a criterion")
+        deleted = [dict(r) for r in
+                   conn.execute(sa.select(t).where(cond).order_by(t.c.recid)).mappings()]
+        conn.execute(t.delete().where(cond))
+        return deleted
+
     def insert_row(self, conn: Connection, table: str, values: Mapping[str, Any]) -> None:
         for col in values:
             check_column(table, col)

@@ -210,6 +210,30 @@ def _insert(table: str, cols: tuple[str, ...]) -> sa.Insert:
     return stmt
 
 
+def find_job_ids(db: Database, prefix: str, limit: int = 2) -> list[str]:
+    """Job ids that start with ``prefix`` (LIKE wildcards in it are literal)."""
+    t = SA_TABLES["jobs"]
+    pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    with db.connect() as conn:
+        return [r[0] for r in conn.execute(sa.select(t.c.jobid).where(
+            t.c.jobid.like(pattern, escape="\\")).limit(limit))]
+
+
+def list_jobs(db: Database, *, user: str | None = None, state: str | None = None,
+              limit: int | None = 20) -> list[dict]:
+    """The most recent jobs first."""
+    t = SA_TABLES["jobs"]
+    stmt = sa.select(t).order_by(t.c.created.desc())
+    if user is not None:
+        stmt = stmt.where(t.c.user == user)
+    if state:
+        stmt = stmt.where(t.c.state == state)
+    if limit:
+        stmt = stmt.limit(limit)
+    with db.connect() as conn:
+        return [dict(r) for r in conn.execute(stmt).mappings()]
+
+
 def job_rows(db: Database, jobid: str) -> tuple[dict | None, list[dict]]:
     """A job's record and its results from the database."""
     jobs, results = SA_TABLES["jobs"], SA_TABLES["jobresults"]

@@ -435,8 +435,7 @@ class ObjectWriter(ObjectStore):
             t = objtype(typename)
             pairs = {(d.table, d.keycol) for defs in t.attrs.values() for d in defs}
         for table, keycol in pairs:
-            st = SA_TABLES[table]
-            self.conn.execute(st.update().where(st.c[keycol] == old).values({keycol: new}))
+            self.db.update_match(self.conn, table, {keycol: old}, {keycol: new})
         if typename == "group":
             updates = {}
             for node, gl in self.db.node_groups(None, self.conn).items():
@@ -445,5 +444,4 @@ class ObjectWriter(ObjectStore):
             if updates:
                 self.db.set_rows(self.conn, "nodelist", updates)
             for table in _node_key_tables():
-                st = SA_TABLES[table]
-                self.conn.execute(st.update().where(st.c.node == old).values(node=new))
+                self.db.update_match(self.conn, table, {"node": old}, {"node": new})
