@@ -425,8 +425,6 @@ class ObjectWriter(ObjectStore):
             self.db.set_rows(self.conn, "nodelist", updates)
 
     def rename(self, typename: str, old: str, new: str) -> None:
-
-        from xcatd.db import SA_TABLES
         if typename == "node":
             pairs = {(table, "node") for table in _node_key_tables()}
         elif typename == "site":
