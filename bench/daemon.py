@@ -110,11 +110,11 @@ def main() -> int:
         with multiprocessing.Pool(args.clients) as pool:
             parts = pool.map(api_worker, [(port, per, str(home), i * per)
                                           for i in range(args.clients)])
-        wall = time.perf_counter() - t
+        api_wall = time.perf_counter() - t
         api = [x for p in parts for x in p]
         single = api_worker((port, min(500, args.api), str(home), 0))
         print("\nAPI (HTTPS keep-alive, client certificate, NDJSON stream, audit + job record)")
-        report(f"{args.clients} clients in parallel", api, wall)
+        report(f"{args.clients} clients in parallel", api, api_wall)
         report("1 client, sequential", single, sum(single))
 
         print(f"\nCLI (`nodels nX groups`, {args.cli_parallel} at a time)")
@@ -136,7 +136,7 @@ def main() -> int:
         f50, c50 = statistics.median(floor), statistics.median(lat)
         print(f"  python start-up + import of the command: p50 {f50 * 1000:.0f} ms = "
               f"{f50 / c50 * 100:.0f}% of a CLI round trip through xcatd")
-        api_rate = len(api) / wall
+        api_rate = len(api) / api_wall
         print(f"\nAPI: {api_rate:.0f} req/s = {api_rate / 1000:.2f}x the 1,000 req/s target; "
               f"CLI through xcatd vs in process (p50): "
               f"{statistics.median(bypass) / c50:.1f}x faster")
