@@ -26,7 +26,8 @@ from xcatd.request import Request, Response, XcatError
 log = logging.getLogger("xcatd.dispatch")
 
 BUILTIN_PLUGINS = ("xcatd.plugins.tabutils", "xcatd.plugins.nodes", "xcatd.plugins.defs",
-                   "xcatd.plugins.jobs")
+                   "xcatd.plugins.jobs", "xcatd.plugins.hosts", "xcatd.plugins.networks",
+                   "xcatd.plugins.dhcp")
 
 Handler = Callable[["Request", "Context", NodeSet | None], Iterable[Response]]
 

@@ -1,0 +1,85 @@
+"""makedhcp -n: render, our own checks, dhcpd -t, and only then the live file."""
+import shutil
+from pathlib import Path
+
+import pytest
+
+GOLDEN = Path(__file__).parent / "golden" / "dhcpd.conf"
+needs_dhcpd = pytest.mark.skipif(not shutil.which("dhcpd"), reason="isc-dhcp-server missing")
+
+
+@pytest.fixture
+def cluster(mn):
+    mn.ok("chtab", "key=master", "site.value=10.77.0.1")
+    mn.ok("chtab", "key=domain", "site.value=hpc.example")
+    mn.ok("chtab", "key=nameservers", "site.value=10.77.0.1")
+    mn.ok("chtab", "key=omapi", "passwd.username=xcat_key", "passwd.password=c2VjcmV0")
+    mn.ok("mkdef", "-t", "network", "-o", "mgt", "net=10.77.0.0", "mask=255.255.255.0",
+          "mgtifname=eth1", "gateway=10.77.0.254", "dynamicrange=10.77.0.200-10.77.0.220")
+    mn.ok("nodeadd", "n[1-3]", "groups=compute")
+    mn.ok("chtab", "node=compute", r"hosts.ip=|\D+(\d+)|10.77.0.($1+10)|",
+          r"mac.mac=|\D+(\d+)|52:54:00:00:00:($1+10)|")
+    mn.ok("nodech", "n3", "noderes.netboot=grub2")
+    return mn
+
+
+def conf(mn):
+    return (mn.root / "etc/dhcp/dhcpd.conf").read_text()
+
+
+@needs_dhcpd
+def test_matches_the_golden_file(cluster):
+    cluster.ok("makedhcp", "-n")
+    assert conf(cluster) == GOLDEN.read_text().replace("@CUSTOM@", str(
+        cluster.root / "install/custom/templates"))
+
+
+@needs_dhcpd
+def test_the_file_holds_the_omapi_key_so_only_root_reads_it(cluster):
+    cluster.ok("makedhcp", "-n")
+    assert oct((cluster.root / "etc/dhcp/dhcpd.conf").stat().st_mode & 0o777) == "0o600"
+
+
+@needs_dhcpd
+@pytest.mark.parametrize("change,words", [
+    (("nodech", "n2", "mac.mac=52:54:00:00:00:11"), ["52:54:00:00:00:11", "n1,n2"]),
+    (("nodech", "n2", "hosts.ip=10.77.0.11"), ["10.77.0.11", "n1,n2"]),
+    (("nodech", "n2", "hosts.ip=10.99.0.2"), ["n2", "10.99.0.2", "outside"]),
+    (("nodech", "n2", "mac.mac=52:54:00:zz:00:11"), ["n2", "52:54:00:zz:00:11"]),
+    (("nodeadd", "n8", "groups=other", "mac.mac=52:54:00:00:00:88"), ["n8", "no IP address"]),
+])
+def test_our_checks_name_the_nodes_and_leave_the_live_file(cluster, change, words):
+    cluster.ok("makedhcp", "-n")
+    before = conf(cluster)
+    cluster.ok(*change)
+    r = cluster.run("makedhcp", "-n")
+    assert r.rc == 1, r.err
+    assert all(w in r.err for w in words), r.err
+    assert conf(cluster) == before
+
+
+@needs_dhcpd
+def test_dhcpd_rejecting_the_file_leaves_the_live_file(cluster):
+    cluster.ok("makedhcp", "-n")
+    before = conf(cluster)
+    custom = cluster.root / "install/custom/templates"
+    custom.mkdir(parents=True)
+    (custom / "dhcpd.conf.j2").write_text("subnet {{ 1 }} netmask oops {\n")
+    r = cluster.run("makedhcp", "-n")
+    assert r.rc == 1 and "dhcpd rejected" in r.err and "was not changed" in r.err
+    assert conf(cluster) == before
+
+
+@needs_dhcpd
+def test_a_node_without_mac_is_left_out_with_a_warning(cluster):
+    cluster.ok("nodeadd", "n9", "groups=other", "hosts.ip=10.77.0.99")
+    r = cluster.run("makedhcp", "-n")
+    assert r.rc == 0 and "n9" in r.err and "host n9 " not in conf(cluster)
+
+
+def test_what_is_not_built_yet_says_so(cluster):
+    r = cluster.run("makedhcp", "n1")
+    assert r.rc == 1 and "not built yet" in r.err
+    cluster.ok("chtab", "key=dhcpbackend", "site.value=kea")
+    r = cluster.run("makedhcp", "-n")
+    assert r.rc == 1 and "Kea is not built yet" in r.err
