@@ -1,0 +1,221 @@
+"""makedns: BIND configuration and zones from hosts, nics, networks and site; dynamic updates.
+
+``makedns -n`` builds the forward zone (site.domain) and a reverse zone per network with
+dnspython, writes named.conf (listen address and port from site.dnslisten/site.dnsport,
+forwarders from site.forwarders), checks every file with named-checkconf/named-checkzone and
+only then replaces the live ones. ``makedns <noderange>`` and ``makedns -d <noderange>`` change
+a running named by RFC 2136 updates signed with TSIG (key passwd key=dns), one message per
+zone, no restart.
+"""
+from __future__ import annotations
+
+import base64
+import ipaddress
+import os
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import dns.name
+import dns.query
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.rdtypes
+import dns.tsig
+import dns.tsigkeyring
+import dns.update
+import dns.zone
+from dns.rdata import from_text as rdata
+
+from xcatd.dispatch import Context, command
+from xcatd.files import CheckFailed, run_check, write_checked
+from xcatd.netinfo import Network, gather, network_of, networks, valid_ip
+from xcatd.noderange import NodeSet, natural_key
+from xcatd.request import Request, Response, XcatError
+from xcatd.templating import environment
+
+NAMED_CONF = "/etc/named.conf"
+ZONE_DIR = "/var/named"
+KEY_NAME = "xcat_key"
+TTL = 86400
+
+
+@dataclass(frozen=True)
+class Record:
+    name: str   # host name without the domain
+    ip: str
+
+
+def records(ctx: Context, names: list[str]) -> tuple[list[Record], list[str]]:
+    """A records for the nodes, their nics and other interfaces; nodes without address."""
+    data = gather(ctx.db, names, groups=ctx.node_groups_if_loaded(names))
+    out, missing = [], []
+    for node in names:
+        nn = data[node]
+        if nn.ip:
+            out.append(Record(node, nn.ip))
+        else:
+            missing.append(node)
+        out += [Record(host, ip) for _nic, ip, host in nn.nics]
+        out += [Record(host, ip) for host, ip in nn.other]
+    bad = [f"{r.name}: {r.ip}" for r in out if not valid_ip(r.ip)]
+    if bad:
+        raise XcatError("Not addresses, DNS not changed: " + ", ".join(bad))
+    return out, missing
+
+
+def reverse_zone(net: Network) -> str:
+    """The in-addr.arpa zone covering a network, at an octet boundary."""
+    if net.net.version == 6:
+        nibbles = max(1, net.net.prefixlen // 4)
+        rev = net.net.network_address.reverse_pointer.split(".")
+        return ".".join(rev[32 - nibbles:])
+    octets = max(1, net.net.prefixlen // 8)
+    parts = str(net.net.network_address).split(".")[:octets]
+    return ".".join(reversed(parts)) + ".in-addr.arpa"
+
+
+def dns_key(ctx: Context) -> tuple[str, str]:
+    """(name, base64 secret) from passwd key=dns, created on first use (hmac-sha256)."""
+    rows = ctx.db.match("passwd", {"key": "dns"})
+    if rows and rows[0].get("password"):
+        return rows[0].get("username") or KEY_NAME, rows[0]["password"]
+    secret = base64.b64encode(os.urandom(32)).decode()
+    with ctx.db.begin() as conn:
+        ctx.db.set_rows(conn, "passwd", {("dns", KEY_NAME): {"password": secret}})
+    return KEY_NAME, secret
+
+
+def _master(ctx: Context) -> tuple[str, str]:
+    master = ctx.site.get("master") or "127.0.0.1"
+    host = (ctx.site.get("nameserverhost") or socket.gethostname()).split(".")[0]
+    return host, master
+
+
+def build_zones(ctx: Context, recs: list[Record], domain: str,
+                nets: list[Network]) -> dict[str, dns.zone.Zone]:
+    host, master = _master(ctx)
+    origin = dns.name.from_text(domain)
+    zones: dict[str, dns.zone.Zone] = {domain: dns.zone.Zone(origin)}
+    for n in nets:
+        zones.setdefault(reverse_zone(n), dns.zone.Zone(dns.name.from_text(reverse_zone(n))))
+    ns_fqdn = f"{host}.{domain}."
+    for zname, zone in zones.items():
+        soa = f"{ns_fqdn} root.{domain}. 1 10800 3600 604800 86400"
+        with zone.writer() as txn:
+            txn.add("@", TTL, rdata(dns.rdataclass.IN, dns.rdatatype.SOA, soa))
+            txn.add("@", TTL, rdata(dns.rdataclass.IN, dns.rdatatype.NS, ns_fqdn))
+            if zname == domain:
+                txn.add(host, TTL, rdata(dns.rdataclass.IN, dns.rdatatype.A, master))
+                for r in recs:
+                    kind = dns.rdatatype.AAAA if ":" in r.ip else dns.rdatatype.A
+                    txn.add(r.name, TTL, rdata(dns.rdataclass.IN, kind, r.ip))
+            else:
+                for r in recs:
+                    ptr = ipaddress.ip_address(r.ip).reverse_pointer + "."
+                    if ptr.endswith("." + zname + "."):
+                        rel = ptr[: -len(zname) - 2]
+                        txn.add(rel, TTL, rdata(dns.rdataclass.IN, dns.rdatatype.PTR,
+                                                f"{r.name}.{domain}."))
+    return zones
+
+
+def _served(ctx: Context, nets: list[Network], recs: list[Record]) -> list[str]:
+    return [f"{r.name}: {r.ip}" for r in recs if network_of(nets, r.ip) is None]
+
+
+@command("makedns", noderange="optional")
+def makedns(req: Request, ctx: Context, nodes: NodeSet | None) -> Iterator[Response]:
+    a = req.args
+    domain = (ctx.site.get("domain") or "").strip(".")
+    if not domain:
+        raise XcatError("site.domain is not set: DNS needs a domain")
+    names = sorted(ctx.all_nodes(), key=natural_key) if nodes is None else nodes.sorted()
+    nets = networks(ctx.db)
+    if not nets:
+        raise XcatError("No networks defined: makedns needs them for the reverse zones")
+    recs, missing = records(ctx, names)
+    outside = _served(ctx, nets, recs)
+    if outside:
+        raise XcatError("Addresses outside every defined network, DNS not changed: "
+                        + ", ".join(outside))
+    if a.get("new"):
+        yield from _rebuild(ctx, recs, domain, nets)
+    else:
+        yield from _update(ctx, recs, domain, nets, delete=bool(a.get("delete")))
+    if missing and not a.get("delete"):
+        yield Response(warning=f"No IP address (hosts.ip), not in DNS: {NodeSet(missing)}")
+
+
+def _rebuild(ctx: Context, recs: list[Record], domain: str,
+             nets: list[Network]) -> Iterator[Response]:
+    zones = build_zones(ctx, recs, domain, nets)
+    zdir = ctx.paths.under(ZONE_DIR)
+    zdir.mkdir(parents=True, exist_ok=True)
+    keyname, secret = dns_key(ctx)
+    forwarders = [f for f in (ctx.site.get("forwarders") or "").replace(" ", ",").split(",")
+                  if f.strip()]
+    conf = environment(ctx.paths, ctx.site).get_template("named.conf.j2").render(
+        directory=str(zdir), port=ctx.site.get("dnsport") or "53",
+        listen=ctx.site.get("dnslisten") or "any", forwarders=forwarders,
+        keyname=keyname, secret=secret, run=str(ctx.paths.under("/var/run/named")),
+        zones=[{"name": z, "file": str(zdir / f"db.{z}"),
+                "journal": str(zdir / f"db.{z}.jnl")} for z in sorted(zones)])
+    ctx.paths.under("/var/run/named").mkdir(parents=True, exist_ok=True)
+    try:
+        texts = {z: zone.to_text(relativize=True) for z, zone in zones.items()}
+        for z, text in texts.items():  # every zone checked before any is replaced
+            tmp = zdir / f".check.db.{z}"
+            tmp.write_text(text)
+            try:
+                run_check(["named-checkzone", "-q", z, str(tmp)], f"the zone {z}")
+            finally:
+                tmp.unlink(missing_ok=True)
+        write_checked(ctx.paths.under(NAMED_CONF), conf,
+                      lambda tmp: run_check(["named-checkconf", str(tmp)], "named.conf"),
+                      mode=0o600)
+        for z, text in texts.items():
+            (zdir / f"db.{z}.jnl").unlink(missing_ok=True)  # a new zone, a new journal
+            write_checked(zdir / f"db.{z}", text, mode=0o644)
+    except CheckFailed as exc:
+        raise XcatError(f"{exc}; the live DNS files were not changed:\n{exc.output}") from None
+    yield Response(data=f"Wrote {len(zones)} zones ({len(recs)} host records) and "
+                        f"{ctx.paths.under(NAMED_CONF)}")
+
+
+def _update(ctx: Context, recs: list[Record], domain: str, nets: list[Network], *,
+            delete: bool) -> Iterator[Response]:
+    keyname, secret = dns_key(ctx)
+    keyring = dns.tsigkeyring.from_text({keyname: ("hmac-sha256", secret)})
+    server = ctx.site.get("dnsupdateserver") or "127.0.0.1"
+    port = int(ctx.site.get("dnsport") or 53)
+    by_zone: dict[str, dns.update.UpdateMessage] = {}
+
+    def msg(zone: str) -> dns.update.UpdateMessage:
+        if zone not in by_zone:
+            by_zone[zone] = dns.update.UpdateMessage(zone, keyring=keyring, keyname=keyname,
+                                                     keyalgorithm=dns.tsig.HMAC_SHA256)
+        return by_zone[zone]
+
+    for r in recs:
+        fwd = msg(domain)
+        fwd.delete(r.name)
+        rev_zone = reverse_zone(network_of(nets, r.ip))
+        ptr = ipaddress.ip_address(r.ip).reverse_pointer + "."
+        rel = ptr[: -len(rev_zone) - 2]
+        msg(rev_zone).delete(rel, "PTR")
+        if not delete:
+            kind = "AAAA" if ":" in r.ip else "A"
+            fwd.add(r.name, TTL, kind, r.ip)
+            msg(rev_zone).add(rel, TTL, "PTR", f"{r.name}.{domain}.")
+    for zone, update in by_zone.items():
+        try:
+            answer = dns.query.tcp(update, server, port=port, timeout=10)
+        except (OSError, dns.exception.DNSException) as exc:
+            raise XcatError(f"DNS update of {zone} at {server}:{port} failed: {exc}") from None
+        if answer.rcode() != dns.rcode.NOERROR:
+            raise XcatError(f"DNS update of {zone} at {server}:{port} refused: "
+                            f"{dns.rcode.to_text(answer.rcode())}")
+    verb = "Removed" if delete else "Updated"
+    yield Response(data=f"{verb} {len(recs)} host records in {len(by_zone)} zones")

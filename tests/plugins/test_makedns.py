@@ -1,0 +1,98 @@
+"""makedns against a real named on 127.0.0.1: -n, dynamic updates with TSIG, bad input."""
+import os
+import shutil
+
+import dns.resolver
+import pytest
+
+from xcatd.lab.bind import Named
+from xcatd.lab.postgres import free_port
+
+pytestmark = pytest.mark.skipif(not shutil.which("named") or os.geteuid() != 0,
+                                reason="needs bind9 (named) and root")
+
+
+@pytest.fixture
+def cluster(mn):
+    port = free_port()
+    for key, value in (("domain", "hpc.example"), ("master", "10.77.0.1"),
+                       ("dnsport", str(port)), ("dnslisten", "127.0.0.1"),
+                       ("nameserverhost", "mgt")):
+        mn.ok("chtab", f"key={key}", f"site.value={value}")
+    mn.ok("mkdef", "-t", "network", "-o", "mgt", "net=10.77.0.0", "mask=255.255.255.0")
+    mn.ok("mkdef", "-t", "network", "-o", "ib", "net=10.78.0.0", "mask=255.255.0.0")
+    mn.ok("nodeadd", "n[1-3]", "groups=compute")
+    mn.ok("chtab", "node=compute", r"hosts.ip=|\D+(\d+)|10.77.0.($1+10)|",
+          r"nics.nicips=|\D+(\d+)|ib0!10.78.1.($1+10)|", "nics.nichostnamesuffixes=ib0!-ib")
+    mn.port = port
+    return mn
+
+
+def resolver(port):
+    r = dns.resolver.Resolver(configure=False)
+    r.nameservers, r.port = ["127.0.0.1"], port
+    return r
+
+
+def a(port, name):
+    try:
+        return [str(x) for x in resolver(port).resolve(name, "A")]
+    except dns.resolver.NXDOMAIN:
+        return []
+
+
+def ptr(port, ip):
+    try:
+        return [str(x) for x in resolver(port).resolve_address(ip)]
+    except dns.resolver.NXDOMAIN:
+        return []
+
+
+def test_rebuild_then_updates_are_served(cluster):
+    r = cluster.ok("makedns", "-n")
+    assert "Wrote 3 zones" in r.out
+    with Named(cluster.root / "etc/named.conf", cluster.port):
+        p = cluster.port
+        assert a(p, "n2.hpc.example") == ["10.77.0.12"]
+        assert a(p, "n2-ib.hpc.example") == ["10.78.1.12"]
+        assert ptr(p, "10.77.0.13") == ["n3.hpc.example."]
+        assert ptr(p, "10.78.1.11") == ["n1-ib.hpc.example."]
+        cluster.ok("nodeadd", "n7", "groups=compute")
+        assert "Updated 2 host records in 3 zones" in cluster.ok("makedns", "n7").out
+        assert a(p, "n7.hpc.example") == ["10.77.0.17"]
+        assert ptr(p, "10.78.1.17") == ["n7-ib.hpc.example."]
+        cluster.ok("nodech", "n7", "hosts.ip=10.77.0.70")
+        cluster.ok("makedns", "n7")
+        assert a(p, "n7.hpc.example") == ["10.77.0.70"]
+        cluster.ok("makedns", "-d", "n7")
+        assert a(p, "n7.hpc.example") == [] and ptr(p, "10.77.0.70") == []
+        assert a(p, "n1.hpc.example") == ["10.77.0.11"]   # others untouched
+
+
+def test_an_update_with_the_wrong_key_is_refused(cluster):
+    cluster.ok("makedns", "-n")
+    with Named(cluster.root / "etc/named.conf", cluster.port):
+        cluster.ok("chtab", "key=dns", "passwd.password=d3JvbmdrZXl3cm9uZ2tleXdyb25na2V5MTIzNA==")
+        r = cluster.run("makedns", "n1")
+        assert r.rc == 1 and "DNS update of" in r.err
+
+
+def test_bad_input_leaves_the_live_files(cluster):
+    cluster.ok("makedns", "-n")
+    zone = cluster.root / "var/named/db.hpc.example"
+    before = zone.read_text()
+    cluster.ok("nodech", "n2", "hosts.ip=10.99.0.2")
+    r = cluster.run("makedns", "-n")
+    assert r.rc == 1 and "n2: 10.99.0.2" in r.err
+    assert zone.read_text() == before
+    cluster.ok("nodech", "n2", "hosts.ip=10.77.0.12")
+    cluster.ok("chtab", "key=forwarders", "site.value=not-an-address")
+    r = cluster.run("makedns", "-n")
+    assert r.rc == 1 and "named-checkconf rejected" in r.err
+    assert zone.read_text() == before
+
+
+def test_no_domain_is_a_clear_error(cluster):
+    cluster.ok("chtab", "-d", "key=domain", "site")
+    r = cluster.run("makedns", "-n")
+    assert r.rc == 1 and "site.domain" in r.err

@@ -1,0 +1,59 @@
+"""A real named (BIND 9) on 127.0.0.1 serving a management node's generated configuration,
+for tests; stopped by PID whatever happens."""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import dns.exception
+import dns.message
+import dns.query
+
+
+class Named:
+    def __init__(self, conf: Path, port: int) -> None:
+        self.conf, self.port = conf, port
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 30) -> Named:
+        if not shutil.which("named"):
+            raise RuntimeError("named is not installed (Debian package bind9)")
+        self.proc = subprocess.Popen(["named", "-g", "-u", "root", "-c", str(self.conf)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"named exited: {self.proc.stdout.read()[-2000:]}")
+            try:
+                q = dns.message.make_query(".", "SOA")
+                dns.query.udp(q, "127.0.0.1", port=self.port, timeout=0.5)
+                return self
+            except (dns.exception.Timeout, OSError):
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("named did not answer in time")
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+        self.proc = None
+
+    def __enter__(self) -> Named:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
