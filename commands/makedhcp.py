@@ -3,7 +3,7 @@ import click
 from xcatd.commands._cli import run, xcat_command
 
 
-@xcat_command(help="makedhcp -n [noderange]: write and check the DHCP configuration. "
+@xcat_command(help="makedhcp -n: write and check the DHCP configuration for every node. "
                    "(makedhcp <noderange>, -a, -d, -q on a running server: not built yet)")
 @click.option("-n", "new", is_flag=True, help="Write a new configuration.")
 @click.option("-a", "all_", is_flag=True, help="All nodes, on a running server.")

@@ -165,6 +165,7 @@ def render_dhcpd(ctx: Context, nets: list[Network], hosts: list[HostBlock]) -> s
 
 @command("makedhcp", noderange="optional")
 def makedhcp(req: Request, ctx: Context, nodes: NodeSet | None) -> Iterator[Response]:
+    """makedhcp -n: the whole configuration, every node with a MAC."""
     a = req.args
     backend = (ctx.site.get("dhcpbackend") or "dhcpd").lower()
     if backend not in ("dhcpd", "isc", "kea"):
@@ -174,7 +175,10 @@ def makedhcp(req: Request, ctx: Context, nodes: NodeSet | None) -> Iterator[Resp
     if not a.get("new"):
         raise XcatError("Only makedhcp -n is built so far: adding, deleting and querying "
                         "nodes on a running server (OMAPI) is not built yet")
-    names = sorted(ctx.all_nodes(), key=natural_key) if nodes is None else nodes.sorted()
+    if nodes is not None:
+        raise XcatError("makedhcp -n rebuilds the whole configuration for every node; give no "
+                        "noderange (per-node changes on a running server are not built yet)")
+    names = sorted(ctx.all_nodes(), key=natural_key)
     nets = served_networks(ctx)
     if not nets:
         raise XcatError("No networks to serve: define them (makenetworks, mkdef -t network) "

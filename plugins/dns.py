@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import os
+import re
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -93,32 +94,48 @@ def _master(ctx: Context) -> tuple[str, str]:
     return host, master
 
 
+_LABEL = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
+
+
+def _check_names(recs: list[Record], domain: str) -> None:
+    bad = [r.name for r in recs if not all(_LABEL.match(p) for p in r.name.split("."))
+           or len(f"{r.name}.{domain}") > 253]
+    if bad:
+        raise XcatError("Not valid DNS host names, DNS not changed: " + ", ".join(bad[:20]))
+
+
 def build_zones(ctx: Context, recs: list[Record], domain: str,
-                nets: list[Network]) -> dict[str, dns.zone.Zone]:
+                nets: list[Network]) -> dict[str, str]:
+    """{zone: zone file text}. dnspython writes each zone's SOA, NS and glue; the host
+    records (tens of thousands) are plain lines, ~40x faster than rdata objects, and
+    named-checkzone checks the result either way."""
+    _check_names(recs, domain)
     host, master = _master(ctx)
-    origin = dns.name.from_text(domain)
-    zones: dict[str, dns.zone.Zone] = {domain: dns.zone.Zone(origin)}
+    zones: dict[str, list[str]] = {domain: []}
     for n in nets:
-        zones.setdefault(reverse_zone(n), dns.zone.Zone(dns.name.from_text(reverse_zone(n))))
+        zones.setdefault(reverse_zone(n), [])
     ns_fqdn = f"{host}.{domain}."
-    for zname, zone in zones.items():
+    for r in recs:
+        if ":" in r.ip:
+            zones[domain].append(f"{r.name} {TTL} IN AAAA {r.ip}")
+        else:
+            zones[domain].append(f"{r.name} {TTL} IN A {r.ip}")
+        ptr = ipaddress.ip_address(r.ip).reverse_pointer
+        for zname in zones:
+            if zname != domain and ptr.endswith("." + zname):
+                zones[zname].append(f"{ptr[: -len(zname) - 1]} {TTL} IN PTR {r.name}.{domain}.")
+                break
+    out = {}
+    for zname, lines in zones.items():
+        zone = dns.zone.Zone(dns.name.from_text(zname))
         soa = f"{ns_fqdn} root.{domain}. 1 10800 3600 604800 86400"
         with zone.writer() as txn:
             txn.add("@", TTL, rdata(dns.rdataclass.IN, dns.rdatatype.SOA, soa))
             txn.add("@", TTL, rdata(dns.rdataclass.IN, dns.rdatatype.NS, ns_fqdn))
             if zname == domain:
                 txn.add(host, TTL, rdata(dns.rdataclass.IN, dns.rdatatype.A, master))
-                for r in recs:
-                    kind = dns.rdatatype.AAAA if ":" in r.ip else dns.rdatatype.A
-                    txn.add(r.name, TTL, rdata(dns.rdataclass.IN, kind, r.ip))
-            else:
-                for r in recs:
-                    ptr = ipaddress.ip_address(r.ip).reverse_pointer + "."
-                    if ptr.endswith("." + zname + "."):
-                        rel = ptr[: -len(zname) - 2]
-                        txn.add(rel, TTL, rdata(dns.rdataclass.IN, dns.rdatatype.PTR,
-                                                f"{r.name}.{domain}."))
-    return zones
+        out[zname] = zone.to_text(relativize=True) + "\n".join(lines) + ("\n" if lines else "")
+    return out
 
 
 def _served(ctx: Context, nets: list[Network], recs: list[Record]) -> list[str]:
@@ -164,7 +181,7 @@ def _rebuild(ctx: Context, recs: list[Record], domain: str,
                 "journal": str(zdir / f"db.{z}.jnl")} for z in sorted(zones)])
     ctx.paths.under("/var/run/named").mkdir(parents=True, exist_ok=True)
     try:
-        texts = {z: zone.to_text(relativize=True) for z, zone in zones.items()}
+        texts = zones
         for z, text in texts.items():  # every zone checked before any is replaced
             tmp = zdir / f".check.db.{z}"
             tmp.write_text(text)

@@ -80,6 +80,8 @@ def test_a_node_without_mac_is_left_out_with_a_warning(cluster):
 def test_what_is_not_built_yet_says_so(cluster):
     r = cluster.run("makedhcp", "n1")
     assert r.rc == 1 and "not built yet" in r.err
+    r = cluster.run("makedhcp", "-n", "n1")
+    assert r.rc == 1 and "every node" in r.err
     cluster.ok("chtab", "key=dhcpbackend", "site.value=kea")
     r = cluster.run("makedhcp", "-n")
     assert r.rc == 1 and "Kea is not built yet" in r.err

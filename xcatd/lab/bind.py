@@ -23,13 +23,16 @@ class Named:
     def start(self, timeout: float = 30) -> Named:
         if not shutil.which("named"):
             raise RuntimeError("named is not installed (Debian package bind9)")
-        self.proc = subprocess.Popen(["named", "-g", "-u", "root", "-c", str(self.conf)],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, start_new_session=True)
+        # named -g logs every update: a file, never a pipe nobody reads (it would block)
+        self.log = self.conf.parent / f"named-{self.port}.log"
+        with open(self.log, "w") as log:
+            self.proc = subprocess.Popen(["named", "-g", "-u", "root", "-c", str(self.conf)],
+                                         stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"named exited: {self.proc.stdout.read()[-2000:]}")
+                raise RuntimeError(f"named exited: {self.log.read_text()[-2000:]}")
             try:
                 q = dns.message.make_query(".", "SOA")
                 dns.query.udp(q, "127.0.0.1", port=self.port, timeout=0.5)
