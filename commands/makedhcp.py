@@ -3,8 +3,9 @@ import click
 from xcatd.commands._cli import run, xcat_command
 
 
-@xcat_command(help="makedhcp -n: write and check the DHCP configuration for every node. "
-                   "(makedhcp <noderange>, -a, -d, -q on a running server: not built yet)")
+@xcat_command(help="makedhcp -n: write and check the DHCP configuration for every node; "
+                   "makedhcp <noderange> | -a: add or update nodes on the running server; "
+                   "-d <noderange>: remove them; -q <noderange>: show what it holds.")
 @click.option("-n", "new", is_flag=True, help="Write a new configuration.")
 @click.option("-a", "all_", is_flag=True, help="All nodes, on a running server.")
 @click.option("-d", "delete", is_flag=True, help="Delete the nodes from a running server.")

@@ -173,8 +173,8 @@ def makedhcp(req: Request, ctx: Context, nodes: NodeSet | None) -> Iterator[Resp
     if backend == "kea":
         raise XcatError("makedhcp for Kea is not built yet (site.dhcpbackend=kea); use dhcpd")
     if not a.get("new"):
-        raise XcatError("Only makedhcp -n is built so far: adding, deleting and querying "
-                        "nodes on a running server (OMAPI) is not built yet")
+        yield from _live(req, ctx, nodes)
+        return
     if nodes is not None:
         raise XcatError("makedhcp -n rebuilds the whole configuration for every node; give no "
                         "noderange (per-node changes on a running server are not built yet)")
@@ -197,3 +197,71 @@ def makedhcp(req: Request, ctx: Context, nodes: NodeSet | None) -> Iterator[Resp
     if no_mac:
         yield Response(warning=f"No MAC address (mac.mac), not in the DHCP configuration: "
                                f"{NodeSet(no_mac)}")
+
+
+# ---- a running dhcpd, through OMAPI ----------------------------------------------------------
+def host_statements(h: HostBlock) -> str:
+    """The per-host statements OMAPI carries: the same boot choice as the file."""
+    choose = (f'if option client-architecture = 00:07 or option client-architecture = 00:09 '
+              f'{{ filename "{h.uefi}"; }} else {{ filename "{h.bios}"; }}')
+    if h.ipxe:
+        choose = (f'if exists user-class and option user-class = "iPXE" '
+                  f'{{ filename "{h.ipxe}"; }} else {{ {choose} }}')
+    return f"next-server {h.nextserver}; {choose}"
+
+
+def _omapi(ctx: Context):
+    try:
+        import pypureomapi
+    except ImportError:
+        raise XcatError("pypureomapi is not installed: makedhcp cannot reach dhcpd") from None
+    key = omapi_key(ctx)
+    server = ctx.site.get("omapiserver") or "127.0.0.1"
+    port = int(ctx.site.get("omapiport") or OMAPI_PORT)
+    try:
+        return pypureomapi, pypureomapi.Omapi(server, port, str(key["name"]).encode(),
+                                              str(key["secret"]).encode(), timeout=10)
+    except (OSError, pypureomapi.OmapiError) as exc:
+        raise XcatError(f"Cannot reach dhcpd's OMAPI at {server}:{port}: {exc} (is dhcpd "
+                        "running with the configuration makedhcp -n wrote?)") from None
+
+
+def _live(req: Request, ctx: Context, nodes: NodeSet | None) -> Iterator[Response]:
+    a = req.args
+    if a.get("all"):
+        names = sorted(ctx.all_nodes(), key=natural_key)
+    elif nodes is not None:
+        names = nodes.sorted()
+    else:
+        raise XcatError("makedhcp needs -n, -a or a noderange")
+    nets = served_networks(ctx)
+    hosts, no_mac, problems = plan_hosts(ctx, names, nets)
+    if a.get("delete") or a.get("query"):
+        problems = [p for p in problems if "more than one node" in p]
+    if problems:
+        raise XcatError("Nothing was sent to dhcpd:\n" + "\n".join(problems))
+    lib, omapi = _omapi(ctx)
+    try:
+        for h in hosts:
+            try:
+                if a.get("query"):
+                    found = omapi.lookup_by_host(mac=h.mac)
+                    yield Response(node=h.hostname, data=", ".join(
+                        f"{k} = {v}" for k, v in sorted(found.items())))
+                    continue
+                try:
+                    omapi.del_host(h.mac)
+                except lib.OmapiErrorNotFound:
+                    pass
+                if not a.get("delete"):
+                    omapi.add_host_supersede(h.ip, h.mac, h.name, hostname=h.hostname,
+                                             statements=host_statements(h))
+            except lib.OmapiErrorNotFound:
+                yield Response(node=h.hostname, error=f"not known to dhcpd ({h.mac})",
+                               errorcode=1)
+            except (OSError, lib.OmapiError) as exc:
+                yield Response(node=h.hostname, error=f"dhcpd OMAPI: {exc}", errorcode=1)
+    finally:
+        omapi.close()
+    if no_mac and not a.get("delete"):
+        yield Response(warning=f"No MAC address (mac.mac): {NodeSet(no_mac)}")

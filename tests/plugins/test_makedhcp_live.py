@@ -36,3 +36,38 @@ def test_nodes_get_their_address_and_boot_files_from_the_generated_config(mn_sql
         pxe = lab.dhclient("52:54:00:00:00:12")
         assert (pxe["ip"], pxe["filename"]) == (f"{p}.12", "pxelinux.0")
         assert lab.dhclient("52:54:00:00:00:99", timeout=3) is None   # not a node
+
+
+def test_nodes_added_and_removed_on_the_running_dhcpd_through_omapi(mn_sqlite, tmp_path):
+    import sys
+    mn = mn_sqlite
+    exe = os.path.join(os.path.dirname(sys.executable), "makedhcp")
+    env = {**os.environ, "XCATROOT": str(mn.root), "XCATBYPASS": "1"}
+    env.pop("XCATHOST", None)
+    with Lab(workdir=tmp_path / "lab") as lab:
+        p = lab.prefix
+        mn.ok("chtab", "key=master", f"site.value={lab.server_ip}")
+        mn.ok("mkdef", "-t", "network", "-o", "lab", f"net={lab.subnet}",
+              "mask=255.255.255.0", f"mgtifname={lab.server_if}")
+        mn.ok("nodeadd", "n1", "groups=compute", f"hosts.ip={p}.11",
+              "mac.mac=52:54:00:00:00:11")
+        mn.ok("makedhcp", "-n")
+        lab.start_dhcpd(mn.root / "etc/dhcp/dhcpd.conf", tmp_path / "leases")
+        mn.ok("nodeadd", "n2", "groups=compute", f"hosts.ip={p}.12",
+              "mac.mac=52:54:00:00:00:12", "noderes.netboot=pxe")
+        assert lab.dhclient("52:54:00:00:00:12", timeout=3) is None   # not there yet
+
+        def makedhcp(*args):  # OMAPI goes to 127.0.0.1 inside the server namespace
+            return lab.run("server", [exe, *args], env=env)
+
+        r = makedhcp("n2")
+        assert r.returncode == 0, r.stderr
+        got = lab.dhclient("52:54:00:00:00:12")
+        assert (got["ip"], got["hostname"], got["filename"]) == (f"{p}.12", "n2", "pxelinux.0")
+        q = makedhcp("-q", "n2")
+        assert q.returncode == 0 and q.stdout.startswith("n2: ") and f"{p}.12" in q.stdout
+        assert makedhcp("-d", "n2").returncode == 0
+        assert lab.dhclient("52:54:00:00:00:12", timeout=3) is None
+        gone = makedhcp("-q", "n2")
+        assert gone.returncode == 1 and "n2: Error: not known to dhcpd" in gone.stderr
+        assert lab.dhclient("52:54:00:00:00:11")["ip"] == f"{p}.11"   # the others stay
