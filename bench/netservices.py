@@ -1,6 +1,7 @@
 """Network services benchmark: 10,000 nodes, timed end to end as commands (in process).
 
-makehosts -n, makedhcp -n (ISC dhcpd, dhcpd -t included), makedns -n (dnspython zones,
+makehosts -n, makedhcp -n (ISC dhcpd with dhcpd -t, and Kea with kea-dhcp4 -t), makedns -n
+(dnspython zones,
 named-checkconf and named-checkzone included), and makedns of 100 nodes on top against a
 running named (RFC 2136 with TSIG). Side by side: the checkers alone on the same files (the
 floor no implementation can beat) and xCAT's per-node read pattern for the same data.
@@ -29,6 +30,61 @@ def run(env: dict, *argv: str) -> float:
     if p.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed: {p.stderr[-1500:]}")
     return time.perf_counter() - t
+
+
+def incremental_dhcp(env: dict, root: Path, tmp: Path) -> tuple[float, float]:
+    """100 new nodes on a running dhcpd (OMAPI) and a running Kea (config-set), both in a
+    lab namespace: makedhcp runs inside it, so its traffic never leaves it."""
+    from xcatd.lab.netns import Lab
+    new = f"n[{NODES + 1}-{NODES + 100}]"
+    exe = str(BIN / "makedhcp")
+    with Lab(workdir=tmp / "lab") as lab:
+        run(env, "chtab", "key=dhcpinterfaces", f"site.value={lab.server_if}")
+        run(env, "mkdef", "-f", "-t", "network", "-o", "mgt", "net=10.0.0.0",
+            "mask=255.255.0.0", f"mgtifname={lab.server_if}")
+        run(env, "mkdef", "-f", "-t", "network", "-o", "lab", f"net={lab.subnet}",
+            "mask=255.255.255.0", f"mgtifname={lab.server_if}")  # the interface's own
+        run(env, "makedhcp", "-n")
+        lab.start_dhcpd(root / "etc/dhcp/dhcpd.conf", tmp / "leases")
+
+        def inside(*argv: str) -> float:
+            t = time.perf_counter()
+            p = lab.run("server", [exe, *argv], env=env)
+            if p.returncode != 0:
+                raise SystemExit(f"makedhcp {argv} failed: {p.stderr[-1500:]}")
+            return time.perf_counter() - t
+
+        omapi = median(lambda: inside(new))
+    with Lab(workdir=tmp / "lab2") as lab:
+        run(env, "chtab", "key=dhcpbackend", "site.value=kea")
+        run(env, "chtab", "key=dhcpinterfaces", f"site.value={lab.server_if}")
+        run(env, "mkdef", "-f", "-t", "network", "-o", "mgt", "net=10.0.0.0",
+            "mask=255.255.0.0", f"mgtifname={lab.server_if}")
+        run(env, "mkdef", "-f", "-t", "network", "-o", "lab", f"net={lab.subnet}",
+            "mask=255.255.255.0", f"mgtifname={lab.server_if}")  # the interface's own
+        run(env, "makedhcp", "-n")
+        kenv = {**os.environ, "KEA_PIDFILE_DIR": str(tmp), "KEA_LOCKFILE_DIR": str(tmp)}
+        with open(tmp / "kea.log", "w") as log:
+            lab.start("server", ["kea-dhcp4", "-c", str(root / "etc/kea/kea-dhcp4.conf")],
+                      env=kenv, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while not (root / "var/run/kea/kea4-ctrl-socket").exists():
+            if time.monotonic() > deadline:
+                raise SystemExit("Kea did not start: " + (tmp / "kea.log").read_text()[-800:])
+            time.sleep(0.2)
+        kea = median(lambda: run(env, "makedhcp", new))
+        run(env, "chtab", "key=dhcpbackend", "site.value=dhcpd")
+    return omapi, kea
+
+
+def probe(root: Path) -> Path:
+    """The Kea file with no interfaces, as makedhcp checks it."""
+    import json
+    conf = json.loads((root / "etc/kea/kea-dhcp4.conf").read_text())
+    conf["Dhcp4"]["interfaces-config"]["interfaces"] = []
+    path = root / "kea-probe.json"
+    path.write_text(json.dumps(conf))
+    return path
 
 
 def mac(i: int) -> str:
@@ -75,6 +131,10 @@ def main() -> int:
 
         hosts = median(lambda: run(env, "makehosts", "-n"))
         dhcp = median(lambda: run(env, "makedhcp", "-n"))
+        run(env, "chtab", "key=dhcpbackend", "site.value=kea")
+        kea = median(lambda: run(env, "makedhcp", "-n"))
+        floor_kea = median(lambda: timed(["kea-dhcp4", "-t", str(probe(root))]))
+        run(env, "chtab", "key=dhcpbackend", "site.value=dhcpd")
         dns_full = median(lambda: run(env, "makedns", "-n"))
         conf = root / "etc/dhcp/dhcpd.conf"
         floor_dhcp = median(lambda: timed(["dhcpd", "-t", "-4", "-cf", str(conf)]))
@@ -88,14 +148,18 @@ def main() -> int:
                 db.set_rows(conn, "mac", {(f"n{i}",): {"mac": mac(i)}
                                           for i in range(NODES + 1, NODES + 101)})
             inc_dns = median(lambda: run(env, "makedns", f"n[{NODES + 1}-{NODES + 100}]"))
+        inc_omapi, inc_kea = incremental_dhcp(env, root, tmp)
         floor = median(lambda: timed([sys.executable, "-c", "import xcatd.commands.makedns"]))
 
         print(f"{NODES} nodes (plus an InfiniBand nic each), SQLite, in process")
         print(f"  python start-up + import:          {floor:.2f}s")
         rows = [("makehosts -n", hosts, 3, None),
                 ("makedhcp -n (dhcpd -t included)", dhcp, 3, floor_dhcp),
+                ("makedhcp -n Kea (kea-dhcp4 -t incl.)", kea, 3, floor_kea),
                 ("makedns -n (named-check* included)", dns_full, 3, floor_dns),
-                ("makedns 100 nodes (RFC 2136)", inc_dns, 1, None)]
+                ("makedns 100 nodes (RFC 2136)", inc_dns, 1, None),
+                ("makedhcp 100 nodes (dhcpd OMAPI)", inc_omapi, 1, None),
+                ("makedhcp 100 nodes (Kea config-set)", inc_kea, 1, None)]
         for name, t, target, checker in rows:
             extra = f"   checker alone {checker:.2f}s ({checker / t * 100:.0f}%)" if checker \
                 else ""

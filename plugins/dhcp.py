@@ -171,7 +171,8 @@ def makedhcp(req: Request, ctx: Context, nodes: NodeSet | None) -> Iterator[Resp
     if backend not in ("dhcpd", "isc", "kea"):
         raise XcatError(f"site.dhcpbackend '{backend}' is not dhcpd or kea")
     if backend == "kea":
-        raise XcatError("makedhcp for Kea is not built yet (site.dhcpbackend=kea); use dhcpd")
+        yield from _kea(req, ctx, nodes)
+        return
     if not a.get("new"):
         yield from _live(req, ctx, nodes)
         return
@@ -265,3 +266,35 @@ def _live(req: Request, ctx: Context, nodes: NodeSet | None) -> Iterator[Respons
         omapi.close()
     if no_mac and not a.get("delete"):
         yield Response(warning=f"No MAC address (mac.mac): {NodeSet(no_mac)}")
+
+
+# ---- Kea --------------------------------------------------------------------------------------
+def _kea(req: Request, ctx: Context, nodes: NodeSet | None) -> Iterator[Response]:
+    from xcatd.plugins import kea
+    a = req.args
+    if a.get("new") and nodes is not None:
+        raise XcatError("makedhcp -n rebuilds the whole configuration for every node; give no "
+                        "noderange")
+    nets = [n for n in served_networks(ctx) if n.net.version == 4]
+    if not nets:
+        raise XcatError("No networks to serve: define them (makenetworks, mkdef -t network) "
+                        "or check site.dhcpinterfaces")
+    if a.get("new") or a.get("all"):
+        names = sorted(ctx.all_nodes(), key=natural_key)
+    elif nodes is not None:
+        names = nodes.sorted()   # only these: never re-plan every node for a few
+    else:
+        raise XcatError("makedhcp needs -n, -a or a noderange")
+    hosts, no_mac, problems = plan_hosts(ctx, names, nets)
+    if a.get("delete") or a.get("query"):
+        problems = [p for p in problems if "more than one node" in p]
+    if problems:
+        raise XcatError("The DHCP configuration was not changed:\n" + "\n".join(problems))
+    if a.get("new"):
+        kea.write(ctx, kea.config(ctx, nets, hosts))
+    else:
+        yield from kea.live(ctx, nets, hosts, names, delete=bool(a.get("delete")),
+                            query=bool(a.get("query")))
+    if no_mac and not a.get("query"):
+        yield Response(warning=f"No MAC address (mac.mac), not in the DHCP configuration: "
+                               f"{NodeSet(no_mac)}")

@@ -1,6 +1,7 @@
 """makedhcp -n served by a real dhcpd in a network namespace to a real dhclient."""
 import os
 import shutil
+import subprocess
 
 import pytest
 
@@ -71,3 +72,46 @@ def test_nodes_added_and_removed_on_the_running_dhcpd_through_omapi(mn_sqlite, t
         gone = makedhcp("-q", "n2")
         assert gone.returncode == 1 and "n2: Error: not known to dhcpd" in gone.stderr
         assert lab.dhclient("52:54:00:00:00:11")["ip"] == f"{p}.11"   # the others stay
+
+
+@pytest.mark.skipif(not shutil.which("kea-dhcp4"), reason="kea-dhcp4-server missing")
+def test_kea_serves_the_generated_config_and_takes_live_changes(mn_sqlite, tmp_path):
+    import time
+    mn = mn_sqlite
+    with Lab(workdir=tmp_path / "lab") as lab, open(tmp_path / "kea.log", "w") as kealog:
+        p = lab.prefix
+        mn.ok("chtab", "key=dhcpbackend", "site.value=kea")
+        mn.ok("chtab", "key=master", f"site.value={lab.server_ip}")
+        mn.ok("mkdef", "-t", "network", "-o", "lab", f"net={lab.subnet}",
+              "mask=255.255.255.0", f"mgtifname={lab.server_if}")
+        mn.ok("nodeadd", "n[1-2]", "groups=compute")
+        mn.ok("chtab", "node=compute", rf"hosts.ip=|\D+(\d+)|{p}.($1+10)|",
+              r"mac.mac=|\D+(\d+)|52:54:00:00:00:($1+10)|")
+        mn.ok("nodech", "n2", "noderes.netboot=pxe")
+        mn.ok("makedhcp", "-n")
+        run = tmp_path / "kea-run"
+        run.mkdir()
+        env = {**os.environ, "KEA_PIDFILE_DIR": str(run), "KEA_LOCKFILE_DIR": str(run)}
+        lab.start("server", ["kea-dhcp4", "-c", str(mn.root / "etc/kea/kea-dhcp4.conf")],
+                  env=env, stdout=kealog, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while ":67 " not in lab.run("server", ["ss", "-lun"]).stdout:
+            assert time.monotonic() < deadline, (tmp_path / "kea.log").read_text()
+            time.sleep(0.2)
+
+        got = lab.dhclient("52:54:00:00:00:11")
+        assert (got["ip"], got["hostname"], got["filename"]) == (f"{p}.11", "n1",
+                                                                "xcat/xnba.kpxe")
+        ipxe = lab.dhclient("52:54:00:00:00:11", user_class="iPXE")
+        assert ipxe["filename"] == f"http://{lab.server_ip}:80/tftpboot/xcat/xnba/boot.ipxe"
+        assert lab.dhclient("52:54:00:00:00:12")["filename"] == "pxelinux.0"
+
+        mn.ok("nodeadd", "n3", "groups=compute")          # a new node, no restart
+        mn.ok("makedhcp", "n3")
+        assert lab.dhclient("52:54:00:00:00:13")["ip"] == f"{p}.13"
+        assert f"ip-address = {p}.13" in mn.ok("makedhcp", "-q", "n3").out
+        mn.ok("makedhcp", "-d", "n3")
+        assert lab.dhclient("52:54:00:00:00:13", timeout=3) is None
+        r = mn.run("makedhcp", "-q", "n3")
+        assert r.rc == 1 and "not known to Kea" in r.err
+        assert lab.dhclient("52:54:00:00:00:11")["ip"] == f"{p}.11"
