@@ -38,7 +38,7 @@ test: debs venv
 test-all: debs venv
 	$(BIN)/pytest -q
 
-demo: venv
+demo: debs venv
 	XCATROOT=$(DEMO_ROOT) PATH=$(CURDIR)/$(BIN):$$PATH bash share/demo/demo.sh
 
 bench: venv

@@ -81,5 +81,43 @@ conn = http.client.HTTPSConnection("127.0.0.1", int(sys.argv[1]), context=ctx)
 conn.request("GET", "/xcatws/nodes/rack2n01")
 print(json.dumps(json.loads(conn.getresponse().read()), indent=2))
 PY
+# Network services: /etc/hosts, DHCP and DNS from the same tables, each file checked by its
+# own program before it replaces the live one.
+run chtab key=domain site.value=cluster.example
+run chtab key=master site.value=10.0.0.1
+run nodech compute 'mac.mac=|rack(\d+)n(\d+)|52:54:00:00:0($1):($2+10)|'
+run makehosts
+head -4 "$XCATROOT/etc/hosts"
+run makedhcp -n
+sed -n '/^host rack1n01 /,/^}/p' "$XCATROOT/etc/dhcp/dhcpd.conf"
+DNSPORT=$((PORT + 1))
+run chtab key=dnsport site.value=$DNSPORT
+run chtab key=dnslisten site.value=127.0.0.1
+run makedns -n
+say "named -g -c \$XCATROOT/etc/named.conf   (BIND on 127.0.0.1:$DNSPORT)"
+setsid named -g -u root -c "$XCATROOT/etc/named.conf" >"$XCATROOT/named.log" 2>&1 &
+NAMED_PID=$!
+trap 'kill $NAMED_PID 2>/dev/null; stop_xcatd' EXIT
+python3 - "$DNSPORT" <<'PY'
+import sys, time
+import dns.resolver
+r = dns.resolver.Resolver(configure=False); r.nameservers = ["127.0.0.1"]; r.port = int(sys.argv[1])
+for _ in range(50):
+    try:
+        print("rack2n05.cluster.example ->", r.resolve("rack2n05.cluster.example", "A")[0],
+              "   10.0.2.15 ->", r.resolve_address("10.0.2.15")[0]); break
+    except Exception:
+        time.sleep(0.1)
+PY
+run nodeadd rack3n01 groups=compute,all nodehm.mgt=ipmi hosts.ip=10.0.3.11
+run makedns rack3n01
+python3 - "$DNSPORT" <<'PY'
+import sys
+import dns.resolver
+r = dns.resolver.Resolver(configure=False); r.nameservers = ["127.0.0.1"]; r.port = int(sys.argv[1])
+print("rack3n01.cluster.example ->", r.resolve("rack3n01.cluster.example", "A")[0],
+      "(added by an RFC 2136 update signed with TSIG, no restart)")
+PY
+
 printf '\nDemo complete: the management node lives under %s (xcatd log: %s/xcatd.log)\n' \
   "$XCATROOT" "$XCATROOT"

@@ -12,8 +12,8 @@ pytestmark = pytest.mark.skipif(
     reason="needs root, iproute2, isc-dhcp-server and isc-dhcp-client")
 
 
-def test_nodes_get_their_address_and_boot_files_from_the_generated_config(mn_sqlite, tmp_path):
-    mn = mn_sqlite
+def test_nodes_get_their_address_and_boot_files_from_the_generated_config(mn_daemon, tmp_path):
+    mn = mn_daemon  # makedhcp goes through xcatd
     with Lab(workdir=tmp_path / "lab") as lab:
         p = lab.prefix
         mn.ok("chtab", "key=master", f"site.value={lab.server_ip}")
@@ -40,6 +40,7 @@ def test_nodes_get_their_address_and_boot_files_from_the_generated_config(mn_sql
 
 
 def test_nodes_added_and_removed_on_the_running_dhcpd_through_omapi(mn_sqlite, tmp_path):
+    """makedhcp runs in process inside the server namespace: dhcpd's OMAPI port is there."""
     import sys
     mn = mn_sqlite
     exe = os.path.join(os.path.dirname(sys.executable), "makedhcp")
@@ -75,9 +76,9 @@ def test_nodes_added_and_removed_on_the_running_dhcpd_through_omapi(mn_sqlite, t
 
 
 @pytest.mark.skipif(not shutil.which("kea-dhcp4"), reason="kea-dhcp4-server missing")
-def test_kea_serves_the_generated_config_and_takes_live_changes(mn_sqlite, tmp_path):
+def test_kea_serves_the_generated_config_and_takes_live_changes(mn_daemon, tmp_path):
     import time
-    mn = mn_sqlite
+    mn = mn_daemon  # makedhcp goes through xcatd, to Kea's control socket
     with Lab(workdir=tmp_path / "lab") as lab, open(tmp_path / "kea.log", "w") as kealog:
         p = lab.prefix
         mn.ok("chtab", "key=dhcpbackend", "site.value=kea")
