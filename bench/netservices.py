@@ -32,6 +32,16 @@ def run(env: dict, *argv: str) -> float:
     return time.perf_counter() - t
 
 
+def serve_on(env: dict, lab) -> None:
+    """Serve the cluster's networks on the lab's server interface and write the config."""
+    run(env, "chtab", "key=dhcpinterfaces", f"site.value={lab.server_if}")
+    run(env, "mkdef", "-f", "-t", "network", "-o", "mgt", "net=10.0.0.0",
+        "mask=255.255.0.0", f"mgtifname={lab.server_if}")
+    run(env, "mkdef", "-f", "-t", "network", "-o", "lab", f"net={lab.subnet}",
+        "mask=255.255.255.0", f"mgtifname={lab.server_if}")  # the interface's own
+    run(env, "makedhcp", "-n")
+
+
 def incremental_dhcp(env: dict, root: Path, tmp: Path) -> tuple[float, float]:
     """100 new nodes on a running dhcpd (OMAPI) and a running Kea (config-set), both in a
     lab namespace: makedhcp runs inside it, so its traffic never leaves it."""
@@ -39,12 +49,7 @@ def incremental_dhcp(env: dict, root: Path, tmp: Path) -> tuple[float, float]:
     new = f"n[{NODES + 1}-{NODES + 100}]"
     exe = str(BIN / "makedhcp")
     with Lab(workdir=tmp / "lab") as lab:
-        run(env, "chtab", "key=dhcpinterfaces", f"site.value={lab.server_if}")
-        run(env, "mkdef", "-f", "-t", "network", "-o", "mgt", "net=10.0.0.0",
-            "mask=255.255.0.0", f"mgtifname={lab.server_if}")
-        run(env, "mkdef", "-f", "-t", "network", "-o", "lab", f"net={lab.subnet}",
-            "mask=255.255.255.0", f"mgtifname={lab.server_if}")  # the interface's own
-        run(env, "makedhcp", "-n")
+        serve_on(env, lab)
         lab.start_dhcpd(root / "etc/dhcp/dhcpd.conf", tmp / "leases")
 
         def inside(*argv: str) -> float:
@@ -57,12 +62,7 @@ def incremental_dhcp(env: dict, root: Path, tmp: Path) -> tuple[float, float]:
         omapi = median(lambda: inside(new))
     with Lab(workdir=tmp / "lab2") as lab:
         run(env, "chtab", "key=dhcpbackend", "site.value=kea")
-        run(env, "chtab", "key=dhcpinterfaces", f"site.value={lab.server_if}")
-        run(env, "mkdef", "-f", "-t", "network", "-o", "mgt", "net=10.0.0.0",
-            "mask=255.255.0.0", f"mgtifname={lab.server_if}")
-        run(env, "mkdef", "-f", "-t", "network", "-o", "lab", f"net={lab.subnet}",
-            "mask=255.255.255.0", f"mgtifname={lab.server_if}")  # the interface's own
-        run(env, "makedhcp", "-n")
+        serve_on(env, lab)
         kenv = {**os.environ, "KEA_PIDFILE_DIR": str(tmp), "KEA_LOCKFILE_DIR": str(tmp)}
         with open(tmp / "kea.log", "w") as log:
             lab.start("server", ["kea-dhcp4", "-c", str(root / "etc/kea/kea-dhcp4.conf")],
