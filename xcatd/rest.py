@@ -19,9 +19,9 @@ OBJECT_RESOURCES = {"nodes": "node", "groups": "group", "osimages": "osimage",
 
 async def run(request: web.Request, req: Request) -> list[Response]:
     """Run a Request as a job of the caller and collect its responses."""
-    from xcatd.server import POOL_KEY, SERVICE_KEY
+    from xcatd.server import IDENTITY, POOL_KEY, SERVICE_KEY
     service = request.app[SERVICE_KEY]
-    who = request["identity"]
+    who = request[IDENTITY]
     who = type(who)(who.user, who.host, "rest")
     loop = asyncio.get_running_loop()
     out: list[Response] = []

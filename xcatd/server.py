@@ -43,6 +43,8 @@ BODY_TIMEOUT = 30.0              # a request body must arrive within this
 LINGERING_TIME = 1.0             # after an error, unread body bytes are drained this long
 
 SERVICE_KEY = web.AppKey("service", Service)
+#: Who is asking, set by authenticate() on every request.
+IDENTITY = web.RequestKey("identity", Identity) if hasattr(web, "RequestKey") else "identity"
 POOL_KEY = web.AppKey("pool", ThreadPoolExecutor)
 
 
@@ -107,7 +109,7 @@ async def authenticate(request: web.Request, handler):
     if who is None:
         return json_error(401, "xcatd requires a client certificate signed by this management "
                                "node's CA (see xcatclientcert)")
-    request["identity"] = who
+    request[IDENTITY] = who
     return await handler(request)
 
 
@@ -147,7 +149,7 @@ async def handle_request(request: web.Request) -> web.StreamResponse:
             raise TypeError("command must be a string and args an object")
     except TypeError as exc:
         return json_error(400, f"malformed request: {exc}")
-    who = request["identity"]
+    who = request[IDENTITY]
     service = request.app[SERVICE_KEY]
     pool = request.app[POOL_KEY]
     loop = asyncio.get_running_loop()
@@ -243,7 +245,7 @@ def _line(obj: dict) -> bytes:
 
 
 async def handle_ping(request: web.Request) -> web.Response:
-    return web.json_response({"xcatd": "ok", "user": request["identity"].user})
+    return web.json_response({"xcatd": "ok", "user": request[IDENTITY].user})
 
 
 def make_app(service: Service, pool: ThreadPoolExecutor) -> web.Application:
