@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 import click
 
 from xcatd.client import submit
+from xcatd.noderange import NodeRangeError, inline_files
 from xcatd.request import Request
 
 #: Environment variables a request carries to the plugins.
@@ -30,6 +31,11 @@ _options = {"async": False}
 def run(command: str, noderange: str | None = None, args: dict[str, Any] | None = None,
         stdin: str | None = None) -> NoReturn:
     """Submit one request, print its responses as they arrive, exit with xCAT's code."""
+    if noderange and "^" in noderange:
+        try:  # ^file is read here, with this user's rights, not by the daemon
+            noderange = inline_files(noderange)
+        except NodeRangeError as exc:
+            fail(str(exc))
     req = Request(command=command, noderange=noderange, args=args or {},
                   env={k: os.environ[k] for k in PASSED_ENV if k in os.environ},
                   stdin=stdin, user=_user(), client=socket.gethostname())

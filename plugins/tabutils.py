@@ -371,8 +371,15 @@ def _skipped(ctx: Context, include_logs: bool) -> set[str]:
     return skip
 
 
+def _root_only(req: Request, what: str) -> None:
+    if req.user != "root":
+        raise XcatError(f"{what} reads and writes files on the management node as root: "
+                        "only root may run it")
+
+
 @command("dumpxCATdb")
 def dumpxcatdb(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
+    _root_only(req, "dumpxCATdb")
     path = Path(req.args.get("path") or "")
     if not req.args.get("path"):
         raise XcatError(" Requires -p with path to directory to hold db files.")
@@ -410,6 +417,7 @@ def _write_private(path: Path, text: str) -> None:
 
 @command("restorexCATdb", writes=True)
 def restorexcatdb(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
+    _root_only(req, "restorexCATdb")
     if not req.args.get("path"):
         raise XcatError(" -p with path to database files is required")
     path = Path(req.args["path"])

@@ -172,7 +172,10 @@ class Context:
         return self.site.get("excludenodes")
 
     def expand(self, noderange: str, *, verify: bool = True) -> NodeSet:
-        return expand(noderange, self, verify=verify, env=self.request.env)
+        # ^file is read with the daemon's rights: only root's requests may name one (the
+        # commands inline files on the client, with the user's own rights)
+        return expand(noderange, self, verify=verify, env=self.request.env,
+                      allow_files=self.request.user == "root")
 
 
 #: Locks of requests run in this process (XCATBYPASS); the daemon passes its own.

@@ -514,10 +514,52 @@ def _split_top(text: str, sep: str) -> list[str]:
     return parts
 
 
+def file_lines(path: str) -> list[str]:
+    """The noderanges a ^file holds: first token of each line, '#' and '^' lines skipped."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            lines = fh.read().splitlines()
+    except OSError as exc:
+        raise NodeRangeError(f"Cannot read noderange file {path!r}: {exc.strerror}",
+                             path) from None
+    out = []
+    for line in lines:
+        line = line.strip()
+        if line and line[0] not in "#^":
+            out.append(re.split(r"[:\s]", line, maxsplit=1)[0])
+    return out
+
+
+def inline_files(noderange: str, _seen: tuple[str, ...] = ()) -> str:
+    """Replace top-level ^file elements by the file's noderanges, read with the caller's own
+    permissions: commands do this before a request leaves for the daemon.
+
+    >>> inline_files("n1,n2")
+    'n1,n2'
+    """
+    if "^" not in noderange:
+        return noderange
+    parts = []
+    for element in _split_top(noderange, ","):
+        e = element.strip()
+        neg = e.startswith("-^")
+        if e.startswith("^") or neg:
+            path = e[2:] if neg else e[1:]
+            if path in _seen:
+                raise NodeRangeError(f"Noderange file {path!r} includes itself", path)
+            inner = ",".join(inline_files(x, (*_seen, path)) for x in file_lines(path))
+            if inner:
+                parts.append(f"-({inner})" if neg else f"({inner})")
+        else:
+            parts.append(element)
+    return ",".join(parts)
+
+
 class _Expander:
     def __init__(self, cluster: Cluster | None, verify: bool,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, allow_files: bool = True) -> None:
         self.cluster = cluster
+        self.allow_files = allow_files
         self.verify = verify and cluster is not None
         self.bad: list[str] = []
         self._all: NodeSet | None = None
@@ -625,22 +667,16 @@ class _Expander:
         return NodeSet(n for n in self.all_nodes.names if rx.fullmatch(n))
 
     def from_file(self, path: str) -> NodeSet:
+        if not self.allow_files:
+            raise NodeRangeError("Noderange files (^file) are read by the command on the "
+                                 "client, not by xcatd", path)
         if path in self._files:
             raise NodeRangeError(f"Noderange file {path!r} includes itself", path)
-        try:
-            with open(path, encoding="utf-8") as fh:
-                lines = fh.read().splitlines()
-        except OSError as exc:
-            raise NodeRangeError(f"Cannot read noderange file {path!r}: {exc.strerror}",
-                                 path) from None
         self._files.append(path)
         try:
             out = NodeSet()
-            for line in lines:
-                line = line.strip()
-                if not line or line[0] in "#^":
-                    continue
-                out.update(self.expression(re.split(r"[:\s]", line, maxsplit=1)[0]))
+            for atom in file_lines(path):
+                out.update(self.expression(atom))
             return out
         finally:
             self._files.pop()
@@ -655,16 +691,17 @@ def _is_digit_range(atom: str) -> bool:
 
 
 def expand(noderange: str, cluster: Cluster | None, *, verify: bool = True,
-           env: dict[str, str] | None = None) -> NodeSet:
+           env: dict[str, str] | None = None, allow_files: bool = True) -> NodeSet:
     """Expand a noderange. With a cluster, names must be nodes or groups (else InvalidNodes);
     ``site.excludenodes`` is removed from the result. All-digit atoms take
     ``XCAT_NODE_PREFIX`` (default ``node``) and ``XCAT_NODE_SUFFIX`` from ``env``."""
-    exp = _Expander(cluster, verify, env)
+    exp = _Expander(cluster, verify, env, allow_files)
     result = exp.expression(noderange)
     if exp.bad:
         raise InvalidNodes(exp.bad)
     if cluster is not None and verify:
         excluded = cluster.excludenodes()
         if excluded and result:
-            result = result - _Expander(cluster, verify=False, env=env).expression(excluded)
+            result = result - _Expander(cluster, verify=False, env=env,
+                                        allow_files=allow_files).expression(excluded)
     return result

@@ -275,3 +275,31 @@ def test_lock_waits_are_bounded_and_name_the_holder(cluster):
     finally:
         GATES["holder"].set()
         t.join(20)
+
+
+# ---- what a user may make the daemon read or write ------------------------------------------
+def test_a_noderange_file_is_read_by_the_client_not_by_the_daemon(cluster, monkeypatch,
+                                                                   tmp_path):
+    secret = tmp_path / "private"
+    secret.write_text("secretline-abc123\n")
+    secret.chmod(0o600)
+    cluster.ok("chtab", "priority=5", "policy.name=bob", "policy.commands=nodels",
+               "policy.rule=allow")
+    as_user(cluster, monkeypatch, tmp_path, "bob")
+    # a request that names a file reaches the daemon only if someone bypasses the command
+    got = call("nodels", f"^{secret}")
+    assert got and got[0].error and "secretline" not in repr(got)
+    assert "read by the command" in got[0].error
+    # the command inlines a file the user can read, with the user's rights
+    mine = tmp_path / "mine"
+    mine.write_text("n1\n# a comment\nn3: the third\n")
+    assert cluster.run("nodels", f"^{mine}").lines == ["n1", "n3"]
+
+
+def test_dumps_and_restores_are_for_root_only(cluster, monkeypatch, tmp_path):
+    cluster.ok("chtab", "priority=5", "policy.name=bob",
+               "policy.commands=dumpxCATdb,restorexCATdb", "policy.rule=allow")
+    as_user(cluster, monkeypatch, tmp_path, "bob")
+    r = cluster.run("dumpxCATdb", "-p", str(tmp_path))
+    assert r.rc == 1 and "only root" in r.err and not list(tmp_path.glob("*.csv"))
+    assert "only root" in cluster.run("restorexCATdb", "-p", str(tmp_path)).err
