@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from xcatd.dispatch import Context, command
-from xcatd.files import write_checked
+from xcatd.files import locked, write_atomic
 from xcatd.netinfo import NodeNet, gather, network_of, networks, valid_ip
 from xcatd.noderange import NodeSet, natural_key
 from xcatd.request import Request, Response, XcatError
@@ -59,9 +59,14 @@ def _line(ip: str, name: str, domain: str | None, long_first: bool, aliases: lis
 
 @command("makehosts", noderange="optional", writes=False)
 def makehosts(req: Request, ctx: Context, nodes: NodeSet | None) -> Iterator[Response]:
-    a = req.args
     names = nodes.sorted() if nodes is not None else sorted(ctx.all_nodes(), key=natural_key)
     path = ctx.paths.under(HOSTS)
+    with locked(path):  # read, change and write as one: concurrent makehosts lose nothing
+        yield from _makehosts(req, ctx, names, path)
+
+
+def _makehosts(req: Request, ctx: Context, names: list[str], path) -> Iterator[Response]:
+    a = req.args
     try:
         current = path.read_text().splitlines()
     except FileNotFoundError:
@@ -97,6 +102,8 @@ def makehosts(req: Request, ctx: Context, nodes: NodeSet | None) -> Iterator[Res
             for node in sorted(new, key=natural_key):
                 if node not in placed:
                     body.extend(new[node])
-    write_checked(path, "\n".join(body) + "\n" if body else "")
+    text = "\n".join(body) + "\n" if body else ""
+    if not path.exists() or path.read_text() != text:
+        write_atomic(path, text)
     if missing and not a.get("delete"):
         yield Response(warning="No IP address (hosts.ip) for: " + str(NodeSet(missing)))

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from xcatd.dispatch import Context
-from xcatd.files import CheckFailed, run_check, write_checked
+from xcatd.files import CheckFailed, locked, run_check, write_atomic, write_checked
 from xcatd.netinfo import Network, network_of
 from xcatd.request import Response, XcatError
 
@@ -155,6 +155,12 @@ def live(ctx: Context, nets: list[Network], hosts, names: list[str], *, delete: 
                     r.items()) if not isinstance(v, (list, dict))))
         return
     path = paths(ctx)["conf"]
+    with locked(path):  # read, change, hand over and write as one
+        _patch(ctx, nets, hosts, names, path, delete=delete)
+
+
+def _patch(ctx: Context, nets: list[Network], hosts, names: list[str], path: Path, *,
+           delete: bool) -> None:
     try:
         conf = json.loads(path.read_text())
     except FileNotFoundError:
@@ -176,4 +182,5 @@ def live(ctx: Context, nets: list[Network], hosts, names: list[str], *, delete: 
     answer = command(ctx, "config-set", conf)
     if answer.get("result") != 0:
         raise XcatError(f"Kea refused the configuration, nothing changed: {answer.get('text')}")
-    write(ctx, conf, checked_by_kea=True)
+    text = json.dumps(conf, indent=2) + "\n"
+    write_atomic(path, text)  # the lock is held; Kea itself checked it

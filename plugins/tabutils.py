@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from xcatd.db import (
     where_clause,
 )
 from xcatd.dispatch import Context, command
+from xcatd.files import write_atomic
 from xcatd.request import Request, Response, XcatError
 
 LOG_TABLES = ("auditlog", "eventlog")
@@ -403,16 +403,7 @@ def dumpxcatdb(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
 
 def _write_private(path: Path, text: str) -> None:
     """Write a file only its owner can read (dumps hold secrets), atomically."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(path, text, mode=0o600)
 
 
 @command("restorexCATdb", writes=True)

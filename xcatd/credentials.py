@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from xcatd.config import Paths
+from xcatd.files import write_atomic
 
 VALID_DAYS = 3650
 
@@ -54,15 +55,7 @@ def client_files(home: str | os.PathLike | None = None) -> CertFiles:
 
 
 def _write(path: Path, data: bytes, mode: int, owner: tuple[int, int] | None = None) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.chmod(tmp, mode)
-    if owner is not None and os.geteuid() == 0:
-        os.chown(tmp, *owner)
-    os.replace(tmp, path)
+    write_atomic(path, data, mode=mode, owner=owner)
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:

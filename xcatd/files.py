@@ -3,9 +3,12 @@ exists), then renamed into place. A failed check leaves the live file untouched.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -37,26 +40,51 @@ def _noise(line: str) -> bool:
                             "For info, please", "All rights reserved", "ldap_gssapi"))
 
 
-def write_checked(path: Path, text: str, check: Callable[[Path], None] | None = None, *,
-                  mode: int = 0o644) -> bool:
-    """Replace ``path`` with ``text`` if ``check(tmpfile)`` passes. Returns False (and
-    writes nothing) when the content is unchanged."""
+def write_atomic(path: Path, data: bytes | str, *, mode: int = 0o644,
+                 owner: tuple[int, int] | None = None,
+                 check: Callable[[Path], None] | None = None) -> None:
+    """Write ``data`` to a fresh temporary file beside ``path`` (O_EXCL, never through a
+    link someone planted), set its mode and owner on the descriptor, check it, rename it."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".new", dir=path.parent)
+    tmp = Path(name)
     try:
-        if path.read_text() == text and (os.stat(path).st_mode & 0o777) == mode:
-            return False
-    except OSError:
-        pass
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.new")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data.encode() if isinstance(data, str) else data)
+            os.fchmod(fh.fileno(), mode)
+            if owner is not None and os.geteuid() == 0:
+                os.fchown(fh.fileno(), *owner)
         if check is not None:
             check(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path``'s generation (threads and processes alike), for a
+    read-change-write of a file such as /etc/hosts."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW,
+                 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def write_checked(path: Path, text: str, check: Callable[[Path], None] | None = None, *,
+                  mode: int = 0o644) -> bool:
+    """Replace ``path`` with ``text`` if ``check(tmpfile)`` passes. Returns False (and
+    writes nothing) when the content is unchanged. One writer at a time per path."""
+    with locked(path):
+        try:
+            if path.read_text() == text and (os.stat(path).st_mode & 0o777) == mode:
+                return False
+        except OSError:
+            pass
+        write_atomic(path, text, mode=mode, check=check)
     return True
