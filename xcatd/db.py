@@ -88,7 +88,8 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self._ready = False
-        kwargs: dict[str, Any] = {}
+        # statement parameters carry passwords: never in an exception's text or a log
+        kwargs: dict[str, Any] = {"hide_parameters": True}
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         else:

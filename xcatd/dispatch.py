@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
+from sqlalchemy import exc as sa_exc
+
 from xcatd.config import Paths
 from xcatd.db import Database, DBError, split_list
 from xcatd.locks import LockTimeout, NodeLocks
@@ -235,10 +237,21 @@ def dispatch(request: Request, paths: Paths | None = None, *, locks: NodeLocks |
         yield Response(node=exc.node, error=str(exc), errorcode=exc.errorcode)
     except (NodeRangeError, DBError, RegexValueError, LockTimeout) as exc:
         yield Response(error=str(exc), errorcode=1)
+    except sa_exc.IntegrityError as exc:
+        yield Response(error=f"{request.command}: a row with that key exists already or a "
+                             f"key is missing ({_first_line(exc.orig)})", errorcode=1)
+    except sa_exc.DBAPIError as exc:  # the driver's message, never the statement's values
+        log.error("%s failed: %s", request.command, _first_line(exc.orig))
+        yield Response(error=f"{request.command}: database error: {_first_line(exc.orig)}",
+                       errorcode=1)
     except Exception as exc:  # report, never crash the caller
         log.exception("%s failed", request.command)
         yield Response(error=f"{request.command}: internal error: {exc.__class__.__name__}: "
                              f"{exc}", errorcode=1)
+
+
+def _first_line(exc: BaseException | None) -> str:
+    return (str(exc) or exc.__class__.__name__).splitlines()[0] if exc else "unknown"
 
 
 def _lock_timeout(ctx: Context) -> float:

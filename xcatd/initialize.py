@@ -93,6 +93,8 @@ def initialize(paths: Paths, *, db_url: str | None = None, force: bool = False,
             p.mkdir(parents=True, exist_ok=True)
             os.chmod(p, mode)
             done.append(f"Created {p}")
+        elif d == "/var/lib/xcat":
+            os.chmod(p, mode)  # the database directory is private even if it existed
     if db_url or not paths.cfgloc.exists():
         url = db_url or paths.default_db_url
         fd = os.open(paths.cfgloc, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -111,6 +113,7 @@ def initialize(paths: Paths, *, db_url: str | None = None, force: bool = False,
         done.append(f"Issued {user}'s client certificate in {files.cred.parent}")
     db = Database.open(paths)
     db.create_all()
+    _private_sqlite(db)
     with db.begin() as conn:
         have = {r["key"]: r for r in db.rows("site", conn, include_disabled=True)}
         defaults = site_defaults()
@@ -130,6 +133,16 @@ def initialize(paths: Paths, *, db_url: str | None = None, force: bool = False,
             done.append("Created the xcatdefaults postscripts row")
     done.append(f"Management node ready under {paths.root} ({_safe_url(db.url)})")
     return done
+
+
+def _private_sqlite(db: Database) -> None:
+    """An SQLite database holds every password: owner-only, with its WAL files."""
+    if db.engine.url.get_backend_name() != "sqlite" or not db.engine.url.database:
+        return
+    for suffix in ("", "-wal", "-shm"):
+        f = Path(db.engine.url.database + suffix)
+        if f.exists():
+            os.chmod(f, 0o600)
 
 
 def _safe_url(url: str) -> str:

@@ -191,8 +191,13 @@ class JobStore:
                         {c: sa.bindparam(f"v_{c}") for c in cols})
                     conn.execute(stmt, [{"k_jobid": j, **{f"v_{c}": v[c] for c in cols}}
                                         for j, v in items])
-        except Exception:  # the daemon must keep serving; say what was lost
-            log.exception("could not record %d job/audit writes", len(batch))
+        except Exception:
+            if len(batch) > 1:  # one bad row must not take the others (an audit trail) down
+                for item in batch:
+                    if item[0] != "barrier":
+                        self._commit([item])
+            else:
+                log.error("could not record a %s write to %s", batch[0][0], batch[0][1])
         for b in barriers:
             b.set()
 

@@ -30,6 +30,20 @@ class Request:
     user: str = "root"
     client: str = "localhost"
 
+    def validate(self) -> None:
+        """Raise TypeError naming the first field of the wrong type (requests arrive as JSON
+        from anyone holding a certificate)."""
+        if not isinstance(self.command, str) or not self.command:
+            raise TypeError("command must be a non-empty string")
+        for name in ("noderange", "stdin"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                raise TypeError(f"{name} must be a string")
+        if not isinstance(self.args, dict):
+            raise TypeError("args must be an object")
+        if not isinstance(self.env, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in self.env.items()):
+            raise TypeError("env must be an object of strings")
+
     def to_dict(self) -> dict[str, Any]:
         return {"command": self.command, "noderange": self.noderange, "args": self.args,
                 "env": self.env, "stdin": self.stdin, "user": self.user,

@@ -145,8 +145,7 @@ async def handle_request(request: web.Request) -> web.StreamResponse:
         return json_error(400, 'expected {"request": {"command": ..., ...}}')
     try:
         req = Request.from_dict(body["request"])
-        if not isinstance(req.command, str) or not isinstance(req.args, dict):
-            raise TypeError("command must be a string and args an object")
+        req.validate()
     except TypeError as exc:
         return json_error(400, f"malformed request: {exc}")
     who = request[IDENTITY]

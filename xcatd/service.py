@@ -23,6 +23,15 @@ log = logging.getLogger("xcatd.service")
 POLICY_TTL = 1.0  # seconds a read of the policy/site tables is reused (writes reset it)
 
 
+def _recordable(request: Request, resp: Response) -> Response:
+    """What the job record keeps: output a user asked to see with secrets in clear is
+    shown to them, never stored."""
+    if request.args.get("show_secrets") and resp.data:
+        return Response(node=resp.node, data="(output with secrets shown: not recorded)",
+                        errorcode=resp.errorcode)
+    return resp
+
+
 class Service:
     def __init__(self, paths: Paths) -> None:
         self.paths = paths
@@ -82,7 +91,7 @@ class Service:
                                  db=self.db):
                 if resp.failed:
                     code = code or (resp.errorcode or 1)
-                self.jobs.result(job, resp)
+                self.jobs.result(job, _recordable(request, resp))
                 emit(resp)
             if spec is not None and spec.writes:
                 self.invalidate()

@@ -303,3 +303,51 @@ def test_dumps_and_restores_are_for_root_only(cluster, monkeypatch, tmp_path):
     r = cluster.run("dumpxCATdb", "-p", str(tmp_path))
     assert r.rc == 1 and "only root" in r.err and not list(tmp_path.glob("*.csv"))
     assert "only root" in cluster.run("restorexCATdb", "-p", str(tmp_path)).err
+
+
+# ---- review findings: secrets and malformed requests ------------------------------------------
+def test_a_database_error_never_shows_the_statement_values(cluster):
+    cluster.ok("chtab", "key=ipmi", "passwd.password=first")
+    r = cluster.run("chtab", "key=ipmi,comments=x", "passwd.password=TOPSECRET-PW")
+    assert r.rc == 1 and "TOPSECRET" not in r.err + r.out
+    wait_for(lambda: cluster.db.rows("jobresults"), what="job results")
+    cluster.daemon.daemon.service.jobs.flush()
+    assert "TOPSECRET" not in repr(cluster.db.rows("jobresults"))
+
+
+def test_shown_secrets_are_not_kept_in_the_job_record(cluster):
+    cluster.ok("chdef", "n1", "bmc=10.1.0.1", "bmcpassword=s3cret")
+    assert "s3cret" in cluster.ok("lsdef", "--show-secrets", "n1").out
+    cluster.daemon.daemon.service.jobs.flush()
+    assert "s3cret" not in repr(cluster.db.rows("jobresults"))
+
+
+def test_a_malformed_request_is_refused_and_the_audit_trail_survives(cluster, monkeypatch,
+                                                                    tmp_path):
+    import json
+
+    from xcatd.client import connection
+    as_user(cluster, monkeypatch, tmp_path, "bob")
+    conn, _ = connection()
+    conn.request("POST", "/v1/request", json.dumps(
+        {"request": {"command": "noderm", "noderange": ["n1"]}}))
+    resp = conn.getresponse()
+    assert resp.status == 400 and b"noderange must be a string" in resp.read()
+    assert "Permission denied" in cluster.run("noderm", "n1").err
+    rows = wait_for(lambda: [a for a in audit_rows(cluster) if a["userid"] == "bob"],
+                    what="bob's denial in the audit log")
+    assert rows[0]["status"] == "Denied"
+
+
+def test_the_sqlite_database_is_private(tmp_path):
+    import os
+    import stat
+
+    from xcatd.config import Paths
+    from xcatd.initialize import initialize
+    root = tmp_path / "r"
+    (root / "var/lib/xcat").mkdir(parents=True, mode=0o755)
+    os.chmod(root / "var/lib/xcat", 0o755)
+    initialize(Paths(root))
+    assert stat.S_IMODE(os.stat(root / "var/lib/xcat").st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(root / "var/lib/xcat/xcat.sqlite").st_mode) == 0o600
