@@ -71,8 +71,17 @@ def _where_filter(store: ObjectStore, typename: str, names: list[str], wheres: l
             if all(match_value(values.get(n, {}).get(a), op, v) for a, op, v in conds)]
 
 
+def _def_nodes(req: Request, ctx: Context):
+    """The nodes a mkdef/chdef/rmdef of type node changes, for their locks."""
+    text = req.args.get("objects") or req.noderange
+    if text and "node" in (split_list(req.args.get("type")) or ["node"]) \
+            and not req.args.get("stanza"):
+        return ctx.expand(text, verify=False)  # an error: policy fails closed
+    return None
+
+
 # ---- lsdef ---------------------------------------------------------------------------------
-@command("lsdef")
+@command("lsdef", lock_nodes=_def_nodes)
 def lsdef(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
     a = req.args
     types = list(DEFINABLE) if a.get("all") else _types(req)
@@ -236,18 +245,6 @@ def _requests(req: Request, ctx: Context, store: ObjectStore, creating: bool
     if not names:
         raise XcatError("No object names were provided.")
     return [(n, typename, dict(attrs)) for n in names]
-
-
-def _def_nodes(req: Request, ctx: Context):
-    """The nodes a mkdef/chdef/rmdef of type node changes, for their locks."""
-    text = req.args.get("objects") or req.noderange
-    if text and (split_list(req.args.get("type")) or ["node"])[0] == "node" \
-            and not req.args.get("stanza"):
-        try:
-            return ctx.expand(text, verify=False)
-        except Exception:  # the handler reports a bad noderange itself
-            return None
-    return None
 
 
 @command("mkdef", writes=True, lock_nodes=_def_nodes)

@@ -40,7 +40,8 @@ class CommandSpec:
     handler: Handler
     noderange: str  # "required", "optional", "new" (names need not exist) or "none"
     writes: bool
-    #: For writers that take their nodes from their own arguments (chdef -t node ...).
+    #: The nodes a request addresses when they come from its own arguments (chdef -o ...,
+    #: the REST object path): writers lock them, and policy noderanges judge them.
     lock_nodes: Callable[[Request, Context], NodeSet | None] | None = None
 
 

@@ -23,6 +23,10 @@ from xcatd.db import active, split_list
 from xcatd.tables import SECRET_COLUMNS, SECRET_MASK
 
 DENIED = "Permission denied for request"
+
+#: The request addresses nodes, but which could not be worked out: no allow row with a
+#: noderange grants it, every deny row with a noderange refuses it (fail closed).
+UNKNOWN_NODES: frozenset[str] = frozenset({"\0unknown"})
 ALLOW_WORDS = {"allow", "accept", "permit", "trusted"}
 DENY_WORDS = {"deny", "reject"}
 
@@ -74,11 +78,19 @@ def decide(rows: Iterable[dict], who: Identity, command: str, nodes: set[str] | 
         if row.get("noderange"):
             if not nodes or expand is None:
                 continue
-            try:
-                allowed_nodes = expand(row["noderange"])
-            except Exception:  # a broken policy noderange never grants anything
+            deny = rule in DENY_WORDS
+            if nodes is UNKNOWN_NODES:
+                if deny:
+                    return Decision(False, rule, row.get("priority"))
                 continue
-            if not nodes <= allowed_nodes:
+            try:
+                row_nodes = expand(row["noderange"])
+            except Exception:  # a broken policy noderange never grants anything
+                if deny:
+                    return Decision(False, rule, row.get("priority"))
+                continue
+            # allow: every node must be covered; deny: touching any of them is enough
+            if (not nodes & row_nodes) if deny else (not nodes <= row_nodes):
                 continue
         if row.get("parameters"):
             try:

@@ -15,7 +15,7 @@ from xcatd.db import Database, split_list
 from xcatd.dispatch import Context, dispatch, load_plugins
 from xcatd.jobs import Job, JobStore
 from xcatd.locks import NodeLocks
-from xcatd.policy import DENIED, Identity, args_text, decide
+from xcatd.policy import DENIED, UNKNOWN_NODES, Identity, args_text, decide
 from xcatd.request import Request, Response
 
 log = logging.getLogger("xcatd.service")
@@ -106,13 +106,21 @@ class Service:
         return code
 
     def _policy_nodes(self, policy: list[dict], request: Request) -> set[str] | None:
-        if not request.noderange or not any(r.get("noderange") for r in policy):
+        """The nodes a request addresses, from its noderange or from its own arguments
+        (chdef -o, the REST object path): policy noderanges judge those."""
+        if not any(r.get("noderange") for r in policy):
             return None
+        spec = load_plugins().get(request.command)
         try:
-            return set(Context(request, self.paths, self.db).expand(request.noderange,
-                                                                     verify=False).names)
+            ctx = Context(request, self.paths, self.db)
+            if request.noderange:
+                return set(ctx.expand(request.noderange, verify=False).names)
+            if spec is not None and spec.lock_nodes is not None:
+                nodes = spec.lock_nodes(request, ctx)
+                return set(nodes.names) if nodes is not None else None
         except Exception:
-            return None
+            return UNKNOWN_NODES
+        return None
 
     def _expander(self, request: Request):
         def expand(text: str) -> set[str]:

@@ -351,3 +351,27 @@ def test_the_sqlite_database_is_private(tmp_path):
     initialize(Paths(root))
     assert stat.S_IMODE(os.stat(root / "var/lib/xcat").st_mode) == 0o700
     assert stat.S_IMODE(os.stat(root / "var/lib/xcat/xcat.sqlite").st_mode) == 0o600
+
+
+def test_a_deny_rule_on_nodes_holds_whichever_way_the_nodes_are_named(cluster, monkeypatch,
+                                                                       tmp_path):
+    cluster.ok("chtab", "priority=2", "policy.name=bob", "policy.commands=chdef",
+               "policy.noderange=n1", "policy.rule=deny")
+    cluster.ok("chtab", "priority=3", "policy.name=bob", "policy.commands=chdef",
+               "policy.rule=allow")
+    as_user(cluster, monkeypatch, tmp_path, "bob")
+    for args in (["n1"], ["-o", "n1"], ["n1,n2"], ["-o", "n[1-2]"]):
+        r = cluster.run("chdef", *args, "usercomment=sneaky")
+        assert "Permission denied" in r.err, args
+    assert cluster.run("chdef", "n2", "usercomment=fine").rc == 0
+    import http.client  # REST goes the same way
+    import json
+    import ssl
+    home = tmp_path / "home-bob" / ".xcat"
+    ctx = ssl.create_default_context(cafile=str(home / "ca.pem"))
+    ctx.load_cert_chain(str(home / "client-cred.pem"))
+    conn = http.client.HTTPSConnection("127.0.0.1", cluster.daemon.listening.port, context=ctx)
+    conn.request("PUT", "/xcatws/nodes/n1", json.dumps({"usercomment": "viaREST"}))
+    assert conn.getresponse().status == 403
+    comments = {r["node"]: r["comments"] for r in cluster.db.rows("nodelist")}
+    assert comments["n1"] is None and comments["n2"] == "fine"
