@@ -49,7 +49,8 @@ def _names(req: Request, ctx: Context, store: ObjectStore, typename: str, *,
             raise XcatError(f"The site definition is named '{SITE_OBJECT}', not "
                             f"'{','.join(bad)}'.")
     if must_exist:
-        missing = [n for n in names if n not in store.exists(typename, names)]
+        present = store.exists(typename, names)
+        missing = [n for n in names if n not in present]
         if missing:
             raise XcatError("\n".join(f"Could not find an object named '{n}' of type "
                                       f"'{typename}'." for n in missing))
@@ -281,7 +282,10 @@ def chdef(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
         if not any(attrs for _, _, attrs in items):
             raise XcatError("No attributes were specified to change.")
         mode = "plus" if a.get("plus") else "minus" if a.get("minus") else None
-        new = [n for n, t, _ in items if n not in writer.exists(t, [n])]
+        existing: dict[str, set[str]] = {}
+        for t in {t for _, t, _ in items}:
+            existing[t] = writer.exists(t, [n for n, tt, _ in items if tt == t])
+        new = [n for n, t, _ in items if n not in existing[t]]
         if mode == "minus" and new:
             raise XcatError(f"The '-m' option is not valid since the '{new[0]}' definition "
                             "does not exist.")

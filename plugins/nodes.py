@@ -146,7 +146,7 @@ def parse_assignments(words: list[str], command_name: str
     return assigns, selects
 
 
-def _apply_list_op(current: str | None, op: str, value: str) -> str | None:
+def apply_list_op(current: str | None, op: str, value: str) -> str | None:
     items = split_list(current)
     if op == ",=":
         new = [v for v in split_list(value) if v not in items]
@@ -187,7 +187,7 @@ def write_assignments(ctx: Context, conn, nodes: list[str], assigns: list[Assign
             for a in items:
                 base = row.get(a.column) if a.column in row else \
                     current.get(node, {}).get((table, a.column))
-                row[a.column] = _apply_list_op(base, a.op, a.value)
+                row[a.column] = apply_list_op(base, a.op, a.value)
             updates[(node,)] = row
         if TABLES[table].keys != ("node",):
             keycols = ("node",)

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from xcatd.plugins.nodes import apply_list_op
 from xcatd.tables import SECRET_MASK, is_secret
 
 from xcatd.db import (
@@ -24,6 +25,8 @@ from xcatd.files import write_atomic
 from xcatd.request import Request, Response, XcatError
 
 LOG_TABLES = ("auditlog", "eventlog")
+#: Our own job history: not configuration, dumped and restored only with -a.
+HISTORY_TABLES = ("jobs", "jobresults")
 
 
 # ---- CSV in xCAT's dialect -----------------------------------------------------------------
@@ -73,9 +76,12 @@ def parse_csv(table: str, text: str) -> list[dict]:
             row = {c: (v if v != "" else None) for c, v in zip(header, fields)}
             if auto:
                 row.pop(auto, None)
-            for key in tdef.keys:
-                if key != auto and not row.get(key):
-                    raise DBError(f"Line {lineno}: key column '{key}' is empty")
+            keys = [k for k in tdef.keys if k != auto]
+            if keys and not row.get(keys[0]):
+                raise DBError(f"Line {lineno}: key column '{keys[0]}' is empty")
+            for key in keys[1:]:  # passwd key=ipmi with no username: an empty key part
+                if row.get(key) is None:
+                    row[key] = ""
             rows.append(row)
     except csv.Error as exc:
         raise DBError(f"CSV error on line {reader.line_num + 1}: {exc}") from None
@@ -262,7 +268,9 @@ def _chtab_one(ctx: Context, conn, table: str, keys: dict[str, str],
     rows = ctx.db.match(table, keys, conn, include_disabled=True)
     if not rows:
         values = dict(keys)
-        for col, (_op, value) in cols.items():
+        for col, (op, value) in cols.items():
+            if op == "^=":
+                continue  # nothing to remove from a row that does not exist
             values[col] = value if value != "" else None
         keycols = [k for k in TABLES[table].keys if k != TABLES[table].autoincrement]
         missing = [k for k in keycols if not values.get(k)]
@@ -280,6 +288,8 @@ def _chtab_one(ctx: Context, conn, table: str, keys: dict[str, str],
                 current = split_list(row.get(col))
                 values[col] = ",".join(current + [v for v in split_list(value)
                                                   if v not in current])
+            elif op in (",=", "^="):
+                values[col] = apply_list_op(row.get(col), op, value)
             else:
                 values[col] = value if value != "" else None
         ctx.db.update_match(conn, table, {k: row[k] for k in TABLES[table].keys
@@ -367,7 +377,7 @@ def tabprune(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
 def _skipped(ctx: Context, include_logs: bool) -> set[str]:
     skip = set(split_list(ctx.site.get("skiptables")))
     if not include_logs:
-        skip.update(LOG_TABLES)
+        skip.update(LOG_TABLES + HISTORY_TABLES)
     return skip
 
 

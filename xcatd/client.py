@@ -88,7 +88,13 @@ def submit(request: Request, *, async_: bool = False) -> Iterator[Response]:
         if async_:
             yield Response(error="--async needs the daemon (unset XCATBYPASS)", errorcode=1)
             return
+        import pwd
+
         from xcatd.dispatch import dispatch
+        try:  # the real user, not $LOGNAME: a root shell after plain `su` keeps the old one
+            request.user = pwd.getpwuid(os.geteuid()).pw_name
+        except KeyError:
+            request.user = str(os.geteuid())
         yield from dispatch(request)
         return
     try:

@@ -150,3 +150,15 @@ def test_tabgrep_finds_group_rows(mn_sqlite):
 
 def test_tabgrep_unknown_node_prints_nothing(mn_sqlite):
     assert mn_sqlite.ok("tabgrep", "nobody").out == ""
+
+
+@pytest.mark.parametrize("op,value,expected", [
+    (",=", "extra", "extra,all,c"),     # xCAT's ,= puts the new item first
+    (",=", "c", "all,c"),               # already there: unchanged
+    ("^=", "c", "all"),
+    ("^=", "nothere", "all,c"),
+])
+def test_chtab_list_operators(mn_sqlite, op, value, expected):
+    mn_sqlite.ok("chtab", "node=c1", "nodelist.groups=all,c")
+    mn_sqlite.ok("chtab", "node=c1", f"nodelist.groups{op}{value}")
+    assert mn_sqlite.ok("gettab", "node=c1", "nodelist.groups").out == expected + "\n"

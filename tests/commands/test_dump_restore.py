@@ -34,7 +34,8 @@ def test_dump_writes_one_private_file_per_table(populated, dumpdir):
     r = populated.ok("dumpxCATdb", "-p", str(dumpdir))
     assert r.lines == ["Backup Complete."]
     files = {p.name for p in dumpdir.iterdir()}
-    assert files == {f"{t}.csv" for t in TABLES if t not in ("auditlog", "eventlog")}
+    skipped = ("auditlog", "eventlog", "jobs", "jobresults")  # logs and job history: -a only
+    assert files == {f"{t}.csv" for t in TABLES if t not in skipped}
     for p in dumpdir.iterdir():
         assert stat.S_IMODE(os.stat(p).st_mode) == 0o600, p.name
 
@@ -130,3 +131,23 @@ def test_restore_path_errors(mn_sqlite, dumpdir, setup):
 
 def test_restore_without_path_is_error(mn_sqlite):
     assert mn_sqlite.run("restorexCATdb").rc == 1
+
+
+def test_a_row_with_an_empty_key_part_survives_dump_and_restore(mn_sqlite, tmp_path):
+    mn_sqlite.ok("chtab", "key=ipmi", "passwd.password=x")     # username: an empty key part
+    mn_sqlite.ok("dumpxCATdb", "-p", str(tmp_path))
+    mn_sqlite.ok("chtab", "-d", "key=ipmi", "passwd")
+    mn_sqlite.ok("restorexCATdb", "-p", str(tmp_path))
+    r = mn_sqlite.ok("gettab", "--show-secrets", "key=ipmi", "passwd.password")
+    assert r.out == "x\n"
+
+
+def test_job_history_is_left_alone_unless_asked(mn_daemon, tmp_path):
+    mn_daemon.ok("nodeadd", "n1", "groups=all")
+    mn_daemon.ok("dumpxCATdb", "-p", str(tmp_path))
+    assert not (tmp_path / "jobs.csv").exists()
+    mn_daemon.daemon.daemon.service.jobs.flush()
+    before = len(mn_daemon.db.rows("jobs"))
+    mn_daemon.ok("restorexCATdb", "-p", str(tmp_path))
+    mn_daemon.daemon.daemon.service.jobs.flush()
+    assert len(mn_daemon.db.rows("jobs")) > before   # nothing wiped, the restore itself added

@@ -375,3 +375,11 @@ def test_a_deny_rule_on_nodes_holds_whichever_way_the_nodes_are_named(cluster, m
     assert conn.getresponse().status == 403
     comments = {r["node"]: r["comments"] for r in cluster.db.rows("nodelist")}
     assert comments["n1"] is None and comments["n2"] == "fine"
+
+
+def test_bypass_takes_the_user_from_the_real_uid_not_the_environment(mn_sqlite, tmp_path,
+                                                                      monkeypatch):
+    monkeypatch.setenv("LOGNAME", "alice")
+    monkeypatch.setenv("USER", "alice")
+    r = mn_sqlite.run("dumpxCATdb", "-p", str(tmp_path))   # root-only
+    assert r.rc == 0, r.err
