@@ -14,6 +14,7 @@ import ipaddress
 import os
 import re
 import socket
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -128,7 +129,8 @@ def build_zones(ctx: Context, recs: list[Record], domain: str,
     out = {}
     for zname, lines in zones.items():
         zone = dns.zone.Zone(dns.name.from_text(zname))
-        soa = f"{ns_fqdn} root.{domain}. 1 10800 3600 604800 86400"
+        # a serial that only grows (seconds since 1970), above any that updates reached
+        soa = f"{ns_fqdn} root.{domain}. {int(time.time())} 10800 3600 604800 86400"
         with zone.writer() as txn:
             txn.add("@", TTL, rdata(dns.rdataclass.IN, dns.rdatatype.SOA, soa))
             txn.add("@", TTL, rdata(dns.rdataclass.IN, dns.rdatatype.NS, ns_fqdn))
@@ -201,38 +203,49 @@ def _rebuild(ctx: Context, recs: list[Record], domain: str,
                         f"{ctx.paths.under(NAMED_CONF)}")
 
 
+#: Names per UPDATE message: a DNS message over TCP holds at most 64 KiB.
+UPDATE_CHUNK = 200
+
+
 def _update(ctx: Context, recs: list[Record], domain: str, nets: list[Network], *,
             delete: bool) -> Iterator[Response]:
+    """RFC 2136 updates in chunks: each chunk's forward and reverse changes go together, so a
+    failure leaves whole nodes done or not done, and no message outgrows 64 KiB."""
     keyname, secret = dns_key(ctx)
     keyring = dns.tsigkeyring.from_text({keyname: ("hmac-sha256", secret)})
     server = ctx.site.get("dnsupdateserver") or "127.0.0.1"
     port = int(ctx.site.get("dnsport") or 53)
-    by_zone: dict[str, dns.update.UpdateMessage] = {}
+    zones: set[str] = set()
+    for start in range(0, len(recs), UPDATE_CHUNK):
+        chunk = recs[start:start + UPDATE_CHUNK]
+        by_zone: dict[str, dns.update.UpdateMessage] = {}
 
-    def msg(zone: str) -> dns.update.UpdateMessage:
-        if zone not in by_zone:
-            by_zone[zone] = dns.update.UpdateMessage(zone, keyring=keyring, keyname=keyname,
-                                                     keyalgorithm=dns.tsig.HMAC_SHA256)
-        return by_zone[zone]
+        def msg(zone: str, by_zone=by_zone) -> dns.update.UpdateMessage:
+            if zone not in by_zone:
+                by_zone[zone] = dns.update.UpdateMessage(
+                    zone, keyring=keyring, keyname=keyname, keyalgorithm=dns.tsig.HMAC_SHA256)
+            return by_zone[zone]
 
-    for r in recs:
-        fwd = msg(domain)
-        fwd.delete(r.name)
-        rev_zone = reverse_zone(network_of(nets, r.ip))
-        ptr = ipaddress.ip_address(r.ip).reverse_pointer + "."
-        rel = ptr[: -len(rev_zone) - 2]
-        msg(rev_zone).delete(rel, "PTR")
-        if not delete:
-            kind = "AAAA" if ":" in r.ip else "A"
-            fwd.add(r.name, TTL, kind, r.ip)
-            msg(rev_zone).add(rel, TTL, "PTR", f"{r.name}.{domain}.")
-    for zone, update in by_zone.items():
-        try:
-            answer = dns.query.tcp(update, server, port=port, timeout=10)
-        except (OSError, dns.exception.DNSException) as exc:
-            raise XcatError(f"DNS update of {zone} at {server}:{port} failed: {exc}") from None
-        if answer.rcode() != dns.rcode.NOERROR:
-            raise XcatError(f"DNS update of {zone} at {server}:{port} refused: "
-                            f"{dns.rcode.to_text(answer.rcode())}")
+        for r in chunk:
+            fwd = msg(domain)
+            fwd.delete(r.name)
+            rev_zone = reverse_zone(network_of(nets, r.ip))
+            ptr = ipaddress.ip_address(r.ip).reverse_pointer + "."
+            rel = ptr[: -len(rev_zone) - 2]
+            msg(rev_zone).delete(rel, "PTR")
+            if not delete:
+                fwd.add(r.name, TTL, "AAAA" if ":" in r.ip else "A", r.ip)
+                msg(rev_zone).add(rel, TTL, "PTR", f"{r.name}.{domain}.")
+        for zone, update in by_zone.items():
+            try:
+                answer = dns.query.tcp(update, server, port=port, timeout=30)
+            except (OSError, dns.exception.DNSException) as exc:
+                raise XcatError(f"DNS update of {zone} at {server}:{port} failed after "
+                                f"{start} of {len(recs)} records: {exc}") from None
+            if answer.rcode() != dns.rcode.NOERROR:
+                raise XcatError(f"DNS update of {zone} at {server}:{port} refused after "
+                                f"{start} of {len(recs)} records: "
+                                f"{dns.rcode.to_text(answer.rcode())}")
+            zones.add(zone)
     verb = "Removed" if delete else "Updated"
-    yield Response(data=f"{verb} {len(recs)} host records in {len(by_zone)} zones")
+    yield Response(data=f"{verb} {len(recs)} host records in {len(zones)} zones")

@@ -96,3 +96,24 @@ def test_no_domain_is_a_clear_error(cluster):
     cluster.ok("chtab", "-d", "key=domain", "site")
     r = cluster.run("makedns", "-n")
     assert r.rc == 1 and "site.domain" in r.err
+
+
+def test_thousands_of_nodes_update_in_chunks_and_the_serial_grows(cluster):
+    import dns.message
+    import dns.query
+    cluster.ok("mkdef", "-t", "network", "-o", "big", "net=10.80.0.0", "mask=255.255.0.0")
+    cluster.ok("makedns", "-n")
+    with Named(cluster.root / "etc/named.conf", cluster.port):
+        def serial():
+            q = dns.message.make_query("hpc.example", "SOA")
+            return dns.query.udp(q, "127.0.0.1", port=cluster.port,
+                                 timeout=5).answer[0][0].serial
+        s1 = serial()
+        cluster.ok("nodeadd", "b[1-2500]", "groups=big")
+        cluster.ok("chtab", "node=big",
+                   r"hosts.ip=|\D+(\d+)|10.80.(($1-1)/250).(($1-1)%250+1)|")
+        r = cluster.ok("makedns", "b[1-2500]")      # one message would pass 64 KiB
+        assert "Updated 2500 host records in 2 zones" in r.out
+        assert a(cluster.port, "b2500.hpc.example") == ["10.80.9.250"]
+        assert ptr(cluster.port, "10.80.0.1") == ["b1.hpc.example."]
+        assert serial() > s1 > 1
