@@ -1,0 +1,162 @@
+"""A fleet of simulated BMCs on loopback UDP ports, built on pyghmi's Bmc server class, with
+faults on request: BMCs that never answer and BMCs with another password.
+
+Run in its own process (pyghmi's event loop is process-wide):
+
+    with Fleet(base_port=30000, count=500, dead=[7], badpass=[9]) as fleet:
+        ...  # BMC i answers on 127.0.0.1:base_port+i as admin/secret
+
+One fix of pyghmi 1.6.19 lives here, on the server side: its Bmc answers a cipher suite 17
+(SHA-256) proposal with suite-3 algorithms, so its own client's login dies in RAKP2
+(struct.error). A real BMC that cannot do suite 17 refuses the proposal; this one now does
+too (RMCP+ status 0x11), and the client retries with suite 3.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+NO_MATCHING_CIPHER = 0x11
+
+
+def patch_cipher_negotiation() -> None:
+    import pyghmi.ipmi.private.serversession as ss
+    original = ss.ServerSession.create_open_session_response
+    if getattr(original, "_pyxcat_fixed", False):
+        return
+
+    def create_open_session_response(self, request):
+        # bytes 12 and 20: the proposed authentication and integrity algorithms
+        if request[12] != 1 or request[20] != 1:
+            self.clientsessionid = request[4:8]
+            return bytearray([request[0], NO_MATCHING_CIPHER, 0, 0]) + request[4:8]
+        return original(self, request)
+
+    create_open_session_response._pyxcat_fixed = True
+    ss.ServerSession.create_open_session_response = create_open_session_response
+
+
+def serve(base_port: int, count: int, user: str, password: str, dead: set[int],
+          badpass: set[int]) -> None:
+    import pyghmi.ipmi.bmc as bmc
+    import pyghmi.ipmi.private.session as ipmisession
+    patch_cipher_negotiation()
+
+    class SimBmc(bmc.Bmc):
+        def __init__(self, authdata, port):
+            super().__init__(authdata, port=port, address="127.0.0.1")
+            self.power, self.boot = "off", "default"
+
+        def get_power_state(self):
+            return self.power
+
+        def power_on(self):
+            self.power = "on"
+
+        def power_off(self):
+            self.power = "off"
+
+        def power_shutdown(self):
+            self.power = "off"
+
+        def power_cycle(self):
+            self.power = "on"
+
+        def power_reset(self):
+            pass
+
+        def pulse_diag(self):
+            pass
+
+        def is_active(self):
+            return self.power == "on"
+
+        def get_boot_device(self):
+            return self.boot
+
+        def set_boot_device(self, device):
+            self.boot = device
+
+    keep = []
+    for i in range(count):
+        port = base_port + i
+        if i in dead:  # bound, never answers: a BMC that is down
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind(("127.0.0.1", port))
+            keep.append(s)
+        else:
+            keep.append(SimBmc({user: password + ("-other" if i in badpass else "")}, port))
+    print("ready", flush=True)
+    while True:
+        ipmisession.Session.wait_for_rsp(30)
+
+
+class Fleet:
+    """The fleet as a subprocess, stopped by PID."""
+
+    def __init__(self, base_port: int, count: int, *, user: str = "admin",
+                 password: str = "secret", dead: list[int] = (), badpass: list[int] = ()):
+        self.base_port, self.count = base_port, count
+        self.user, self.password = user, password
+        self.dead, self.badpass = list(dead), list(badpass)
+        self.proc: subprocess.Popen | None = None
+
+    def port(self, i: int) -> int:
+        return self.base_port + i
+
+    def start(self, timeout: float = 60) -> Fleet:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "xcatd.lab.bmcfleet", "--base-port", str(self.base_port),
+             "--count", str(self.count), "--user", self.user, "--password", self.password,
+             "--dead", json.dumps(self.dead), "--badpass", json.dumps(self.badpass)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        line = ""
+        while time.monotonic() < deadline and "ready" not in line:
+            line = self.proc.stdout.readline()
+            if not line and self.proc.poll() is not None:
+                raise RuntimeError(f"the BMC fleet exited: {self.proc.stderr.read()[-1500:]}")
+        if "ready" not in line:
+            self.stop()
+            raise RuntimeError("the BMC fleet did not start in time")
+        return self
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+        for f in (self.proc.stdout, self.proc.stderr):
+            f.close()
+        self.proc = None
+
+    def __enter__(self) -> Fleet:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--base-port", type=int, required=True)
+    ap.add_argument("--count", type=int, required=True)
+    ap.add_argument("--user", default="admin")
+    ap.add_argument("--password", default="secret")
+    ap.add_argument("--dead", default="[]")
+    ap.add_argument("--badpass", default="[]")
+    a = ap.parse_args()
+    serve(a.base_port, a.count, a.user, a.password, set(json.loads(a.dead)),
+          set(json.loads(a.badpass)))
+
+
+if __name__ == "__main__":
+    main()
