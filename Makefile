@@ -3,7 +3,8 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
-# Debian packages the tests start for real: PostgreSQL, ISC dhcpd, Kea and a real DHCP client, BIND.
+# Debian packages the tests start for real: PostgreSQL, ISC dhcpd, Kea and a real DHCP client,
+# BIND, and OpenIPMI's ipmi_sim with ipmitool.
 TEST_DEBS = postgresql iproute2 isc-dhcp-server isc-dhcp-client kea-dhcp4-server bind9 bind9-utils \
             openipmi ipmitool
 DEMO_ROOT ?= /tmp/pyxcat-demo
