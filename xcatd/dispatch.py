@@ -29,7 +29,7 @@ log = logging.getLogger("xcatd.dispatch")
 
 BUILTIN_PLUGINS = ("xcatd.plugins.tabutils", "xcatd.plugins.nodes", "xcatd.plugins.defs",
                    "xcatd.plugins.jobs", "xcatd.plugins.hosts", "xcatd.plugins.networks",
-                   "xcatd.plugins.dhcp", "xcatd.plugins.dns")
+                   "xcatd.plugins.dhcp", "xcatd.plugins.dns", "xcatd.plugins.hwctl")
 
 Handler = Callable[["Request", "Context", NodeSet | None], Iterable[Response]]
 
@@ -39,7 +39,9 @@ class CommandSpec:
     name: str
     handler: Handler
     noderange: str  # "required", "optional", "new" (names need not exist) or "none"
-    writes: bool
+    #: Whether the request changes nodes (and takes their locks); a function of the request
+    #: for commands such as rpower, where "stat" only reads.
+    writes: bool | Callable[[Request], bool]
     #: The nodes a request addresses when they come from its own arguments (chdef -o ...,
     #: the REST object path): writers lock them, and policy noderanges judge them.
     lock_nodes: Callable[[Request, Context], NodeSet | None] | None = None
@@ -49,7 +51,8 @@ _REGISTRY: dict[str, CommandSpec] = {}
 _loaded = False
 
 
-def command(name: str, *, noderange: str = "none", writes: bool = False,
+def command(name: str, *, noderange: str = "none",
+            writes: bool | Callable[[Request], bool] = False,
             lock_nodes: Callable[[Request, Context], NodeSet | None] | None = None
             ) -> Callable[[Handler], Handler]:
     """Register a plugin function as the handler of ``name``."""
@@ -213,7 +216,7 @@ def dispatch(request: Request, paths: Paths | None = None, *, locks: NodeLocks |
             yield Response(error=f"{request.command}: a noderange is required", errorcode=1)
             return
         held: set[str] = set()
-        if spec.writes:
+        if spec.writes(request) if callable(spec.writes) else spec.writes:
             target = nodes if nodes is not None else (
                 spec.lock_nodes(request, ctx) if spec.lock_nodes else None)
             held = set(target.names) if target else set()

@@ -93,7 +93,8 @@ class Service:
                     code = code or (resp.errorcode or 1)
                 self.jobs.result(job, _recordable(request, resp))
                 emit(resp)
-            if spec is not None and spec.writes:
+            if spec is not None and (spec.writes(request) if callable(spec.writes)
+                                     else spec.writes):
                 self.invalidate()
         except Exception as exc:  # never leave a job without an end
             log.exception("job %s failed", job.jobid)
