@@ -143,7 +143,12 @@ class IpmiManager(HardwareManager):
                                               "uefi": uefi})
 
     def close(self) -> None:
+        """Stop the workers without waiting for a BMC that does not answer: a worker stuck
+        in pyghmi must not keep xcatd from exiting."""
         for i, p in enumerate(self._pools):
-            if p is not None:
-                p.shutdown(wait=True, cancel_futures=True)
-                self._pools[i] = None
+            if p is None:
+                continue
+            for proc in list(getattr(p, "_processes", {}).values()):
+                proc.terminate()
+            p.shutdown(wait=True, cancel_futures=True)
+            self._pools[i] = None
