@@ -2,10 +2,7 @@
 for tests; stopped by PID whatever happens."""
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -13,6 +10,8 @@ from pathlib import Path
 import dns.exception
 import dns.message
 import dns.query
+
+from xcatd.lab import stop_process_group
 
 
 class Named:
@@ -43,16 +42,7 @@ class Named:
         raise RuntimeError("named did not answer in time")
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(5)
+        stop_process_group(self.proc)
         self.proc = None
 
     def __enter__(self) -> Named:

@@ -14,14 +14,13 @@ too (RMCP+ status 0x11), and the client retries with suite 3.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
-import signal
 import socket
 import subprocess
 import sys
 import time
+
+from xcatd.lab import stop_process_group
 
 NO_MATCHING_CIPHER = 0x11
 
@@ -131,9 +130,7 @@ class Fleet:
     def stop(self) -> None:
         if self.proc is None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
+        stop_process_group(self.proc, grace=0)  # a simulator: nothing to shut down cleanly
         for f in (self.proc.stdout, self.proc.stderr):
             f.close()
         self.proc = None

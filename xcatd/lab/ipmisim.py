@@ -8,14 +8,12 @@ file, ipmi_sim calls it for `get power`, `set power 0|1` and `set boot`. Stopped
 """
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
 
+from xcatd.lab import stop_process_group
 from xcatd.lab.postgres import free_port
 
 EMU = """mc_setbmc 0x20
@@ -96,16 +94,7 @@ user 2 true "{self.user}" "{self.password}" admin 10 none md2 md5 straight
         return p
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(5)
+        stop_process_group(self.proc)
         self.proc = None
 
     def __enter__(self) -> IpmiSim:
