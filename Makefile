@@ -4,9 +4,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 # Debian packages the tests start for real: PostgreSQL, ISC dhcpd, Kea and a real DHCP client,
-# BIND, and OpenIPMI's ipmi_sim with ipmitool.
+# BIND, OpenIPMI's ipmi_sim with ipmitool, and the provisioning lab: QEMU with iPXE, tftpd-hpa,
+# radvd, busybox-static and cpio for the test initrd, xorriso for the test install media.
 TEST_DEBS = postgresql iproute2 isc-dhcp-server isc-dhcp-client kea-dhcp4-server bind9 bind9-utils \
-            openipmi ipmitool
+            openipmi ipmitool qemu-system-x86 ipxe-qemu tftpd-hpa radvd busybox-static cpio xorriso
 DEMO_ROOT ?= /tmp/pyxcat-demo
 
 .PHONY: all demo test test-all debs debs-python venv bench lint clean
