@@ -11,7 +11,15 @@ from dataclasses import dataclass
 
 from xcatd.config import Paths
 from xcatd.dispatch import Context, command
-from xcatd.hardware import BOOT_DEVICES, BOOT_WORDS, POWER_ACTIONS, Target, group_by, manager
+from xcatd.hardware import (
+    BOOT_DEVICES,
+    BOOT_WORDS,
+    POWER_ACTIONS,
+    Limits,
+    Target,
+    group_by,
+    manager,
+)
 from xcatd.noderange import NodeSet
 from xcatd.request import Request, Response, XcatError
 
@@ -67,15 +75,16 @@ def rpower(req: Request, ctx: Context, nodes: NodeSet | None) -> Iterator[Respon
                         "boot, cycle, stat, state, status or nmi)")
     routes, errors = targets(ctx, nodes.sorted())
     yield from errors
+    limits = Limits.from_site(ctx.site)
     changed: dict[str, str] = {}
     for mgt, ts in routes.items():
         hw = manager(mgt)
         if action in READ_ACTIONS:
-            outcomes = hw.power_state(ts)
+            outcomes = hw.power_state(ts, limits)
         elif action == "boot":  # on if off, reset if on
-            outcomes = _boot(hw, ts)
+            outcomes = _boot(hw, ts, limits)
         else:
-            outcomes = hw.set_power(ts, action)
+            outcomes = hw.set_power(ts, action, limits)
         for o in outcomes:
             if o.error:
                 yield Response(node=o.node, error=o.error, errorcode=1)
@@ -90,20 +99,20 @@ def rpower(req: Request, ctx: Context, nodes: NodeSet | None) -> Iterator[Respon
     _set_status(ctx, {n: s for n, s in changed.items() if s})
 
 
-def _boot(hw, ts: list[Target]):
+def _boot(hw, ts: list[Target], limits: Limits):
     """xCAT's rpower boot: a node that is on is reset ('on reset'), one that is off is
     powered on ('off on')."""
     on, off = [], []
-    for o in hw.power_state(ts):
+    for o in hw.power_state(ts, limits):
         if o.error:
             yield o
         else:
             (on if o.value == "on" else off).append(o.node)
     by_node = {t.node: t for t in ts}
-    for o in hw.set_power([by_node[n] for n in on], "reset"):
+    for o in hw.set_power([by_node[n] for n in on], "reset", limits):
         o.value = o.value if o.error else "on reset"
         yield o
-    for o in hw.set_power([by_node[n] for n in off], "on"):
+    for o in hw.set_power([by_node[n] for n in off], "on", limits):
         o.value = o.value if o.error else "off on"
         yield o
 
@@ -129,11 +138,12 @@ def rsetboot(req: Request, ctx: Context, nodes: NodeSet | None) -> Iterator[Resp
         raise XcatError(f"Unsupported boot device {device!r}: use net, hd, cd, def or stat")
     routes, errors = targets(ctx, nodes.sorted())
     yield from errors
+    limits = Limits.from_site(ctx.site)
     for mgt, ts in routes.items():
         hw = manager(mgt)
-        outcomes = hw.boot_device(ts) if device == "stat" else hw.set_boot_device(
+        outcomes = hw.boot_device(ts, limits) if device == "stat" else hw.set_boot_device(
             ts, BOOT_DEVICES[device], bool(req.args.get("persistent")),
-            bool(req.args.get("uefi")))
+            bool(req.args.get("uefi")), limits)
         for o in outcomes:
             if o.error:
                 yield Response(node=o.node, error=o.error, errorcode=1)
@@ -162,7 +172,7 @@ def fence_node(name: str, paths: Paths | None = None) -> FenceResult:
     if errors:
         return FenceResult(name, False, errors[0].error or "cannot reach its BMC")
     for mgt, ts in routes.items():
-        for o in manager(mgt).set_power(ts, "off"):
+        for o in manager(mgt).set_power(ts, "off", Limits.from_site(ctx.site)):
             if o.error:
                 return FenceResult(name, False, o.error)
             if o.value != "off":

@@ -1,154 +1,228 @@
-"""The IPMI implementation of the hardware interface, with pyghmi.
+"""The IPMI implementation of the hardware interface.
 
-pyghmi 1.6.19 misbehaves when several threads share its process-wide session loop (stalled
-requests, a socket that stops receiving), so every pyghmi call runs in a worker process that
-uses it from one thread. Nodes are routed to workers by BMC address, so a worker keeps its
-BMCs' sessions and a second command does not log in again. A dead BMC holds up only the
-nodes routed to its worker. (An event-driven engine for thousands of BMCs at once is the
-next step: see the IPMI issue's note.)
+Packets go through ``xcatd.ipmilan``: one event loop for every BMC, sessions kept between
+commands (a second ``rpower`` does not log in again), at most ``site.ipmimaxp`` nodes in
+flight per request, ``site.ipmitimeout`` seconds per attempt and ``site.ipmiretries`` more
+attempts. A BMC that does not answer costs its own node that budget and nothing else.
+
+Above the packets, pyghmi is the IPMI library: rinv, rvitals and reventlog run pyghmi's
+Command (its SDR, FRU and SEL decoding) in a small thread pool, with our session under it
+(``PyghmiSession``), so pyghmi's own session layer and its process-wide loop are never used.
 """
 from __future__ import annotations
 
+import asyncio
 import atexit
+import hashlib
+import queue
 import time
-import zlib
-from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_context
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
-from xcatd.hardware import HardwareManager, Outcome, Target, register
+from xcatd.hardware import DEFAULT_LIMITS, HardwareManager, Limits, Outcome, Target, register
+from xcatd.ipmilan import CompletionError, Engine, IpmiError, Session, completion_text
 
-WORKERS = 8
-CONFIRM_WAIT = 20.0  # seconds a power change has to show in the power state
+CONFIRM_WAIT = 20.0   # seconds a power change has to show in the power state
+CONFIRM_POLL = 0.25
+SESSION_IDLE = 30.0   # BMCs drop a session idle for about a minute: log in again before that
+DECODER_THREADS = 16  # pyghmi decoding (rinv, rvitals, reventlog) runs in threads
 
-# ---- inside a worker process ----------------------------------------------------------------
-_SESSIONS: dict[tuple, object] = {}
-
-
-def _forget(key: tuple, cmd) -> None:
-    """Drop a session, and work around pyghmi 1.6.19 keeping it in Session.initting_sessions
-    (deleted there under the bytes password, stored under the str one): without this, the
-    next Command() to that BMC gets the dead session back and fails with a TypeError."""
-    _SESSIONS.pop(key, None)
-    try:
-        from pyghmi.ipmi.private import session
-        address, port, user, password = key
-        session.Session.initting_sessions.pop((address, user, password, port, None), None)
-        if cmd is not None:
-            cmd.ipmi_session.logout()
-    except Exception:  # a session already gone has nothing to log out of
-        pass
+CONTROL = {"off": 0, "on": 1, "cycle": 2, "reset": 3, "nmi": 4, "softoff": 5}
+BOOT_CODES = {"network": 1, "hd": 2, "optical": 5, "setup": 6, "floppy": 0xF}
+BOOT_NAMES = {1: "network", 2: "hd", 3: "hd", 5: "optical", 6: "setup", 0xF: "floppy"}
 
 
-def _power(cmd) -> str:
-    return cmd.get_power()["powerstate"]
+class _SessionCache:
+    """Sessions by BMC, user and password; used only on the engine's loop."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._live: dict[tuple, Session] = {}
+        self._locks: dict[tuple, asyncio.Lock] = {}
+
+    @staticmethod
+    def key(t: Target) -> tuple:
+        # the password only as a digest, so a changed password is a new session
+        return t.address, t.port, t.username, hashlib.sha256(t.password.encode()).digest()
+
+    async def get(self, t: Target, limits: Limits) -> tuple[Session, bool]:
+        """A logged-in session for the node's BMC, and whether it was reused."""
+        key = self.key(t)
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            s = self._live.get(key)
+            if s is not None and s.logged_in and \
+                    self.engine.loop.time() - s.last_used < SESSION_IDLE:
+                s.timeout, s.retries = limits.timeout, limits.retries
+                return s, True
+            if s is not None:
+                self.drop(t)
+            s = await self.engine.session(t.address, t.port, t.username, t.password,
+                                          timeout=limits.timeout, retries=limits.retries)
+            self._live[key] = s
+            return s, False
+
+    def drop(self, t: Target) -> None:
+        s = self._live.pop(self.key(t), None)
+        if s is not None:
+            self.engine.forget(s)
 
 
-def _set_power(cmd, action: str, wait: float) -> str:
-    verbs = {"on": "on", "off": "off", "softoff": "shutdown", "reset": "reset", "nmi": "diag"}
-    if action == "cycle":
-        cmd.set_power("off")
-        _confirm(cmd, "off", wait, "off")
-        cmd.set_power("on")
-        return _confirm(cmd, "on", wait, "on")
-    cmd.set_power(verbs[action])
-    if action in ("on", "off"):
-        return _confirm(cmd, action, wait, action)
-    return _power(cmd)
+@register("ipmi")
+class IpmiManager(HardwareManager):
+    def __init__(self) -> None:
+        self.engine = Engine()
+        self.sessions = _SessionCache(self.engine)
+        self._decoders = ThreadPoolExecutor(DECODER_THREADS, thread_name_prefix="ipmi-decode")
+        atexit.register(self.close)
+
+    # ---- running one coroutine per node, results in the caller's thread as they come ----
+    def _run(self, targets: list[Target], limits: Limits,
+             work: Callable[[Target, Session], Awaitable[Outcome]]) -> Iterator[Outcome]:
+        results: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
+
+        async def all_nodes() -> None:
+            gate = asyncio.Semaphore(limits.maxp)
+
+            async def one(t: Target) -> None:
+                async with gate:
+                    try:
+                        out = await self._with_session(t, limits, work)
+                    except IpmiError as exc:
+                        out = Outcome(t.node, error=str(exc))
+                    except Exception as exc:  # a bug here must still be one node's line
+                        out = Outcome(t.node, error=f"{exc.__class__.__name__}: {exc}")
+                results.put(out)
+            await asyncio.gather(*(one(t) for t in targets))
+
+        done = self.engine.submit(all_nodes())
+        for _ in targets:
+            yield results.get()
+        done.result()
+
+    async def _with_session(self, t: Target, limits: Limits,
+                            work: Callable[[Target, Session], Awaitable[Outcome]]) -> Outcome:
+        """Run ``work`` on the node's session. A kept session the BMC no longer knows (it
+        was reset, or dropped us) gets one fresh login; a fresh one that fails is the node's
+        error."""
+        while True:
+            s, reused = await self.sessions.get(t, limits)
+            try:
+                return await work(t, s)
+            except CompletionError:
+                raise
+            except IpmiError:
+                self.sessions.drop(t)
+                if not reused:
+                    raise
+
+    # ---- power ----
+    def power_state(self, targets, limits=DEFAULT_LIMITS):
+        async def work(t, s):
+            return Outcome(t.node, await _power(s))
+        return self._run(targets, limits, work)
+
+    def set_power(self, targets, action, limits=DEFAULT_LIMITS):
+        async def work(t, s):
+            if action == "cycle":
+                await s.command(0x00, 0x02, bytes([CONTROL["off"]]))
+                await _confirm(s, "off", "off")
+                await s.command(0x00, 0x02, bytes([CONTROL["on"]]))
+                return Outcome(t.node, await _confirm(s, "on", "on"))
+            await s.command(0x00, 0x02, bytes([CONTROL[action]]))
+            if action in ("on", "off"):
+                return Outcome(t.node, await _confirm(s, action, action))
+            return Outcome(t.node, await _power(s))
+        return self._run(targets, limits, work)
+
+    # ---- boot device (Get/Set System Boot Options, parameter 5) ----
+    def boot_device(self, targets, limits=DEFAULT_LIMITS):
+        async def work(t, s):
+            data = await s.command(0x00, 0x09, bytes([5, 0, 0]))
+            flags, device = (data[2], data[3]) if len(data) >= 4 else (0, 0)
+            if not flags & 0x80:
+                return Outcome(t.node, "default")
+            return Outcome(t.node, BOOT_NAMES.get((device >> 2) & 0x0F, "default"))
+        return self._run(targets, limits, work)
+
+    def set_boot_device(self, targets, device, persistent, uefi, limits=DEFAULT_LIMITS):
+        if device == "default":
+            data = bytes([5, 0, 0, 0, 0, 0])
+        else:
+            flags = 0x80 | (0x40 if persistent else 0) | (0x20 if uefi else 0)
+            data = bytes([5, flags, BOOT_CODES[device] << 2, 0, 0, 0])
+
+        async def work(t, s):
+            await s.command(0x00, 0x08, data)
+            return Outcome(t.node, device)
+        return self._run(targets, limits, work)
+
+    # ---- pyghmi's decoders over our sessions ----
+    def with_pyghmi(self, targets: list[Target], limits: Limits,
+                    fn: Callable[[object], list[str]]) -> Iterator[Outcome]:
+        """Run ``fn(command)`` for each node, ``command`` being pyghmi's Command on the node's
+        session; fn returns the node's output lines."""
+        async def work(t, s):
+            cmd = pyghmi_command(self.engine, s, t)
+            lines = await self.engine.loop.run_in_executor(self._decoders, fn, cmd)
+            return Outcome(t.node, lines=lines)
+        return self._run(targets, limits, work)
+
+    def close(self) -> None:
+        """Log out of every BMC (briefly) and stop the loop: exiting never waits long on a
+        BMC that does not answer."""
+        self._decoders.shutdown(wait=False, cancel_futures=True)
+        self.engine.stop()
 
 
-def _confirm(cmd, want: str, wait: float, action: str) -> str:
-    deadline = time.monotonic() + wait
+async def _power(s: Session) -> str:
+    return "on" if (await s.command(0x00, 0x01))[0] & 1 else "off"
+
+
+async def _confirm(s: Session, want: str, action: str) -> str:
+    deadline = asyncio.get_running_loop().time() + CONFIRM_WAIT
     while True:
-        state = _power(cmd)
-        if state == want or time.monotonic() > deadline:
+        state = await _power(s)
+        if state == want or asyncio.get_running_loop().time() > deadline:
             break
-        time.sleep(0.2)
+        await asyncio.sleep(CONFIRM_POLL)
     if state != want:
-        raise RuntimeError(f"the BMC accepted '{action}' but the power state is still {state}")
+        raise IpmiError(f"the BMC accepted '{action}' but the power state is still {state}")
     return state
 
 
-def _op(address: str, port: int, user: str, password: str, op: str, args: dict) -> dict:
+class PyghmiSession:
+    """What pyghmi's Command asks of its session, served by one of ours. Called from a
+    decoder thread, never from the engine's loop."""
+
+    ipmiversion = 2.0
+    logged = 1
+
+    def __init__(self, engine: Engine, session: Session, target: Target) -> None:
+        self._engine, self._session = engine, session
+        self.userid = target.username
+        self.bmc = target.address
+
+    def raw_command(self, netfn, command, bridge_request=(), data=(), retry=True,
+                    delay_xmit=None, timeout=None, rslun=0):
+        if bridge_request:
+            raise IpmiError("bridged IPMI requests are not supported")
+        code, body = self._engine.call(self._session.raw(netfn, command, bytes(data), rslun))
+        rsp = {"netfn": netfn + 1, "command": command, "code": code, "data": bytearray(body)}
+        if code:
+            rsp["error"] = completion_text(netfn, command, code)
+        return rsp
+
+    def pause(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+def pyghmi_command(engine: Engine, session: Session, target: Target):
+    """pyghmi's Command for the node, without pyghmi's session layer: the attributes its
+    constructor would set, and our session as its ``ipmi_session``."""
     from pyghmi.ipmi import command
-    key = (address, port, user, password)
-    for attempt in (1, 2):
-        cmd = _SESSIONS.get(key)
-        try:
-            if cmd is None:
-                cmd = command.Command(address, user, password, port=port)
-                _SESSIONS[key] = cmd
-            if op == "state":
-                return {"value": _power(cmd)}
-            if op == "set":
-                return {"value": _set_power(cmd, args["action"], args.get("wait", CONFIRM_WAIT))}
-            if op == "boot":
-                return {"value": cmd.get_bootdev().get("bootdev", "default")}
-            if op == "setboot":
-                got = cmd.set_bootdev(args["device"], persist=args["persistent"],
-                                      uefiboot=args["uefi"])
-                return {"value": got.get("bootdev", args["device"])}
-            return {"error": f"unknown operation {op}"}
-        except RuntimeError as exc:
-            return {"error": str(exc)}
-        except Exception as exc:  # pyghmi's errors: a stale session gets one fresh login
-            _forget(key, cmd)
-            if attempt == 2 or cmd is None:
-                return {"error": _describe(exc)}
-    return {"error": "no answer"}
-
-
-def _describe(exc: Exception) -> str:
-    text = str(exc).strip()
-    if not text or text == "None":
-        return f"{exc.__class__.__name__} (no answer from the BMC?)"
-    return text
-
-
-# ---- in the daemon --------------------------------------------------------------------------
-@register("ipmi")
-class IpmiManager(HardwareManager):
-    def __init__(self, workers: int = WORKERS) -> None:
-        self._pools: list[ProcessPoolExecutor | None] = [None] * workers
-        atexit.register(self.close)  # before the interpreter tears the pools' modules down
-
-    def _pool(self, t: Target) -> ProcessPoolExecutor:
-        i = zlib.crc32(f"{t.address}:{t.port}".encode()) % len(self._pools)
-        if self._pools[i] is None:
-            self._pools[i] = ProcessPoolExecutor(1, mp_context=get_context("spawn"))
-        return self._pools[i]  # type: ignore[return-value]
-
-    def _run(self, targets: list[Target], op: str, args: dict) -> Iterator[Outcome]:
-        futures = {self._pool(t).submit(_op, t.address, t.port, t.username, t.password, op,
-                                        args): t for t in targets}
-        for f in as_completed(futures):
-            t = futures[f]
-            try:
-                r = f.result()
-            except Exception as exc:  # a worker that died: that node's error only
-                r = {"error": f"IPMI worker failed: {exc.__class__.__name__}"}
-            yield Outcome(t.node, r.get("value"), r.get("error"))
-
-    def power_state(self, targets):
-        return self._run(targets, "state", {})
-
-    def set_power(self, targets, action):
-        return self._run(targets, "set", {"action": action})
-
-    def boot_device(self, targets):
-        return self._run(targets, "boot", {})
-
-    def set_boot_device(self, targets, device, persistent, uefi):
-        return self._run(targets, "setboot", {"device": device, "persistent": persistent,
-                                              "uefi": uefi})
-
-    def close(self) -> None:
-        """Stop the workers without waiting for a BMC that does not answer: a worker stuck
-        in pyghmi must not keep xcatd from exiting."""
-        for i, p in enumerate(self._pools):
-            if p is None:
-                continue
-            for proc in list(getattr(p, "_processes", {}).values()):
-                proc.terminate()
-            p.shutdown(wait=True, cancel_futures=True)
-            self._pools[i] = None
+    cmd = command.Command.__new__(command.Command)
+    cmd.__dict__.update(onlogon=None, bmc=target.address, _sdrcachedir=None, _sdr=None,
+                        _oem=None, _oemknown=False, _netchannel=None, _ipv6support=None,
+                        certverify=None, kwargs={})
+    cmd.ipmi_session = PyghmiSession(engine, session, target)
+    return cmd

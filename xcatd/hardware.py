@@ -1,4 +1,5 @@
-"""Hardware management: one interface (power, boot device), one implementation per protocol.
+"""Hardware management: one interface (power, boot device, inventory, sensors, event log),
+one implementation per protocol.
 
 A node's ``nodehm.power`` (else ``nodehm.mgt``) picks the implementation; commands never
 branch on vendor or protocol. Implementations register with ``register``; IPMI is
@@ -35,11 +36,37 @@ class Target:
 
 @dataclass
 class Outcome:
-    """The result for one node: a value, or an error."""
+    """The result for one node: a value (or several lines), or an error."""
 
     node: str
     value: str | None = None
     error: str | None = None
+    lines: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How hard to try, from the site table: ``ipmimaxp`` requests in flight at once,
+    ``ipmitimeout`` seconds per attempt, ``ipmiretries`` more attempts after the first."""
+
+    maxp: int = 64
+    timeout: float = 2.0
+    retries: int = 3
+
+    @classmethod
+    def from_site(cls, site: dict[str, str]) -> Limits:
+        def num(key: str, kind, default, low):
+            try:
+                return max(low, kind(site.get(key) or default))
+            except ValueError:
+                return default
+        return cls(num("ipmimaxp", int, 64, 1), num("ipmitimeout", float, 2.0, 0.1),
+                   num("ipmiretries", int, 3, 0))
+
+
+DEFAULT_LIMITS = Limits()
+INVENTORY = ("model", "serial", "firm", "mac", "guid", "uuid", "dimm", "all")
+VITALS = ("temp", "voltage", "fanspeed", "power", "leds", "all")
 
 
 class HardwareManager(ABC):
@@ -50,21 +77,40 @@ class HardwareManager(ABC):
     name: str = ""
 
     @abstractmethod
-    def power_state(self, targets: list[Target]) -> Iterator[Outcome]:
+    def power_state(self, targets: list[Target], limits: Limits = DEFAULT_LIMITS
+                    ) -> Iterator[Outcome]:
         """'on' or 'off' for each node."""
 
     @abstractmethod
-    def set_power(self, targets: list[Target], action: str) -> Iterator[Outcome]:
+    def set_power(self, targets: list[Target], action: str, limits: Limits = DEFAULT_LIMITS
+                  ) -> Iterator[Outcome]:
         """Do ``action`` (POWER_ACTIONS); the value is the power state after it."""
 
     @abstractmethod
-    def boot_device(self, targets: list[Target]) -> Iterator[Outcome]:
+    def boot_device(self, targets: list[Target], limits: Limits = DEFAULT_LIMITS
+                    ) -> Iterator[Outcome]:
         """The next boot device, as a key of BOOT_WORDS."""
 
     @abstractmethod
     def set_boot_device(self, targets: list[Target], device: str, persistent: bool,
-                        uefi: bool) -> Iterator[Outcome]:
+                        uefi: bool, limits: Limits = DEFAULT_LIMITS) -> Iterator[Outcome]:
         """Set the next boot device (a value of BOOT_DEVICES)."""
+
+    def inventory(self, targets: list[Target], what: str, limits: Limits = DEFAULT_LIMITS
+                  ) -> Iterator[Outcome]:
+        """rinv: Outcome.lines, xCAT's 'Label: value' lines for ``what`` (INVENTORY)."""
+        raise NotImplementedError(f"{self.name} has no inventory yet")
+
+    def vitals(self, targets: list[Target], what: str, limits: Limits = DEFAULT_LIMITS
+               ) -> Iterator[Outcome]:
+        """rvitals: Outcome.lines, 'Sensor: reading units' for ``what`` (VITALS)."""
+        raise NotImplementedError(f"{self.name} has no sensors yet")
+
+    def event_log(self, targets: list[Target], count: int | None, clear: bool,
+                  limits: Limits = DEFAULT_LIMITS) -> Iterator[Outcome]:
+        """reventlog: Outcome.lines, the newest ``count`` SEL entries (None: all), or clear
+        the log."""
+        raise NotImplementedError(f"{self.name} has no event log yet")
 
 
 _IMPLEMENTATIONS: dict[str, type[HardwareManager]] = {}

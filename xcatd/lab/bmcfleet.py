@@ -98,42 +98,55 @@ def serve(base_port: int, count: int, user: str, password: str, dead: set[int],
 
 
 class Fleet:
-    """The fleet as a subprocess, stopped by PID."""
+    """The fleet as subprocesses of at most ``per_process`` BMCs each (pyghmi's server loop
+    walks every socket and session on each turn, so one process of 1,000 BMCs answers a few
+    dozen logins a second; shards of 100 keep up), stopped by PID."""
 
     def __init__(self, base_port: int, count: int, *, user: str = "admin",
-                 password: str = "secret", dead: list[int] = (), badpass: list[int] = ()):
+                 password: str = "secret", dead: list[int] = (), badpass: list[int] = (),
+                 per_process: int = 100):
         self.base_port, self.count = base_port, count
         self.user, self.password = user, password
         self.dead, self.badpass = list(dead), list(badpass)
-        self.proc: subprocess.Popen | None = None
+        self.per_process = per_process
+        self.procs: list[subprocess.Popen] = []
 
     def port(self, i: int) -> int:
         return self.base_port + i
 
     def start(self, timeout: float = 60) -> Fleet:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "xcatd.lab.bmcfleet", "--base-port", str(self.base_port),
-             "--count", str(self.count), "--user", self.user, "--password", self.password,
-             "--dead", json.dumps(self.dead), "--badpass", json.dumps(self.badpass)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        line = ""
-        while time.monotonic() < deadline and "ready" not in line:
-            line = self.proc.stdout.readline()
-            if not line and self.proc.poll() is not None:
-                raise RuntimeError(f"the BMC fleet exited: {self.proc.stderr.read()[-1500:]}")
-        if "ready" not in line:
+        try:
+            for first in range(0, self.count, self.per_process):
+                n = min(self.per_process, self.count - first)
+                local = range(first, first + n)
+                self.procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "xcatd.lab.bmcfleet",
+                     "--base-port", str(self.base_port + first), "--count", str(n),
+                     "--user", self.user, "--password", self.password,
+                     "--dead", json.dumps([i - first for i in self.dead if i in local]),
+                     "--badpass", json.dumps([i - first for i in self.badpass if i in local])],
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                    start_new_session=True))
+            deadline = time.monotonic() + timeout
+            for proc in self.procs:
+                line = ""
+                while time.monotonic() < deadline and "ready" not in line:
+                    line = proc.stdout.readline()
+                    if not line and proc.poll() is not None:
+                        raise RuntimeError(f"the BMC fleet exited: {proc.stderr.read()[-1500:]}")
+                if "ready" not in line:
+                    raise RuntimeError("the BMC fleet did not start in time")
+        except BaseException:
             self.stop()
-            raise RuntimeError("the BMC fleet did not start in time")
+            raise
         return self
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        stop_process_group(self.proc, grace=0)  # a simulator: nothing to shut down cleanly
-        for f in (self.proc.stdout, self.proc.stderr):
-            f.close()
-        self.proc = None
+        for proc in self.procs:
+            stop_process_group(proc, grace=0)  # a simulator: nothing to shut down cleanly
+            for f in (proc.stdout, proc.stderr):
+                f.close()
+        self.procs = []
 
     def __enter__(self) -> Fleet:
         return self.start()
