@@ -29,7 +29,8 @@ log = logging.getLogger("xcatd.dispatch")
 
 BUILTIN_PLUGINS = ("xcatd.plugins.tabutils", "xcatd.plugins.nodes", "xcatd.plugins.defs",
                    "xcatd.plugins.jobs", "xcatd.plugins.hosts", "xcatd.plugins.networks",
-                   "xcatd.plugins.dhcp", "xcatd.plugins.dns", "xcatd.plugins.hwctl")
+                   "xcatd.plugins.dhcp", "xcatd.plugins.dns", "xcatd.plugins.hwctl",
+                   "xcatd.plugins.copycds")
 
 Handler = Callable[["Request", "Context", NodeSet | None], Iterable[Response]]
 

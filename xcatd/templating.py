@@ -100,3 +100,25 @@ def profiles(paths: Paths, site: dict[str, str], kind: str, osvers: str, arch: s
                                                        arch, ext) is not None:
                 found.add(profile)
     return sorted(found)
+
+
+def find_os_file(paths: Paths, site: dict[str, str], kind: str, profile: str, osvers: str,
+                 arch: str, ext: str = "tmpl") -> Path | None:
+    """Like find_template, then the OS name without its version (compute.ubuntu.tmpl serves
+    every Ubuntu release, since one autoinstall format covers them all): a file that matches
+    the version stays the better match, and the site's custom directory still wins."""
+    found = find_template(paths, site, kind, profile, osvers, arch, ext)
+    if found is not None:
+        return found
+    platform = platform_of(osvers)
+    name = osvers.rstrip("0123456789.")
+    if platform is None or not name:
+        return None
+    oses = list(dict.fromkeys([name, FAMILY.get(name, name)]))
+    names = [f"{profile}.{o}.{arch}.{ext}" for o in oses] + [f"{profile}.{o}.{ext}" for o in oses]
+    installdir = paths.under(site.get("installdir") or "/install")
+    for base in (installdir / "custom" / kind / platform, shipped_dir(kind) / platform):
+        for n in names:
+            if (base / n).is_file():
+                return base / n
+    return None

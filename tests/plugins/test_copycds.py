@@ -1,0 +1,388 @@
+"""copycds: fake distribution media (trees and xorriso-made ISOs) copied into a management
+node, in process on SQLite and PostgreSQL and through xcatd."""
+import os
+import shutil
+import time
+
+import pytest
+
+from xcatd.credentials import issue_client_cert
+from xcatd.lab.fakemedia import build_iso, build_tree
+from xcatd.media import IsoMedia, boot_files, identify, open_media
+from xcatd.request import XcatError
+
+needs_xorriso = pytest.mark.skipif(not shutil.which("xorriso"), reason="xorriso missing")
+pytestmark = needs_xorriso
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    """Trees and ISOs of each distribution, built once; tests never write to them."""
+    base = tmp_path_factory.mktemp("media")
+    big = base / "big-initrd"
+    big.write_bytes(os.urandom(3 << 20))  # large enough to cut an ISO inside it
+    out = {}
+    for distro in ("rocky9.4", "alma8.10", "rhels9.4", "debian12.5.0", "ubuntu24.04.1"):
+        tree = build_tree(base / f"tree-{distro}", distro)
+        out[distro] = tree
+        out[distro + ".iso"] = build_iso(tree, base / f"{distro}.iso", distro.upper())
+    out["rocky-big.iso"] = build_iso(build_tree(base / "tree-rocky-big", "rocky9.4",
+                                                initrd=big), base / "rocky-big.iso", "ROCKY")
+    unknown = base / "tree-unknown"
+    (unknown / "stuff").mkdir(parents=True)
+    (unknown / "stuff/readme.txt").write_text("not a distribution\n")
+    out["unknown"] = unknown
+    out["unknown.iso"] = build_iso(unknown, base / "unknown.iso", "UNKNOWN")
+    garbage = base / "garbage.iso"
+    garbage.write_bytes(os.urandom(200_000))
+    out["garbage.iso"] = garbage
+    return out
+
+
+def rows(mn, table):
+    return {r[next(iter(r))]: r for r in mn.db.rows(table)}
+
+
+def install(mn, *parts):
+    return mn.root.joinpath("install", *parts)
+
+
+def tree_state(path):
+    """Every path under ``path`` with its content (files) or target (links)."""
+    out = {}
+    for p in sorted(path.rglob("*")):
+        rel = str(p.relative_to(path))
+        if p.is_symlink():
+            out[rel] = "-> " + os.readlink(p)
+        elif p.is_file():
+            out[rel] = p.read_bytes()
+        else:
+            out[rel] = "dir"
+    return out
+
+
+def leftovers(mn):
+    return [p for p in mn.root.joinpath("install").rglob(".*copycds-*")]
+
+
+def custom_templates(mn):
+    """Install and netboot templates in the site's custom directory (xCAT's lookup order puts
+    it first), so the test does not depend on which templates the toolkit ships."""
+    inst = install(mn, "custom/install/rh")
+    net = install(mn, "custom/netboot/rh")
+    inst.mkdir(parents=True)
+    net.mkdir(parents=True)
+    (inst / "testprof.rhels9.tmpl").write_text("# kickstart\n")
+    (inst / "testprof.rhels9.pkglist").write_text("bash\n")
+    (net / "testprof.rhels9.pkglist").write_text("bash\n")
+    (net / "testprof.rhels9.exlist").write_text("./usr/share/man*\n")
+    return inst, net
+
+
+# ---- copying and recording ---------------------------------------------------------------
+@pytest.mark.parametrize("distro,arch", [("rocky9.4", "x86_64"), ("alma8.10", "x86_64"),
+                                         ("debian12.5.0", "x86_64"),
+                                         ("ubuntu24.04.1", "x86_64")])
+def test_an_iso_is_copied_and_recorded(mn, media, distro, arch):
+    r = mn.ok("copycds", str(media[distro + ".iso"]))
+    assert r.lines == [f"Copying media to /install/{distro}/{arch}",
+                       "Media copy operation successful"]
+    dest = install(mn, distro, arch)
+    for rel in boot_files(distro, arch):
+        assert (dest / rel).read_bytes() == (media[distro] / rel).read_bytes()
+    assert oct(dest.stat().st_mode & 0o777) == "0o755"
+    assert {oct(p.lstat().st_mode & 0o777) for p in dest.rglob("*")
+            if not p.is_symlink()} == {"0o755", "0o644"}
+    assert all(oct(p.stat().st_mode & 0o777) == "0o644" for p in dest.rglob("*")
+               if p.is_file() and not p.is_symlink())
+    row = rows(mn, "osdistro")[f"{distro}-{arch}"]
+    base, major, minor = {"rocky9.4": ("rocky", "9", "4"), "alma8.10": ("alma", "8", "10"),
+                          "debian12.5.0": ("debian", "12", "5"),
+                          "ubuntu24.04.1": ("ubuntu", "24", "04")}[distro]
+    assert (row["basename"], row["majorversion"], row["minorversion"], row["arch"],
+            row["type"], row["dirpaths"]) == (base, major, minor, arch, "Linux",
+                                              f"/install/{distro}/{arch}")
+    assert not leftovers(mn)
+
+
+def test_a_directory_source_is_copied_with_its_links(mn, media):
+    r = mn.ok("copycds", str(media["debian12.5.0"]))
+    assert r.lines[-1] == "Media copy operation successful" and r.err == ""
+    dest = install(mn, "debian12.5.0", "x86_64")
+    assert tree_state(dest) == {**tree_state(media["debian12.5.0"]),
+                                ".fingerprint": (dest / ".fingerprint").read_bytes()}
+    assert os.readlink(dest / "debian") == "." and os.readlink(dest / "dists/stable") == \
+        "bookworm"
+
+
+def test_osimages_for_the_profiles_with_templates_and_a_rerun_changes_nothing(mn, media):
+    custom_templates(mn)
+    first = mn.ok("copycds", str(media["rocky9.4.iso"]))
+    osimages, linux = rows(mn, "osimage"), rows(mn, "linuximage")
+    inst, net = "rocky9.4-x86_64-install-testprof", "rocky9.4-x86_64-netboot-testprof"
+    for name, method in ((inst, "install"), (net, "netboot")):
+        o = osimages[name]
+        assert (o["provmethod"], o["profile"], o["osvers"], o["osarch"], o["osname"],
+                o["imagetype"], o["osdistroname"]) == (method, "testprof", "rocky9.4",
+                                                       "x86_64", "Linux", "linux",
+                                                       "rocky9.4-x86_64")
+    # files of the site's custom directory as the management node names them
+    custom = "/install/custom"
+    assert linux[inst]["template"] == f"{custom}/install/rh/testprof.rhels9.tmpl"
+    assert linux[inst]["pkglist"] == f"{custom}/install/rh/testprof.rhels9.pkglist"
+    assert linux[net]["pkglist"] == f"{custom}/netboot/rh/testprof.rhels9.pkglist"
+    assert linux[net]["exlist"] == f"{custom}/netboot/rh/testprof.rhels9.exlist"
+    assert mn.paths.under(linux[inst]["template"]).read_text() == "# kickstart\n"
+    assert linux[net]["rootimgdir"] == "/install/netboot/rocky9.4/x86_64/testprof"
+    for name in (inst, net):
+        assert linux[name]["pkgdir"] == "/install/rocky9.4/x86_64"
+        assert linux[name]["otherpkgdir"] == "/install/post/otherpkgs/rocky9.4/x86_64"
+    assert "template" not in {k for k, v in linux[net].items() if v}
+    # shipped files are never recorded: their path moves with the Python installation
+    for row in linux.values():
+        for col in ("template", "pkglist", "otherpkglist", "exlist", "postinstall"):
+            assert row[col] is None or row[col].startswith("/install/custom/"), row
+    before = {t: rows(mn, t) for t in ("osdistro", "osimage", "linuximage")}
+    again = mn.ok("copycds", str(media["rocky9.4.iso"]))
+    assert again.lines == first.lines and again.err == ""
+    assert {t: rows(mn, t) for t in before} == before
+
+
+def test_an_osimage_an_admin_changed_is_kept(mn, media):
+    custom_templates(mn)
+    mn.ok("copycds", str(media["rocky9.4.iso"]))
+    name = "rocky9.4-x86_64-install-testprof"
+    mn.ok("chdef", "-t", "osimage", "-o", name, "pkglist=/root/my.pkglist",
+          "postscripts=mine")
+    mn.ok("chtab", "-d", f"imagename={name}", "linuximage")  # half an image: filled in
+    mn.ok("chtab", f"imagename={name}", "linuximage.pkglist=/root/my.pkglist")
+    r = mn.ok("copycds", str(media["rocky9.4.iso"]))
+    assert name in r.err and "linuximage.pkglist" in r.err and "kept" in r.err
+    li = rows(mn, "linuximage")[name]
+    assert li["pkglist"] == "/root/my.pkglist"
+    assert li["template"].endswith("testprof.rhels9.tmpl")  # the missing part is filled in
+    assert rows(mn, "osimage")[name]["postscripts"] == "mine"
+
+
+def test_noosimage_records_the_distribution_only(mn, media):
+    custom_templates(mn)
+    mn.ok("copycds", "-o", str(media["rocky9.4.iso"]))
+    assert "rocky9.4-x86_64" in rows(mn, "osdistro")
+    assert rows(mn, "osimage") == {} and rows(mn, "linuximage") == {}
+
+
+# ---- names, architectures, inspection -----------------------------------------------------
+def test_name_and_arch_options_override_and_check_the_media(mn, media):
+    r = mn.ok("copycds", "-n", "rhels9.4", "-a", "x86_64", str(media["rocky9.4.iso"]))
+    assert r.lines[0] == "Copying media to /install/rhels9.4/x86_64"
+    assert install(mn, "rhels9.4/x86_64/images/pxeboot/vmlinuz").is_file()
+    assert "rhels9.4-x86_64" in rows(mn, "osdistro")
+    r = mn.run("copycds", "-a", "aarch64", str(media["alma8.10.iso"]))
+    assert r.rc == 1 and "Requested distribution architecture aarch64, but media is " \
+        "x86_64" in r.err
+    assert not install(mn, "alma8.10").exists()
+    # media that says nothing: -n names it, -a must give the architecture
+    r = mn.run("copycds", "-n", "rocky9.4", str(media["unknown"]))
+    assert r.rc == 1 and "give it with -a" in r.err and not install(mn, "rocky9.4").exists()
+    r = mn.ok("copycds", "--name=custom1.0", "-a", "amd64", str(media["unknown"]))
+    assert r.lines[0] == "Copying media to /install/custom1.0/x86_64"
+    assert install(mn, "custom1.0/x86_64/stuff/readme.txt").is_file()
+
+
+def test_inspection_says_what_the_media_is_and_copies_nothing(mn, media):
+    iso = str(media["rhels9.4.iso"])
+    r = mn.ok("copycds", "-i", iso)
+    assert r.lines == [f"OS Image:{iso}", "DISTNAME:rhels9.4", "ARCH:x86_64", "DISCNO:ALL"]
+    r = mn.ok("copycds", "-i", "-n", "rocky9.4", str(media["ubuntu24.04.1.iso"]))
+    assert r.lines[1:] == ["DISTNAME:ubuntu24.04.1", "ARCH:x86_64", "DISCNO:1"]
+    assert "--name is ignored" in r.err
+    r = mn.run("copycds", "-i", str(media["unknown.iso"]))
+    assert r.rc == 1 and "could not identify" in r.err
+    assert not list(install(mn).glob("*/*")) and rows(mn, "osdistro") == {}
+
+
+# ---- what must fail, and leave everything as it was -----------------------------------------
+@pytest.mark.parametrize("key,words", [
+    ("unknown.iso", ["could not identify the ISO supplied", "unknown.iso", "-n <osver>"]),
+    ("unknown", ["could not identify the ISO supplied", "tree-unknown"]),
+    ("garbage.iso", ["garbage.iso", "not a readable ISO 9660 image"]),
+])
+def test_media_that_cannot_be_used_is_an_error_naming_it(mn, media, key, words):
+    before = tree_state(mn.root)
+    r = mn.run("copycds", str(media[key]))
+    assert r.rc == 1 and all(w in r.err for w in words), r.err
+    assert r.out == "" and rows(mn, "osdistro") == {} and rows(mn, "osimage") == {}
+    assert {k for k in tree_state(mn.root) if "/install/" in f"/{k}"} == \
+        {k for k in before if "/install/" in f"/{k}"}
+
+
+def test_a_missing_source_is_named(mn, tmp_path):
+    r = mn.run("copycds", str(tmp_path / "nope.iso"))
+    assert r.rc == 1 and "unable to find/read" in r.err and "nope.iso" in r.err
+
+
+def test_a_truncated_iso_leaves_the_previous_tree(mn, media, tmp_path):
+    mn.ok("copycds", str(media["rocky-big.iso"]))
+    dest = install(mn, "rocky9.4", "x86_64")
+    before = tree_state(dest)
+    cut = tmp_path / "cut.iso"
+    data = media["rocky-big.iso"].read_bytes()
+    cut.write_bytes(data[: len(data) - (2 << 20)])
+    r = mn.run("copycds", str(cut))
+    assert r.rc == 1 and "cut.iso" in r.err and "truncated" in r.err, r.err
+    assert "Media copy operation successful" not in r.out
+    assert tree_state(dest) == before and not leftovers(mn)
+
+
+def test_a_copy_that_fails_half_way_leaves_no_half_tree(mn_sqlite, media, tmp_path,
+                                                        monkeypatch):
+    """The file data ends early while copying (the early size check is switched off to get
+    there): the temporary tree goes, the previous tree stays."""
+    mn = mn_sqlite
+    mn.ok("copycds", str(media["rocky-big.iso"]))
+    dest = install(mn, "rocky9.4", "x86_64")
+    before = tree_state(dest)
+    cut = tmp_path / "cut.iso"
+    data = media["rocky-big.iso"].read_bytes()
+    cut.write_bytes(data[: len(data) - (1 << 20)])
+    monkeypatch.setattr(IsoMedia, "_check_size", lambda self: None)
+    # the cut also took .treeinfo (xorriso puts the dot files last): name the media
+    r = mn.run("copycds", "-n", "rocky9.4", "-a", "x86_64", str(cut))
+    assert r.rc == 1 and "truncated or damaged" in r.err and "of its" in r.err, r.err
+    assert tree_state(dest) == before and not leftovers(mn)
+
+
+def test_nonoverwrite_stops_when_this_disc_is_in_already(mn, media):
+    mn.ok("copycds", str(media["alma8.10.iso"]))
+    marker = install(mn, "alma8.10/x86_64/images/pxeboot/vmlinuz")
+    inode = marker.stat().st_ino
+    r = mn.ok("copycds", "-w", str(media["alma8.10.iso"]))
+    assert r.lines == ["The disc iso has already been copied in!"]
+    assert marker.stat().st_ino == inode  # not copied again
+    mn.ok("copycds", str(media["alma8.10.iso"]))
+    assert marker.stat().st_ino != inode  # without -w it is
+
+
+def test_a_later_disc_of_a_set_adds_to_the_first(mn_sqlite, media, tmp_path):
+    mn = mn_sqlite
+    disc2 = tmp_path / "disc2"
+    (disc2 / ".disk").mkdir(parents=True)
+    info = (media["debian12.5.0"] / ".disk/info").read_text()
+    (disc2 / ".disk/info").write_text(info.replace("Binary-1", "Binary-2"))
+    (disc2 / "pool/main/z").mkdir(parents=True)
+    (disc2 / "pool/main/z/zsh_5.9-4_amd64.deb").write_bytes(b"disc two\n")
+    mn.ok("copycds", str(media["debian12.5.0.iso"]))
+    dest = install(mn, "debian12.5.0", "x86_64")
+    first = tree_state(dest)
+    r = mn.ok("copycds", str(disc2))
+    assert r.lines[0] == "Copying media to /install/debian12.5.0/x86_64"
+    after = tree_state(dest)
+    assert after["pool/main/z/zsh_5.9-4_amd64.deb"] == b"disc two\n"
+    assert all(after[k] == v for k, v in first.items() if k not in (".disk/info",
+                                                                    ".fingerprint"))
+    assert len((dest / ".fingerprint").read_text().strip(",").split(",")) == 2
+    again = mn.ok("copycds", "-w", str(media["debian12.5.0.iso"]))
+    assert again.lines == ["The disc iso has already been copied in!"]
+
+
+def test_the_temporary_tree_of_a_copy_that_died_is_removed(mn_sqlite, media):
+    stale = install(mn_sqlite, "rocky9.4", ".x86_64.copycds-dead")
+    (stale / "images").mkdir(parents=True)
+    mn_sqlite.ok("copycds", str(media["rocky9.4.iso"]))
+    assert not stale.exists() and install(mn_sqlite, "rocky9.4/x86_64/.treeinfo").is_file()
+
+
+def test_a_path_option_copies_there_and_links_the_default(mn, media):
+    r = mn.ok("copycds", "-p", "/install/mirrors/rocky", str(media["rocky9.4.iso"]))
+    assert r.lines[0] == "Copying media to /install/mirrors/rocky"
+    assert install(mn, "rocky9.4/x86_64/images/pxeboot/vmlinuz").is_file()  # via the link
+    assert rows(mn, "osdistro")["rocky9.4-x86_64"]["dirpaths"] == "/install/mirrors/rocky"
+    r = mn.ok("copycds", "-p", "/srv/rocky", str(media["rocky9.4.iso"]))
+    assert "not a subdirectory under /install" in r.err
+    assert rows(mn, "osdistro")["rocky9.4-x86_64"]["dirpaths"] == \
+        "/install/mirrors/rocky,/srv/rocky"
+
+
+def test_a_directory_copycds_did_not_make_is_never_replaced(mn, media):
+    keep = mn.root / "srv/data"
+    keep.mkdir(parents=True)
+    (keep / "precious").write_text("mine\n")
+    r = mn.run("copycds", "-p", "/srv/data", str(media["rocky9.4.iso"]))
+    assert r.rc == 1 and "not replacing it" in r.err and "Copying" not in r.out
+    assert (keep / "precious").read_text() == "mine\n" and len(list(keep.iterdir())) == 1
+    assert rows(mn, "osdistro") == {}
+
+
+def test_a_link_out_of_the_media_is_not_copied(mn_sqlite, media, tmp_path):
+    tree = tmp_path / "tree"
+    shutil.copytree(media["rocky9.4"], tree, symlinks=True)
+    (tree / "evil").symlink_to("/etc")
+    (tree / "images/up").symlink_to("../../..")
+    r = mn_sqlite.ok("copycds", str(tree))
+    assert "evil -> /etc" in r.err and "images/up -> ../../.." in r.err
+    dest = install(mn_sqlite, "rocky9.4", "x86_64")
+    assert not os.path.lexists(dest / "evil") and not os.path.lexists(dest / "images/up")
+
+
+def test_a_relative_path_is_made_full_by_the_command(mn, media, monkeypatch):
+    monkeypatch.chdir(media["ubuntu24.04.1.iso"].parent)
+    r = mn.ok("copycds", "-i", "ubuntu24.04.1.iso")
+    assert r.lines[0] == f"OS Image:{media['ubuntu24.04.1.iso']}"
+
+
+def test_through_xcatd_only_root_may_copy(mn_daemon, media, tmp_path, monkeypatch):
+    mn_daemon.ok("chtab", "priority=5", "policy.name=bob", "policy.commands=copycds",
+                 "policy.rule=allow")
+    home = tmp_path / "home-bob"
+    issue_client_cert(mn_daemon.paths, "bob", home / ".xcat")
+    monkeypatch.setenv("HOME", str(home))
+    deadline = time.monotonic() + 30
+    while True:  # the daemon may take a moment to see the new policy row
+        r = mn_daemon.run("copycds", str(media["rocky9.4.iso"]))
+        if "only root" in r.err or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert r.rc == 1 and "only root" in r.err, r.err
+    assert not install(mn_daemon, "rocky9.4").exists()
+    assert rows(mn_daemon, "osdistro") == {}
+
+
+# ---- the media module ---------------------------------------------------------------------
+@pytest.mark.parametrize("rock_ridge,joliet,kind", [(True, True, "rr_path"),
+                                                    (False, True, "joliet_path"),
+                                                    (False, False, "iso_path")])
+def test_names_come_from_rock_ridge_then_joliet_then_iso9660(media, tmp_path, rock_ridge,
+                                                             joliet, kind):
+    iso = build_iso(media["rocky9.4"], tmp_path / "x.iso", "X", rock_ridge=rock_ridge,
+                    joliet=joliet)
+    with open_media(str(iso)) as m:
+        assert m.kind == kind
+        assert identify(m).osvers == "rocky9.4"
+        assert m.get("images/pxeboot/vmlinuz").kind == "file"
+
+
+@pytest.mark.parametrize("osvers,arch,kernel,initrd", [
+    ("rocky9.4", "x86_64", "images/pxeboot/vmlinuz", "images/pxeboot/initrd.img"),
+    ("alma8.10", "aarch64", "images/pxeboot/vmlinuz", "images/pxeboot/initrd.img"),
+    ("rhels9.4", "x86_64", "images/pxeboot/vmlinuz", "images/pxeboot/initrd.img"),
+    ("debian12.5.0", "x86_64", "install.amd/vmlinuz", "install.amd/initrd.gz"),
+    ("debian12.5.0", "arm64", "install.a64/vmlinuz", "install.a64/initrd.gz"),
+    ("ubuntu24.04.1", "x86_64", "casper/vmlinuz", "casper/initrd"),
+])
+def test_boot_files(osvers, arch, kernel, initrd):
+    assert boot_files(osvers, arch) == (kernel, initrd)
+
+
+def test_boot_files_of_an_unknown_os_name_it():
+    with pytest.raises(XcatError, match=r"sles15\.5"):
+        boot_files("sles15.5", "x86_64")
+
+
+@pytest.mark.parametrize("distro,arch", [("rocky9.4", "aarch64"), ("debian12.5.0", "arm64"),
+                                         ("ubuntu24.04.1", "arm64"), ("alma8.10", "x86_64")])
+def test_fake_trees_carry_their_boot_files_and_are_recognised(tmp_path, distro, arch):
+    tree = build_tree(tmp_path / "t", distro, arch)
+    with open_media(str(tree)) as m:
+        d = identify(m)
+    assert (d.osvers, d.arch) == (distro, {"arm64": "aarch64"}.get(arch, arch))
+    assert all((tree / rel).is_file() for rel in boot_files(distro, arch))
