@@ -10,7 +10,7 @@ TEST_DEBS = postgresql iproute2 isc-dhcp-server isc-dhcp-client kea-dhcp4-server
             openipmi ipmitool qemu-system-x86 ipxe-qemu tftpd-hpa radvd busybox-static cpio xorriso
 DEMO_ROOT ?= /tmp/pyxcat-demo
 
-.PHONY: all demo test test-all debs debs-python venv bench lint clean
+.PHONY: all demo test test-all debs debs-python venv lab-assets bench lint clean
 
 all: test
 
@@ -35,14 +35,19 @@ debs:
 	  else echo "not root: cannot install $$missing (tests that need them will skip)" >&2; fi; \
 	fi
 
-test: debs venv
+test: debs venv lab-assets
 	$(BIN)/pytest -q -m "not lab"
 
-test-all: debs venv
+test-all: debs venv lab-assets
 	$(BIN)/pytest -q
 
-demo: debs venv
+demo: debs venv lab-assets
 	XCATROOT=$(DEMO_ROOT) PATH=$(CURDIR)/$(BIN):$$PATH bash share/demo/demo.sh
+
+# The VM lab's kernel and initrd modules (Debian's linux-image-amd64) in .cache/lab; skips
+# the download when they are there. Needs only the system Python, apt-get and dpkg.
+lab-assets:
+	$(PYTHON) xcatd/lab/assets.py
 
 bench: venv
 	$(BIN)/python bench/noderange.py

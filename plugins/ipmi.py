@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import hashlib
+import math
 import queue
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -167,6 +168,26 @@ class IpmiManager(HardwareManager):
             return Outcome(t.node, lines=lines)
         return self._run(targets, limits, work)
 
+    # ---- rinv, rvitals, reventlog: pyghmi decodes, the helpers below speak xCAT ----
+    def inventory(self, targets: list[Target], what: str, limits: Limits = DEFAULT_LIMITS
+                  ) -> Iterator[Outcome]:
+        """``what``: an INVENTORY word or xCAT's vpd, mprom, deviceid, asset, misc."""
+        kinds = inventory_kinds(what)
+        return self.with_pyghmi(targets, limits, _decoding(lambda cmd: _inventory(cmd, kinds)))
+
+    def vitals(self, targets: list[Target], what: str, limits: Limits = DEFAULT_LIMITS
+               ) -> Iterator[Outcome]:
+        """``what``: a VITALS word, 'wattage', or several joined by commas."""
+        wanted = vitals_categories(what)
+        return self.with_pyghmi(targets, limits, _decoding(lambda cmd: _vitals(cmd, wanted)))
+
+    def event_log(self, targets: list[Target], count: int | None, clear: bool,
+                  limits: Limits = DEFAULT_LIMITS) -> Iterator[Outcome]:
+        if count is not None and count < 1:
+            raise ValueError(f"count must be positive, not {count}")
+        return self.with_pyghmi(targets, limits,
+                                _decoding(lambda cmd: _event_log(cmd, count, clear)))
+
     def close(self) -> None:
         """Log out of every BMC (briefly) and stop the loop: exiting never waits long on a
         BMC that does not answer."""
@@ -226,3 +247,347 @@ def pyghmi_command(engine: Engine, session: Session, target: Target):
                         certverify=None, kwargs={})
     cmd.ipmi_session = PyghmiSession(engine, session, target)
     return cmd
+
+
+# ---- rinv, rvitals, reventlog in xCAT's words ------------------------------------------------
+# Everything below runs in a decoder thread with pyghmi's Command over our session. pyghmi
+# decodes (FRU areas, SDRs and readings, SEL records); the labels, units and layouts are
+# xCAT's (its ipmi.pm), so scripts written for xCAT read the same lines.
+
+class DecodeError(CompletionError):
+    """pyghmi refused an answer (an error code, a record it cannot decode). The session is
+    fine, so it is the node's error and no reason to log in again."""
+
+    def __init__(self, message: str) -> None:
+        IpmiError.__init__(self, message)
+        self.netfn = self.cmd = self.code = None
+
+
+def _decoding(fn: Callable[[object], list[str]]) -> Callable[[object], list[str]]:
+    """``fn`` with pyghmi's exceptions turned into the node's error text."""
+    def run(cmd) -> list[str]:
+        from pyghmi import exceptions as pygexc
+        try:
+            return fn(cmd)
+        except pygexc.PyghmiException as exc:
+            raise DecodeError(str(exc) or exc.__class__.__name__) from exc
+        except NotImplementedError as exc:
+            raise DecodeError(f"the BMC's data is in a format pyghmi cannot decode "
+                              f"({exc or 'unsupported record'})") from exc
+    return run
+
+
+# -- rinv --
+#: What each rinv word prints, as xCAT's record kinds (ipmi.pm's rec_type).
+INVENTORY_KINDS = {
+    "all": {"model", "serial", "deviceid", "mprom", "guid", "misc", "hw", "asset", "firmware",
+            "mac", "dimm"},
+    "model": {"model"}, "serial": {"serial"}, "asset": {"asset"}, "misc": {"misc"},
+    "vpd": {"model", "serial", "deviceid", "mprom"}, "mprom": {"mprom"},
+    "firm": {"firmware"}, "deviceid": {"deviceid"}, "guid": {"guid"}, "uuid": {"guid"},
+    "mac": {"mac"}, "dimm": {"dimm"},
+}
+_FRU_KINDS = {"model", "serial", "asset", "misc", "hw", "mac", "dimm"}
+_OTHER_FRU_KINDS = {"hw", "mac", "dimm"}
+#: FRU 0 fields as pyghmi names them -> (xCAT's label, kind), in xCAT's order.
+_SYSTEM_FIELDS = (
+    ("Manufacturer", "System Manufacturer", "misc"),
+    ("Product name", "System Description", "model"),
+    ("Model", "System Model/MTM", "model"),
+    ("Hardware Version", "System Revision", "misc"),
+    ("Serial Number", "System Serial Number", "serial"),
+    ("Asset Number", "System Asset Number", "asset"),
+    ("product_extra", "Product Extra data", "misc"),
+    ("Chassis serial number", "Chassis Serial Number", "serial"),
+    ("Chassis part number", "Chassis Part Number", "model"),
+    ("chassis_extra", "Chassis Extra data", "misc"),
+    ("Board manufacture date", "Board manufacture date", "misc"),
+    ("Board manufacturer", "Board manufacturer", "misc"),
+    ("Board product name", "Board Description", "misc"),
+    ("Board serial number", "Board Serial Number", "misc"),
+    ("Board model", "Board Model Number", "misc"),
+    ("board_extra", "Board Extra data", "misc"),
+)
+#: Other FRUs (pyghmi's keys) -> the suffix xCAT puts after the FRU's name.
+_PART_FIELDS = (
+    ("Board model", "Board Part Number"), ("Board manufacturer", "Board Manufacturer"),
+    ("Board serial number", "Board Serial Number"), ("Board product name", "Board"),
+    ("Model", "Product Part Number"), ("Manufacturer", "Product Manufacturer"),
+    ("Serial Number", "Product Serial Number"), ("Hardware Version", "Product Version"),
+    ("Product name", "Product"),
+    ("Chassis part number", "Chassis Part Number"),
+    ("Chassis serial number", "Chassis Serial Number"),
+)
+_DIMM_FIELDS = (("model", "Part Number"), ("manufacturer", "Manufacturer"),
+                ("serial", "Serial Number"), ("manufacture_date", "Manufacture Date"))
+_MANUFACTURERS = {2: "IBM", 343: "Intel", 20301: "IBM"}
+_PRODUCTS = {(2, 34869): "e325", (2, 3): "x346", (2, 4): "x336", (343, 258): "Tiger 2",
+             (343, 256): "Tiger 4"}
+
+
+def inventory_kinds(what: str) -> set[str]:
+    """The record kinds an rinv word shows; ValueError names an unknown word."""
+    try:
+        return INVENTORY_KINDS[what]
+    except KeyError:
+        raise ValueError(f"unknown inventory item {what!r}") from None
+
+
+class _FruChunks:
+    """pyghmi reads FRUs in 224-byte chunks and halves them when the BMC answers C9h/CAh;
+    some BMCs (ipmi_sim among them) say C8h, 'request data field length limit exceeded',
+    instead. Give pyghmi the answer it knows how to retry."""
+
+    def __init__(self, session) -> None:
+        self._session = session
+
+    def __getattr__(self, name: str):
+        return getattr(self._session, name)
+
+    def raw_command(self, netfn, command, *args, **kw):
+        rsp = self._session.raw_command(netfn, command, *args, **kw)
+        if (netfn, command, rsp.get("code")) == (0x0A, 0x11, 0xC8):
+            rsp["code"] = 0xCA
+        return rsp
+
+
+def _inventory(cmd, kinds: set[str]) -> list[str]:
+    """xCAT's rinv lines: FRU 0, the other FRUs, then the BMC's identity (xCAT's order)."""
+    records: list[tuple[str, str, object]] = []
+    if kinds & _FRU_KINDS:
+        cmd.ipmi_session = _FruChunks(cmd.ipmi_session)
+        if kinds & _OTHER_FRU_KINDS:
+            frus = list(cmd.get_inventory())
+        else:  # FRU 0 only: reading every FRU is slow (xCAT skips it too)
+            frus = [("System", cmd.get_inventory_of_component("System"))]
+        for name, info in frus:
+            records += _system_records(info) if name == "System" else _part_records(name, info)
+    records += _bmc_records(cmd, kinds)
+    return [f"{label}: {value}" for kind, label, value in records
+            if value not in (None, "") and kinds & set(kind.split())]
+
+
+def _bmc_records(cmd, kinds: set[str]) -> list[tuple[str, str, object]]:
+    """The BMC's own identity (Get Device ID, Get System GUID), in xCAT's order."""
+    records: list[tuple[str, str, object]] = []
+    device = bytes(cmd.xraw_command(netfn=6, command=1)["data"])
+    mfg = int.from_bytes(device[6:9], "little")
+    prod = int.from_bytes(device[9:11], "little")
+    records.append(("deviceid", "Device ID", device[0]))
+    if "guid" in kinds:
+        guid = bytes(cmd.xraw_command(netfn=6, command=0x37)["data"])
+        records.append(("guid", "UUID/GUID", _xcat_guid(guid)))
+    records.append(("deviceid", "Manufacturer ID", _named(_MANUFACTURERS.get(mfg), mfg)))
+    records.append(("mprom firmware", "BMC Firmware",
+                    f"{device[2] & 0x7F}.{_bcd(device[3])}"))
+    if "firmware" in kinds:
+        for name, info in cmd.get_firmware():
+            if name != "BMC Version" and info.get("version"):
+                records.append(("firmware", name, info["version"]))
+    records.append(("deviceid", "Product ID", _named(_PRODUCTS.get((mfg, prod)), prod)))
+    return records
+
+
+def _system_records(info: dict | None) -> list[tuple[str, str, object]]:
+    out: list[tuple[str, str, object]] = []
+    for key, label, kind in _SYSTEM_FIELDS:
+        value = (info or {}).get(key)
+        if key.endswith("_extra"):
+            out += [(kind, label, v) for v in value or () if isinstance(v, str) and v]
+        elif key == "Board manufacture date" and value:
+            out.append((kind, label, _fru_date(value)))
+        elif isinstance(value, str):
+            out.append((kind, label, value))
+    return out + _mac_records(info)
+
+
+def _part_records(name: str, info: dict | None) -> list[tuple[str, str, object]]:
+    """Another FRU (a DIMM's SPD, a power supply, a riser): '<FRU name> <field>' lines."""
+    info = info or {}
+    if "memory_type" in info:  # pyghmi decoded an SPD: a DIMM
+        out = [("dimm hw", f"{name} {label}", _text(info.get(key)))
+               for key, label in _DIMM_FIELDS]
+        size = info.get("capacity_mb")
+        desc = " ".join(str(v) for v in (f"{int(size)} MB" if size else None,
+                                         info.get("memory_type"), info.get("module_type"))
+                        if v)
+        return out + [("dimm hw", f"{name} Description", desc)]
+    out = [("hw", f"{name} {label}", info.get(key)) for key, label in _PART_FIELDS
+           if isinstance(info.get(key), str)]
+    return out + _mac_records(info, prefix=f"{name} ")
+
+
+def _text(value: object) -> object:
+    """pyghmi leaves some SPD strings as bytes (the part number)."""
+    if isinstance(value, bytes | bytearray):
+        return value.decode("ascii", "replace").strip()
+    return value
+
+
+def _mac_records(info: dict | None, prefix: str = "") -> list[tuple[str, str, object]]:
+    """MAC addresses an OEM's FRU layout carries (pyghmi's OEM handlers name them)."""
+    macs = sorted((k, v) for k, v in (info or {}).items()
+                  if k.startswith("MAC Address") and isinstance(v, str))
+    return [("mac", f"{prefix}{k}", v) for k, v in macs]
+
+
+def _named(name: str | None, number: int) -> str:
+    return f"{name} ({number})" if name else str(number)
+
+
+def _bcd(byte: int) -> str:
+    """xCAT's decodebcd: the firmware minor revision is BCD (0x08 -> '08')."""
+    digits = {0xA: " ", 0xB: "-", 0xC: "."}
+    return "".join(str(n) if n < 10 else digits.get(n, "") for n in (byte >> 4, byte & 0xF))
+
+
+def _xcat_guid(data: bytes) -> str:
+    """The GUID bytes in the order the BMC sends them, as xCAT prints them."""
+    h = data[:16].hex().upper()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
+
+
+def _fru_date(iso: str) -> str:
+    """pyghmi's ISO board date (UTC) as a ctime-style date, like ipmitool and xCAT."""
+    import datetime
+    try:
+        when = datetime.datetime.strptime(iso, "%Y-%m-%dT%H:%M")
+    except ValueError:
+        return iso
+    return f"{when:%a %b} {when.day:2d} {when:%H:%M:%S %Y}"
+
+
+# -- rvitals --
+#: rvitals words -> the categories they show ("status": the power state, "leds").
+VITALS_CATEGORIES = {
+    "temp": {"temp"}, "voltage": {"voltage"}, "wattage": {"wattage"},
+    "fanspeed": {"fanspeed"}, "power": {"wattage", "status"}, "leds": {"leds"},
+    "all": {"temp", "voltage", "wattage", "fanspeed", "other", "status"},
+}
+#: pyghmi's sensor type names -> rvitals categories (xCAT filters on the same IPMI types).
+_SENSOR_CATEGORY = {"Temperature": "temp", "Voltage": "voltage", "Current": "wattage",
+                    "Power": "wattage", "Fan": "fanspeed"}
+#: pyghmi's unit strings -> xCAT's.
+_UNITS = {"°C": "C", "°F": "F", "V": "Volts", "A": "Amps", "W": "Watts", "J": "Joules",
+          "nt": "Nits", "lm": "lumen", "lx": "lux", "cd": "Candela", "N": "Newton"}
+_IDENTIFY = {0: "off", 1: "on (temporary)", 2: "on"}
+
+
+def vitals_categories(what: str) -> set[str]:
+    """The categories of one word, or of several joined by commas ('temp,voltage')."""
+    out: set[str] = set()
+    for word in what.split(","):
+        if word not in VITALS_CATEGORIES:
+            raise ValueError(f"unknown vitals item {word!r}")
+        out |= VITALS_CATEGORIES[word]
+    return out
+
+
+def _vitals(cmd, wanted: set[str]) -> list[str]:
+    lines = []
+    if wanted - {"status", "leds"}:
+        readings = sorted(cmd.get_sensor_data(), key=lambda r: r.name)
+        lines += [_reading_line(r) for r in readings
+                  if _SENSOR_CATEGORY.get(r.type, "other") in wanted]
+    if "status" in wanted:
+        lines.append(f"Power Status: {cmd.get_power()['powerstate']}")
+    if "leds" in wanted:
+        lines.append(_identify_line(cmd))
+    return lines
+
+
+def _reading_line(r) -> str:
+    if r.unavailable:
+        return f"{r.name}: N/A"
+    if r.value is None:  # a discrete sensor: its asserted states
+        return f"{r.name}: {', '.join(r.states) or 'N/A'}"
+    text = f"{r.name}: {xcat_value(r.value, r.units)}"
+    alarm = _threshold_text(r.states)
+    return f"{text} ({alarm})" if alarm else text
+
+
+def xcat_value(value: float, units: str) -> str:
+    """A reading the way xCAT prints it: '40 C (104 F)', '12 Volts', '120 Watts (410
+    BTUs/hr)'."""
+    number = f"{round(value, 6):.15g}"
+    unit = _UNITS.get(units, units)
+    if unit == "C":
+        return f"{number} C ({math.floor(value * 9 / 5 + 32 + 0.5)} F)"
+    if unit == "F":
+        return f"{number} F ({math.floor((value - 32) * 5 / 9 + 0.5)} C)"
+    if unit == "Watts":
+        return f"{number} Watts ({math.floor(value * 3.413 + 0.5)} BTUs/hr)"
+    return f"{number} {unit}".rstrip()
+
+
+def _threshold_text(states: list[str]) -> str:
+    """xCAT's words for the most severe threshold crossed (pyghmi lists them mildest
+    first)."""
+    upper = [s for s in states if s.startswith("upper ")]
+    lower = [s for s in states if s.startswith("lower ")]
+    if lower:
+        return f"At or below {lower[-1]}"
+    if upper:
+        return f"At or above {upper[-1]}"
+    return ""
+
+
+def _identify_line(cmd) -> str:
+    """The chassis identify LED from Get Chassis Status, when the BMC reports it; xCAT's
+    words when it does not (the other LEDs are OEM commands)."""
+    data = bytes(cmd.xraw_command(netfn=0, command=1)["data"])
+    if len(data) >= 3 and data[2] & 0x40:
+        return f"Identify LED: {_IDENTIFY.get((data[2] >> 4) & 3, 'unknown')}"
+    return "LED status not supported on this system"
+
+
+# -- reventlog --
+def _event_log(cmd, count: int | None, clear: bool) -> list[str]:
+    if clear:
+        cmd.get_event_log(clear=True)  # pyghmi reads, then clears under a reservation
+        return ["SEL cleared"]
+    records = list(cmd.get_event_log())
+    if not records:
+        return ["no SEL entries"]
+    sdr = cmd.init_sdr()
+    lines = [_event_line(cmd, sdr, r) for r in records]
+    return lines[-count:] if count else lines
+
+
+def _event_line(cmd, sdr, r: dict) -> str:
+    """'MM/DD/YYYY HH:MM:SS <sensor type>, <event> (<sensor> reading .. with threshold ..)
+    [- Recovered]', xCAT's layout."""
+    when = _event_time(r)
+    if "event" not in r:  # OEM record: xCAT shows the bytes
+        return f"{when} OEM record: {bytes(r.get('oemdata', b'')).hex(' ')}".strip()
+    what = ", ".join(p for p in (r.get("component_type") or "", r["event"]) if p)
+    if r.get("event_data"):
+        what += f" {r['event_data']}"
+    return f"{when} {what} ({_event_sensor(cmd, sdr, r)})" + \
+        (" - Recovered" if r.get("deassertion") else "")
+
+
+def _event_time(r: dict) -> str:
+    import datetime
+    if r.get("timestamp"):
+        when = datetime.datetime.strptime(r["timestamp"], "%Y-%m-%dT%H:%M:%S")
+        return when.strftime("%m/%d/%Y %H:%M:%S")
+    if "timecode" in r:
+        return f"BMC Uptime {r['timecode']:6d} s"
+    return ""
+
+
+def _event_sensor(cmd, sdr, r: dict) -> str:
+    entry = sdr.sensors.get(r.get("component_id"))
+    if entry is None:
+        number = str(r.get("component_id") or "0.0.0").split(".")[1]
+        return f"Sensor 0x{int(number):02x}"
+    def value(raw: int) -> str:
+        return xcat_value(entry.decode_value(cmd, raw), entry.unit_suffix)
+
+    text = entry.name
+    if "triggered_value" in r and entry.linearization is not None:
+        text += f" reading {value(r['triggered_value'])}"
+        if "threshold_value" in r:
+            text += f" with threshold {value(r['threshold_value'])}"
+    return text

@@ -211,6 +211,9 @@ _DECL: dict[str, dict] = {
     'jobresults': _t(keys=('jobid', 'seq'), required=('jobid', 'seq'),
         columns='jobid seq node data error warning errorcode comments disable',
         types={'seq': 'INTEGER', 'errorcode': 'INTEGER'}),
+    'bootstate': _t(keys=('node',), required=('node',),
+        columns='node tokenhash installboots lastfetch comments disable',
+        types={'installboots': 'INTEGER'}),
 }
 
 TABLES: dict[str, TableDef] = {name: TableDef(name=name, **d) for name, d in _DECL.items()}

@@ -38,6 +38,7 @@ TABLE_DOCS: dict[str, str] = {
     "zone": "Zones: sets of nodes that share root SSH keys.",
     "jobs": "pyxcat: every request the daemon ran, queued or ran: who, what, state, exit code.",
     "jobresults": "pyxcat: the per-node results of each job, in the order they arrived.",
+    "bootstate": "pyxcat: each node's install callback token (its SHA-256 only) and how often it fetched its install boot script.",
 }
 
 #: Per-table column descriptions; "*" holds the ones that mean the same in every table.

@@ -30,7 +30,7 @@ log = logging.getLogger("xcatd.dispatch")
 BUILTIN_PLUGINS = ("xcatd.plugins.tabutils", "xcatd.plugins.nodes", "xcatd.plugins.defs",
                    "xcatd.plugins.jobs", "xcatd.plugins.hosts", "xcatd.plugins.networks",
                    "xcatd.plugins.dhcp", "xcatd.plugins.dns", "xcatd.plugins.hwctl",
-                   "xcatd.plugins.copycds")
+                   "xcatd.plugins.copycds", "xcatd.plugins.nodeset", "xcatd.plugins.hwinfo")
 
 Handler = Callable[["Request", "Context", NodeSet | None], Iterable[Response]]
 

@@ -276,6 +276,7 @@ class Listening:
     host: str
     port: int
     unix: Path | None
+    http_port: int | None = None  # the HTTP site nodes boot from (xcatd.httpserve)
 
 
 class Daemon:
@@ -291,6 +292,7 @@ class Daemon:
         self._servers: list[asyncio.base_events.Server] = []
         self.listening: Listening | None = None
         self.pool: ThreadPoolExecutor | None = None
+        self.http = None  # xcatd.httpserve.HttpSite
 
     def _lock_pidfile(self) -> None:
         path = pid_path(self.paths)
@@ -342,13 +344,20 @@ class Daemon:
                 finally:
                     os.umask(old)
                 os.chmod(upath, 0o600)  # root on the management node only
-            self.listening = Listening(self.host, bound, upath)
+            from xcatd.httpserve import start_site  # port 0 (tests): a free port for it too
+            self.http = await start_site(self.paths, self.service, self.host,
+                                         ephemeral=self.port == 0)
+            self.listening = Listening(self.host, bound, upath,
+                                       self.http.port if self.http else None)
             return self.listening
         except BaseException:
             await self.stop()
             raise
 
     async def stop(self) -> None:
+        if self.http is not None:
+            await self.http.stop()
+            self.http = None
         for srv in self._servers:
             srv.close()
         for srv in self._servers:

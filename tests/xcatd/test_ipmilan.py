@@ -69,7 +69,7 @@ def test_a_silent_bmc_times_out_after_its_retries(engine):
     silent.bind(("127.0.0.1", 0))
     try:
         start = time.monotonic()
-        with pytest.raises(IpmiTimeout, match="no answer from the BMC at 127.0.0.1:"):
+        with pytest.raises(IpmiTimeout, match=r"no answer from the BMC at 127\.0\.0\.1:"):
             engine.call(engine.session("127.0.0.1", silent.getsockname()[1], "admin", "x",
                                        timeout=0.2, retries=2))
         assert time.monotonic() - start >= 0.6  # three attempts of 0.2 s, no fewer

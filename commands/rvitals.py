@@ -1,0 +1,10 @@
+"""rvitals: sensor readings (temperatures, voltages, fans, power) and the power state."""
+import click
+from xcatd.commands._cli import run, xcat_command
+
+
+@xcat_command(help="rvitals <noderange> [temp|voltage|wattage|fanspeed|power|leds|all] ...")
+@click.argument("noderange")
+@click.argument("what", nargs=-1)
+def main(noderange, what):
+    run("rvitals", noderange, {"what": list(what) or ["all"]})

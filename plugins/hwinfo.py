@@ -1,0 +1,103 @@
+"""rinv, rvitals and reventlog: what a node's management controller knows about its hardware.
+
+Nodes route exactly as rpower's do (``hwctl.targets``: nodehm.mgt, the ipmi table, the
+passwd table). The hardware manager returns each node's lines in xCAT's words as soon as that
+node answers; one dead BMC is one ``node: Error: ...`` line and the exit code says so.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from xcatd.plugins.hwctl import targets
+
+from xcatd.dispatch import Context, command
+from xcatd.hardware import INVENTORY, VITALS, Limits, Outcome, manager
+from xcatd.noderange import NodeSet
+from xcatd.request import Request, Response, XcatError
+
+#: rinv words: the interface's, and xCAT's cheap extras for BMCs.
+RINV_WORDS = INVENTORY + ("vpd", "mprom", "deviceid", "asset", "misc")
+#: rvitals words: the interface's, and xCAT's 'wattage'.
+RVITALS_WORDS = VITALS + ("wattage",)
+
+
+@command("rinv", noderange="required")
+def rinv(req: Request, ctx: Context, nodes: NodeSet | None) -> Iterator[Response]:
+    what = _words(req, "rinv", RINV_WORDS)
+    if len(what) > 1:
+        raise XcatError(f"rinv takes one of {', '.join(RINV_WORDS)}, not "
+                        f"'{' '.join(what)}'")
+    yield from _each_manager(ctx, nodes, lambda hw, ts, lim: hw.inventory(ts, what[0], lim))
+
+
+@command("rvitals", noderange="required")
+def rvitals(req: Request, ctx: Context, nodes: NodeSet | None) -> Iterator[Response]:
+    what = ",".join(_words(req, "rvitals", RVITALS_WORDS))
+    yield from _each_manager(ctx, nodes, lambda hw, ts, lim: hw.vitals(ts, what, lim))
+
+
+def _writes_reventlog(req: Request) -> bool:
+    return _reventlog_words(req)[0] == "clear"
+
+
+@command("reventlog", noderange="required", writes=_writes_reventlog)
+def reventlog(req: Request, ctx: Context, nodes: NodeSet | None) -> Iterator[Response]:
+    word, count = _reventlog_words(req)
+    clear = word == "clear"
+    newest_first = bool(req.args.get("sort")) and not clear
+    yield from _each_manager(ctx, nodes,
+                             lambda hw, ts, lim: hw.event_log(ts, count, clear, lim),
+                             reverse=newest_first)
+
+
+# ---- arguments -----------------------------------------------------------------------------
+def _words(req: Request, cmd: str, allowed: tuple[str, ...]) -> list[str]:
+    """The request's words (a string or a list, commas split too), 'all' when none; an
+    unknown word is an error that names it."""
+    raw = req.args.get("what") or []
+    if isinstance(raw, str):
+        raw = [raw]
+    words = [w.strip().lower() for item in raw for w in str(item).split(",") if w.strip()]
+    for w in words:
+        if w not in allowed:
+            raise XcatError(f"Unsupported command: {cmd} {w} (use {', '.join(allowed)})")
+    return list(dict.fromkeys(words)) or ["all"]
+
+
+def _reventlog_words(req: Request) -> tuple[str, int | None]:
+    """('all'|'clear'|'count', N): xCAT's reventlog takes a number of entries, all or
+    clear."""
+    word = str(req.args.get("what") or "all").strip().lower()
+    if word in ("all", "clear"):
+        return word, None
+    if word.isdigit() and int(word) > 0:
+        return "count", int(word)
+    raise XcatError(f"Unsupported command: reventlog {word} (use a number of entries, all "
+                    "or clear)")
+
+
+# ---- running -------------------------------------------------------------------------------
+def _each_manager(ctx: Context, nodes: NodeSet | None, call, reverse: bool = False
+                  ) -> Iterator[Response]:
+    """Route the nodes, run ``call(manager, targets, limits)`` per management method and turn
+    each node's outcome into its lines as it arrives."""
+    routes, errors = targets(ctx, nodes.sorted())
+    yield from errors
+    limits = Limits.from_site(ctx.site)
+    for mgt, ts in routes.items():
+        hw = manager(mgt)
+        try:
+            outcomes = call(hw, ts, limits)
+            yield from _responses(outcomes, reverse)
+        except NotImplementedError as exc:
+            yield from (Response(node=t.node, error=str(exc), errorcode=1) for t in ts)
+
+
+def _responses(outcomes: Iterable[Outcome], reverse: bool) -> Iterator[Response]:
+    for o in outcomes:
+        if o.error:
+            yield Response(node=o.node, error=o.error, errorcode=1)
+            continue
+        lines = list(o.lines or ([o.value] if o.value else []))
+        for line in reversed(lines) if reverse else lines:
+            yield Response(node=o.node, data=line)

@@ -1,0 +1,593 @@
+"""nodeset: what each node does the next time it boots from the network.
+
+``nodeset <noderange> osimage[=<image>] | boot | shell | standby | runcmd=<cmd> |
+runimage=<url> | shutdown | offline | next | stat``, and comma chains
+(``osimage=img,runimage=url``): the first state is set now, the rest wait in chain.currchain
+for ``nodeset next`` (and for the node's own ``installed`` report). chain.currstate holds the
+state in xCAT's words (``install rocky9.4-x86_64-compute``, ``boot``), which is also what the
+command prints and what ``nodeset stat`` reads back from the boot files.
+
+For an install osimage the work is done in bulk: one resolve for every node, the install
+files rendered and validated (xcatd.installfiles), the kernel and initrd copied once per
+osimage into ``<tftpdir>/xcat/osimage/<image>/`` (only when they changed), each node's boot
+files written (xcatd.bootfiles) only where they changed, one database transaction, then the
+DHCP server told about the nodes through the makedhcp plugin (unless site.dhcpsetup=n).
+A node whose files cannot be made gets one error line and keeps its previous boot files,
+chain and token; the other nodes go on.
+
+Each node set to boot a kernel of ours gets a fresh random callback token: it goes into the
+node's install file and onto its kernel command line (``xcatcallback=<url> xcattoken=<t>``)
+and only its SHA-256 is stored (bootstate.tokenhash), so the database never holds it and
+bootparams.kcmdline is stored without it. xcatd.httpserve checks it when the node reports.
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import os
+import re
+import secrets
+import shutil
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from xcatd import bootfiles
+from xcatd.bootfiles import BootTarget, NodeBoot
+from xcatd.dispatch import Context, command
+from xcatd.files import locked
+from xcatd.netinfo import parse_macs
+from xcatd.noderange import NodeSet, fold, natural_key
+from xcatd.request import Request, Response, XcatError
+
+USAGE = ("Usage: nodeset <noderange> [shell|boot|runcmd=bmcsetup|osimage[=<imagename>]|"
+         "offline|shutdown|stat|next]")
+GENESIS_STATES = ("shell", "standby", "shutdown")
+GENESIS_PREFIXES = ("runcmd=", "runimage=")
+#: chain.currstate values a boot-script fetch counts as an install boot.
+INSTALL_PREFIX = "install"
+#: Who parses the kernel command line, by noderes.netboot (installfiles quotes for it).
+LOADERS = {"xnba": "ipxe", "grub2": "grub", "pxe": "pxelinux"}
+
+ATTRS = {
+    "nodetype": ["os", "arch", "profile", "provmethod"],
+    "noderes": ["netboot", "tftpdir", "tftpserver", "xcatmaster", "installnic", "primarynic",
+                "next_osimage"],
+    "chain": ["currstate", "currchain", "chain"],
+    "hosts": ["ip"],
+    "mac": ["mac"],
+    "nodehm": ["serialport", "serialspeed"],
+    "bootparams": ["addkcmdline"],
+}
+
+
+def token_hash(token: str) -> str:
+    """What the database keeps of a callback token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def now_text() -> str:
+    """nodelist.statustime as xCAT writes it."""
+    return datetime.datetime.now().strftime("%m-%d-%Y %H:%M:%S")
+
+
+def dhcp_setup(site: dict[str, str]) -> bool:
+    """site.dhcpsetup=n (or 0, no) keeps nodeset away from the DHCP server, as in xCAT."""
+    return (site.get("dhcpsetup") or "y").strip().lower() not in ("0", "n", "no")
+
+
+# ---- what one node ends up with -------------------------------------------------------------
+@dataclass
+class Change:
+    """Everything nodeset changes for one node; written only when the whole plan for the
+    node was made without an error."""
+
+    node: str
+    currstate: str
+    currchain: str | None = None                 # None: leave chain.currchain alone
+    target: BootTarget | None = None              # None: no boot files (offline)
+    token: str | None = None                      # None: the node's token is retired
+    bootparams: dict[str, str | None] = field(default_factory=dict)
+    nodetype: dict[str, str | None] = field(default_factory=dict)
+    noderes: dict[str, str | None] = field(default_factory=dict)
+    autoinst: dict[str, str] = field(default_factory=dict)  # relpath under autoinst: text
+
+
+@dataclass
+class Outcome:
+    changes: dict[str, Change] = field(default_factory=dict)
+    errors: list[Response] = field(default_factory=list)
+    warnings: list[Response] = field(default_factory=list)
+
+    def fail(self, node: str, message: str) -> None:
+        self.changes.pop(node, None)
+        self.errors.append(Response(node=node, error=message, errorcode=1))
+
+
+def url_host(addr: str) -> str:
+    """An address as the host part of a URL (an IPv6 address in brackets)."""
+    return f"[{addr}]" if ":" in addr and not addr.startswith("[") else addr
+
+
+def split_chain(text: str | None) -> list[str]:
+    return [s.strip() for s in re.split(r"[,;]", text or "") if s.strip()]
+
+
+# ---- the run ---------------------------------------------------------------------------------
+class NodesetRun:
+    """One nodeset over a set of nodes: their attributes read once, then planned, written
+    and committed together."""
+
+    def __init__(self, ctx: Context, names: list[str]) -> None:
+        self.ctx = ctx
+        self.site = ctx.site
+        self.names = names
+        self.values = ctx.db.resolve(names, ATTRS, groups=ctx.node_groups_if_loaded(names))
+        self.installdir = ctx.paths.under(self.site.get("installdir") or "/install")
+        self.httpport = str(self.site.get("httpport") or "80")
+        self.master = self.site.get("master") or "127.0.0.1"
+
+    def v(self, node: str, table: str, col: str) -> str | None:
+        return self.values[node].get((table, col))
+
+    def tftpdir(self, node: str) -> Path:
+        return self.ctx.paths.under(self.v(node, "noderes", "tftpdir")
+                                    or self.site.get("tftpdir") or "/tftpboot")
+
+    def server(self, node: str) -> str:
+        """The address the node reaches this server at (HTTP, callbacks)."""
+        return self.v(node, "noderes", "xcatmaster") or self.master
+
+    def netboot(self, node: str) -> str:
+        return (self.v(node, "noderes", "netboot") or "xnba").lower()
+
+    def node_boot(self, node: str) -> NodeBoot:
+        nb = self.netboot(node)
+        server = self.server(node)
+        if nb.startswith("grub2"):
+            server = self.v(node, "noderes", "tftpserver") or server
+        elif nb == "xnba":
+            server = url_host(server)
+        return NodeBoot(node, nb, self.tftpdir(node), server, self.httpport,
+                        macs=[m for m, _ in parse_macs(self.v(node, "mac", "mac"))],
+                        ip=self.v(node, "hosts", "ip"), arch=self.v(node, "nodetype", "arch"))
+
+    def callback_url(self, node: str) -> str:
+        return f"http://{url_host(self.server(node))}:{self.httpport}/xcat/callback/{node}"
+
+    def console(self, node: str) -> str:
+        port = self.v(node, "nodehm", "serialport")
+        if port is None:
+            return ""
+        speed = self.v(node, "nodehm", "serialspeed")
+        return f"console=tty0 console=ttyS{port}" + (f",{speed}" if speed else "")
+
+    # ---- planning ---------------------------------------------------------------------------
+    def plan(self, wanted: dict[str, tuple[str, str | None]]) -> Outcome:
+        """``wanted`` maps each node to (state, rest of its chain or None). Errors that
+        concern the whole request (a bad osimage, an unknown state) raise XcatError before
+        anything is planned; a node's own problem is that node's error line."""
+        out = Outcome()
+        by_state: dict[str, list[str]] = defaultdict(list)
+        for node, (state, _rest) in wanted.items():
+            by_state[state].append(node)
+        for state in by_state:
+            check_state(state)
+        for node in wanted:
+            if self.netboot(node) not in bootfiles.NETBOOTS:
+                out.fail(node, f"noderes.netboot '{self.netboot(node)}' is not supported "
+                               f"(use {', '.join(bootfiles.NETBOOTS)})")
+        bad = {e.node for e in out.errors}
+        images = self._images(by_state, bad)
+        for state, nodes in by_state.items():
+            nodes = [n for n in nodes if n not in bad]
+            if state == "osimage" or state.startswith("osimage="):
+                for image, members in images.items():
+                    todo = [n for n in nodes if n in members]
+                    if todo:
+                        self._plan_install(image, todo, out)
+            elif state == "boot":
+                for n in nodes:
+                    out.changes[n] = Change(n, "boot", target=BootTarget("boot"))
+            elif state == "offline":
+                for n in nodes:
+                    out.changes[n] = Change(n, "offline")
+            else:
+                self._plan_genesis(state, nodes, out)
+        for node, (_state, rest) in wanted.items():
+            c = out.changes.get(node)
+            if c is not None and rest is not None:
+                c.currchain = rest
+        return out
+
+    def _images(self, by_state: dict[str, list[str]], bad: set[str]) -> dict[str, set[str]]:
+        """{osimage: nodes} for the osimage states, every image checked first: a bad one
+        fails the whole request and changes nothing."""
+        images: dict[str, set[str]] = defaultdict(set)
+        missing = []
+        for state, nodes in by_state.items():
+            if state.startswith("osimage="):
+                images[state.split("=", 1)[1].strip()].update(n for n in nodes if n not in bad)
+            elif state == "osimage":
+                for n in nodes:
+                    image = self._image_of(n)
+                    if image:
+                        images[image].add(n)
+                    elif n not in bad:
+                        missing.append(n)
+        if missing:
+            raise XcatError("OS image name must be specified in nodetype.provmethod for "
+                            f"nodes: {' '.join(sorted(missing, key=natural_key))}.")
+        if "" in images:
+            raise XcatError("osimage= needs an image name")
+        rows = {r["imagename"]: r for r in self.ctx.db.rows("osimage", keys=images)}
+        self.osimages = rows
+        self.linuximages = {r["imagename"]: r for r in
+                            self.ctx.db.rows("linuximage", keys=images)}
+        for image in sorted(images):
+            row = rows.get(image)
+            if row is None:
+                raise XcatError(f"Cannot find the OS image {image} on the osimage table.")
+            pm = row.get("provmethod")
+            if not pm:
+                raise XcatError(f"osimage.provmethod for {image} must be set.")
+            if pm != "install":
+                raise XcatError(f"osimage {image}: provmethod={pm} is not supported by nodeset "
+                                "yet (only install)")
+            for attr in ("osvers", "osarch", "profile"):
+                if not row.get(attr):
+                    raise XcatError(f"osimage {image}: {attr} is not set")
+        return images
+
+    def _image_of(self, node: str) -> str | None:
+        """``nodeset osimage`` without a name: nodetype.provmethod when it names an
+        osimage (xCAT), else noderes.next_osimage."""
+        pm = self.v(node, "nodetype", "provmethod")
+        if pm and pm not in ("install", "netboot", "statelite"):
+            return pm
+        return self.v(node, "noderes", "next_osimage")
+
+    def _plan_install(self, image: str, nodes: list[str], out: Outcome) -> None:
+        from xcatd import installfiles
+        row = self.osimages[image]
+        osvers, arch, profile = row["osvers"], row["osarch"], row["profile"]
+        tokens = {n: secrets.token_urlsafe(32) for n in nodes}
+        extra = {n: {"callback_url": self.callback_url(n), "callback_token": tokens[n]}
+                 for n in nodes}
+        rendered = installfiles.render_install_files(self.ctx.db, self.ctx.paths, self.site,
+                                                     nodes, image, extra)
+        for node in nodes:
+            if node in rendered.errors:
+                out.fail(node, rendered.errors[node])
+        ok = self._validate(installfiles, rendered,
+                            [n for n in nodes if n in rendered.files
+                             and n not in rendered.errors], extra)
+        for node, msg in ok.items():
+            if msg:
+                out.fail(node, msg)
+        ok = [n for n, msg in ok.items() if not msg]
+        if not ok:
+            return
+        boot = self._kernel(image, osvers, arch, ok, out)
+        if boot is None:
+            return
+        kernel, initrd = boot
+        addk = " ".join(split_words(self.linuximages.get(image, {}).get("addkcmdline")))
+        state = f"install {osvers}-{arch}-{profile}"
+        for node in ok:
+            b = rendered.boot.get(node) or {}
+            try:
+                kcmd = installfiles.install_kcmdline(
+                    rendered.kind, node, b["file_url"], b["repo_url"], b.get("nic") or None,
+                    loader=LOADERS.get(self.netboot(node)[:5], "ipxe"))
+            except (XcatError, KeyError) as exc:
+                out.fail(node, f"cannot make its kernel command line: {exc}")
+                continue
+            kcmd = " ".join(p for p in (kcmd, self.console(node), addk,
+                                        self.v(node, "bootparams", "addkcmdline") or "",
+                                        f"xcatcallback={self.callback_url(node)}") if p)
+            out.changes[node] = Change(
+                node, state, currchain="boot",
+                target=BootTarget(state, kernel, initrd, f"{kcmd} xcattoken={tokens[node]}"),
+                token=tokens[node],
+                bootparams={"kernel": kernel, "initrd": initrd, "kcmdline": kcmd},
+                nodetype={"provmethod": image, "os": osvers, "arch": arch, "profile": profile},
+                noderes={"current_osimage": image},
+                autoinst=rendered.files[node])
+
+    def _validate(self, installfiles, rendered, nodes: list[str],
+                  extra: dict[str, dict[str, str]]) -> dict[str, str]:
+        """{node: why its install files are bad, or ""}: a name that would leave
+        <installdir>/autoinst, or what the install kind's own validator says.
+
+        The validator runs once per distinct *shape* of install file, not once per node
+        (pykickstart takes ~40 ms a file: 7 minutes for 10,000 nodes): a node's shape is its
+        files with its own values (name, address, MACs, callback URL and token, each checked
+        by installfiles as a valid instance of its kind) masked out. Two nodes of one shape
+        differ only in those values, at the same places, so one validation stands for both.
+        """
+        result = {n: "" for n in nodes}
+        shapes: dict[tuple, list[str]] = defaultdict(list)
+        for node in nodes:
+            files = rendered.files[node]
+            bad = next((p for p in files if not _safe_rel(p)), None)
+            if bad is not None:
+                result[node] = f"install file name {bad!r} leaves <installdir>/autoinst"
+                continue
+            own = self._own_values(node, extra.get(node, {}))
+            shapes[tuple(sorted((_mask(rel, own), _mask(text, own))
+                                for rel, text in files.items()))].append(node)
+        for members in shapes.values():
+            first = members[0]
+            for rel, text in rendered.files[first].items():
+                try:
+                    installfiles.validate(rendered.kind, text)
+                except XcatError as exc:
+                    for node in members:
+                        name = node + rel[len(first):] if rel.startswith(first) else rel
+                        result[node] = str(exc) if name == node else f"{name}: {exc}"
+                    break
+        return result
+
+    def _own_values(self, node: str, extra: dict[str, str]) -> list[tuple[str, str]]:
+        """(value, mask) pairs of what is the node's own in its install files, longest
+        values first so that a URL is masked before the node name inside it."""
+        vals = [(extra.get("callback_token") or "", "\x00T"),
+                (extra.get("callback_url") or "", "\x00U"),
+                (self.v(node, "hosts", "ip") or "", "\x00I"), (node, "\x00N")]
+        vals += [(m, "\x00M") for m, _ in parse_macs(self.v(node, "mac", "mac"))]
+        vals += [(m.upper(), "\x00M") for m, _ in parse_macs(self.v(node, "mac", "mac"))]
+        return sorted((v for v in vals if v[0]), key=lambda v: -len(v[0]))
+
+    def _kernel(self, image: str, osvers: str, arch: str, nodes: list[str],
+                out: Outcome) -> tuple[str, str] | None:
+        """Copy the installer's kernel and initrd into every TFTP root these nodes use
+        (once, and only when they changed); their paths relative to the TFTP root."""
+        from xcatd import media
+        try:
+            krel, irel = media.boot_files(osvers, arch)
+        except (XcatError, ValueError, KeyError) as exc:
+            for n in nodes:
+                out.fail(n, f"osimage {image}: {exc}")
+            return None
+        src_dir = self.installdir / osvers / arch
+        dest_rel = f"xcat/osimage/{image}"
+        for tftpdir in sorted({self.tftpdir(n) for n in nodes}):
+            try:
+                for rel in (krel, irel):
+                    copy_if_changed(src_dir / rel, tftpdir / dest_rel / PurePosixPath(rel).name)
+            except OSError as exc:
+                for n in nodes:
+                    out.fail(n, f"osimage {image}: cannot copy the installer kernel/initrd "
+                                f"({exc.strerror or exc}: {exc.filename}); run copycds")
+                return None
+        return (f"{dest_rel}/{PurePosixPath(krel).name}", f"{dest_rel}/{PurePosixPath(irel).name}")
+
+    def _plan_genesis(self, state: str, nodes: list[str], out: Outcome) -> None:
+        """shell, standby, shutdown, runcmd=, runimage=: the genesis kernel with
+        destiny=<state>, as xCAT boots them."""
+        xcatdport = self.site.get("xcatdport") or "3001"
+        for node in nodes:
+            arch = self.v(node, "nodetype", "arch")
+            if not arch:
+                out.fail(node, "No archictecture defined in nodetype table (nodetype.arch)")
+                continue
+            tftp = self.tftpdir(node)
+            kernel = f"xcat/genesis.kernel.{arch}"
+            fs = next((f"xcat/genesis.fs.{arch}.{ext}" for ext in ("gz", "lzma", "xz")
+                       if (tftp / f"xcat/genesis.fs.{arch}.{ext}").is_file()), None)
+            if not (tftp / kernel).is_file() or fs is None:
+                out.fail(node, f"cannot set {state}: the genesis kernel and initrd "
+                               f"({tftp / kernel}, {tftp}/xcat/genesis.fs.{arch}.gz) are "
+                               "missing (mknb builds them)")
+                continue
+            token = secrets.token_urlsafe(32)
+            kcmd = " ".join(p for p in (
+                "quiet", self.console(node), f"xcatd={self.server(node)}:{xcatdport}",
+                f"destiny={state}", f"xcatcallback={self.callback_url(node)}") if p)
+            out.changes[node] = Change(
+                node, state, target=BootTarget(state, kernel, fs, f"{kcmd} xcattoken={token}"),
+                token=token, bootparams={"kernel": kernel, "initrd": fs, "kcmdline": kcmd})
+
+    # ---- writing ----------------------------------------------------------------------------
+    def write(self, out: Outcome) -> None:
+        """Files first (install files, boot files), node by node; a node whose files cannot
+        be written keeps its database state."""
+        for node in sorted(out.changes, key=natural_key):
+            c = out.changes[node]
+            try:
+                for rel, text in c.autoinst.items():
+                    path = clear_way(self.installdir / "autoinst", rel)
+                    bootfiles.write_if_changed(path, text, 0o600)
+                nb = self.node_boot(node)
+                if c.target is None:
+                    bootfiles.remove_node(nb)
+                else:
+                    _changed, warnings = bootfiles.write_node(nb, c.target)
+                    out.warnings += [Response(node=node, warning=w) for w in warnings]
+            except OSError as exc:
+                out.fail(node, f"cannot write its boot files: {exc.strerror or exc}: "
+                               f"{exc.filename}")
+
+    def commit(self, out: Outcome, status: dict[str, str] | None = None) -> None:
+        """Every table change of the run in one transaction."""
+        changes = out.changes
+        if not changes and not status:
+            return
+        chain, bp, nt, nr, bs = {}, {}, {}, {}, {}
+        for node, c in changes.items():
+            row = {"currstate": c.currstate}
+            if c.currchain is not None:
+                row["currchain"] = c.currchain
+            chain[(node,)] = row
+            if c.bootparams:
+                bp[(node,)] = c.bootparams
+            if c.nodetype:
+                nt[(node,)] = c.nodetype
+            if c.noderes:
+                nr[(node,)] = c.noderes
+            bs[(node,)] = {"tokenhash": token_hash(c.token) if c.token else None,
+                           "installboots": 0}
+        db = self.ctx.db
+        with db.begin() as conn:
+            for table, rows in (("chain", chain), ("bootparams", bp), ("nodetype", nt),
+                                ("noderes", nr), ("bootstate", bs)):
+                if rows:
+                    db.set_rows(conn, table, rows)
+            if status:
+                t = now_text()
+                db.set_rows(conn, "nodelist", {(n,): {"status": s, "statustime": t}
+                                               for n, s in status.items()})
+
+    def next_states(self, out: Outcome) -> dict[str, tuple[str, str | None]]:
+        """``nodeset next``: each node's next state from chain.currchain (or chain.chain);
+        the rest stays in currchain, and the last state sticks there, as in xCAT."""
+        wanted = {}
+        for node in self.names:
+            chain = split_chain(self.v(node, "chain", "currchain")
+                                or self.v(node, "chain", "chain"))
+            if not chain:
+                out.errors.append(Response(node=node, error="no chain to move along "
+                                           "(chain.currchain and chain.chain are empty)",
+                                           errorcode=1))
+                continue
+            first, rest = chain[0], chain[1:]
+            wanted[node] = (first, ",".join(rest) if rest else
+                            (None if first.startswith("osimage") else first))
+        return wanted
+
+
+def split_words(text: str | None) -> list[str]:
+    return (text or "").split()
+
+
+def _mask(text: str, own: list[tuple[str, str]]) -> str:
+    for value, mask in own:
+        text = text.replace(value, mask)
+    return text
+
+
+def _safe_rel(rel: str) -> bool:
+    p = PurePosixPath(rel)
+    return bool(rel) and not p.is_absolute() and ".." not in p.parts and "\x00" not in rel
+
+
+def check_state(state: str) -> None:
+    """An unknown state fails the whole request, naming it."""
+    if state in ("boot", "offline", "osimage") or state in GENESIS_STATES:
+        return
+    if state.startswith("osimage="):
+        return
+    if state.startswith(GENESIS_PREFIXES):
+        if not state.split("=", 1)[1].strip():
+            raise XcatError(f"{state.split('=', 1)[0]}= needs a value")
+        return
+    raise XcatError(f"Unknown state {state} requested")
+
+
+def clear_way(base: Path, rel: str) -> Path:
+    """The path of ``rel`` under ``base``, with whatever stands in its way removed: a
+    node's kickstart file where its autoinstall directory goes, or the other way round."""
+    parts = PurePosixPath(rel).parts
+    for i in range(1, len(parts)):
+        p = base.joinpath(*parts[:i])
+        if p.is_symlink() or p.is_file():
+            p.unlink()
+    target = base.joinpath(*parts)
+    if target.is_dir() and not target.is_symlink():
+        shutil.rmtree(target)
+    return target
+
+
+def copy_if_changed(src: Path, dest: Path) -> bool:
+    """Copy ``src`` to ``dest`` unless it is there already with the same size and time
+    (the installer's kernel: megabytes, shared by every node of an osimage)."""
+    st = src.stat()
+    with locked(dest):
+        try:
+            d = dest.stat()
+            if d.st_size == st.st_size and d.st_mtime_ns == st.st_mtime_ns:
+                return False
+        except FileNotFoundError:
+            pass
+        tmp = dest.with_name(f".{dest.name}.new")
+        shutil.copyfile(src, tmp)
+        os.chmod(tmp, 0o644)
+        os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+        os.replace(tmp, dest)
+    return True
+
+
+# ---- entry points ------------------------------------------------------------------------------
+def set_states(ctx: Context, wanted: dict[str, tuple[str, str | None]], *,
+               dhcp: bool = True, status: dict[str, str] | None = None,
+               run: NodesetRun | None = None) -> Iterator[Response]:
+    """Plan, write and commit ``wanted`` ({node: (state, rest of chain)}); then DHCP.
+    Yields the error lines first, then one line per node set, in node order."""
+    run = run or NodesetRun(ctx, sorted(wanted, key=natural_key))
+    out = run.plan(wanted)
+    run.write(out)
+    run.commit(out, {n: s for n, s in (status or {}).items() if n in out.changes})
+    yield from sorted(out.errors, key=lambda r: natural_key(r.node or ""))
+    yield from out.warnings
+    for node in sorted(out.changes, key=natural_key):
+        yield Response(node=node, data=out.changes[node].currstate)
+    if dhcp and out.changes and dhcp_setup(ctx.site):
+        yield from update_dhcp(ctx, out)
+
+
+def update_dhcp(ctx: Context, out: Outcome) -> Iterator[Response]:
+    """Tell the DHCP server about the nodes through makedhcp (-d for offline nodes)."""
+    from xcatd.plugins import dhcp
+    offline = [n for n, c in out.changes.items() if c.target is None]
+    online = [n for n, c in out.changes.items() if c.target is not None]
+    for nodes, delete in ((online, False), (offline, True)):
+        if not nodes:
+            continue
+        req = Request("makedhcp", fold(nodes), {"delete": delete} if delete else {})
+        try:
+            yield from dhcp.makedhcp(req, ctx, NodeSet(nodes))
+        except XcatError as exc:
+            yield Response(error=f"DHCP was not updated for {fold(nodes)}: {exc}", errorcode=1)
+
+
+def stat(ctx: Context, names: list[str]) -> Iterator[Response]:
+    """xCAT's nodeset stat: the state each node's boot file describes."""
+    run = NodesetRun(ctx, names)
+    for node in names:
+        nb = run.netboot(node)
+        if nb not in bootfiles.NETBOOTS:
+            yield Response(node=node, error=f"noderes.netboot '{nb}' is not supported",
+                           errorcode=1)
+            continue
+        yield Response(node=node, data=bootfiles.read_state(run.tftpdir(node), nb, node))
+
+
+def _writes(req: Request) -> bool:
+    return str(req.args.get("state") or "").split(",")[0].strip() != "stat"
+
+
+@command("nodeset", noderange="required", writes=_writes)
+def nodeset(req: Request, ctx: Context, nodes: NodeSet | None) -> Iterator[Response]:
+    text = str(req.args.get("state") or "").strip()
+    if not text:
+        raise XcatError(USAGE)
+    names = nodes.sorted() if nodes else []
+    states = split_chain(text)
+    first, rest = states[0], ",".join(states[1:]) or None
+    if first == "stat":
+        yield from stat(ctx, names)
+        return
+    run = NodesetRun(ctx, names)
+    if first == "next":
+        out = Outcome()
+        wanted = run.next_states(out)
+        yield from out.errors
+    else:
+        check_state(first)
+        for s in states[1:]:
+            check_state(s)
+        wanted = {n: (first, rest) for n in names}
+    if wanted:
+        yield from set_states(ctx, wanted, run=run)

@@ -1,0 +1,332 @@
+"""nodeset: chain semantics, each boot loader's files, stat/next/offline, a failing render that
+keeps a node's old files, and DHCP told about the nodes (a real Kea in a namespace)."""
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import time
+
+import pytest
+
+IMG = "rocky9.4-x86_64-install-compute"
+STATE = "install rocky9.4-x86_64-compute"
+
+
+def make_cluster(mn):
+    """Three nodes, one per boot loader; an install osimage with its copied media; genesis."""
+    mn.ok("chtab", "key=master", "site.value=10.77.0.1")
+    mn.ok("chtab", "key=dhcpsetup", "site.value=n")
+    mn.ok("chtab", "key=system", "passwd.username=root", "passwd.password=cluster")
+    mn.ok("chtab", f"imagename={IMG}", "osimage.provmethod=install", "osimage.osvers=rocky9.4",
+          "osimage.osarch=x86_64", "osimage.profile=compute", "osimage.imagetype=linux")
+    mn.ok("nodeadd", "n[1-3]", "groups=compute", "nodetype.arch=x86_64")
+    mn.ok("chtab", "node=compute", r"hosts.ip=|\D+(\d+)|10.77.0.($1+10)|",
+          r"mac.mac=|\D+(\d+)|52:54:00:00:00:($1+10)|")
+    mn.ok("nodech", "n2", "noderes.netboot=grub2")
+    mn.ok("nodech", "n3", "noderes.netboot=pxe")
+    pxeboot = mn.root / "install/rocky9.4/x86_64/images/pxeboot"
+    pxeboot.mkdir(parents=True)
+    (pxeboot / "vmlinuz").write_bytes(b"KERNEL" * 100)
+    (pxeboot / "initrd.img").write_bytes(b"INITRD" * 100)
+    xcat = mn.root / "tftpboot/xcat"
+    xcat.mkdir(parents=True)
+    (xcat / "genesis.kernel.x86_64").write_bytes(b"G")
+    (xcat / "genesis.fs.x86_64.gz").write_bytes(b"F")
+    (mn.root / "tftpboot/boot/grub2").mkdir(parents=True)
+    (mn.root / "tftpboot/boot/grub2/grub2.x86_64").write_bytes(b"GRUB")
+    return mn
+
+
+@pytest.fixture
+def cluster(mn):
+    return make_cluster(mn)
+
+
+def tftp(mn, rel):
+    return mn.root / "tftpboot" / rel
+
+
+def chain(mn, node):
+    rows = mn.db.rows("chain", keys=[node])
+    return (rows[0]["currstate"], rows[0]["currchain"]) if rows else (None, None)
+
+
+def token_in(text):
+    return re.search(r"xcattoken=(\S+)", text).group(1)
+
+
+# ---- osimage ----------------------------------------------------------------------------------
+def test_osimage_writes_install_and_boot_files_and_moves_the_chain(cluster):
+    r = cluster.ok("nodeset", "n1", f"osimage={IMG}")
+    assert r.lines == [f"n1: {STATE}"]
+    assert chain(cluster, "n1") == (STATE, "boot")
+
+    script = tftp(cluster, "xcat/xnba/nodes/n1").read_text()
+    assert script.startswith(f"#!ipxe\n#{STATE}\n")
+    assert f"kernel http://10.77.0.1:80/tftpboot/xcat/osimage/{IMG}/vmlinuz" in script
+    assert f"initrd --name initrd.img http://10.77.0.1:80/tftpboot/xcat/osimage/{IMG}/" \
+           "initrd.img" in script
+    assert "inst.ks=http://10.77.0.1:80/install/autoinst/n1" in script
+    assert "xcatcallback=http://10.77.0.1:80/xcat/callback/n1" in script
+    assert oct(tftp(cluster, "xcat/xnba/nodes/n1").stat().st_mode & 0o777) == "0o600"
+
+    token = token_in(script)
+    auto = cluster.root / "install/autoinst/n1"
+    assert oct(auto.stat().st_mode & 0o777) == "0o600"
+    assert "rootpw" in auto.read_text()
+    # only the token's hash is stored, and the stored command line is without it
+    assert cluster.db.rows("bootstate", keys=["n1"])[0]["tokenhash"] == \
+        hashlib.sha256(token.encode()).hexdigest()
+    bp = cluster.db.rows("bootparams", keys=["n1"])[0]
+    assert token not in repr(cluster.db.rows("bootparams")) and "xcattoken" not in bp["kcmdline"]
+    assert bp["kernel"] == f"xcat/osimage/{IMG}/vmlinuz"
+    nt = cluster.db.rows("nodetype", keys=["n1"])[0]
+    assert (nt["provmethod"], nt["os"], nt["profile"]) == (IMG, "rocky9.4", "compute")
+    assert cluster.db.rows("noderes", keys=["n1"])[0]["current_osimage"] == IMG
+    assert tftp(cluster, f"xcat/osimage/{IMG}/vmlinuz").read_bytes() == b"KERNEL" * 100
+
+
+def test_an_ipv6_management_address_is_bracketed_in_urls(cluster):
+    cluster.ok("nodech", "n1", "noderes.xcatmaster=fd77::1")
+    cluster.ok("nodeset", "n1", f"osimage={IMG}")
+    script = tftp(cluster, "xcat/xnba/nodes/n1").read_text()
+    assert f"kernel http://[fd77::1]:80/tftpboot/xcat/osimage/{IMG}/vmlinuz" in script
+    assert "xcatcallback=http://[fd77::1]:80/xcat/callback/n1" in script
+
+
+def test_each_node_gets_a_fresh_token(cluster):
+    cluster.ok("nodeset", "n1", f"osimage={IMG}")
+    first = token_in(tftp(cluster, "xcat/xnba/nodes/n1").read_text())
+    cluster.ok("nodeset", "n1", f"osimage={IMG}")
+    assert token_in(tftp(cluster, "xcat/xnba/nodes/n1").read_text()) != first
+
+
+def test_the_kernel_is_copied_only_when_it_changed(cluster):
+    cluster.ok("nodeset", "n1", f"osimage={IMG}")
+    kernel = tftp(cluster, f"xcat/osimage/{IMG}/vmlinuz")
+    inode = kernel.stat().st_ino
+    cluster.ok("nodeset", "n1,n2", f"osimage={IMG}")
+    assert kernel.stat().st_ino == inode
+    src = cluster.root / "install/rocky9.4/x86_64/images/pxeboot/vmlinuz"
+    src.write_bytes(b"NEWKERNEL")
+    cluster.ok("nodeset", "n1", f"osimage={IMG}")
+    assert kernel.read_bytes() == b"NEWKERNEL"
+
+
+def test_grub2_and_pxelinux_nodes_get_files_under_their_loaders_names(cluster):
+    r = cluster.ok("nodeset", "n[1-3]", f"osimage={IMG}")
+    assert r.lines == [f"n{i}: {STATE}" for i in (1, 2, 3)]
+    grub = tftp(cluster, "boot/grub2/n2").read_text()
+    assert grub.startswith(f"#{STATE}\n")
+    assert "set root=tftp,10.77.0.1" in grub and f"linux /xcat/osimage/{IMG}/vmlinuz" in grub
+    assert "xcattoken=" in grub and f"initrd /xcat/osimage/{IMG}/initrd.img" in grub
+    for alias in ("grub.cfg-01-52-54-00-00-00-12", "grub.cfg-0A4D000C"):
+        assert tftp(cluster, f"boot/grub2/{alias}").read_text() == grub
+    assert os.readlink(tftp(cluster, "boot/grub2/grub2-n2")) == "grub2.x86_64"
+
+    pxe = tftp(cluster, "pxelinux.cfg/n3").read_text()
+    assert pxe.startswith(f"#{STATE}\nDEFAULT xCAT\n")
+    assert f"KERNEL xcat/osimage/{IMG}/vmlinuz" in pxe
+    assert f"APPEND initrd=xcat/osimage/{IMG}/initrd.img inst.ks=" in pxe
+    for alias in ("01-52-54-00-00-00-13", "0A4D000D"):
+        assert tftp(cluster, f"pxelinux.cfg/{alias}").read_text() == pxe
+
+
+def test_boot_gives_every_loader_a_local_boot_script(cluster):
+    cluster.ok("nodeset", "n[1-3]", f"osimage={IMG}")
+    r = cluster.ok("nodeset", "n[1-3]", "boot")
+    assert r.lines == ["n1: boot", "n2: boot", "n3: boot"]
+    assert tftp(cluster, "xcat/xnba/nodes/n1").read_text() == "#!ipxe\n#boot\nexit\n"
+    assert tftp(cluster, "boot/grub2/n2").read_text() == "#boot\nset timeout=5\nexit\n"
+    assert not tftp(cluster, "boot/grub2/grub2-n2").is_symlink()   # firmware goes to disk
+    assert "LOCALBOOT 0" in tftp(cluster, "pxelinux.cfg/01-52-54-00-00-00-13").read_text()
+    assert chain(cluster, "n1") == ("boot", "boot")
+    assert cluster.db.rows("bootstate", keys=["n1"])[0]["tokenhash"] is None
+
+
+def test_unchanged_boot_files_are_not_rewritten(cluster):
+    cluster.ok("nodeset", "n[1-3]", "boot")
+    files = [tftp(cluster, p) for p in ("xcat/xnba/nodes/n1", "boot/grub2/n2",
+                                        "pxelinux.cfg/n3", "pxelinux.cfg/0A4D000D")]
+    before = [f.stat().st_ino for f in files]
+    cluster.ok("nodeset", "n[1-3]", "boot")
+    assert [f.stat().st_ino for f in files] == before
+
+
+def test_stat_reads_back_what_the_boot_files_say(cluster):
+    assert cluster.ok("nodeset", "n[1-3]", "stat").lines == [f"n{i}: offline" for i in (1, 2, 3)]
+    cluster.ok("nodeset", "n1,n3", f"osimage={IMG}")
+    cluster.ok("nodeset", "n2", "boot")
+    assert cluster.ok("nodeset", "n[1-3]", "stat").lines == [
+        f"n1: {STATE}", "n2: boot", f"n3: {STATE}"]
+
+
+def test_offline_removes_the_boot_files(cluster):
+    cluster.ok("nodeset", "n[1-3]", f"osimage={IMG}")
+    assert cluster.ok("nodeset", "n[1-3]", "offline").lines == [
+        "n1: offline", "n2: offline", "n3: offline"]
+    assert not tftp(cluster, "xcat/xnba/nodes/n1").exists()
+    assert not tftp(cluster, "boot/grub2/grub.cfg-01-52-54-00-00-00-12").exists()
+    assert not tftp(cluster, "boot/grub2/grub2-n2").is_symlink()
+    assert not tftp(cluster, "pxelinux.cfg/0A4D000D").exists()
+    assert cluster.ok("nodeset", "n1", "stat").lines == ["n1: offline"]
+    assert chain(cluster, "n1")[0] == "offline"
+
+
+def test_shell_boots_genesis_with_its_destiny(cluster):
+    assert cluster.ok("nodeset", "n1", "shell").lines == ["n1: shell"]
+    script = tftp(cluster, "xcat/xnba/nodes/n1").read_text()
+    assert "tftpboot/xcat/genesis.kernel.x86_64 " in script
+    assert "destiny=shell" in script and "xcatd=10.77.0.1:3001" in script
+    (cluster.root / "tftpboot/xcat/genesis.kernel.x86_64").unlink()
+    r = cluster.run("nodeset", "n1", "runcmd=bmcsetup")
+    assert r.rc == 1 and "n1: Error:" in r.err and "genesis.kernel.x86_64" in r.err
+    assert chain(cluster, "n1")[0] == "shell"   # unchanged
+
+
+# ---- chains ------------------------------------------------------------------------------------
+def test_a_comma_chain_keeps_the_rest_for_next(cluster):
+    assert cluster.ok("nodeset", "n1", f"runcmd=bmcsetup,osimage={IMG}").lines == [
+        "n1: runcmd=bmcsetup"]
+    assert chain(cluster, "n1") == ("runcmd=bmcsetup", f"osimage={IMG}")
+    assert cluster.ok("nodeset", "n1", "next").lines == [f"n1: {STATE}"]
+    assert chain(cluster, "n1") == (STATE, "boot")
+    assert cluster.ok("nodeset", "n1", "next").lines == ["n1: boot"]
+    assert chain(cluster, "n1") == ("boot", "boot")            # the last state sticks
+    assert cluster.ok("nodeset", "n1", "next").lines == ["n1: boot"]
+
+
+def test_next_starts_from_chain_chain_and_needs_one(cluster):
+    cluster.ok("chtab", "node=compute", "chain.chain=shell,boot")
+    assert cluster.ok("nodeset", "n1", "next").lines == ["n1: shell"]
+    assert chain(cluster, "n1") == ("shell", "boot")
+    cluster.ok("chtab", "node=compute", "chain.chain=")
+    r = cluster.run("nodeset", "n2", "next")
+    assert r.rc == 1 and "n2: Error: no chain to move along" in r.err
+
+
+def test_osimage_alone_uses_the_nodes_provmethod(cluster):
+    cluster.ok("nodech", "n1", f"nodetype.provmethod={IMG}")
+    r = cluster.run("nodeset", "n1,n2", "osimage")
+    assert r.rc == 1 and "nodetype.provmethod for nodes: n2." in r.err
+    assert not tftp(cluster, "xcat/xnba/nodes/n1").exists()     # nothing changed
+    cluster.ok("nodech", "n2", f"noderes.next_osimage={IMG}")
+    assert cluster.ok("nodeset", "n1,n2", "osimage").lines == [f"n1: {STATE}", f"n2: {STATE}"]
+
+
+@pytest.mark.parametrize("state,words", [
+    ("osimage=nosuch", "Cannot find the OS image nosuch on the osimage table."),
+    ("dance", "Unknown state dance requested"),
+    (f"osimage={IMG},dance", "Unknown state dance requested"),
+    ("runcmd=", "runcmd= needs a value"),
+])
+def test_bad_states_and_images_are_named_and_change_nothing(cluster, state, words):
+    cluster.ok("nodeset", "n1", "boot")
+    before = tftp(cluster, "xcat/xnba/nodes/n1").read_text()
+    r = cluster.run("nodeset", "n[1-3]", state)
+    assert r.rc == 1 and words in r.err, r.err
+    assert tftp(cluster, "xcat/xnba/nodes/n1").read_text() == before
+    assert chain(cluster, "n1") == ("boot", None) and chain(cluster, "n2") == (None, None)
+
+
+def test_an_osimage_that_is_not_for_install_is_refused(cluster):
+    cluster.ok("chtab", "imagename=dl", "osimage.provmethod=netboot", "osimage.osvers=rocky9.4",
+               "osimage.osarch=x86_64", "osimage.profile=compute")
+    r = cluster.run("nodeset", "n1", "osimage=dl")
+    assert r.rc == 1 and "provmethod=netboot" in r.err
+
+
+def test_missing_media_fails_the_image_nodes_and_keeps_their_state(cluster):
+    cluster.ok("nodeset", "n1", "boot")
+    shutil.rmtree(cluster.root / "install/rocky9.4")
+    r = cluster.run("nodeset", "n1", f"osimage={IMG}")
+    assert r.rc == 1 and "n1: Error:" in r.err and "vmlinuz" in r.err and "copycds" in r.err
+    assert chain(cluster, "n1")[0] == "boot"
+
+
+# ---- one node's failure ------------------------------------------------------------------------
+def custom_template(mn, first_line):
+    """The site's own compute template: the shipped one with ``first_line`` on top."""
+    from xcatd.templating import shipped_dir
+    shipped = (shipped_dir("install") / "rh/compute.rhels9.tmpl").read_text()
+    custom = mn.root / "install/custom/install/rh"
+    custom.mkdir(parents=True, exist_ok=True)
+    (custom / "compute.rhels9.tmpl").write_text(first_line + "\n" + shipped)
+
+
+@pytest.mark.parametrize("first_line,words", [
+    ('{% if node == "n2" %}{{ nosuchvariable }}{% endif %}', "compute.rhels9.tmpl:1"),
+    ('{% if node == "n2" %}bogus_kickstart_command{% endif %}', "kickstart rejected"),
+])
+def test_a_node_whose_install_file_fails_keeps_its_old_files_and_chain(cluster, first_line,
+                                                                       words):
+    cluster.ok("nodeset", "n1,n2", "boot")
+    old = tftp(cluster, "boot/grub2/n2").read_text()
+    custom_template(cluster, first_line)
+    r = cluster.run("nodeset", "n1,n2", f"osimage={IMG}")
+    assert r.rc == 1
+    assert r.lines == [f"n1: {STATE}"]
+    assert re.search(rf"^n2: Error: .*{words}", r.err, re.M), r.err
+    assert tftp(cluster, "boot/grub2/n2").read_text() == old
+    assert chain(cluster, "n2")[0] == "boot"
+    assert not (cluster.root / "install/autoinst/n2").exists()
+    assert chain(cluster, "n1")[0] == STATE
+
+
+def test_writes_take_the_nodes_locks_and_stat_does_not(cluster):
+    from xcatd.dispatch import load_plugins
+    from xcatd.request import Request
+    spec = load_plugins()["nodeset"]
+    assert spec.writes(Request("nodeset", "n1", {"state": "boot"}))
+    assert not spec.writes(Request("nodeset", "n1", {"state": "stat"}))
+
+
+# ---- DHCP ----------------------------------------------------------------------------------------
+@pytest.mark.skipif(os.geteuid() != 0 or not all(shutil.which(p) for p in (
+    "ip", "ss", "kea-dhcp4", "dhclient")), reason="needs root, iproute2, Kea and dhclient")
+def test_the_dhcp_server_learns_the_nodes_nodeset_set(mn_sqlite, tmp_path):
+    from xcatd.lab.netns import Lab
+    mn = make_cluster(mn_sqlite)
+    with Lab(workdir=tmp_path / "lab") as lab, open(tmp_path / "kea.log", "w") as kealog:
+        p = lab.prefix
+        mn.ok("chtab", "key=dhcpsetup", "site.value=y")
+        mn.ok("chtab", "key=dhcpbackend", "site.value=kea")
+        mn.ok("chtab", "key=master", f"site.value={lab.server_ip}")
+        mn.ok("mkdef", "-t", "network", "-o", "lab", f"net={lab.subnet}",
+              "mask=255.255.255.0", f"mgtifname={lab.server_if}")
+        mn.ok("chtab", "node=compute", rf"hosts.ip=|\D+(\d+)|{p}.($1+10)|")
+        mn.ok("nodeadd", "n4", "groups=other", f"hosts.ip={p}.14",
+              "mac.mac=52:54:00:00:00:14", "nodetype.arch=x86_64")
+        mn.ok("makedhcp", "-n")
+        mn.ok("nodeadd", "n5", "groups=other", f"hosts.ip={p}.15",   # after makedhcp -n
+              "mac.mac=52:54:00:00:00:15", "nodetype.arch=x86_64")
+        run = tmp_path / "kea-run"
+        run.mkdir()
+        env = {**os.environ, "KEA_PIDFILE_DIR": str(run), "KEA_LOCKFILE_DIR": str(run)}
+        lab.start("server", ["kea-dhcp4", "-c", str(mn.root / "etc/kea/kea-dhcp4.conf")],
+                  env=env, stdout=kealog, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while ":67 " not in lab.run("server", ["ss", "-lun"]).stdout:
+            assert time.monotonic() < deadline, (tmp_path / "kea.log").read_text()
+            time.sleep(0.2)
+        assert lab.dhclient("52:54:00:00:00:15", timeout=3) is None
+
+        r = mn.ok("nodeset", "n5", f"osimage={IMG}")
+        assert r.lines == [f"n5: {STATE}"]
+        got = lab.dhclient("52:54:00:00:00:15", user_class="iPXE")
+        assert (got["ip"], got["hostname"]) == (f"{p}.15", "n5")
+        assert got["filename"] == f"http://{lab.server_ip}:80/tftpboot/xcat/xnba/boot.ipxe"
+
+        mn.ok("nodeset", "n5", "offline")                     # makedhcp -d, as in xCAT
+        assert lab.dhclient("52:54:00:00:00:15", timeout=3) is None
+        assert lab.dhclient("52:54:00:00:00:14")["ip"] == f"{p}.14"   # the others stay
+
+
+def test_nodeset_speaks_up_when_the_dhcp_server_is_unreachable(cluster):
+    cluster.ok("chtab", "key=dhcpsetup", "site.value=y")
+    cluster.ok("chtab", "key=omapiport", "site.value=1")
+    cluster.ok("mkdef", "-t", "network", "-o", "mgt", "net=10.77.0.0", "mask=255.255.255.0")
+    r = cluster.run("nodeset", "n1", "boot")
+    assert r.rc == 1 and r.lines == ["n1: boot"]
+    assert "Cannot reach dhcpd's OMAPI at 127.0.0.1:1" in r.err
