@@ -52,6 +52,10 @@ lab-assets:
 bench: venv
 	$(BIN)/python bench/noderange.py
 	$(BIN)/python bench/db.py
+	$(BIN)/python bench/daemon.py
+	$(BIN)/python bench/netservices.py
+	$(BIN)/python bench/power.py
+	$(BIN)/python bench/nodeset.py
 
 lint: venv
 	$(BIN)/pip install -q ruff
