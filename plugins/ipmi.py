@@ -2,7 +2,7 @@
 
 Packets go through ``xcatd.ipmilan``: one event loop for every BMC, sessions kept between
 commands (a second ``rpower`` does not log in again), at most ``site.ipmimaxp`` nodes in
-flight per request, ``site.ipmitimeout`` seconds per attempt and ``site.ipmiretries`` more
+flight across all requests, ``site.ipmitimeout`` seconds per attempt and ``site.ipmiretries`` more
 attempts. A BMC that does not answer costs its own node that budget and nothing else.
 
 Above the packets, pyghmi is the IPMI library: rinv, rvitals and reventlog run pyghmi's
@@ -73,8 +73,17 @@ class IpmiManager(HardwareManager):
     def __init__(self) -> None:
         self.engine = Engine()
         self.sessions = _SessionCache(self.engine)
+        self._gate_sem: asyncio.Semaphore | None = None
+        self._gate_size = 0
         self._decoders = ThreadPoolExecutor(DECODER_THREADS, thread_name_prefix="ipmi-decode")
         atexit.register(self.close)
+
+    def _gate(self, maxp: int) -> asyncio.Semaphore:
+        """The bound on BMC conversations in flight, shared by every request (on the loop).
+        A new site.ipmimaxp takes effect for requests that start after the change."""
+        if self._gate_size != maxp:
+            self._gate_sem, self._gate_size = asyncio.Semaphore(maxp), maxp
+        return self._gate_sem
 
     # ---- running one coroutine per node, results in the caller's thread as they come ----
     def _run(self, targets: list[Target], limits: Limits,
@@ -82,7 +91,7 @@ class IpmiManager(HardwareManager):
         results: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
 
         async def all_nodes() -> None:
-            gate = asyncio.Semaphore(limits.maxp)
+            gate = self._gate(limits.maxp)
 
             async def one(t: Target) -> None:
                 async with gate:

@@ -289,13 +289,24 @@ def _presession_payload(packet: bytes, ptype: int, tag: int) -> bytes | None:
     return payload
 
 
+def _console_session_id(packet: bytes) -> int | None:
+    """Which of our sessions a packet is for: the session ID in the header of session
+    packets, the remote console session ID in the payload of RMCP+ login answers."""
+    if len(packet) < 16 or packet[:4] != RMCP or packet[4] != AUTH_RMCPP:
+        return None
+    ptype = packet[5] & 0x3F
+    if ptype in (OPEN_RSP, RAKP2, RAKP4):
+        return struct.unpack_from("<I", packet, 20)[0] if len(packet) >= 24 else None
+    return struct.unpack_from("<I", packet, 6)[0]
+
+
 class _Endpoint(asyncio.DatagramProtocol):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
     def datagram_received(self, data: bytes, addr: tuple) -> None:
-        session = self.engine._by_addr.get(addr[:2])
-        if session is not None:
+        session = self.engine._sids.get(_console_session_id(data) or 0)
+        if session is not None and session.addr == tuple(addr[:2]):
             session._received(data)
 
     def error_received(self, exc: Exception) -> None:  # ICMP unreachable: the timeout says it
@@ -308,8 +319,7 @@ class Engine:
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
-        self._by_addr: dict[tuple, Session] = {}
-        self._sids: dict[int, Session] = {}
+        self._sids: dict[int, Session] = {}  # our (console) session IDs: how answers route
         self._transports: dict[int, asyncio.DatagramTransport] = {}
         self._transport_lock: asyncio.Lock | None = None
         self._ready = threading.Event()
@@ -364,33 +374,26 @@ class Engine:
 
     async def session(self, host: str, port: int, user: str, password: str, *,
                       timeout: float = 2.0, retries: int = 3) -> Session:
-        """A new logged-in session (the caller keeps it; see SessionCache)."""
+        """A new logged-in session (the caller keeps it; see plugins/ipmi.py). Answers are
+        routed by session ID, so one BMC may hold sessions for several users at once."""
         try:
             addr = await self.resolve(host, port)
         except OSError as exc:
             raise IpmiError(f"cannot resolve BMC address {host}: {exc.strerror}") from None
-        old = self._by_addr.get(addr)
-        session = Session(self, addr, user, password, timeout, retries)
-        self._by_addr[addr] = session  # one live session per BMC address and port
+        session = Session(self, tuple(addr), user, password, timeout, retries)
         try:
             await session.login()
         except BaseException:
             self.forget(session)
-            if old is not None and old.logged_in:
-                self._by_addr[addr] = old
             raise
-        if old is not None and old is not session:
-            self._sids.pop(old.console_sid, None)
         return session
 
     def forget(self, session: Session) -> None:
-        if self._by_addr.get(session.addr) is session:
-            del self._by_addr[session.addr]
         self._sids.pop(session.console_sid, None)
         session.logged_in = False
 
     async def close_all(self) -> None:
-        sessions = [s for s in self._by_addr.values() if s.logged_in]
+        sessions = [s for s in self._sids.values() if s.logged_in]
         await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
         for s in sessions:
             self.forget(s)

@@ -186,3 +186,29 @@ def test_pyghmi_bug_a_second_command_after_logout_gets_the_dead_session():
         pytest.fail("pyghmi no longer hands out a dead session after logout: the note in "
                     "xcatd/ipmilan.py can go upstream as fixed")
     assert "TypeError" in probe.stderr or "no longer connected" in probe.stderr
+
+
+@needs_ipmi_sim
+def test_two_nodes_behind_one_bmc_with_different_credentials(tmp_path, manager):
+    """Answers route by session ID, not by BMC address: a failing login for one node does
+    not take the other node's session on the same BMC with it. (ipmi_sim: the pyghmi
+    fleet finds sessions by client address and cannot hold two from one client.)"""
+    with IpmiSim(tmp_path / "bmc") as bmc:
+        good = Target("good", "127.0.0.1", bmc.port, bmc.user, bmc.password)
+        bad = Target("bad", "127.0.0.1", bmc.port, bmc.user, "not-it")
+        for _ in range(3):
+            got = {o.node: (o.value, o.error) for o in manager.power_state([good, bad], FAST)}
+            assert got == {"good": ("off", None), "bad": (None, "Incorrect password provided")}
+
+
+@needs_ipmi_sim
+def test_two_sessions_to_one_bmc_both_answer(tmp_path, engine):
+    import asyncio
+    with IpmiSim(tmp_path / "bmc") as bmc:
+        async def both():
+            a, b = await asyncio.gather(*(engine.session("127.0.0.1", bmc.port, bmc.user,
+                                                         bmc.password) for _ in range(2)))
+            assert a.console_sid != b.console_sid
+            await a.command(0x00, 0x02, bytes([1]))          # a powers on, b sees it
+            return [(await s.command(0x00, 0x01))[0] & 1 for s in (a, b, a, b)]
+        assert engine.call(both()) == [1, 1, 1, 1]
