@@ -175,6 +175,9 @@ def _copy(ctx: Context, opts: Options, source: str, media: Media,
                         fingerprints=(before if merge else []) + [fp])
     for link in result.skipped_links or ():
         yield Response(warning=f"{source}: link {link} points outside the media: not copied")
+    for link in result.removed_links or ():
+        yield Response(warning=f"{mn_path}: link {link} of the previous copy points outside "
+                               "it: removed")
     if opts.path and not _nested(mn_path, default):
         _link_default(ctx.paths.under(default), dest)
     yield Response(data="Media copy operation successful")

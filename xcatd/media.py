@@ -22,7 +22,6 @@ import ctypes
 import errno
 import hashlib
 import os
-import posixpath
 import re
 import shutil
 import stat
@@ -421,7 +420,9 @@ def copied_fingerprints(dest: Path) -> list[str]:
 class CopyResult:
     files: int = 0
     bytes: int = 0
-    skipped_links: list[str] | None = None
+    skipped_links: list[str] | None = None  # links on the media that lead out of the tree
+    #: links a merged previous copy held that lead out of the tree (removed from the copy)
+    removed_links: list[str] | None = None
 
 
 def copy_media(media: Media, dest: Path, *, merge: bool = False,
@@ -434,6 +435,7 @@ def copy_media(media: Media, dest: Path, *, merge: bool = False,
     dest.parent.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
     with locked(dest):
         _remove_stale(dest)
+        check_destination(media, dest)  # again, now that no other copy can change it
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.copycds-", dir=dest.parent))
         try:
             os.chmod(tmp, DIR_MODE)
@@ -450,8 +452,13 @@ def copy_media(media: Media, dest: Path, *, merge: bool = False,
 
 
 def check_destination(media: Media, dest: Path) -> None:
-    """Refuse what a copy must not do: replace a directory copycds did not make (a -p typo
-    must not swap /usr for a DVD) or copy a directory into itself."""
+    """Refuse what a copy must not do: replace anything but a directory (-p /etc/passwd must
+    not swap the file for a DVD), replace a directory copycds did not make (a -p typo must
+    not swap /usr for a DVD) or copy a directory into itself. A link to a directory (the one
+    copycds makes at the default path for a -p copy) is replaced, never what it leads to."""
+    if os.path.exists(dest) and not dest.is_dir():
+        raise MediaError(f"{dest} exists and is not a directory: not replacing it; choose a "
+                         "directory (copycds copies the media into it)")
     if (dest.is_dir() and not dest.is_symlink() and not (dest / FINGERPRINT).is_file()
             and any(dest.iterdir())):
         raise MediaError(f"{dest} holds files copycds did not copy there (it has no "
@@ -463,6 +470,21 @@ def check_destination(media: Media, dest: Path) -> None:
         if target != src and src in target.parents:
             raise MediaError(f"the destination {dest} lies inside the source "
                              f"{media.source}")
+
+
+def inside_tree(path: Path, tree: Path) -> bool:
+    """True only if ``path`` is a regular file, not itself a symlink, whose real path (every
+    component resolved) lies inside the real path of ``tree``. Callers that hand a copied
+    tree's files to nodes (nodeset's kernel and initrd) check with it first: media, or an
+    admin, may have put a link there that leads to the management node's own files."""
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return False
+        real = Path(os.path.realpath(path, strict=True))
+        top = Path(os.path.realpath(tree, strict=True))
+    except (OSError, ValueError):
+        return False
+    return top in real.parents and stat.S_ISREG(os.lstat(real).st_mode)
 
 
 def _remove_stale(dest: Path) -> None:
@@ -481,7 +503,7 @@ def _aside(dest: Path) -> Path:
 
 
 def _fill(media: Media, root: Path) -> CopyResult:
-    result = CopyResult(skipped_links=[])
+    result = CopyResult(skipped_links=[], removed_links=[])
     links = []
     for entry in media.entries():
         for part in entry.path.split("/"):
@@ -494,23 +516,87 @@ def _fill(media: Media, root: Path) -> CopyResult:
             result.files += 1
         else:
             links.append(entry)
+    made = set()
     for entry in links:  # last: nothing is ever written through a link
-        if _link_stays_inside(entry):
+        if _link_stays_inside(media, entry):
             _replace(root / entry.path)
             os.symlink(entry.target, root / entry.path)  # type: ignore[arg-type]
+            made.add(entry.path)
         else:
             result.skipped_links.append(f"{entry.path} -> {entry.target}")  # type: ignore[union-attr]
+    for path, target in _drop_escaping_links(root):
+        (result.skipped_links if path in made else result.removed_links).append(
+            f"{path} -> {target}")
     return result
 
 
-def _link_stays_inside(entry: Entry) -> bool:
+#: Links followed while resolving one target before giving up (the kernel's limit).
+MAX_LINK_HOPS = 40
+
+
+def _link_stays_inside(media: Media, entry: Entry) -> bool:
     """A link is recreated only if it points inside the tree: the tree is served to nodes,
-    and a link to /etc would serve the management node's own files."""
+    and a link to /etc would serve the management node's own files. The target is resolved
+    as the kernel will, through the other links on the media: a link back to the top makes
+    a later '..' climb out of the tree although the target's words look inside."""
+    return _resolve_on_media(media, entry, MAX_LINK_HOPS)[0] is not None
+
+
+def _resolve_on_media(media: Media, entry: Entry,
+                      hops: int) -> tuple[list[str] | None, int]:
+    """Where ``entry``'s target leads, as path components from the top of the media, and
+    the link hops left; None when it leaves the media at any step (an absolute target, a
+    '..' above the top) or loops."""
     target = entry.target or ""
     if not target or target.startswith("/") or "\0" in target:
+        return None, hops
+    where: list[str] | None = entry.path.split("/")[:-1]
+    for part in target.split("/"):
+        if where is None:
+            break
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not where:
+                return None, hops
+            where.pop()
+            continue
+        found = media.get("/".join([*where, part]))
+        if found is None or found.kind != "link":
+            where.append(part)  # past a missing name or a file the kernel stops: harmless
+            continue
+        hops -= 1
+        if hops < 0:
+            return None, hops
+        where, hops = _resolve_on_media(media, found, hops)
+    return where, hops
+
+
+def _drop_escaping_links(root: Path) -> list[tuple[str, str]]:
+    """Remove every link in the finished tree whose real target leaves it; (path, target)
+    of each, the path relative to the tree. This sees what reasoning about the media alone
+    cannot: links a merged previous tree brings, and anything the file system resolves
+    differently from the media's own view."""
+    top = os.path.realpath(root)
+    escaping = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            if os.path.islink(path) and not _really_inside(path, top):
+                escaping.append(path)
+    dropped = []
+    for path in escaping:
+        dropped.append((Path(path).relative_to(root).as_posix(), os.readlink(path)))
+        os.unlink(path)
+    return dropped
+
+
+def _really_inside(path: str, top: str) -> bool:
+    try:
+        real = os.path.realpath(path)
+    except (OSError, ValueError):
         return False
-    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(entry.path), target))
-    return resolved != ".." and not resolved.startswith("../")
+    return real == top or real.startswith(top + "/")
 
 
 def _replace(path: Path) -> None:

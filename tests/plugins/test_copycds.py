@@ -8,7 +8,7 @@ import pytest
 
 from xcatd.credentials import issue_client_cert
 from xcatd.lab.fakemedia import build_iso, build_tree
-from xcatd.media import IsoMedia, boot_files, identify, open_media
+from xcatd.media import IsoMedia, boot_files, identify, inside_tree, open_media
 from xcatd.request import XcatError
 
 needs_xorriso = pytest.mark.skipif(not shutil.which("xorriso"), reason="xorriso missing")
@@ -313,6 +313,39 @@ def test_a_directory_copycds_did_not_make_is_never_replaced(mn, media):
     assert rows(mn, "osdistro") == {}
 
 
+@pytest.mark.parametrize("make", ["file", "link to a file", "fifo"])
+def test_a_path_option_naming_something_not_a_directory_is_refused(mn, media, make):
+    """-p /etc/passwd (under the test's root) must not swap the file for the media tree."""
+    etc = mn.root / "etc"
+    etc.mkdir(exist_ok=True)
+    (etc / "passwd").write_text("root:x:0:0::/root:/bin/bash\n")
+    target = etc / ("passwd" if make == "file" else "target")
+    if make == "link to a file":
+        target.symlink_to("passwd")
+    elif make == "fifo":
+        os.mkfifo(target)
+    before = tree_state(etc), tree_state(install(mn))
+    mode = target.lstat().st_mode
+    path = "/" + str(target.relative_to(mn.root))
+    r = mn.run("copycds", "-p", path, str(media["rocky9.4.iso"]))
+    assert r.rc == 1 and str(target) in r.err and "not a directory" in r.err, r.err
+    assert "Copying" not in r.out
+    assert (etc / "passwd").read_text() == "root:x:0:0::/root:/bin/bash\n"
+    assert target.lstat().st_mode == mode
+    assert (tree_state(etc), tree_state(install(mn))) == before
+    assert not list(etc.glob(".*")) and rows(mn, "osdistro") == {}
+
+
+def test_the_default_link_a_path_option_made_is_replaced_by_a_copy_there(mn_sqlite, media):
+    mn = mn_sqlite
+    mn.ok("copycds", "-p", "/install/mirrors/rocky", str(media["rocky9.4.iso"]))
+    default = install(mn, "rocky9.4", "x86_64")
+    assert default.is_symlink()
+    mn.ok("copycds", str(media["rocky9.4.iso"]))
+    assert not default.is_symlink() and (default / ".treeinfo").is_file()
+    assert install(mn, "mirrors/rocky/.treeinfo").is_file()  # the -p copy stays
+
+
 def test_a_link_out_of_the_media_is_not_copied(mn_sqlite, media, tmp_path):
     tree = tmp_path / "tree"
     shutil.copytree(media["rocky9.4"], tree, symlinks=True)
@@ -322,6 +355,66 @@ def test_a_link_out_of_the_media_is_not_copied(mn_sqlite, media, tmp_path):
     assert "evil -> /etc" in r.err and "images/up -> ../../.." in r.err
     dest = install(mn_sqlite, "rocky9.4", "x86_64")
     assert not os.path.lexists(dest / "evil") and not os.path.lexists(dest / "images/up")
+
+
+def escapes(dest):
+    """Links in ``dest`` whose real target lies outside it."""
+    real = os.path.realpath(dest)
+    return [str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_symlink()
+            and not (os.path.realpath(p) + "/").startswith(real + "/")]
+
+
+def chain_tree(base, media_tree, hops=15):
+    """Media whose link ``y`` looks inside by its words but leaves the tree: every pass
+    through ``x/deep/l2`` (a link back to the top) makes three of the '..' that follow climb
+    above the tree, to /etc in the end."""
+    tree = base / "chain"
+    shutil.copytree(media_tree, tree, symlinks=True)
+    (tree / "x/deep").mkdir(parents=True)
+    (tree / "x/deep/l2").symlink_to("../..")
+    (tree / "y").symlink_to("x/deep/l2/" * hops + "../" * (3 * hops) + "etc")
+    (tree / "z").symlink_to("x/deep/l2/images")  # through a link, and inside: kept
+    assert os.path.realpath(tree / "y") == "/etc"
+    return tree
+
+
+@pytest.mark.parametrize("kind", ["directory", "iso"])
+def test_a_link_that_leaves_the_media_through_another_link_is_not_copied(
+        mn_sqlite, media, tmp_path, kind):
+    tree = chain_tree(tmp_path, media["rocky9.4"])
+    source = tree if kind == "directory" else build_iso(tree, tmp_path / "chain.iso", "CHAIN")
+    r = mn_sqlite.ok("copycds", str(source))
+    assert r.lines[-1] == "Media copy operation successful"
+    assert "link y -> x/deep/l2/x/deep/l2/" in r.err and "points outside the media" in r.err
+    dest = install(mn_sqlite, "rocky9.4", "x86_64")
+    assert not os.path.lexists(dest / "y") and escapes(dest) == []
+    assert os.readlink(dest / "x/deep/l2") == "../.."
+    assert (dest / "z/pxeboot/vmlinuz").read_bytes() == b"fake kernel\n"
+    assert "link z " not in r.err and "link x/deep/l2 " not in r.err
+
+
+def test_links_of_a_merged_tree_are_checked_where_they_really_lead(mn_sqlite, media,
+                                                                   tmp_path):
+    """A later disc's link is harmless on its own media but leaves the tree through a link
+    the first copy holds (a tree an older copycds made, or an admin planted): the copy
+    resolves every link in the finished tree and drops those that leave it."""
+    mn = mn_sqlite
+    mn.ok("copycds", str(media["debian12.5.0.iso"]))
+    dest = install(mn, "debian12.5.0", "x86_64")
+    (dest / "x/deep").mkdir(parents=True)
+    (dest / "x/deep/l2").symlink_to("../..")
+    (dest / "old").symlink_to("/etc")
+    disc2 = tmp_path / "disc2"
+    (disc2 / ".disk").mkdir(parents=True)
+    info = (media["debian12.5.0"] / ".disk/info").read_text()
+    (disc2 / ".disk/info").write_text(info.replace("Binary-1", "Binary-2"))
+    (disc2 / "y").symlink_to("x/deep/l2/" * 15 + "../" * 45 + "etc")
+    r = mn.ok("copycds", str(disc2))
+    assert r.lines[-1] == "Media copy operation successful"
+    assert "link y -> x/deep/l2/" in r.err and "points outside the media" in r.err
+    assert "/install/debian12.5.0/x86_64: link old -> /etc of the previous copy" in r.err
+    assert not os.path.lexists(dest / "y") and not os.path.lexists(dest / "old")
+    assert escapes(dest) == [] and os.readlink(dest / "debian") == "."
 
 
 def test_a_relative_path_is_made_full_by_the_command(mn, media, monkeypatch):
@@ -386,3 +479,40 @@ def test_fake_trees_carry_their_boot_files_and_are_recognised(tmp_path, distro, 
         d = identify(m)
     assert (d.osvers, d.arch) == (distro, {"arm64": "aarch64"}.get(arch, arch))
     assert all((tree / rel).is_file() for rel in boot_files(distro, arch))
+
+
+def test_inside_tree_is_a_regular_file_really_inside(tmp_path):
+    tree = tmp_path / "tree"
+    (tree / "images/pxeboot").mkdir(parents=True)
+    (tree / "images/pxeboot/vmlinuz").write_bytes(b"k")
+    (tmp_path / "secret").write_text("s")
+    (tree / "up").symlink_to("..")
+    (tree / "file-link").symlink_to("images/pxeboot/vmlinuz")
+    (tree / "dir-link").symlink_to("images")
+    (tree / "back").symlink_to(".")
+    os.mkfifo(tree / "fifo")
+    (tmp_path / "via-link").symlink_to(tree)  # a tree reached through a link (-p's default)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other/f").write_text("f")
+    (tree / "out").symlink_to(tmp_path / "other")
+    cases = [
+        (tree / "images/pxeboot/vmlinuz", tree, True),
+        (tree / "dir-link/pxeboot/vmlinuz", tree, True),  # a link inside the tree, to it
+        (tree / "back/images/pxeboot/vmlinuz", tree, True),
+        (tmp_path / "via-link/images/pxeboot/vmlinuz", tmp_path / "via-link", True),
+        (tree / "images/pxeboot/vmlinuz", tmp_path / "via-link", True),
+        (tree / "file-link", tree, False),  # the file itself is a link
+        (tree / "up/secret", tree, False),
+        (tree / "images/../../secret", tree, False),
+        (tree / "out/f", tree, False),
+        (tree / "images/pxeboot", tree, False),  # a directory
+        (tree, tree, False),
+        (tree / "fifo", tree, False),
+        (tree / "missing", tree, False),
+        (tree / "images/pxeboot/vmlinuz/x", tree, False),
+        (tmp_path / "secret", tree, False),
+        (tree / "images/pxeboot/vmlinuz", tmp_path / "no-such-tree", False),
+        (tree / "images/pxeboot/vmlinuz", tree / "images/pxeboot/vmlinuz", False),
+    ]
+    assert [(str(p.relative_to(tmp_path)), inside_tree(p, t)) for p, t, _ in cases] == \
+        [(str(p.relative_to(tmp_path)), want) for p, t, want in cases]
