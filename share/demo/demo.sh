@@ -122,6 +122,31 @@ print("rack3n01.cluster.example ->", r.resolve("rack3n01.cluster.example", "A")[
       "(added by an RFC 2136 update signed with TSIG, no restart)")
 PY
 
+# Hardware control: a fleet of simulated BMCs on loopback (pyghmi's BMC server class), one per
+# compute node, one of them dead, reached through xcatd's IPMI engine.
+BMCBASE=${DEMO_BMCPORT:-13100}
+say "a simulated BMC per compute node on 127.0.0.1:$BMCBASE.. (rack1n08's BMC never answers)"
+python3 - "$BMCBASE" <<'PY' &
+import signal, sys, time
+from xcatd.lab.bmcfleet import Fleet
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))   # so the fleet's shards stop too
+with Fleet(int(sys.argv[1]), 80, dead=[28]):   # rack1n08 -> port +28
+    print("BMC fleet up", flush=True)
+    time.sleep(3600)
+PY
+FLEET_PID=$!
+trap 'kill $NAMED_PID $FLEET_PID 2>/dev/null; stop_xcatd' EXIT
+sleep 3
+run chtab node=compute 'ipmi.bmc=127.0.0.1' "ipmi.bmcport=|rack(\d+)n(\d+)|($BMCBASE+\$1*20+\$2)|" \
+  ipmi.username=admin ipmi.password=secret
+run chtab key=ipmitimeout site.value=1
+run chtab key=ipmiretries site.value=1
+run rpower compute stat || true
+run rpower 'rack2n0[1-4]' on
+run rpower compute stat || true
+run rsetboot rack2n01 net
+run rsetboot rack2n01 stat
+
 # Provisioning: install media, osimages, nodeset and the boot files it writes.
 say "build a small Rocky 9.4 DVD image (xorriso around a fake tree: the tests boot a real kernel from one)"
 python3 - "$XCATROOT/media" <<'PY'
