@@ -212,3 +212,60 @@ def test_two_sessions_to_one_bmc_both_answer(tmp_path, engine):
             await a.command(0x00, 0x02, bytes([1]))          # a powers on, b sees it
             return [(await s.command(0x00, 0x01))[0] & 1 for s in (a, b, a, b)]
         assert engine.call(both()) == [1, 1, 1, 1]
+
+
+class _LossyLink:
+    """A UDP relay on loopback in front of one BMC that drops every ``nth`` packet in each
+    direction: a BMC on a flaky network."""
+
+    def __init__(self, bmc_port: int, nth: int = 3) -> None:
+        import socket
+        import threading
+        self.front = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.front.bind(("127.0.0.1", 0))
+        self.back = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.back.bind(("127.0.0.1", 0))
+        self.port, self.bmc, self.nth = self.front.getsockname()[1], bmc_port, nth
+        self.client = None
+        self.seen = self.dropped = 0
+        self.running = True
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        import select
+        while self.running:
+            ready, _, _ = select.select([self.front, self.back], [], [], 0.1)
+            for sock in ready:
+                data, addr = sock.recvfrom(4096)
+                self.seen += 1
+                if self.seen % self.nth == 0:
+                    self.dropped += 1
+                    continue
+                if sock is self.front:
+                    self.client = addr
+                    self.back.sendto(data, ("127.0.0.1", self.bmc))
+                elif self.client:
+                    self.front.sendto(data, self.client)
+
+    def close(self) -> None:
+        self.running = False
+        self.thread.join(2)
+        self.front.close()
+        self.back.close()
+
+
+def test_a_bmc_that_drops_packets_still_answers_within_its_retries(manager):
+    with Fleet(_base(), 2) as fleet:
+        link = _LossyLink(fleet.port(0), nth=3)
+        try:
+            lossy = Target("lossy", "127.0.0.1", link.port, "admin", "secret")
+            steady = Target("steady", "127.0.0.1", fleet.port(1), "admin", "secret")
+            limits = Limits(maxp=8, timeout=0.5, retries=3)
+            for _ in range(4):
+                got = {o.node: (o.value, o.error) for o in manager.power_state(
+                    [lossy, steady], limits)}
+                assert got == {"lossy": ("off", None), "steady": ("off", None)}
+            assert link.dropped >= 3  # packets really were lost, and retried
+        finally:
+            link.close()
