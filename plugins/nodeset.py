@@ -13,7 +13,19 @@ osimage into ``<tftpdir>/xcat/osimage/<image>/`` (only when they changed), each 
 files written (xcatd.bootfiles) only where they changed, one database transaction, then the
 DHCP server told about the nodes through the makedhcp plugin (unless site.dhcpsetup=n).
 A node whose files cannot be made gets one error line and keeps its previous boot files,
-chain and token; the other nodes go on.
+install file, chain and token; the other nodes go on. To keep that promise the install files
+are written under temporary (hidden, never served) names, the boot files are written with
+the old ones remembered, and only after the database commit are the install files renamed
+into place; a failed boot-file write puts the node's old boot files back, a failed commit
+puts back every node's.
+
+A comma chain is checked whole before anything is set (every state word known, every
+osimage it names defined for install), so that the chain can later be followed by
+``nodeset next`` and by the node's own ``installed`` report.
+
+The installer's kernel and initrd are copied only from a regular file inside
+<installdir>: a symlink, or a path whose real location is outside the tree (a crafted
+ISO), fails that osimage's nodes rather than copying, say, /etc/shadow into the TFTP tree.
 
 Each node set to boot a kernel of ours gets a fresh random callback token: it goes into the
 node's install file and onto its kernel command line (``xcatcallback=<url> xcattoken=<t>``)
@@ -23,13 +35,16 @@ bootparams.kcmdline is stored without it. xcatd.httpserve checks it when the nod
 from __future__ import annotations
 
 import datetime
+import errno
 import hashlib
 import os
 import re
 import secrets
 import shutil
+import stat as stat_mod
+import tempfile
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -37,6 +52,7 @@ from xcatd import bootfiles
 from xcatd.bootfiles import BootTarget, NodeBoot
 from xcatd.dispatch import Context, command
 from xcatd.files import locked
+from xcatd.media import inside_tree
 from xcatd.netinfo import parse_macs
 from xcatd.noderange import NodeSet, fold, natural_key
 from xcatd.request import Request, Response, XcatError
@@ -103,6 +119,16 @@ class Outcome:
     def fail(self, node: str, message: str) -> None:
         self.changes.pop(node, None)
         self.errors.append(Response(node=node, error=message, errorcode=1))
+
+
+@dataclass
+class Staged:
+    """A node's files written but not yet live: its install files under temporary names
+    (renamed into place after the commit) and what its boot files held before (put back
+    if the node or the whole run fails)."""
+
+    temps: list[tuple[Path, str]] = field(default_factory=list)  # (temporary file, rel)
+    before: list[tuple[Path, str, bytes | str | None, int]] = field(default_factory=list)
 
 
 def url_host(addr: str) -> str:
@@ -217,15 +243,18 @@ class NodesetRun:
                     elif n not in bad:
                         missing.append(n)
         if missing:
-            raise XcatError("OS image name must be specified in nodetype.provmethod for "
-                            f"nodes: {' '.join(sorted(missing, key=natural_key))}.")
+            raise _no_image(missing)
+        self.osimages, self.linuximages = self.image_rows(images)
+        return images
+
+    def image_rows(self, images: Iterable[str]) -> tuple[dict[str, dict], dict[str, dict]]:
+        """(osimage rows, linuximage rows) of ``images``, each checked to be one nodeset
+        can install; the first bad one raises XcatError naming it."""
+        images = sorted(set(images))
         if "" in images:
             raise XcatError("osimage= needs an image name")
         rows = {r["imagename"]: r for r in self.ctx.db.rows("osimage", keys=images)}
-        self.osimages = rows
-        self.linuximages = {r["imagename"]: r for r in
-                            self.ctx.db.rows("linuximage", keys=images)}
-        for image in sorted(images):
+        for image in images:
             row = rows.get(image)
             if row is None:
                 raise XcatError(f"Cannot find the OS image {image} on the osimage table.")
@@ -238,7 +267,24 @@ class NodesetRun:
             for attr in ("osvers", "osarch", "profile"):
                 if not row.get(attr):
                     raise XcatError(f"osimage {image}: {attr} is not set")
-        return images
+        linux = {r["imagename"]: r for r in self.ctx.db.rows("linuximage", keys=images)}
+        return rows, linux
+
+    def check_chain(self, states: list[str]) -> None:
+        """Refuse a chain that could not be followed, before anything is set: every state
+        word known, every osimage it names installable, and a bare ``osimage`` after the
+        first state only for nodes that will know their image by then."""
+        named: list[str] = []
+        for i, state in enumerate(states):
+            check_state(state)
+            if state.startswith("osimage="):
+                named.append(state.split("=", 1)[1].strip())
+            elif state == "osimage" and i > 0 and not named:
+                missing = [n for n in self.names if not self._image_of(n)]
+                if missing:
+                    raise _no_image(missing)
+        if named:
+            self.image_rows(named)
 
     def _image_of(self, node: str) -> str | None:
         """``nodeset osimage`` without a name: nodetype.provmethod when it names an
@@ -353,6 +399,13 @@ class NodesetRun:
             return None
         src_dir = self.installdir / osvers / arch
         dest_rel = f"xcat/osimage/{image}"
+        for rel in (krel, irel):
+            if not inside_tree(src_dir / rel, self.installdir):
+                for n in nodes:
+                    out.fail(n, f"osimage {image}: {src_dir / rel} is a symlink or lies outside "
+                                f"{self.installdir}: refusing to copy it into the TFTP tree "
+                                "(copy the media again with copycds)")
+                return None
         for tftpdir in sorted({self.tftpdir(n) for n in nodes}):
             try:
                 for rel in (krel, irel):
@@ -391,24 +444,68 @@ class NodesetRun:
                 token=token, bootparams={"kernel": kernel, "initrd": fs, "kcmdline": kcmd})
 
     # ---- writing ----------------------------------------------------------------------------
-    def write(self, out: Outcome) -> None:
-        """Files first (install files, boot files), node by node; a node whose files cannot
-        be written keeps its database state."""
+    def write(self, out: Outcome) -> dict[str, Staged]:
+        """Files first, node by node: the install files under temporary names, then the boot
+        files (the old ones remembered). A node whose files cannot be written gets its old
+        boot files back, loses its temporary files and keeps its database state."""
+        staged: dict[str, Staged] = {}
         for node in sorted(out.changes, key=natural_key):
             c = out.changes[node]
+            st = Staged()
             try:
                 for rel, text in c.autoinst.items():
-                    path = clear_way(self.installdir / "autoinst", rel)
-                    bootfiles.write_if_changed(path, text, 0o600)
+                    st.temps.append((self._stage(node, text), rel))
                 nb = self.node_boot(node)
+                st.before = snapshot(boot_paths(nb))
                 if c.target is None:
                     bootfiles.remove_node(nb)
                 else:
                     _changed, warnings = bootfiles.write_node(nb, c.target)
                     out.warnings += [Response(node=node, warning=w) for w in warnings]
             except OSError as exc:
+                self.undo({node: st})
                 out.fail(node, f"cannot write its boot files: {exc.strerror or exc}: "
                                f"{exc.filename}")
+                continue
+            staged[node] = st
+        return staged
+
+    def _stage(self, node: str, text: str) -> Path:
+        """``text`` in a fresh 0600 file of <installdir>/autoinst with a hidden name (never
+        served: httpserve and the nginx config refuse names starting with a dot)."""
+        base = self.installdir / "autoinst"
+        base.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{node}.", suffix=".new", dir=base)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        except BaseException:
+            os.unlink(name)
+            raise
+        return Path(name)
+
+    def undo(self, staged: dict[str, Staged]) -> None:
+        """Put the nodes' old boot files back and drop their temporary install files."""
+        for st in staged.values():
+            restore(st.before)
+            for tmp, _rel in st.temps:
+                tmp.unlink(missing_ok=True)
+
+    def install(self, staged: dict[str, Staged], out: Outcome) -> None:
+        """After the commit: the install files (with the token just stored) go live."""
+        base = self.installdir / "autoinst"
+        for node in sorted(staged, key=natural_key):
+            try:
+                for tmp, rel in staged[node].temps:
+                    final = clear_way(base, rel)
+                    final.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(tmp, final)
+            except OSError as exc:
+                for tmp, _rel in staged[node].temps:
+                    tmp.unlink(missing_ok=True)
+                out.errors.append(Response(
+                    node=node, errorcode=1, error="cannot put its install file in place "
+                    f"({exc.strerror or exc}: {exc.filename}); run nodeset again"))
 
     def commit(self, out: Outcome, status: dict[str, str] | None = None) -> None:
         """Every table change of the run in one transaction."""
@@ -473,6 +570,11 @@ def _safe_rel(rel: str) -> bool:
     return bool(rel) and not p.is_absolute() and ".." not in p.parts and "\x00" not in rel
 
 
+def _no_image(nodes: list[str]) -> XcatError:
+    return XcatError("OS image name must be specified in nodetype.provmethod for "
+                     f"nodes: {' '.join(sorted(nodes, key=natural_key))}.")
+
+
 def check_state(state: str) -> None:
     """An unknown state fails the whole request, naming it."""
     if state in ("boot", "offline", "osimage") or state in GENESIS_STATES:
@@ -500,22 +602,74 @@ def clear_way(base: Path, rel: str) -> Path:
     return target
 
 
+def boot_paths(nb: NodeBoot) -> list[Path]:
+    """Every boot file nodeset may write or remove for the node."""
+    paths = [bootfiles.main_path(nb.tftpdir, nb.netboot, nb.node), *bootfiles.alias_paths(nb)]
+    if nb.netboot.startswith("grub2"):
+        paths.append(nb.tftpdir / bootfiles.GRUB2_DIR / f"grub2-{nb.node}")
+    return paths
+
+
+def snapshot(paths: list[Path]) -> list[tuple[Path, str, bytes | str | None, int]]:
+    """What each path holds now (a file's bytes and mode, a link's target, nothing), so a
+    failed run can put it back. Anything else (a directory) is left alone."""
+    out: list[tuple[Path, str, bytes | str | None, int]] = []
+    for p in paths:
+        try:
+            st = p.lstat()
+        except FileNotFoundError:
+            out.append((p, "absent", None, 0))
+            continue
+        except NotADirectoryError:
+            continue
+        if stat_mod.S_ISLNK(st.st_mode):
+            out.append((p, "link", os.readlink(p), 0))
+        elif stat_mod.S_ISREG(st.st_mode):
+            out.append((p, "file", p.read_bytes(), stat_mod.S_IMODE(st.st_mode)))
+    return out
+
+
+def restore(before: list[tuple[Path, str, bytes | str | None, int]]) -> None:
+    """Put back what ``snapshot`` saw, as far as it goes (best effort: this runs after a
+    failure already reported)."""
+    from xcatd.files import write_atomic
+    for p, kind, data, mode in before:
+        try:
+            if kind == "file":
+                write_atomic(p, data, mode=mode)
+                continue
+            if p.is_symlink() or p.is_file():
+                p.unlink()
+            if kind == "link":
+                p.symlink_to(data)
+        except OSError:
+            pass
+
+
 def copy_if_changed(src: Path, dest: Path) -> bool:
     """Copy ``src`` to ``dest`` unless it is there already with the same size and time
-    (the installer's kernel: megabytes, shared by every node of an osimage)."""
-    st = src.stat()
-    with locked(dest):
-        try:
-            d = dest.stat()
-            if d.st_size == st.st_size and d.st_mtime_ns == st.st_mtime_ns:
-                return False
-        except FileNotFoundError:
-            pass
-        tmp = dest.with_name(f".{dest.name}.new")
-        shutil.copyfile(src, tmp)
-        os.chmod(tmp, 0o644)
-        os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
-        os.replace(tmp, dest)
+    (the installer's kernel: megabytes, shared by every node of an osimage). ``src`` is
+    opened without following a final symlink and must be a regular file."""
+    fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as fsrc:
+        st = os.fstat(fsrc.fileno())
+        if not stat_mod.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(src))
+        with locked(dest):
+            try:
+                d = dest.stat()
+                if d.st_size == st.st_size and d.st_mtime_ns == st.st_mtime_ns:
+                    return False
+            except FileNotFoundError:
+                pass
+            tmp = dest.with_name(f".{dest.name}.new")
+            tmp.unlink(missing_ok=True)
+            out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+            with os.fdopen(out, "wb") as fdst:
+                shutil.copyfileobj(fsrc, fdst, 1 << 20)
+                os.fchmod(fdst.fileno(), 0o644)
+            os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+            os.replace(tmp, dest)
     return True
 
 
@@ -527,8 +681,13 @@ def set_states(ctx: Context, wanted: dict[str, tuple[str, str | None]], *,
     Yields the error lines first, then one line per node set, in node order."""
     run = run or NodesetRun(ctx, sorted(wanted, key=natural_key))
     out = run.plan(wanted)
-    run.write(out)
-    run.commit(out, {n: s for n, s in (status or {}).items() if n in out.changes})
+    staged = run.write(out)
+    try:
+        run.commit(out, {n: s for n, s in (status or {}).items() if n in out.changes})
+    except BaseException:
+        run.undo(staged)      # the database kept every node's old state: so do the files
+        raise
+    run.install(staged, out)
     yield from sorted(out.errors, key=lambda r: natural_key(r.node or ""))
     yield from out.warnings
     for node in sorted(out.changes, key=natural_key):
@@ -585,9 +744,7 @@ def nodeset(req: Request, ctx: Context, nodes: NodeSet | None) -> Iterator[Respo
         wanted = run.next_states(out)
         yield from out.errors
     else:
-        check_state(first)
-        for s in states[1:]:
-            check_state(s)
+        run.check_chain(states)
         wanted = {n: (first, rest) for n in names}
     if wanted:
         yield from set_states(ctx, wanted, run=run)

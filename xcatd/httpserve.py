@@ -17,7 +17,9 @@ What it serves, and what it refuses:
 - A node's own files: ``/install/autoinst/<node>...`` (its install file: a crypted root
   password and its callback token) and ``/tftpboot/xcat/xnba/nodes/<node>`` (its boot script)
   go only to the node's own address (hosts.ip), unless ``site.httpsourcecheck=no`` (for labs
-  whose nodes get dynamic addresses).
+  whose nodes get dynamic addresses). The install files go out only while the node is
+  being installed (chain.currstate ``install ...``), and its ``installed`` report removes
+  them: once the node is up, a local user on it cannot fetch the root password's hash.
 - ``/tftpboot/xcat/xnba/nodes/<node>`` is answered by the daemon, so it sees every network
   boot: a fetch while chain.currstate is ``install ...`` counts one install boot (bootstate)
   and sets nodelist.status ``installing``; in state ``boot`` the status becomes ``booting``.
@@ -30,10 +32,23 @@ What it serves, and what it refuses:
   address. ``installed`` moves the chain along (to ``boot``: the next boot is from disk) and
   retires the token; ``failed`` sets the chain to ``boot`` and retires it; ``booted`` only
   sets the status. Any mismatch is a 403 and a Denied line in the audit log; the token is
-  never logged.
+  never logged. Every report is audited, whatever happens after the check.
+- A genuine report is always answered 200, even when its chain cannot move along (the
+  next state names an osimage that is gone, an unknown state word set with chtab, a bare
+  ``osimage`` with no provmethod, a write or database failure): the installer's
+  ``curl -f`` in %post (--erroronfail) would otherwise abort an install that succeeded. The
+  node is then set to ``boot`` instead, its status recorded and its token retired, and the
+  body says what happened (``ok: ...``); the error is logged and in the audit row.
 
-Behind a reverse proxy the peer address is the proxy's: ``site.httpproxies`` lists the
-proxies whose ``X-Real-IP`` (else the last ``X-Forwarded-For`` entry) is believed.
+Behind a reverse proxy the peer address is the proxy's. For a peer listed in
+``site.httpproxies`` (and only for such a peer) the client is the one in ``X-Real-IP``;
+``X-Forwarded-For`` is never believed (a proxy that only appends to it passes on whatever
+the client put there). The proxy must set X-Real-IP itself, overwriting any the client
+sent (share/nginx/pyxcat.conf does: ``proxy_set_header X-Real-IP $remote_addr``). Mind
+that anyone who can reach the backend port directly can claim any address: a local user
+on the management node can connect to ``127.0.0.1:8080`` and send X-Real-IP. So bind the
+backend (site.httpbind) where only the proxy can reach it, and a management node with
+untrusted local users should not use httpproxies at all (serve xcatd directly on port 80).
 """
 from __future__ import annotations
 
@@ -44,6 +59,7 @@ import hmac
 import ipaddress
 import logging
 import os
+import shutil
 import stat as stat_mod
 import threading
 import time
@@ -187,9 +203,7 @@ class HttpSite:
         peer = request.transport.get_extra_info("peername") if request.transport else None
         ip = _plain_ip(peer[0] if peer else None)
         if ip and ip in {_plain_ip(p) for p in split_list(site.get("httpproxies"))}:
-            forwarded = request.headers.get("X-Real-IP") or \
-                (request.headers.get("X-Forwarded-For") or "").split(",")[-1].strip()
-            ip = _plain_ip(forwarded) or ip
+            ip = _plain_ip((request.headers.get("X-Real-IP") or "").strip()) or ip
         return ip
 
     def node_ip(self, node: str) -> tuple[bool, str | None]:
@@ -222,10 +236,38 @@ class HttpSite:
             if node is None or not await self._blocking(self.owner_allowed, node, ip, site):
                 log.warning("refused %s to %s: not the node's address", rel, ip)
                 raise web.HTTPForbidden()
+            if not await self._blocking(self.installing, node):
+                log.warning("refused %s to %s: %s is not being installed", rel, ip, node)
+                raise web.HTTPNotFound()
         elif not world_readable(path):
             raise web.HTTPNotFound()
         return web.FileResponse(path, headers={"Cache-Control": "no-store"}
                                 if parts[0] == "autoinst" else None)
+
+    def installing(self, node: str) -> bool:
+        """Its install files are for the network only while chain.currstate says install."""
+        from xcatd.plugins.nodeset import INSTALL_PREFIX
+        values = self.db.resolve([node], {"chain": ["currstate"]})
+        return (values[node].get(("chain", "currstate")) or "").startswith(INSTALL_PREFIX)
+
+    def remove_autoinst(self, node: str, site: dict[str, str]) -> None:
+        """Remove the node's install files (``<node>``, the ``<node>/`` directory of an
+        autoinstall, ``<node>.<anything>`` that is not another node's): they hold the root
+        password's hash and the spent token, and are of no use after the install."""
+        base = self.installdir(site) / "autoinst"
+        try:
+            names = [e.name for e in os.scandir(base)
+                     if e.name == node or e.name.startswith(node + ".")]
+        except FileNotFoundError:
+            return
+        for name in names:
+            if name != node and self._autoinst_owner(name) != node:
+                continue
+            path = base / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
 
     def _autoinst_owner(self, name: str) -> str | None:
         """The node an autoinst file belongs to: its name, or the part before a dot
@@ -332,25 +374,31 @@ class HttpSite:
         token = token.strip() if scheme.lower() == "bearer" else ""
         try:
             ok, reason = await self._blocking(self.callback, node, status, token, ip, site)
-        except LockTimeout:
+        except LockTimeout:     # curl --retry tries a 503 again
             raise web.HTTPServiceUnavailable(text="busy\n") from None
         if not ok:
             log.warning("callback for %s from %s denied: %s", node, ip, reason)
             raise web.HTTPForbidden(text="forbidden\n")
-        return web.Response(text="ok\n")
+        return web.Response(text=f"ok: {reason}\n" if reason else "ok\n")
 
     def callback(self, node: str, status: str, token: str, ip: str | None,
                  site: dict[str, str]) -> tuple[bool, str]:
         """Check the report and act on it, under the node's lock (a replay waits, then
-        finds the token retired). Returns (allowed, why not)."""
+        finds the token retired). Returns (allowed, why not) for a refused report and
+        (True, what went wrong, or "") for an accepted one. The audit row is written
+        whatever happens."""
         from xcatd.plugins import nodeset as ns
         ok, reason = False, "not a node"
-        if _safe_name(node):
-            with self.locks.hold({node}, f"callback of {node}", LOCK_TIMEOUT):
-                ok, reason = self._check(node, token, ip, site)
-                if ok:
-                    self._act(node, status, site, ns)
-        self._audit(site, node, ip, status, ok, reason)
+        try:
+            if _safe_name(node):
+                reason = "the node is busy (a nodeset holds its lock)"
+                with self.locks.hold({node}, f"callback of {node}", LOCK_TIMEOUT):
+                    reason = "internal error while checking the report"
+                    ok, reason = self._check(node, token, ip, site)
+                    if ok:
+                        reason = self._act(node, status, site, ns)
+        finally:
+            self._audit(site, node, ip, status, ok, reason)
         return ok, reason
 
     def _check(self, node: str, token: str, ip: str | None,
@@ -367,23 +415,68 @@ class HttpSite:
             return False, "bad or retired token"
         return True, ""
 
-    def _act(self, node: str, status: str, site: dict[str, str], ns) -> None:
+    def _act(self, node: str, status: str, site: dict[str, str], ns) -> str:
+        """Act on a genuine report; never raises. ``installed`` removes the install files
+        and moves the chain along, ``failed`` sets it to ``boot``. Where the chain cannot
+        go where it should, the node is set to ``boot`` (its next boot is from its disk);
+        where even that fails, the status is still recorded and the token retired. Returns
+        what went wrong, for the node and the audit log, or ""."""
         if status == "booted":
-            self._set_status(node, "booted")
-            return
-        ctx = self._context(node, site)
-        run = ns.NodesetRun(ctx, [node])
-        wanted = {node: ("boot", None)}
+            try:
+                self._set_status(node, "booted")
+            except Exception:
+                log.exception("cannot record %s's report %s", node, status)
+                return "the report could not be recorded (see xcatd's log)"
+            return ""
+        note = ""
         if status == "installed":
-            wanted = run.next_states(ns.Outcome()) or wanted
-        done = [r for r in ns.set_states(ctx, wanted, dhcp=False, status={node: status},
-                                         run=run) if r.node == node and r.data is not None]
-        if not done:  # the chain could not move: still record the report, spend the token
-            log.error("%s reported %s but its chain could not move along", node, status)
+            try:
+                self.remove_autoinst(node, site)
+            except Exception as exc:
+                log.error("cannot remove the install files of %s: %s", node, exc)
+                note = f"its install files could not be removed ({_why(exc, node)})"
+            why = self._move_along(node, status, site, ns)
+            if not why:
+                return note
+            log.error("%s reported installed but its chain could not move along (%s): "
+                      "setting it to boot", node, why)
+            note = _join(note, f"its chain could not move along ({why}); set to boot")
+        why = self._move(node, {node: ("boot", None)}, status, site, ns)
+        if not why:
+            return note
+        log.error("%s reported %s but could not be set to boot (%s)", node, status, why)
+        note = _join(note, f"it could not be set to boot ({why})")
+        try:
             with self.db.begin() as conn:
                 self.db.set_rows(conn, "bootstate", {(node,): {"tokenhash": None}})
                 self.db.set_rows(conn, "nodelist", {(node,): {"status": status,
                                                               "statustime": ns.now_text()}})
+        except Exception:
+            log.exception("cannot record %s's report %s", node, status)
+            note = _join(note, "the report could not be recorded (see xcatd's log)")
+        return note
+
+    def _move_along(self, node: str, status: str, site: dict[str, str], ns) -> str:
+        """Set the next state of the node's chain; "" when set, else why not."""
+        try:
+            run = ns.NodesetRun(self._context(node, site), [node])
+            wanted = run.next_states(ns.Outcome()) or {node: ("boot", None)}
+        except Exception as exc:
+            return _why(exc, node)
+        return self._move(node, wanted, status, site, ns, run)
+
+    def _move(self, node: str, wanted: dict[str, tuple[str, str | None]], status: str,
+              site: dict[str, str], ns, run=None) -> str:
+        """Set ``wanted`` through nodeset (no DHCP); "" when the node was set, else why not."""
+        try:
+            ctx = run.ctx if run is not None else self._context(node, site)
+            lines = list(ns.set_states(ctx, wanted, dhcp=False, status={node: status},
+                                       run=run or ns.NodesetRun(ctx, [node])))
+        except Exception as exc:
+            return _why(exc, node)
+        if any(r.node == node and r.data is not None for r in lines):
+            return ""
+        return "; ".join(str(r.error) for r in lines if r.error) or "nothing was set"
 
     def _audit(self, site: dict[str, str], node: str, ip: str | None, status: str, ok: bool,
                reason: str) -> None:
@@ -394,11 +487,27 @@ class HttpSite:
                "userid": node[:64], "clientname": ip or "?", "clienttype": "callback",
                "command": "callback", "noderange": node[:64], "args": f"status={status}",
                "status": "Allowed" if ok else "Denied", "comments": reason or None}
-        if self.service is not None:
-            self.service.jobs.audit(row)
-            return
-        with self.db.begin() as conn:
-            self.db.insert_row(conn, "auditlog", row)
+        try:
+            if self.service is not None:
+                self.service.jobs.audit(row)
+                return
+            with self.db.begin() as conn:
+                self.db.insert_row(conn, "auditlog", row)
+        except Exception:
+            log.exception("cannot write the audit row of %s's callback", node)
+
+
+def _why(exc: Exception, node: str) -> str:
+    """An XcatError's own words; anything else is logged and named only by its kind."""
+    from xcatd.request import XcatError
+    if isinstance(exc, XcatError):
+        return str(exc)
+    log.error("callback of %s: %s", node, exc, exc_info=exc)
+    return f"internal error {type(exc).__name__}, see xcatd's log"
+
+
+def _join(*parts: str) -> str:
+    return "; ".join(p for p in parts if p)
 
 
 # ---- path safety -------------------------------------------------------------------------------

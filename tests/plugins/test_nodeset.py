@@ -220,6 +220,9 @@ def test_osimage_alone_uses_the_nodes_provmethod(cluster):
     ("dance", "Unknown state dance requested"),
     (f"osimage={IMG},dance", "Unknown state dance requested"),
     ("runcmd=", "runcmd= needs a value"),
+    (f"osimage={IMG},osimage=gone", "Cannot find the OS image gone on the osimage table."),
+    ("boot,shell,dance", "Unknown state dance requested"),
+    ("boot,osimage", "nodetype.provmethod for nodes: n1 n2 n3."),
 ])
 def test_bad_states_and_images_are_named_and_change_nothing(cluster, state, words):
     cluster.ok("nodeset", "n1", "boot")
@@ -228,6 +231,12 @@ def test_bad_states_and_images_are_named_and_change_nothing(cluster, state, word
     assert r.rc == 1 and words in r.err, r.err
     assert tftp(cluster, "xcat/xnba/nodes/n1").read_text() == before
     assert chain(cluster, "n1") == ("boot", None) and chain(cluster, "n2") == (None, None)
+
+
+def test_a_later_bare_osimage_may_use_the_image_an_earlier_state_sets(cluster):
+    r = cluster.ok("nodeset", "n1", f"osimage={IMG},boot,osimage")
+    assert r.lines == [f"n1: {STATE}"]
+    assert chain(cluster, "n1") == (STATE, "boot,osimage")
 
 
 def test_an_osimage_that_is_not_for_install_is_refused(cluster):
@@ -272,6 +281,118 @@ def test_a_node_whose_install_file_fails_keeps_its_old_files_and_chain(cluster, 
     assert chain(cluster, "n2")[0] == "boot"
     assert not (cluster.root / "install/autoinst/n2").exists()
     assert chain(cluster, "n1")[0] == STATE
+
+
+BOOTFILE = {"n1": "xcat/xnba/nodes/n1", "n2": "boot/grub2/n2", "n3": "pxelinux.cfg/n3"}
+
+
+def installed_state(mn, node):
+    """What a node has from its last nodeset: install file, boot file, token hash, chain."""
+    return ((mn.root / f"install/autoinst/{node}").read_text(),
+            tftp(mn, BOOTFILE[node]).read_text(),
+            mn.db.rows("bootstate", keys=[node])[0]["tokenhash"], chain(mn, node))
+
+
+def files_under(mn, *trees):
+    return {str(p.relative_to(mn.root)): (os.readlink(p) if p.is_symlink() else p.read_bytes(),
+                                         p.lstat().st_mode)
+            for t in trees for p in (mn.root / t).rglob("*") if not p.is_dir()}
+
+
+def leftovers(mn):
+    return sorted(p.name for p in (mn.root / "install/autoinst").iterdir()
+                  if p.name.startswith("."))
+
+
+def test_a_node_whose_boot_file_cannot_be_written_keeps_its_install_file_and_token(cluster):
+    """n3's MAC-named pxelinux file cannot be written (a directory is in its way) after its
+    own file was: n3 gets its old boot file back and keeps its install file, token and
+    chain, so its next install's report is still accepted; n1 and n2 go on."""
+    cluster.ok("nodeset", "n[1-3]", f"osimage={IMG}")
+    before = {n: installed_state(cluster, n) for n in ("n1", "n2", "n3")}
+    token = token_in(before["n3"][1])
+    assert token in before["n3"][0]
+    alias = tftp(cluster, "pxelinux.cfg/01-52-54-00-00-00-13")
+    alias.unlink()
+    alias.mkdir()
+    r = cluster.run("nodeset", "n[1-3]", f"osimage={IMG}")
+    assert r.rc == 1 and r.lines == [f"n1: {STATE}", f"n2: {STATE}"]
+    assert re.search(r"^n3: Error: cannot write its boot files: .*01-52-54-00-00-00-13", r.err,
+                     re.M), r.err
+    assert installed_state(cluster, "n3") == before["n3"]
+    assert before["n3"][2] == hashlib.sha256(token.encode()).hexdigest()
+    for n in ("n1", "n2"):
+        after = installed_state(cluster, n)
+        assert after[0] != before[n][0] and after[2] != before[n][2]
+        assert token_in(after[1]) in after[0]
+        assert after[2] == hashlib.sha256(token_in(after[1]).encode()).hexdigest()
+    assert leftovers(cluster) == []
+
+
+def test_a_failed_commit_puts_every_nodes_files_back(mn_sqlite):
+    """The database refuses the run (a trigger stands in for a full disk): no node may be
+    left with an install file whose token the database does not know."""
+    mn = make_cluster(mn_sqlite)
+    mn.ok("nodeset", "n[1-3]", f"osimage={IMG}")
+    before = {n: installed_state(mn, n) for n in ("n1", "n2", "n3")}
+    files = files_under(mn, "install/autoinst", "tftpboot/xcat/xnba", "tftpboot/boot",
+                        "tftpboot/pxelinux.cfg")
+    with mn.db.begin() as conn:
+        for when in ("INSERT", "UPDATE"):
+            conn.exec_driver_sql(f"CREATE TRIGGER full_{when} BEFORE {when} ON bootstate "
+                                 "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END")
+    r = mn.run("nodeset", "n[1-3]", f"osimage={IMG}")
+    assert r.rc == 1 and r.lines == [], r.err
+    assert {n: installed_state(mn, n) for n in ("n1", "n2", "n3")} == before
+    assert files_under(mn, "install/autoinst", "tftpboot/xcat/xnba", "tftpboot/boot",
+                       "tftpboot/pxelinux.cfg") == files
+    assert leftovers(mn) == []
+
+
+def second_image(mn, image="rocky9.3-x86_64-install-compute"):
+    mn.ok("chtab", f"imagename={image}", "osimage.provmethod=install",
+          "osimage.osvers=rocky9.3", "osimage.osarch=x86_64", "osimage.profile=compute",
+          "osimage.imagetype=linux")
+    pxeboot = mn.root / "install/rocky9.3/x86_64/images/pxeboot"
+    pxeboot.mkdir(parents=True)
+    (pxeboot / "vmlinuz").write_bytes(b"KERNEL93")
+    (pxeboot / "initrd.img").write_bytes(b"INITRD93")
+    return image
+
+
+@pytest.mark.parametrize("plant", ["file-link", "dir-link", "inside-link"])
+def test_a_kernel_that_is_a_link_or_leads_outside_the_tree_is_not_copied(cluster, plant):
+    """A crafted ISO must not make nodeset copy a management-node file (/etc/shadow) into
+    the world-readable TFTP tree: that image's nodes fail, naming the file; the others go
+    on."""
+    shadow = cluster.root / "shadow"
+    shadow.write_text("root:$6$SECRET")
+    pxeboot = cluster.root / "install/rocky9.4/x86_64/images/pxeboot"
+    if plant == "file-link":
+        (pxeboot / "vmlinuz").unlink()
+        (pxeboot / "vmlinuz").symlink_to(shadow)
+    elif plant == "dir-link":
+        elsewhere = cluster.root / "elsewhere"
+        elsewhere.mkdir()
+        shutil.copy(shadow, elsewhere / "vmlinuz")
+        shutil.copy(pxeboot / "initrd.img", elsewhere / "initrd.img")
+        shutil.rmtree(pxeboot)
+        pxeboot.symlink_to(elsewhere)
+    else:
+        (pxeboot / "vmlinuz").rename(pxeboot / "vmlinuz-real")
+        (pxeboot / "vmlinuz").symlink_to("vmlinuz-real")
+    other = second_image(cluster)
+    cluster.ok("nodech", "n1", f"nodetype.provmethod={IMG}")
+    cluster.ok("nodech", "n2", f"nodetype.provmethod={other}")
+    r = cluster.run("nodeset", "n1,n2", "osimage")
+    assert r.rc == 1 and r.lines == ["n2: install rocky9.3-x86_64-compute"]
+    assert re.search(rf"^n1: Error: osimage {IMG}: \S*/images/pxeboot/vmlinuz is a symlink "
+                     "or lies outside", r.err, re.M), r.err
+    assert not tftp(cluster, f"xcat/osimage/{IMG}/vmlinuz").exists()
+    assert "SECRET" not in "".join(p.read_text(errors="replace") for p in
+                                   tftp(cluster, "").rglob("*") if p.is_file())
+    assert chain(cluster, "n1") == (None, None)
+    assert tftp(cluster, f"xcat/osimage/{other}/vmlinuz").read_bytes() == b"KERNEL93"
 
 
 def test_writes_take_the_nodes_locks_and_stat_does_not(cluster):

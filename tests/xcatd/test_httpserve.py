@@ -5,6 +5,7 @@ import hashlib
 import http.client
 import os
 import re
+from pathlib import Path
 
 import pytest
 
@@ -153,6 +154,134 @@ def test_install_files_go_only_to_their_node(cluster, site):
     assert fetch(site, "/install/autoinst/n2", source=N1)[0] == 200
 
 
+def test_install_files_go_out_only_while_installing_and_installed_removes_them(cluster, site):
+    """After the install, a local user on the node must not be able to fetch the root
+    password's hash: the file is refused outside an install and gone after the report."""
+    cluster.ok("nodeset", "n1,n2", f"osimage={IMG}")
+    auto = cluster.root / "install/autoinst"
+    assert fetch(site, "/install/autoinst/n1")[0] == 200
+    cluster.ok("nodeset", "n1", "boot")                 # the file is still on disk
+    assert (auto / "n1").exists()
+    code, body, _ = fetch(site, "/install/autoinst/n1")
+    assert code == 404 and b"rootpw" not in body
+    cluster.ok("nodeset", "n1", f"osimage={IMG}")
+    assert fetch(site, "/install/autoinst/n1")[0] == 200
+    (auto / "n1.pre").write_text("pre")                 # n1's variants go with it
+    (auto / "n10").write_text("not n1's")               # a name that only starts alike stays
+    assert callback(site, "n1", token_of(cluster, "n1"))[0] == 200
+    assert not (auto / "n1").exists() and not (auto / "n1.pre").exists()
+    assert (auto / "n10").exists() and (auto / "n2").exists()
+    assert fetch(site, "/install/autoinst/n1")[0] == 404
+    assert fetch(site, "/install/autoinst/n2", source=N2)[0] == 200    # n2 is still installing
+
+
+# ---- behind a proxy ----------------------------------------------------------------------------
+PROXY = "127.0.0.3"
+
+
+@pytest.mark.parametrize("source,headers,n1,n2", [
+    (PROXY, {"X-Real-IP": N2}, 403, 200),                      # a listed proxy: honoured
+    (PROXY, {"X-Real-IP": N1, "X-Forwarded-For": N2}, 200, 403),
+    (PROXY, {"X-Forwarded-For": N2}, 403, 403),                # X-Forwarded-For: ignored
+    (PROXY, {"X-Forwarded-For": f"{N1}, {N2}"}, 403, 403),
+    (N2, {"X-Real-IP": N1}, 403, 200),                         # not a proxy: ignored
+    (N2, {"X-Forwarded-For": N1}, 403, 200),
+])
+def test_only_a_listed_proxys_x_real_ip_is_believed(cluster, site, source, headers, n1, n2):
+    cluster.ok("chtab", "key=httpproxies", f"site.value={PROXY}")
+    cluster.ok("nodeset", "n1,n2", f"osimage={IMG}")
+    site.site.invalidate()
+    got = [fetch(site, f"/install/autoinst/{n}", source=source, headers=headers)[0]
+           for n in ("n1", "n2")]
+    assert got == [n1, n2]
+
+
+def test_a_callback_through_the_proxy_is_the_nodes(cluster, site):
+    cluster.ok("chtab", "key=httpproxies", f"site.value={PROXY}")
+    cluster.ok("nodeset", "n1", f"osimage={IMG}")
+    site.site.invalidate()
+    headers = {"Content-Type": "application/x-www-form-urlencoded",
+               "Authorization": f"Bearer {token_of(cluster, 'n1')}", "X-Real-IP": N1}
+    code, _, _ = fetch(site, "/xcat/callback/n1", source=PROXY, method="POST", headers=headers,
+                       body="status=installed")
+    assert code == 200 and audit(cluster)[-1]["clientname"] == N1
+
+
+def nginx_locations(text):
+    """The location blocks of an nginx config as a tree: [(modifier, pattern, directives,
+    nested locations)]; other blocks (server, upstream, limit_except) are looked through."""
+    text = re.sub(r"#[^\n]*", "", text)
+    root = []
+    stack = [(root, [])]
+    for stmt, end in re.findall(r"([^{};]*)([{};])", text):
+        stmt = " ".join(stmt.split())
+        if end == "{":
+            m = re.fullmatch(r"location\s+(?:(\^~|~\*|~|=)\s+)?(\S+)", stmt)
+            if m:
+                loc = (m.group(1), m.group(2), [], [])
+                stack[-1][0].append(loc)
+                stack.append((loc[3], loc[2]))
+            else:
+                stack.append((stack[-1][0], stack[-1][1]))
+        elif end == "}":
+            stack.pop()
+        elif stmt:
+            stack[-1][1].append(stmt)
+    return root
+
+
+def nginx_pick(locations, uri):
+    """The location nginx's ngx_http_core_find_location chooses: an exact match; else the
+    longest matching prefix, and within it its nested locations, the same way; then, unless
+    that prefix has ^~, this level's regular expressions in order, the first match winning
+    (and its own nested locations searched). Returns (location or None, final)."""
+    exact = [loc for loc in locations if loc[0] == "=" and loc[1] == uri]
+    if exact:
+        return exact[0], True
+    prefixes = [loc for loc in locations if loc[0] in (None, "^~") and uri.startswith(loc[1])]
+    best = max(prefixes, key=lambda loc: len(loc[1]), default=None)
+    if best is not None and best[3]:
+        inner, final = nginx_pick(best[3], uri)
+        if final:
+            return inner, True
+        best_inner = inner or best
+    else:
+        best_inner = best
+    if best is None or best[0] != "^~":
+        for loc in locations:
+            if loc[0] in ("~", "~*") and re.search(loc[1], uri, re.I if loc[0] == "~*" else 0):
+                return (nginx_pick(loc[3], uri)[0] if loc[3] else None) or loc, True
+    return best_inner, False
+
+
+@pytest.mark.parametrize("uri,want", [
+    ("/install/rocky9.4/x86_64/.treeinfo", "alias /install/"),
+    ("/install/rocky9.4/x86_64/.discinfo", "alias /install/"),
+    ("/install/debian12/x86_64/.disk/info", "alias /install/"),
+    ("/install/rocky9.4/x86_64/images/pxeboot/vmlinuz", "alias /install/"),
+    ("/install/rocky9.4/x86_64/.treeinfo.new", "return 404"),
+    ("/install/rocky9.4/x86_64/.hidden", "return 404"),
+    ("/install/.diskette", "return 404"),
+    ("/install/autoinst/n1", "proxy_pass http://pyxcat"),
+    ("/tftpboot/xcat/xnba/nodes/n1", "proxy_pass http://pyxcat"),
+    ("/tftpboot/xcat/xnba.kpxe", "alias /tftpboot/"),
+    ("/tftpboot/xcat/.xnba.kpxe.lock", "return 404"),
+    ("/tftpboot/.treeinfo", "return 404"),
+    ("/xcat/callback/n1", "proxy_pass http://pyxcat"),
+    ("/.git/config", "return 404"),
+    ("/index.html", "return 404"),
+])
+def test_the_nginx_config_routes_each_path_as_meant(uri, want):
+    """nginx is not installed here: the shipped config is checked against a model of nginx's
+    location choice (longest prefix, ^~ stops the regular expressions, nested locations),
+    which is what hid .treeinfo behind the top-level dotfile rule."""
+    conf = Path(__file__).resolve().parents[2] / "share/nginx/pyxcat.conf"
+    loc = nginx_pick(nginx_locations(conf.read_text()), uri)[0]
+    assert loc is not None and want in loc[2], (uri, loc)
+    if want.startswith("proxy_pass"):        # and nginx, not the client, says who asks
+        assert "proxy_set_header X-Real-IP $remote_addr" in loc[2]
+
+
 # ---- the boot script ---------------------------------------------------------------------------
 def test_each_boot_script_fetch_in_install_counts_and_sets_installing(cluster, site):
     cluster.ok("nodeset", "n1", f"osimage={IMG}")
@@ -228,6 +357,46 @@ def test_booted_sets_the_status_and_failed_ends_the_install(cluster, site):
     assert callback(site, "n2", t2, status="failed", source=N2)[0] == 200
     assert status(cluster, "n2") == "failed" and chain(cluster, "n2")[0] == "boot"
     assert callback(site, "n2", t2, status="installed", source=N2)[0] == 403
+
+
+@pytest.mark.parametrize("change,words", [
+    (["chain.currchain=osimage=gone"], "Cannot find the OS image gone on the osimage table."),
+    (["chain.currchain=dance"], "Unknown state dance requested"),
+    (["chain.currchain=osimage", "nodetype.provmethod=", "noderes.next_osimage="],
+     "nodetype.provmethod for nodes: n1."),
+])
+def test_an_installed_report_whose_chain_cannot_move_still_ends_the_install(cluster, site,
+                                                                          change, words):
+    """The installer's curl -f must not fail an install that worked: 200 with a note, the
+    node set to boot, its status recorded, the token spent and the report audited."""
+    cluster.ok("nodeset", "n1", f"osimage={IMG}")
+    token = token_of(cluster, "n1")
+    cluster.ok("nodech", "n1", *change)          # behind nodeset's back: chtab, nodech
+    code, body, _ = callback(site, "n1", token)
+    assert code == 200 and body.startswith(b"ok: ") and words.encode() in body, body
+    assert chain(cluster, "n1")[0] == "boot" and status(cluster, "n1") == "installed"
+    assert cluster.db.rows("bootstate", keys=["n1"])[0]["tokenhash"] is None
+    assert fetch(site, "/tftpboot/xcat/xnba/nodes/n1")[1] == b"#!ipxe\n#boot\nexit\n"
+    row = audit(cluster)[-1]
+    assert row["status"] == "Allowed" and words in row["comments"]
+    assert callback(site, "n1", token)[0] == 403
+
+
+def test_an_installed_report_is_recorded_even_when_nothing_can_be_set(cluster, site):
+    """Neither the chain's next state nor boot can be written (a directory stands where the
+    boot script goes): the report is still answered 200, recorded and its token spent."""
+    cluster.ok("nodeset", "n1", f"osimage={IMG}")
+    token = token_of(cluster, "n1")
+    cluster.ok("nodech", "n1", "chain.currchain=dance")
+    script = cluster.root / "tftpboot/xcat/xnba/nodes/n1"
+    script.unlink()
+    script.mkdir()
+    code, body, _ = callback(site, "n1", token)
+    assert code == 200 and b"could not be set to boot" in body, body
+    assert status(cluster, "n1") == "installed"
+    assert cluster.db.rows("bootstate", keys=["n1"])[0]["tokenhash"] is None
+    assert audit(cluster)[-1]["status"] == "Allowed"
+    assert not (cluster.root / "install/autoinst/n1").exists()
 
 
 # ---- inside xcatd -------------------------------------------------------------------------------
