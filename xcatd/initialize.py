@@ -1,4 +1,5 @@
-"""Set up a management node under XCATROOT: directories, database, site defaults, policy.
+"""Set up a management node under XCATROOT: directories, database, site defaults, policy,
+and tftpd-hpa's configuration (written, never (re)started: see xcatd.tftp).
 
 Idempotent: running it again creates what is missing and keeps every value an admin set
 (``force`` resets the site defaults).
@@ -19,6 +20,7 @@ from xcatd.credentials import (
     issue_client_cert,
 )
 from xcatd.db import Database
+from xcatd.tftp import configure_tftpd_hpa
 
 DIRS = {"/etc/xcat": 0o755, "/var/lib/xcat": 0o700, "/var/log/xcat": 0o750,
         "/var/run/xcat": 0o755,
@@ -131,6 +133,7 @@ def initialize(paths: Paths, *, db_url: str | None = None, force: bool = False,
                 "postscripts": "syslog,remoteshell,syncfiles",
                 "postbootscripts": "otherpkgs"}})
             done.append("Created the xcatdefaults postscripts row")
+    done += configure_tftpd_hpa(paths, db.site())
     done.append(f"Management node ready under {paths.root} ({_safe_url(db.url)})")
     return done
 

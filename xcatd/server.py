@@ -277,6 +277,7 @@ class Listening:
     port: int
     unix: Path | None
     http_port: int | None = None  # the HTTP site nodes boot from (xcatd.httpserve)
+    tftp_port: int | None = None  # the embedded TFTP server, when it runs (xcatd.tftp)
 
 
 class Daemon:
@@ -293,6 +294,7 @@ class Daemon:
         self.listening: Listening | None = None
         self.pool: ThreadPoolExecutor | None = None
         self.http = None  # xcatd.httpserve.HttpSite
+        self.tftp = None  # xcatd.tftp.TftpServer
 
     def _lock_pidfile(self) -> None:
         path = pid_path(self.paths)
@@ -347,14 +349,21 @@ class Daemon:
             from xcatd.httpserve import start_site  # port 0 (tests): a free port for it too
             self.http = await start_site(self.paths, self.service, self.host,
                                          ephemeral=self.port == 0)
+            from xcatd.tftp import start_tftp  # only when the site wants the embedded one
+            self.tftp = await start_tftp(self.paths, self.service, self.host,
+                                         ephemeral=self.port == 0)
             self.listening = Listening(self.host, bound, upath,
-                                       self.http.port if self.http else None)
+                                       self.http.port if self.http else None,
+                                       self.tftp.port if self.tftp else None)
             return self.listening
         except BaseException:
             await self.stop()
             raise
 
     async def stop(self) -> None:
+        if self.tftp is not None:
+            await self.tftp.stop()
+            self.tftp = None
         if self.http is not None:
             await self.http.stop()
             self.http = None
