@@ -170,3 +170,23 @@ def bare_root(tmp_path, monkeypatch):
     monkeypatch.setenv("XCATBYPASS", "1")
     monkeypatch.delenv("XCATHOST", raising=False)
     return MN(root, "")
+
+
+@pytest.fixture
+def vmlab(tmp_path):
+    """The provisioning lab (xcatd.lab.vmlab): a namespace with a bridge, radvd, and VMs
+    added by the test; skipped, saying why, where it cannot run (not root, no /dev/net/tun,
+    QEMU or ipmi_sim missing). Everything it started is stopped by PID, even on failure."""
+    from xcatd.lab.vmlab import LabUnavailable, VmLab, unavailable
+    reason = unavailable()
+    if reason:
+        pytest.skip(reason)
+    lab = VmLab(tmp_path / "lab")
+    try:
+        lab.start()
+    except LabUnavailable as exc:
+        pytest.skip(str(exc))
+    try:
+        yield lab
+    finally:
+        lab.stop()

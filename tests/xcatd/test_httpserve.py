@@ -429,21 +429,6 @@ def test_where_the_site_listens(site, host, want):
 
 
 # ---- a real network boot --------------------------------------------------------------------
-@pytest.fixture
-def vmlab(tmp_path):
-    from xcatd.lab.vmlab import LabUnavailable, VmLab, unavailable
-    reason = unavailable()
-    if reason:
-        pytest.skip(reason)
-    lab = VmLab(tmp_path / "lab")
-    try:
-        lab.start()
-    except LabUnavailable as exc:
-        pytest.skip(str(exc))
-    try:
-        yield lab
-    finally:
-        lab.stop()
 
 
 def _until(what, probe, timeout):

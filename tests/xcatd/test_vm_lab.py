@@ -14,25 +14,14 @@ import pytest
 
 from xcatd.lab import assets
 from xcatd.lab.initrd import MARK, InitrdError, build_initrd
-from xcatd.lab.vmlab import NS_PREFIX, LabUnavailable, VmLab, unavailable
+from xcatd.lab.vmlab import NS_PREFIX, VmLab, unavailable
 
 MAC, IP = "52:54:00:77:00:11", "10.77.0.11"
 
 
 @pytest.fixture
-def lab(tmp_path):
-    reason = unavailable()
-    if reason:
-        pytest.skip(reason)
-    lab = VmLab(tmp_path / "lab")
-    try:
-        lab.start()
-    except LabUnavailable as exc:
-        pytest.skip(str(exc))
-    try:
-        yield lab
-    finally:
-        lab.stop()
+def lab(vmlab):
+    return vmlab
 
 
 def _alive(pid: int) -> bool:

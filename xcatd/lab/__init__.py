@@ -6,6 +6,8 @@ import contextlib
 import os
 import signal
 import subprocess
+import time
+from pathlib import Path
 
 
 def stop_process_group(proc: subprocess.Popen | None, grace: float = 10) -> None:
@@ -24,3 +26,31 @@ def stop_process_group(proc: subprocess.Popen | None, grace: float = 10) -> None
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(10)
+
+
+def pid_alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie waiting for its parent counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def kill_pid(pid: int, grace: float = 3) -> None:
+    """SIGTERM the process group led by ``pid`` (or the process alone when it leads none),
+    SIGKILL after ``grace`` seconds: for processes the lab knows only by PID."""
+    def send(sig: int) -> bool:
+        for fn in (os.killpg, os.kill):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                fn(pid, sig)
+                return True
+        return False
+    if not send(signal.SIGTERM):
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            return
+        time.sleep(0.05)
+    send(signal.SIGKILL)

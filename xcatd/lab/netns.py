@@ -17,12 +17,13 @@ import contextlib
 import itertools
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from xcatd.lab import kill_pid
 
 SERVER, CLIENT = "server", "client"
 _seq = itertools.count()
@@ -82,12 +83,12 @@ class Lab:
         try:
             for p in self.procs:
                 if p.poll() is None:  # once reaped, the PID may belong to someone else
-                    _kill(p.pid)
+                    kill_pid(p.pid)
             for ns in self._made:     # anything left in our namespaces (e.g. forked daemons)
                 out = subprocess.run(["ip", "netns", "pids", ns], capture_output=True,
                                      text=True, timeout=10).stdout
                 for pid in out.split():
-                    _kill(int(pid))
+                    kill_pid(int(pid))
             for p in self.procs:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     p.wait(timeout=5)
@@ -144,7 +145,7 @@ class Lab:
                 return p
             time.sleep(0.1)
         if p.poll() is None:
-            _kill(p.pid)
+            kill_pid(p.pid)
         raise LabError(f"dhcpd did not start (rc={p.poll()}):\n{err.read_text(errors='replace')}")
 
     def dhclient(self, mac: str, user_class: str | None = None,
@@ -182,7 +183,7 @@ class Lab:
             finally:
                 rc = p.poll()
                 if rc is None:
-                    _kill(p.pid)
+                    kill_pid(p.pid)
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     p.wait(timeout=5)
         if got is None:
@@ -204,26 +205,3 @@ def _ip(*args: str) -> None:
         raise LabError(f"ip {' '.join(args)}: {r.stderr.strip()}")
 
 
-def _kill(pid: int, grace: float = 3) -> None:
-    """SIGTERM the process group led by ``pid`` (or the process), then SIGKILL after ``grace``."""
-    def send(sig: int) -> bool:
-        for fn in (os.killpg, os.kill):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                fn(pid, sig)
-                return True
-        return False
-    if not send(signal.SIGTERM):
-        return
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if not os.path.exists(f"/proc/{pid}") or _zombie(pid):
-            return
-        time.sleep(0.05)
-    send(signal.SIGKILL)
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return True

@@ -53,6 +53,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from xcatd.lab import kill_pid, pid_alive
 from xcatd.lab.ipmisim import IpmiSim
 
 NS_PREFIX = "pyxvm-"
@@ -233,7 +234,7 @@ class VmLab:
                     vm.bmc.stop()  # reaps its Popen (already killed above)
             for p in self.procs:
                 if p.poll() is None:
-                    _kill_pid(p.pid)
+                    kill_pid(p.pid)
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     p.wait(timeout=5)
         finally:
@@ -266,7 +267,7 @@ class VmLab:
     def kill(self, proc: subprocess.Popen[Any]) -> None:
         """Stop one process the lab started (e.g. to restart dhcpd with a new file)."""
         if proc.poll() is None:
-            _kill_pid(proc.pid)
+            kill_pid(proc.pid)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=5)
 
@@ -420,7 +421,7 @@ class VmLab:
             pid = int(self._vm(vm).pid_file.read_text().split()[0])
         except (OSError, ValueError, IndexError):
             return None
-        return pid if _alive(pid) and "qemu" in _comm(pid) else None
+        return pid if pid_alive(pid) and "qemu" in _comm(pid) else None
 
     def serial_text(self, vm: Vm | str, start: int = 0) -> str:
         """The VM's serial console so far (kept across power cycles), from byte ``start``."""
@@ -466,37 +467,11 @@ def _need(tool: str, package: str) -> None:
         raise LabUnavailable(f"{tool} is not installed (Debian package {package})")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
-
-
 def _comm(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/comm").read_text().strip()
     except OSError:
         return ""
-
-
-def _kill_pid(pid: int, grace: float = 3) -> None:
-    """SIGTERM the process group led by ``pid`` (or the process alone), SIGKILL after grace."""
-    def send(sig: int) -> bool:
-        for fn in (os.killpg, os.kill):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                fn(pid, sig)
-                return True
-        return False
-    if not send(signal.SIGTERM):
-        return
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return
-        time.sleep(0.05)
-    send(signal.SIGKILL)
 
 
 def _kill_namespace(ns: str, first: list[int], grace: float = 5) -> None:
@@ -510,10 +485,10 @@ def _kill_namespace(ns: str, first: list[int], grace: float = 5) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(_alive(p) for p in targets):
+    while time.monotonic() < deadline and any(pid_alive(p) for p in targets):
         time.sleep(0.05)
     for pid in targets | members():
-        if _alive(pid):
+        if pid_alive(pid):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
 
@@ -523,7 +498,7 @@ def _remove_stale_labs() -> None:
     r = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=10)
     for line in r.stdout.splitlines():
         m = re.match(rf"({re.escape(NS_PREFIX)}(\d+)-\d+)\b", line)
-        if m and not _alive(int(m.group(2))):
+        if m and not pid_alive(int(m.group(2))):
             _kill_namespace(m.group(1), [])
             subprocess.run(["ip", "netns", "del", m.group(1)], capture_output=True, timeout=30)
 
