@@ -48,6 +48,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+import jinja2
+
 from xcatd import bootfiles
 from xcatd.bootfiles import BootTarget, NodeBoot
 from xcatd.dispatch import Context, command
@@ -56,6 +58,7 @@ from xcatd.media import inside_tree
 from xcatd.netinfo import parse_macs
 from xcatd.noderange import NodeSet, fold, natural_key
 from xcatd.request import Request, Response, XcatError
+from xcatd.templating import environment
 
 USAGE = ("Usage: nodeset <noderange> [shell|boot|runcmd=bmcsetup|osimage[=<imagename>]|"
          "offline|shutdown|stat|next]")
@@ -151,6 +154,7 @@ class NodesetRun:
         self.names = names
         self.values = ctx.db.resolve(names, ATTRS, groups=ctx.node_groups_if_loaded(names))
         self.installdir = ctx.paths.under(self.site.get("installdir") or "/install")
+        self.boot_env = environment(ctx.paths, self.site)  # templates/boot, site's own first
         self.httpport = str(self.site.get("httpport") or "80")
         self.master = self.site.get("master") or "127.0.0.1"
 
@@ -460,12 +464,16 @@ class NodesetRun:
                 if c.target is None:
                     bootfiles.remove_node(nb)
                 else:
-                    _changed, warnings = bootfiles.write_node(nb, c.target)
+                    _changed, warnings = bootfiles.write_node(nb, c.target, self.boot_env)
                     out.warnings += [Response(node=node, warning=w) for w in warnings]
             except OSError as exc:
                 self.undo({node: st})
                 out.fail(node, f"cannot write its boot files: {exc.strerror or exc}: "
                                f"{exc.filename}")
+                continue
+            except jinja2.TemplateError as exc:  # a site's own boot template is broken
+                self.undo({node: st})
+                out.fail(node, f"boot file template: {template_error(exc)}")
                 continue
             staged[node] = st
         return staged
@@ -644,6 +652,13 @@ def restore(before: list[tuple[Path, str, bytes | str | None, int]]) -> None:
                 p.symlink_to(data)
         except OSError:
             pass
+
+
+def template_error(exc: Exception) -> str:
+    """A Jinja2 error as the admin needs it: which file, which line, what."""
+    if isinstance(exc, jinja2.TemplateSyntaxError):
+        return f"{exc.filename or exc.name}:{exc.lineno}: {exc.message}"
+    return str(exc)
 
 
 def copy_if_changed(src: Path, dest: Path) -> bool:

@@ -11,7 +11,9 @@ One file per node and boot loader (noderes.netboot), named the way each loader l
   ``<HEXIP>``.
 
 Every file carries the node's state (chain.currstate) as its first comment, which is what
-``nodeset stat`` reads back, as xCAT does.
+``nodeset stat`` reads back, as xCAT does. The text comes from ``templates/boot/*.j2``; a site
+changes it by putting a file of the same name under its custom template directory
+(``<installdir>/custom/templates/boot/``).
 
 >>> t = BootTarget("install rocky9.4-x86_64-compute", "o/vmlinuz", "o/initrd.img", "inst.ks=x")
 >>> print(xnba_script(t, "mn", "80"), end="")
@@ -35,7 +37,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import jinja2
+
 from xcatd.files import write_atomic
+from xcatd.templating import shipped_environment
 
 #: The boot loaders nodeset writes files for (noderes.netboot); empty means xnba.
 NETBOOTS = ("xnba", "grub2", "grub2-tftp", "grub2-http", "pxe")
@@ -74,54 +79,43 @@ class NodeBoot:
     arch: str | None = None
 
 
-# ---- the files' text ------------------------------------------------------------------------
-def xnba_script(t: BootTarget, server: str, port: str) -> str:
+# ---- the files' text: templates/boot/{xnba,grub2,pxelinux}.j2, overridable per site --------
+def _text(env: jinja2.Environment | None, name: str, **values) -> str:
+    return (env or shipped_environment()).get_template(f"boot/{name}.j2").render(**values)
+
+
+def xnba_script(t: BootTarget, server: str, port: str,
+                env: jinja2.Environment | None = None) -> str:
     """iPXE: kernel and initrd over HTTP from xcatd; local boot is ``exit`` (the firmware
     goes on to the next boot device, the disk)."""
-    head = f"#!ipxe\n#{t.state}\n"
-    if t.local:
-        return head + "exit\n"
     base = f"http://{server}:{port}/tftpboot/"
-    args = " ".join(a for a in (
-        f"initrd={os.path.basename(t.initrd)}" if t.initrd else "", t.kcmdline,
-        "BOOTIF=01-${netX/mac:hexhyp}") if a)
-    text = head + f"kernel {base}{t.kernel} {args}\n"
-    if t.initrd:
-        text += f"initrd --name {os.path.basename(t.initrd)} {base}{t.initrd}\n"
-    return text + "boot\n"
+    return _text(env, "xnba", state=t.state, local=t.local, server=server, port=port,
+                 kernel_url=f"{base}{t.kernel}" if t.kernel else "",
+                 initrd_url=f"{base}{t.initrd}" if t.initrd else "",
+                 initrd_name=os.path.basename(t.initrd) if t.initrd else "",
+                 kcmdline=t.kcmdline.strip())
 
 
-def grub2_config(t: BootTarget, server: str, port: str, protocol: str = "tftp") -> str:
+def grub2_config(t: BootTarget, server: str, port: str, protocol: str = "tftp",
+                 env: jinja2.Environment | None = None) -> str:
     """GRUB2: the kernel over TFTP (or HTTP with grub2-http); local boot is ``exit`` back
     to the firmware's boot order."""
-    head = f"#{t.state}\nset timeout=5\n"
-    if t.local:
-        return head + "exit\n"
     if protocol == "http":
         root, prefix = f"http,{server}:{port}", "/tftpboot/"
     else:
         root, prefix = f"tftp,{server}", "/"
-    text = (head + 'set default="xCAT OS Deployment"\n'
-            'menuentry "xCAT OS Deployment" {\n'
-            f"    insmod {protocol}\n"
-            f"    set root={root}\n"
-            f"    linux {prefix}{t.kernel} {t.kcmdline}".rstrip() + "\n")
-    if t.initrd:
-        text += f"    initrd {prefix}{t.initrd}\n"
-    return text + "}\n"
+    return _text(env, "grub2", state=t.state, local=t.local, protocol=protocol, root=root,
+                 prefix=prefix, kernel=t.kernel or "", initrd=t.initrd or "",
+                 kcmdline=t.kcmdline.strip(), server=server, port=port)
 
 
-def pxelinux_config(t: BootTarget) -> str:
+def pxelinux_config(t: BootTarget, env: jinja2.Environment | None = None) -> str:
     """pxelinux: the kernel over TFTP, BOOTIF appended (IPAPPEND 2); local boot is
     ``LOCALBOOT 0``."""
-    head = f"#{t.state}\nDEFAULT xCAT\nLABEL xCAT\n"
-    if t.local:
-        return head + "  LOCALBOOT 0\n"
-    append = " ".join(a for a in (f"initrd={t.initrd}" if t.initrd else "", t.kcmdline) if a)
-    text = head + f"  KERNEL {t.kernel}\n"
-    if append:
-        text += f"  APPEND {append}\n"
-    return text + "  IPAPPEND 2\n"
+    append = " ".join(a for a in (f"initrd={t.initrd}" if t.initrd else "",
+                                  t.kcmdline.strip()) if a)
+    return _text(env, "pxelinux", state=t.state, local=t.local, kernel=t.kernel or "",
+                 initrd=t.initrd or "", kcmdline=t.kcmdline.strip(), append=append)
 
 
 # ---- names ------------------------------------------------------------------------------------
@@ -168,13 +162,15 @@ def alias_paths(nb: NodeBoot) -> list[Path]:
     return [d / n for n in names]
 
 
-def render(nb: NodeBoot, t: BootTarget) -> str:
+def render(nb: NodeBoot, t: BootTarget, env: jinja2.Environment | None = None) -> str:
+    """The node's boot file text; ``env`` is the site's template environment (custom
+    templates first), the shipped templates when None."""
     if nb.netboot == "xnba":
-        return xnba_script(t, nb.server, nb.httpport)
+        return xnba_script(t, nb.server, nb.httpport, env)
     if nb.netboot.startswith("grub2"):
-        return grub2_config(t, nb.server, nb.httpport, grub2_protocol(nb.netboot))
+        return grub2_config(t, nb.server, nb.httpport, grub2_protocol(nb.netboot), env)
     if nb.netboot == "pxe":
-        return pxelinux_config(t)
+        return pxelinux_config(t, env)
     raise ValueError(nb.netboot)
 
 
@@ -199,9 +195,10 @@ def write_if_changed(path: Path, text: str, mode: int) -> bool:
     return True
 
 
-def write_node(nb: NodeBoot, t: BootTarget) -> tuple[bool, list[str]]:
+def write_node(nb: NodeBoot, t: BootTarget, env: jinja2.Environment | None = None
+               ) -> tuple[bool, list[str]]:
     """Write the node's boot files for ``t``; returns (anything changed, warnings)."""
-    text = render(nb, t)
+    text = render(nb, t, env)
     mode = file_mode(nb.netboot)
     changed = write_if_changed(main_path(nb.tftpdir, nb.netboot, nb.node), text, mode)
     for p in alias_paths(nb):

@@ -3,6 +3,7 @@ of the same name in its custom template directory (site.templatedir, default
 <installdir>/custom/templates under XCATROOT)."""
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import jinja2
@@ -17,10 +18,20 @@ def custom_dir(paths: Paths, site: dict[str, str]) -> Path:
 
 
 def environment(paths: Paths, site: dict[str, str]) -> jinja2.Environment:
-    loader = jinja2.ChoiceLoader([
+    """The site's custom template directory first, then the shipped templates."""
+    return _environment(jinja2.ChoiceLoader([
         jinja2.FileSystemLoader(str(custom_dir(paths, site))),
         jinja2.PackageLoader("xcatd.templates", "."),
-    ])
+    ]))
+
+
+@functools.lru_cache(maxsize=1)
+def shipped_environment() -> jinja2.Environment:
+    """The shipped templates only (no site at hand: doctests, tools)."""
+    return _environment(jinja2.PackageLoader("xcatd.templates", "."))
+
+
+def _environment(loader: jinja2.BaseLoader) -> jinja2.Environment:
     return jinja2.Environment(loader=loader, undefined=jinja2.StrictUndefined,
                               keep_trailing_newline=True, trim_blocks=True,
                               lstrip_blocks=True, autoescape=False)

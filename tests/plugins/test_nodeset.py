@@ -283,6 +283,33 @@ def test_a_node_whose_install_file_fails_keeps_its_old_files_and_chain(cluster, 
     assert chain(cluster, "n1")[0] == STATE
 
 
+
+def test_a_site_boot_template_overrides_the_shipped_one(cluster):
+    """templates/boot/xnba.j2 is the shipped iPXE script; the site's custom template
+    directory wins, as for every generated file."""
+    custom = cluster.root / "install/custom/templates/boot"
+    custom.mkdir(parents=True)
+    (custom / "xnba.j2").write_text("#!ipxe\n#{{ state }}\necho site script for {{ server }}\n"
+                                    "{% if local %}exit{% else %}chain {{ kernel_url }}"
+                                    "{% endif %}\n")
+    cluster.ok("nodeset", "n1", f"osimage={IMG}")
+    script = tftp(cluster, "xcat/xnba/nodes/n1").read_text()
+    assert script.startswith(f"#!ipxe\n#{STATE}\necho site script for 10.77.0.1\nchain http")
+    assert cluster.ok("nodeset", "n1", "stat").lines == [f"n1: {STATE}"]
+
+
+def test_a_broken_site_boot_template_is_an_error_naming_file_and_line(cluster):
+    cluster.ok("nodeset", "n1", "boot")
+    old = tftp(cluster, "xcat/xnba/nodes/n1").read_text()
+    custom = cluster.root / "install/custom/templates/boot"
+    custom.mkdir(parents=True)
+    (custom / "xnba.j2").write_text("#!ipxe\n#{{ state }}\n{% if local %}exit\n")
+    r = cluster.run("nodeset", "n1", f"osimage={IMG}")
+    assert r.rc == 1
+    assert re.search(r"^n1: Error: boot file template: .*xnba\.j2:\d+: ", r.err, re.M), r.err
+    assert tftp(cluster, "xcat/xnba/nodes/n1").read_text() == old
+    assert chain(cluster, "n1")[0] == "boot"
+
 BOOTFILE = {"n1": "xcat/xnba/nodes/n1", "n2": "boot/grub2/n2", "n3": "pxelinux.cfg/n3"}
 
 
