@@ -35,7 +35,9 @@ def _json(schema: dict, description: str) -> dict:
 
 def _errors(*codes: int) -> dict[str, Any]:
     words = {400: "Bad request", 401: "No valid client certificate", 403: "Permission denied",
-             404: "Not found", 409: "Already exists"}
+             404: "Not found", 409: "Already exists",
+             502: "Every node failed: its management controller could not be reached or "
+                  "refused (one 'node: message' each)"}
     return {str(c): _json(ERRORS, words[c]) for c in codes}
 
 
@@ -74,6 +76,118 @@ def _object_paths(resource: str, objtype: str, what: str) -> dict[str, Any]:
     }
 
 
+PER_NODE = ("Per node, as xCAT's REST API gives it: node -> {%s: ...}. Nodes that failed "
+            "are not keys; each is one 'node: message' line in errors. A partial result is "
+            "200 with errors, so a caller must look at errors even on 200; when no node "
+            "succeeded the answer is an error status with errors only.")
+NODE = _param("name", "a noderange (n1,n2 or a group)")
+
+
+def _per_node(key: str, value: dict, what: str) -> dict:
+    """The schema of a per-node answer: {node: {key: value}}, plus errors and warnings."""
+    return {"type": "object", "description": PER_NODE % key + " " + what,
+            "properties": {"errors": {"type": "array", "items": STR},
+                           "warnings": {"type": "array", "items": STR}},
+            "additionalProperties": {"type": "object", "required": [key],
+                                     "properties": {key: value},
+                                     "additionalProperties": False}}
+
+
+def _action_body(example: dict[str, Any], properties: dict[str, Any]) -> dict:
+    return {"required": True, "content": {"application/json": {
+        "schema": {"type": "object", "properties": properties, "additionalProperties": False},
+        "example": example}}}
+
+
+LINES = {"type": "array", "items": STR}
+
+
+def _node_action_paths() -> dict[str, Any]:
+    """/xcatws/nodes/{name}/power, nextboot, bootstate, inventory, vitals, eventlog: the
+    commands rpower, rsetboot, nodeset, rinv, rvitals and reventlog."""
+    tags = ["nodes"]
+    hw_errors = _errors(400, 401, 403, 404, 502)
+    return {
+        "/xcatws/nodes/{name}/power": {
+            "parameters": [NODE],
+            "get": {"summary": "Power state (rpower stat)", "tags": tags, "responses": {
+                "200": _json(_per_node("power", STR, "on or off."), "power states"),
+                **hw_errors}},
+            "put": {"summary": "Change the power (rpower <action>)", "tags": tags,
+                    "requestBody": _action_body({"action": "on"}, {"action": {
+                        **STR, "enum": ["on", "off", "softoff", "reset", "boot", "cycle",
+                                        "nmi", "stat", "state", "status"]}}),
+                    "responses": {"200": _json(_per_node(
+                        "power", STR, "What rpower prints: the state after the action, or "
+                                      "xCAT's word for it (boot: 'on reset' or 'off on')."),
+                        "done"), **hw_errors}}},
+        "/xcatws/nodes/{name}/nextboot": {
+            "parameters": [NODE],
+            "get": {"summary": "Next boot device (rsetboot stat)", "tags": tags,
+                    "responses": {"200": _json(_per_node(
+                        "nextboot", STR, "Network, Hard Drive, CD/DVD, ... or 'boot override "
+                                         "inactive'."), "next boot devices"), **hw_errors}},
+            "put": {"summary": "Set the next boot device (rsetboot <order> [-p] [-u])",
+                    "tags": tags,
+                    "requestBody": _action_body({"order": "net"}, {
+                        "order": {**STR, "enum": ["net", "hd", "cd", "def", "floppy",
+                                                  "setup"]},
+                        "persistent": {"type": "boolean", "description": "rsetboot -p"},
+                        "uefi": {"type": "boolean", "description": "rsetboot -u"}}),
+                    "responses": {"200": _json(_per_node("nextboot", STR, "The device set."),
+                                               "set"), **hw_errors}}},
+        "/xcatws/nodes/{name}/bootstate": {
+            "parameters": [NODE],
+            "get": {"summary": "Network boot state (nodeset stat)", "tags": tags,
+                    "responses": {"200": _json(_per_node(
+                        "bootstat", STR, "xCAT's words: 'install <os>-<arch>-<profile>', "
+                                         "boot, shell, offline, ..."), "boot states"),
+                                  **_errors(400, 401, 403, 404)}},
+            "put": {"summary": "Set the network boot state (nodeset osimage=<image> | "
+                               "<state>)", "tags": tags,
+                    "requestBody": _action_body({"osimage": "rocky9.4-x86_64-install-compute"}, {
+                        "osimage": {**STR, "description": "nodeset osimage=<osimage>"},
+                        "state": {**STR, "description": "boot, shell, standby, offline, "
+                                                        "shutdown, next, runcmd=..., "
+                                                        "runimage=..., or a comma chain"}}),
+                    "responses": {"200": _json(_per_node("bootstat", STR, "The state set."),
+                                               "set"), **_errors(400, 401, 403, 404)}}},
+        "/xcatws/nodes/{name}/inventory": {
+            "parameters": [NODE],
+            "get": {"summary": "Hardware inventory (rinv <type>)", "tags": tags,
+                    "parameters": [_param("type", "one of all (default), model, serial, vpd, "
+                                                  "firm, mprom, deviceid, guid, uuid, mac, "
+                                                  "dimm, asset, misc", "query")],
+                    "responses": {"200": _json(_per_node(
+                        "inventory", LINES, "rinv's 'Label: value' lines, in its order."),
+                        "inventory"), **hw_errors}}},
+        "/xcatws/nodes/{name}/vitals": {
+            "parameters": [NODE],
+            "get": {"summary": "Sensor readings (rvitals <type>)", "tags": tags,
+                    "parameters": [{**_param("type", "temp, voltage, wattage, fanspeed, "
+                                                     "power, leds or all (default); "
+                                                     "comma-separated or repeated", "query"),
+                                    "explode": True}],
+                    "responses": {"200": _json(_per_node(
+                        "vitals", LINES, "rvitals' 'Sensor: reading' lines."), "readings"),
+                        **hw_errors}}},
+        "/xcatws/nodes/{name}/eventlog": {
+            "parameters": [NODE],
+            "get": {"summary": "Hardware event log (reventlog <count>|all [-s])", "tags": tags,
+                    "parameters": [_param("count", "the newest N entries, or all (default)",
+                                          "query"),
+                                   _param("sort", "1 for newest first (reventlog -s)",
+                                          "query")],
+                    "responses": {"200": _json(_per_node(
+                        "eventlog", LINES, "reventlog's lines, oldest first."), "events"),
+                        **hw_errors}},
+            "delete": {"summary": "Clear the event log (reventlog clear)", "tags": tags,
+                       "responses": {"200": _json(_per_node(
+                           "eventlog", LINES, "['SEL cleared']."), "cleared"),
+                           **hw_errors}}},
+    }
+
+
 def spec() -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for resource, objtype, what in (("nodes", "node", "node"), ("groups", "group", "group"),
@@ -87,6 +201,7 @@ def spec() -> dict[str, Any]:
                        _param("attrs", "comma-separated attribute names"), SECRETS],
         "responses": {"200": _json(OBJECTS, "node -> attribute -> value"),
                       **_errors(401, 403, 404)}}}
+    paths.update(_node_action_paths())
     paths["/xcatws/site"] = {
         "get": {"summary": "Show the site settings (lsdef -t site)", "tags": ["site"],
                 "parameters": [SECRETS],

@@ -1,11 +1,15 @@
 """The REST API: a second front on the same server. Every call becomes a Request and goes
 through the same policy, audit, job record, dispatch and locks as a command.
 
-Paths follow xCAT's ``/xcatws`` layout; bodies and results are JSON.
+Paths follow xCAT's ``/xcatws`` layout; bodies and results are JSON. The node actions
+(``/xcatws/nodes/{noderange}/power|nextboot|bootstate|inventory|vitals|eventlog``) answer in
+xcatws' per-node shape, ``{"n1": {"power": "on"}}``, and keep the nodes that succeeded when
+others fail (``"errors": ["n2: ..."]`` beside them, HTTP 200); see ``_node_answer``.
 """
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from aiohttp import web
@@ -61,8 +65,11 @@ def _messages(responses: list[Response]) -> dict[str, Any]:
             "warnings": [r.warning for r in responses if r.warning]}
 
 
+TRUE = ("1", "true", "yes")
+
+
 def _show_secrets(request: web.Request) -> bool:
-    return request.query.get("show_secrets", "") in ("1", "true", "yes")
+    return request.query.get("show_secrets", "") in TRUE
 
 
 async def _body(request: web.Request) -> dict[str, str]:
@@ -183,6 +190,150 @@ async def job_delete(request: web.Request) -> web.Response:
     return _answer(res, _messages(res))
 
 
+# ---- node actions: hardware control and provisioning ---------------------------------------
+#: HTTP status when not one node could be served because each node's management controller
+#: failed (unreachable, refused the login, ...): the fault is upstream, not in the request.
+UPSTREAM_FAILED = 502
+
+
+def _node_answer(responses: list[Response], key: str, *, lines: bool = False,
+                 all_failed: int | None = UPSTREAM_FAILED) -> web.Response:
+    """xCAT's per-node shape, ``{node: {key: value}}`` (``value`` a list of lines when
+    ``lines``), for the nodes that answered, plus ``errors`` ("node: message", as xcatws
+    words them) for those that did not. One dead BMC must not hide the other nodes' results
+    (xcatws answers 403 with only the errors): a partial result is 200 with ``errors``.
+    Nothing to show is an error status: ``_status`` for a failed request (bad word, unknown
+    noderange, policy), ``all_failed`` (or ``_status``) when every node failed alone."""
+    from xcatd.noderange import natural_key
+    nodes: dict[str, dict[str, Any]] = {}
+    errors: list[str] = []
+    warnings: list[str] = []
+    request_failed = False
+    for r in responses:
+        if r.error:
+            errors.append(f"{r.node}: {r.error}" if r.node else r.error)
+            request_failed = request_failed or r.node is None
+        elif r.warning:
+            warnings.append(f"{r.node}: {r.warning}" if r.node else r.warning)
+        elif r.node is not None and r.data is not None:
+            if lines:
+                nodes.setdefault(r.node, {key: []})[key].append(r.data)
+            else:
+                nodes.setdefault(r.node, {key: r.data})  # the node's line, not later notes
+    if not nodes and errors:
+        status = _status(errors) if request_failed or all_failed is None else all_failed
+        return web.json_response({"errors": errors}, status=status)
+    body: dict[str, Any] = {n: nodes[n] for n in sorted(nodes, key=natural_key)}
+    if errors:
+        body["errors"] = errors
+    if warnings:
+        body["warnings"] = warnings
+    return web.json_response(body)
+
+
+def _bad_request(message: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(text=json.dumps({"errors": [message]}),
+                              content_type="application/json")
+
+
+async def _one_of(request: web.Request, keys: tuple[str, ...]) -> tuple[str, str]:
+    """The body's single key of ``keys`` and its value; anything else is a 400 that names
+    what was wrong (a misspelt key must not be ignored)."""
+    body = await _body(request)
+    unknown = [k for k in body if k not in keys]
+    if unknown:
+        raise _bad_request(f"unknown key(s) {', '.join(unknown)} in the body (use "
+                           f"{' or '.join(keys)})")
+    given = [(k, v.strip()) for k, v in body.items() if v.strip()]
+    if len(given) != 1:
+        raise _bad_request(f"the body must give exactly one of {', '.join(keys)}, e.g. "
+                           f'{{"{keys[0]}": "..."}}')
+    return given[0]
+
+
+def _noderange(request: web.Request) -> str:
+    return request.match_info["name"]
+
+
+async def power_get(request: web.Request) -> web.Response:
+    res = await run(request, Request("rpower", _noderange(request), {"action": "stat"}))
+    return _node_answer(res, "power")
+
+
+async def power_put(request: web.Request) -> web.Response:
+    _, action = await _one_of(request, ("action",))
+    res = await run(request, Request("rpower", _noderange(request), {"action": action}))
+    return _node_answer(res, "power")
+
+
+async def nextboot_get(request: web.Request) -> web.Response:
+    res = await run(request, Request("rsetboot", _noderange(request), {"device": "stat"}))
+    return _node_answer(res, "nextboot")
+
+
+async def nextboot_put(request: web.Request) -> web.Response:
+    body = await _body(request)
+    flags = {k: body.pop(k).lower() in TRUE for k in ("persistent", "uefi") if k in body}
+    unknown = [k for k in body if k != "order"]
+    if unknown or not body.get("order", "").strip():
+        raise _bad_request(f"unknown key(s) {', '.join(unknown)} in the body" if unknown else
+                           'the body must give the order, e.g. {"order": "net"}')
+    res = await run(request, Request("rsetboot", _noderange(request),
+                                     {"device": body["order"].strip(), **flags}))
+    return _node_answer(res, "nextboot")
+
+
+async def bootstate_get(request: web.Request) -> web.Response:
+    res = await run(request, Request("nodeset", _noderange(request), {"state": "stat"}))
+    return _node_answer(res, "bootstat", all_failed=None)
+
+
+async def bootstate_put(request: web.Request) -> web.Response:
+    key, value = await _one_of(request, ("osimage", "state"))
+    state = f"osimage={value}" if key == "osimage" else value
+    res = await run(request, Request("nodeset", _noderange(request), {"state": state}))
+    return _node_answer(res, "bootstat", all_failed=None)
+
+
+async def inventory_get(request: web.Request) -> web.Response:
+    what = request.query.get("type") or "all"
+    res = await run(request, Request("rinv", _noderange(request), {"what": what}))
+    return _node_answer(res, "inventory", lines=True)
+
+
+async def vitals_get(request: web.Request) -> web.Response:
+    what = [w for t in request.query.getall("type", []) for w in t.split(",") if w.strip()]
+    res = await run(request, Request("rvitals", _noderange(request),
+                                     {"what": what or ["all"]}))
+    return _node_answer(res, "vitals", lines=True)
+
+
+async def eventlog_get(request: web.Request) -> web.Response:
+    count = (request.query.get("count") or "all").strip().lower()
+    if count != "all" and not (count.isdigit() and int(count) > 0):
+        # never a 'clear' through a GET
+        raise _bad_request(f"count={count} is not a number of entries (or all)")
+    res = await run(request, Request("reventlog", _noderange(request), {
+        "what": count, "sort": request.query.get("sort", "") in TRUE}))
+    return _node_answer(res, "eventlog", lines=True)
+
+
+async def eventlog_delete(request: web.Request) -> web.Response:
+    res = await run(request, Request("reventlog", _noderange(request), {"what": "clear"}))
+    return _node_answer(res, "eventlog", lines=True)
+
+
+#: /xcatws/nodes/{name}/<resource>: method -> handler
+NODE_ACTIONS = {
+    "power": {"GET": power_get, "PUT": power_put},
+    "nextboot": {"GET": nextboot_get, "PUT": nextboot_put},
+    "bootstate": {"GET": bootstate_get, "PUT": bootstate_put},
+    "inventory": {"GET": inventory_get},
+    "vitals": {"GET": vitals_get},
+    "eventlog": {"GET": eventlog_get, "DELETE": eventlog_delete},
+}
+
+
 async def openapi(request: web.Request) -> web.Response:
     from xcatd.openapi import spec
     return web.json_response(spec())
@@ -198,6 +349,9 @@ def add_routes(app: web.Application) -> None:
         r.add_put(base + "/{name}", _object_change(objtype, "chdef"))
         r.add_delete(base + "/{name}", _object_change(objtype, "rmdef"))
     r.add_get("/xcatws/nodes/{name}/attrs/{attrs}", _object_get("node"))
+    for resource, handlers in NODE_ACTIONS.items():
+        for method, handler in handlers.items():
+            r.add_route(method, f"/xcatws/nodes/{{name}}/{resource}", handler)
     r.add_get("/xcatws/site", site_get)
     r.add_put("/xcatws/site", site_put)
     r.add_get("/xcatws/tables", tables_list)

@@ -11,8 +11,11 @@ import copy
 import http.client
 import json
 import os
+import random
 import re
+import shutil
 import ssl
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,9 @@ from openapi_spec_validator import OpenAPIV30SpecValidator, validate
 from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 
 from xcatd.credentials import issue_client_cert
+from xcatd.lab.bmcdata import lab_emu
+from xcatd.lab.bmcfleet import Fleet
+from xcatd.lab.ipmisim import IpmiSim
 from xcatd.server import make_app
 
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
@@ -242,6 +248,7 @@ def concrete_paths(rest: Rest) -> dict[str, list[str]]:
                                         "/xcatws/tables/nodelist/rows?where=node==n1"],
         "/xcatws/jobs": ["/xcatws/jobs", "/xcatws/jobs?all=1"],
         "/xcatws/jobs/{jobid}": [f"/xcatws/jobs/{mkdef[0]}", f"/xcatws/jobs/{mkdef[0][:13]}"],
+        "/xcatws/nodes/{name}/bootstate": ["/xcatws/nodes/n1,n2/bootstate"],
     }
 
 
@@ -250,6 +257,8 @@ def test_every_documented_get_answers_per_its_schema(cluster, rest, spec):
     gets = sorted(path for m, path in documented(spec) if m == "GET")
     assert len(gets) >= 15
     for template in gets:
+        if template in HARDWARE_GETS:  # needs BMCs: test_every_hardware_get_answers_...
+            continue
         if "{" in template:
             assert template in urls, f"no concrete URL for documented GET {template}"
         for url in urls.get(template, [template]):
@@ -674,3 +683,306 @@ def test_list_body_on_put_is_400(cluster, rest, spec):
     assert status == 400
     conforms(spec, "PUT", "/xcatws/nodes/{name}", 400, body)
     assert cluster.ok("nodels", "n1", "nodehm.mgt").lines == ["n1: ipmi"]
+
+
+# ---- 12. node actions: power, nextboot, bootstate, inventory, vitals, eventlog -------------
+needs_ipmi_sim = pytest.mark.skipif(not shutil.which("ipmi_sim") or not shutil.which("ipmitool"),
+                                    reason="needs openipmi (ipmi_sim) and ipmitool")
+
+#: Documented GETs that need BMCs to answer: the schema test of every GET above leaves them to
+#: test_every_hardware_get_answers_per_its_schema, which calls these URLs on the ``bmcs``
+#: fixture (n0, n1: simulated BMCs; s1: ipmi_sim with the lab server's FRU, SDRs and SEL).
+HARDWARE_GETS = {
+    "/xcatws/nodes/{name}/power": ["/xcatws/nodes/n0,n1/power"],
+    "/xcatws/nodes/{name}/nextboot": ["/xcatws/nodes/n0/nextboot"],
+    "/xcatws/nodes/{name}/inventory": ["/xcatws/nodes/s1/inventory",
+                                       "/xcatws/nodes/s1/inventory?type=serial"],
+    "/xcatws/nodes/{name}/vitals": ["/xcatws/nodes/s1/vitals",
+                                    "/xcatws/nodes/s1/vitals?type=temp,voltage",
+                                    "/xcatws/nodes/s1/vitals?type=temp&type=fanspeed"],
+    "/xcatws/nodes/{name}/eventlog": ["/xcatws/nodes/s1/eventlog",
+                                      "/xcatws/nodes/s1/eventlog?count=2&sort=1"],
+}
+IMG = "rocky9.4-x86_64-install-compute"
+
+
+def _base_port() -> int:
+    return random.Random(os.getpid() * 7907 + time.time_ns()).randrange(31000, 59000, 100)
+
+
+@pytest.fixture
+def fleet(mn_daemon):
+    """n0, n1 behind simulated BMCs (admin/secret from passwd key=ipmi), n2's BMC dead."""
+    mn = mn_daemon
+    mn.ok("chtab", "key=ipmitimeout", "site.value=0.5")
+    mn.ok("chtab", "key=ipmiretries", "site.value=1")
+    with Fleet(_base_port(), 3, dead=[2]) as bmcs:
+        mn.ok("nodeadd", "n[0-2]", "groups=compute", "nodehm.mgt=ipmi")
+        mn.ok("chtab", "node=compute", "ipmi.bmc=127.0.0.1",
+              rf"ipmi.bmcport=|\D+(\d+)|({bmcs.base_port}+$1)|")
+        mn.ok("chtab", "key=ipmi", "passwd.username=admin", "passwd.password=secret")
+        yield mn, bmcs
+
+
+@pytest.fixture
+def bmcs(fleet, tmp_path):
+    """The fleet, and s1 behind an ipmi_sim holding the lab server's FRU, SDRs, DIMMs and SEL."""
+    mn, fleet_bmcs = fleet
+    with IpmiSim(tmp_path / "bmc", emu_extra=lab_emu()) as sim:
+        mn.ok("nodeadd", "s1", "groups=sims", "nodehm.mgt=ipmi", "ipmi.bmc=127.0.0.1",
+              f"ipmi.bmcport={sim.port}", f"ipmi.username={sim.user}",
+              f"ipmi.password={sim.password}")
+        yield mn, fleet_bmcs, sim
+
+
+def judge(bmcs: Fleet, i: int, *args: str) -> str:
+    """ipmitool's view of fleet BMC i: an IPMI client that is not ours."""
+    r = subprocess.run(["ipmitool", "-I", "lanplus", "-C", "3", "-N", "1", "-R", "3",
+                        "-H", "127.0.0.1", "-p", str(bmcs.port(i)), "-U", bmcs.user,
+                        "-P", bmcs.password, *args], capture_output=True, text=True,
+                       timeout=30, check=True)
+    return r.stdout
+
+
+needs_ipmitool = pytest.mark.skipif(not shutil.which("ipmitool"), reason="needs ipmitool")
+
+
+def error_for(body: dict, node: str) -> list[str]:
+    return [e for e in body.get("errors", []) if e.startswith(f"{node}: ")]
+
+
+@needs_ipmitool
+def test_power_get_put_and_a_dead_bmc(fleet, rest, spec):
+    mn, bmcs = fleet
+    template = "/xcatws/nodes/{name}/power"
+    status, body = rest("GET", "/xcatws/nodes/n0,n1/power")
+    assert (status, body) == (200, {"n0": {"power": "off"}, "n1": {"power": "off"}})
+
+    status, body = rest("PUT", "/xcatws/nodes/n0/power", {"action": "on"})
+    assert (status, body) == (200, {"n0": {"power": "on"}})
+    conforms(spec, "PUT", template, 200, body)
+    assert judge(bmcs, 0, "chassis", "power", "status").strip() == "Chassis Power is on"
+    assert judge(bmcs, 1, "chassis", "power", "status").strip() == "Chassis Power is off"
+    assert rest("GET", "/xcatws/nodes/n0,n1/power")[1] == {
+        "n0": {"power": "on"}, "n1": {"power": "off"}}
+    assert mn.ok("nodels", "n0", "nodelist.status").lines == ["n0: powering-on"]
+    jobs = rest("GET", "/xcatws/jobs")[1]["jobs"]
+    assert [(j["command"], j["noderange"], j["clienttype"], j["state"]) for j in jobs
+            if j["command"] == "rpower" and j["clienttype"] == "rest"][-2:] == [
+        ("rpower", "n0", "rest", "done"), ("rpower", "n0,n1", "rest", "done")]
+
+    # boot on a node that is on: xCAT's 'on reset'
+    assert rest("PUT", "/xcatws/nodes/n0/power", {"action": "boot"})[1] == {
+        "n0": {"power": "on reset"}}
+
+    # one dead BMC: the others' results stay, the dead one is one error line, still 200
+    status, body = rest("GET", "/xcatws/nodes/n0-n2/power")
+    assert status == 200, body
+    conforms(spec, "GET", template, 200, body)
+    assert {k: v for k, v in body.items() if k != "errors"} == {
+        "n0": {"power": "on"}, "n1": {"power": "off"}}
+    assert len(body["errors"]) == 1 and error_for(body, "n2"), body
+    assert "secret" not in json.dumps(body)
+    status, body = rest("PUT", "/xcatws/nodes/n1,n2/power", {"action": "on"})
+    assert status == 200 and body["n1"] == {"power": "on"} and error_for(body, "n2"), body
+    assert judge(bmcs, 1, "chassis", "power", "status").strip() == "Chassis Power is on"
+    # nothing but the dead one: no result at all is a failure of the BMC, 502
+    status, body = rest("GET", "/xcatws/nodes/n2/power")
+    assert status == 502, body
+    conforms(spec, "GET", template, 502, body)
+    assert set(body) == {"errors"} and error_for(body, "n2")
+
+
+@needs_ipmitool
+def test_bad_power_requests_are_400_naming_the_word_and_change_nothing(fleet, rest, spec):
+    _mn, bmcs = fleet
+    judge(bmcs, 0, "chassis", "power", "on")
+    for payload, word in (({"action": "explode"}, "explode"), ({}, "action"),
+                          ({"action": ""}, "action"), ({"action": "off", "force": "1"}, "force"),
+                          ({"acton": "off"}, "acton")):
+        status, body = rest("PUT", "/xcatws/nodes/n0/power", payload)
+        assert status == 400, (payload, body)
+        conforms(spec, "PUT", "/xcatws/nodes/{name}/power", 400, body)
+        assert any(word in e for e in body["errors"]), (payload, body)
+    assert judge(bmcs, 0, "chassis", "power", "status").strip() == "Chassis Power is on"
+    status, body = rest("GET", "/xcatws/nodes/n0,n99/power")
+    assert status == 404, body
+    conforms(spec, "GET", "/xcatws/nodes/{name}/power", 404, body)
+    assert any("n99" in e for e in body["errors"])
+
+
+@needs_ipmitool
+def test_power_through_rest_obeys_policy(fleet, rest, spec, tmp_path):
+    mn, bmcs = fleet
+    files = issue_client_cert(mn.paths, "bob", tmp_path / "bob")
+    bob = client(mn, files.cred, files.ca)
+    status, body = bob("PUT", "/xcatws/nodes/n0/power", {"action": "on"})
+    assert status == 403, body
+    conforms(spec, "PUT", "/xcatws/nodes/{name}/power", 403, body)
+    assert judge(bmcs, 0, "chassis", "power", "status").strip() == "Chassis Power is off"
+    assert poll(lambda: audit_rows(mn, userid="bob", clienttype="rest", status="Denied",
+                                   command="rpower"))
+    status, body = bob("GET", "/xcatws/nodes/n0/power")
+    assert status == 403, body
+    assert any("Permission denied" in e for e in body["errors"])
+
+
+@needs_ipmitool
+def test_nextboot_get_put(fleet, rest, spec):
+    mn, bmcs = fleet
+    template = "/xcatws/nodes/{name}/nextboot"
+    status, body = rest("GET", "/xcatws/nodes/n1/nextboot")
+    assert (status, body) == (200, {"n1": {"nextboot": "boot override inactive"}})
+    status, body = rest("PUT", "/xcatws/nodes/n1/nextboot", {"order": "net"})
+    assert (status, body) == (200, {"n1": {"nextboot": "Network"}})
+    conforms(spec, "PUT", template, 200, body)
+    assert "Boot Device Selector : Force PXE" in judge(bmcs, 1, "chassis", "bootparam", "get",
+                                                       "5")
+    assert rest("GET", "/xcatws/nodes/n0,n1/nextboot")[1] == {
+        "n0": {"nextboot": "boot override inactive"}, "n1": {"nextboot": "Network"}}
+    assert mn.ok("rsetboot", "n1", "stat").lines == ["n1: Network"]
+
+    status, body = rest("PUT", "/xcatws/nodes/n0,n2/nextboot", {"order": "hd",
+                                                              "persistent": True})
+    assert status == 200 and body["n0"] == {"nextboot": "Hard Drive"} and error_for(body, "n2")
+    conforms(spec, "PUT", template, 200, body)
+
+    for payload, word in (({"order": "usb"}, "usb"), ({"device": "net"}, "device"), ({}, "order")):
+        status, body = rest("PUT", "/xcatws/nodes/n1/nextboot", payload)
+        assert status == 400, (payload, body)
+        conforms(spec, "PUT", template, 400, body)
+        assert any(word in e for e in body["errors"]), body
+    assert rest("GET", "/xcatws/nodes/n1/nextboot")[1] == {"n1": {"nextboot": "Network"}}
+
+
+def _provisioning(mn) -> None:
+    """What nodeset osimage= needs (tests/plugins/test_nodeset.py's make_cluster, smaller):
+    an install osimage with its copied kernel and initrd, nodes with an address and a MAC."""
+    mn.ok("chtab", "key=master", "site.value=10.77.0.1")
+    mn.ok("chtab", "key=dhcpsetup", "site.value=n")
+    mn.ok("chtab", "key=system", "passwd.username=root", "passwd.password=cluster")
+    mn.ok("chtab", f"imagename={IMG}", "osimage.provmethod=install", "osimage.osvers=rocky9.4",
+          "osimage.osarch=x86_64", "osimage.profile=compute", "osimage.imagetype=linux")
+    mn.ok("nodeadd", "b[1-2]", "groups=prov", "nodetype.arch=x86_64")
+    mn.ok("chtab", "node=prov", r"hosts.ip=|\D+(\d+)|10.77.0.($1+10)|",
+          r"mac.mac=|\D+(\d+)|52:54:00:00:00:($1+10)|")
+    pxeboot = mn.root / "install/rocky9.4/x86_64/images/pxeboot"
+    pxeboot.mkdir(parents=True)
+    (pxeboot / "vmlinuz").write_bytes(b"KERNEL" * 100)
+    (pxeboot / "initrd.img").write_bytes(b"INITRD" * 100)
+
+
+def currstate(mn, node: str) -> str | None:
+    rows = mn.db.rows("chain", keys=[node])
+    return rows[0]["currstate"] if rows else None
+
+
+def test_bootstate_get_put_state_and_osimage(mn_daemon, rest, spec):
+    mn = mn_daemon
+    _provisioning(mn)
+    template = "/xcatws/nodes/{name}/bootstate"
+    status, body = rest("GET", "/xcatws/nodes/b1,b2/bootstate")
+    assert (status, body) == (200, {"b1": {"bootstat": "offline"}, "b2": {"bootstat": "offline"}})
+
+    status, body = rest("PUT", "/xcatws/nodes/b1/bootstate", {"state": "boot"})
+    assert (status, body) == (200, {"b1": {"bootstat": "boot"}}), body
+    conforms(spec, "PUT", template, 200, body)
+    assert currstate(mn, "b1") == "boot"
+    assert mn.ok("nodeset", "b1", "stat").lines == ["b1: boot"]
+
+    state = "install rocky9.4-x86_64-compute"
+    status, body = rest("PUT", "/xcatws/nodes/b1,b2/bootstate", {"osimage": IMG})
+    assert (status, body) == (200, {"b1": {"bootstat": state}, "b2": {"bootstat": state}}), body
+    assert rest("GET", "/xcatws/nodes/b1,b2/bootstate")[1] == {
+        "b1": {"bootstat": state}, "b2": {"bootstat": state}}
+    assert currstate(mn, "b2") == state
+    assert (mn.root / "install/autoinst/b2").is_file()
+    assert "inst.ks=" in (mn.root / "tftpboot/xcat/xnba/nodes/b2").read_text()
+    jobs = rest("GET", "/xcatws/jobs")[1]["jobs"]
+    assert any(j["command"] == "nodeset" and j["clienttype"] == "rest" and
+               j["noderange"] == "b1,b2" and j["state"] == "done" for j in jobs)
+
+    for payload, word in (({"osimage": "nosuchimage"}, "nosuchimage"),
+                          ({"state": "bogus"}, "bogus"),
+                          ({"osimage": IMG, "state": "boot"}, "exactly one"),
+                          ({"image": IMG}, "image"), ({}, "exactly one")):
+        status, body = rest("PUT", "/xcatws/nodes/b1/bootstate", payload)
+        assert status == 400, (payload, body)
+        conforms(spec, "PUT", template, 400, body)
+        assert any(word in e for e in body["errors"]), (payload, body)
+    assert currstate(mn, "b1") == state  # nothing changed
+    status, body = rest("PUT", "/xcatws/nodes/b9/bootstate", {"state": "boot"})
+    assert status == 404, body
+    conforms(spec, "PUT", template, 404, body)
+
+
+@needs_ipmi_sim
+def test_inventory_vitals_and_eventlog_against_ipmi_sim(bmcs, rest, spec):
+    mn, _fleet, sim = bmcs
+    status, body = rest("GET", "/xcatws/nodes/s1/inventory?type=serial")
+    assert (status, body) == (200, {"s1": {"inventory": [
+        "System Serial Number: S1234567", "Chassis Serial Number: CHS0001"]}})
+    fru = sim.ipmitool("fru", "print", "0").stdout
+    assert re.search(r"Product Serial\s+: S1234567", fru)
+    # the same lines as the command, in its order
+    every = rest("GET", "/xcatws/nodes/s1/inventory")[1]["s1"]["inventory"]
+    assert [f"s1: {line}" for line in every] == mn.ok("rinv", "s1", "all").lines
+    assert len(every) > 10
+
+    status, body = rest("GET", "/xcatws/nodes/s1/vitals?type=temp")
+    assert (status, body) == (200, {"s1": {"vitals": ["CPU Temp: 40 C (104 F)"]}})
+    vitals = rest("GET", "/xcatws/nodes/s1/vitals?type=temp,voltage")[1]["s1"]["vitals"]
+    assert sorted(v.split(":")[0] for v in vitals) == ["12V", "3.3V", "CPU Temp"]
+
+    status, body = rest("GET", "/xcatws/nodes/s1/eventlog")
+    events = body["s1"]["eventlog"]
+    assert status == 200 and len(events) == 4, body
+    assert "(CPU Temp reading 85 C (185 F) with threshold 80 C (176 F))" in events[0]
+    newest = rest("GET", "/xcatws/nodes/s1/eventlog?count=2&sort=1")[1]["s1"]["eventlog"]
+    assert [e.split(" ", 2)[2] for e in newest] == [e.split(" ", 2)[2] for e in events[:-3:-1]]
+
+    # a GET never clears, whatever the count says
+    status, body = rest("GET", "/xcatws/nodes/s1/eventlog?count=clear")
+    assert status == 400 and "count=clear" in body["errors"][0], body
+    conforms(spec, "GET", "/xcatws/nodes/{name}/eventlog", 400, body)
+    for url, word in (("/xcatws/nodes/s1/inventory?type=bogus", "bogus"),
+                      ("/xcatws/nodes/s1/vitals?type=temp,humidity", "humidity")):
+        status, body = rest("GET", url)
+        assert status == 400 and word in body["errors"][0], (url, body)
+        conforms(spec, "GET", url.split("?")[0].replace("s1", "{name}"), 400, body)
+    assert len(rest("GET", "/xcatws/nodes/s1/eventlog")[1]["s1"]["eventlog"]) == 4
+
+    # one dead BMC beside it: s1's lines, n2's error
+    for url, key in (("/xcatws/nodes/s1,n2/inventory?type=serial", "inventory"),
+                     ("/xcatws/nodes/s1,n2/vitals?type=temp", "vitals"),
+                     ("/xcatws/nodes/s1,n2/eventlog?count=1", "eventlog")):
+        status, body = rest("GET", url)
+        assert status == 200, (url, body)
+        conforms(spec, "GET", url.split("?")[0].replace("s1,n2", "{name}"), 200, body)
+        assert set(body) == {"s1", "errors"} and len(body["s1"][key]) >= 1, body
+        assert len(body["errors"]) == 1 and error_for(body, "n2"), body
+    status, body = rest("GET", "/xcatws/nodes/n2/vitals")
+    assert status == 502 and error_for(body, "n2"), body
+
+    status, body = rest("DELETE", "/xcatws/nodes/s1/eventlog")
+    assert (status, body) == (200, {"s1": {"eventlog": ["SEL cleared"]}})
+    conforms(spec, "DELETE", "/xcatws/nodes/{name}/eventlog", 200, body)
+    assert re.search(r"Entries\s+: 0", sim.ipmitool("sel", "info").stdout)
+    assert rest("GET", "/xcatws/nodes/s1/eventlog")[1] == {
+        "s1": {"eventlog": ["no SEL entries"]}}
+
+
+@needs_ipmi_sim
+def test_every_hardware_get_answers_per_its_schema(bmcs, rest, spec):
+    documented_hw = {path for m, path in documented(spec) if m == "GET"
+                     and re.fullmatch(r"/xcatws/nodes/\{name\}/\w+", path)
+                     and not path.endswith(("/bootstate", "/attrs"))}
+    assert documented_hw == set(HARDWARE_GETS)
+    for template, urls in HARDWARE_GETS.items():
+        for url in urls:
+            status, body = rest("GET", url)
+            assert status == 200, (url, body)
+            conforms(spec, "GET", template, 200, body)
+            assert body and "errors" not in body, (url, body)
+            for node, value in body.items():
+                assert all(value.values()), f"GET {url}: {node} has an empty value"
