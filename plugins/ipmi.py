@@ -104,10 +104,22 @@ class IpmiManager(HardwareManager):
                 results.put(out)
             await asyncio.gather(*(one(t) for t in targets))
 
+        if not self.engine.loop.is_running():
+            yield from (Outcome(t.node, error="the IPMI engine has stopped") for t in targets)
+            return
         done = self.engine.submit(all_nodes())
-        for _ in targets:
-            yield results.get()
-        done.result()
+        pending = {t.node for t in targets}
+        while pending:
+            try:
+                out = results.get(timeout=0.5)
+            except queue.Empty:  # every node answers or times out; a dead loop must not hang us
+                if done.done() or not self.engine.loop.is_running():
+                    why = "the IPMI engine has stopped"
+                    yield from (Outcome(n, error=why) for n in sorted(pending))
+                    return
+                continue
+            pending.discard(out.node)
+            yield out
 
     async def _with_session(self, t: Target, limits: Limits,
                             work: Callable[[Target, Session], Awaitable[Outcome]]) -> Outcome:

@@ -269,3 +269,13 @@ def test_a_bmc_that_drops_packets_still_answers_within_its_retries(manager):
             assert link.dropped >= 3  # packets really were lost, and retried
         finally:
             link.close()
+
+
+def test_a_stopped_engine_is_an_error_per_node_never_a_hang():
+    from xcatd.plugins.ipmi import IpmiManager
+    m = IpmiManager()
+    m.close()
+    targets = [Target(f"n{i}", "127.0.0.1", 9, "admin", "x") for i in range(3)]
+    out = list(m.power_state(targets, FAST))
+    assert [(o.node, o.error) for o in out] == [
+        (f"n{i}", "the IPMI engine has stopped") for i in range(3)]
