@@ -190,3 +190,31 @@ def vmlab(tmp_path):
         yield lab
     finally:
         lab.stop()
+
+
+INSTALL_IMAGE = "rocky9.4-x86_64-install-compute"
+
+
+@pytest.fixture
+def install_image():
+    """``install_image(mn, noderange, group)``: see define_install_image."""
+    return define_install_image
+
+
+def define_install_image(mn, noderange: str, group: str) -> None:
+    """What `nodeset osimage=` needs, for tests: the MN at 10.77.0.1 (DHCP left alone), a
+    root password, the install osimage INSTALL_IMAGE with its copied kernel and initrd, and
+    the nodes in ``group`` with an address (10.77.0.(N+10)) and a MAC each."""
+    mn.ok("chtab", "key=master", "site.value=10.77.0.1")
+    mn.ok("chtab", "key=dhcpsetup", "site.value=n")
+    mn.ok("chtab", "key=system", "passwd.username=root", "passwd.password=cluster")
+    mn.ok("chtab", f"imagename={INSTALL_IMAGE}", "osimage.provmethod=install",
+          "osimage.osvers=rocky9.4", "osimage.osarch=x86_64", "osimage.profile=compute",
+          "osimage.imagetype=linux")
+    mn.ok("nodeadd", noderange, f"groups={group}", "nodetype.arch=x86_64")
+    mn.ok("chtab", f"node={group}", r"hosts.ip=|\D+(\d+)|10.77.0.($1+10)|",
+          r"mac.mac=|\D+(\d+)|52:54:00:00:00:($1+10)|")
+    pxeboot = mn.root / "install/rocky9.4/x86_64/images/pxeboot"
+    pxeboot.mkdir(parents=True)
+    (pxeboot / "vmlinuz").write_bytes(b"KERNEL" * 100)
+    (pxeboot / "initrd.img").write_bytes(b"INITRD" * 100)

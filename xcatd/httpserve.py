@@ -53,7 +53,6 @@ untrusted local users should not use httpproxies at all (serve xcatd directly on
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
 import hmac
 import ipaddress
@@ -73,6 +72,7 @@ from aiohttp import web
 from xcatd.config import Paths
 from xcatd.db import Database, split_list
 from xcatd.locks import LockTimeout, NodeLocks
+from xcatd.loopthread import ServiceThread, close_listeners
 
 log = logging.getLogger("xcatd.http")
 
@@ -184,15 +184,8 @@ class HttpSite:
         return self.port
 
     async def stop(self) -> None:
-        for srv in self._servers:
-            srv.close()
-        for srv in self._servers:
-            with contextlib.suppress(Exception):
-                await srv.wait_closed()
-        self._servers.clear()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        await close_listeners(self._servers, self._runner)
+        self._runner = None
         self.pool.shutdown(wait=False, cancel_futures=True)
 
     async def _blocking(self, fn, *args):
@@ -574,31 +567,9 @@ async def start_site(paths: Paths, service: Any, host: str | None, *,
     return http
 
 
-class HttpSiteThread:
+class HttpSiteThread(ServiceThread):
     """The HTTP site on its own event loop in a thread (tests, benchmarks)."""
 
     def __init__(self, paths: Paths, host: str = "127.0.0.1", port: int = 0) -> None:
         self.site = HttpSite(paths)
-        self.host, self.port = host, port
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="http", daemon=True)
-
-    def start(self) -> int:
-        self._thread.start()
-        fut = asyncio.run_coroutine_threadsafe(self.site.start(self.host, self.port), self.loop)
-        self.port = fut.result(30)
-        return self.port
-
-    def stop(self) -> None:
-        if self._thread.is_alive():
-            asyncio.run_coroutine_threadsafe(self.site.stop(), self.loop).result(30)
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(30)
-        self.loop.close()
-
-    def __enter__(self) -> HttpSiteThread:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().__init__(self.site, host, port, name="http")

@@ -28,6 +28,7 @@ from aiohttp import web
 
 from xcatd.config import Paths
 from xcatd.credentials import ca_files, certificate_cn, server_files
+from xcatd.loopthread import close_listeners
 from xcatd.policy import Identity
 from xcatd.request import Request, Response
 from xcatd.service import Service
@@ -367,15 +368,8 @@ class Daemon:
         if self.http is not None:
             await self.http.stop()
             self.http = None
-        for srv in self._servers:
-            srv.close()
-        for srv in self._servers:
-            with contextlib.suppress(Exception):
-                await srv.wait_closed()
-        self._servers.clear()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        await close_listeners(self._servers, self._runner)
+        self._runner = None
         if self.pool is not None:
             self.pool.shutdown(wait=False, cancel_futures=False)
         if self.service is not None:

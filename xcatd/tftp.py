@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import ipaddress
 import logging
 import os
@@ -53,6 +52,7 @@ from typing import Any
 
 from xcatd.config import Paths
 from xcatd.files import write_atomic
+from xcatd.loopthread import ServiceThread
 
 log = logging.getLogger("xcatd.tftp")
 
@@ -651,34 +651,10 @@ async def start_tftp(paths: Paths, service: Any, host: str | None, *,
     return server
 
 
-class TftpServerThread:
+class TftpServerThread(ServiceThread):
     """The embedded server on its own event loop in a thread (tests, the demo lab)."""
 
     def __init__(self, tftpdir: Path | Callable[[], Path], host: str = "127.0.0.1",
                  port: int = 0, **options: Any) -> None:
         self.server = TftpServer(tftpdir, **options)
-        self.host, self.port = host, port
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="tftp", daemon=True)
-
-    def start(self) -> int:
-        self._thread.start()
-        fut = asyncio.run_coroutine_threadsafe(self.server.start(self.host, self.port),
-                                               self.loop)
-        self.port = fut.result(30)
-        return self.port
-
-    def stop(self) -> None:
-        if self._thread.is_alive():
-            asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(30)
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(30)
-        with contextlib.suppress(RuntimeError):
-            self.loop.close()
-
-    def __enter__(self) -> TftpServerThread:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().__init__(self.server, host, port, name="tftp")

@@ -4,8 +4,6 @@ import hashlib
 import os
 import re
 import shutil
-import subprocess
-import time
 
 import pytest
 
@@ -13,22 +11,11 @@ IMG = "rocky9.4-x86_64-install-compute"
 STATE = "install rocky9.4-x86_64-compute"
 
 
-def make_cluster(mn):
+def make_cluster(mn, install_image):
     """Three nodes, one per boot loader; an install osimage with its copied media; genesis."""
-    mn.ok("chtab", "key=master", "site.value=10.77.0.1")
-    mn.ok("chtab", "key=dhcpsetup", "site.value=n")
-    mn.ok("chtab", "key=system", "passwd.username=root", "passwd.password=cluster")
-    mn.ok("chtab", f"imagename={IMG}", "osimage.provmethod=install", "osimage.osvers=rocky9.4",
-          "osimage.osarch=x86_64", "osimage.profile=compute", "osimage.imagetype=linux")
-    mn.ok("nodeadd", "n[1-3]", "groups=compute", "nodetype.arch=x86_64")
-    mn.ok("chtab", "node=compute", r"hosts.ip=|\D+(\d+)|10.77.0.($1+10)|",
-          r"mac.mac=|\D+(\d+)|52:54:00:00:00:($1+10)|")
+    install_image(mn, "n[1-3]", "compute")
     mn.ok("nodech", "n2", "noderes.netboot=grub2")
     mn.ok("nodech", "n3", "noderes.netboot=pxe")
-    pxeboot = mn.root / "install/rocky9.4/x86_64/images/pxeboot"
-    pxeboot.mkdir(parents=True)
-    (pxeboot / "vmlinuz").write_bytes(b"KERNEL" * 100)
-    (pxeboot / "initrd.img").write_bytes(b"INITRD" * 100)
     xcat = mn.root / "tftpboot/xcat"
     xcat.mkdir(parents=True)
     (xcat / "genesis.kernel.x86_64").write_bytes(b"G")
@@ -39,8 +26,8 @@ def make_cluster(mn):
 
 
 @pytest.fixture
-def cluster(mn):
-    return make_cluster(mn)
+def cluster(mn, install_image):
+    return make_cluster(mn, install_image)
 
 
 def tftp(mn, rel):
@@ -356,10 +343,10 @@ def test_a_node_whose_boot_file_cannot_be_written_keeps_its_install_file_and_tok
     assert leftovers(cluster) == []
 
 
-def test_a_failed_commit_puts_every_nodes_files_back(mn_sqlite):
+def test_a_failed_commit_puts_every_nodes_files_back(mn_sqlite, install_image):
     """The database refuses the run (a trigger stands in for a full disk): no node may be
     left with an install file whose token the database does not know."""
-    mn = make_cluster(mn_sqlite)
+    mn = make_cluster(mn_sqlite, install_image)
     mn.ok("nodeset", "n[1-3]", f"osimage={IMG}")
     before = {n: installed_state(mn, n) for n in ("n1", "n2", "n3")}
     files = files_under(mn, "install/autoinst", "tftpboot/xcat/xnba", "tftpboot/boot",
@@ -433,10 +420,10 @@ def test_writes_take_the_nodes_locks_and_stat_does_not(cluster):
 # ---- DHCP ----------------------------------------------------------------------------------------
 @pytest.mark.skipif(os.geteuid() != 0 or not all(shutil.which(p) for p in (
     "ip", "ss", "kea-dhcp4", "dhclient")), reason="needs root, iproute2, Kea and dhclient")
-def test_the_dhcp_server_learns_the_nodes_nodeset_set(mn_sqlite, tmp_path):
+def test_the_dhcp_server_learns_the_nodes_nodeset_set(mn_sqlite, tmp_path, install_image):
     from xcatd.lab.netns import Lab
-    mn = make_cluster(mn_sqlite)
-    with Lab(workdir=tmp_path / "lab") as lab, open(tmp_path / "kea.log", "w") as kealog:
+    mn = make_cluster(mn_sqlite, install_image)
+    with Lab(workdir=tmp_path / "lab") as lab:
         p = lab.prefix
         mn.ok("chtab", "key=dhcpsetup", "site.value=y")
         mn.ok("chtab", "key=dhcpbackend", "site.value=kea")
@@ -449,15 +436,7 @@ def test_the_dhcp_server_learns_the_nodes_nodeset_set(mn_sqlite, tmp_path):
         mn.ok("makedhcp", "-n")
         mn.ok("nodeadd", "n5", "groups=other", f"hosts.ip={p}.15",   # after makedhcp -n
               "mac.mac=52:54:00:00:00:15", "nodetype.arch=x86_64")
-        run = tmp_path / "kea-run"
-        run.mkdir()
-        env = {**os.environ, "KEA_PIDFILE_DIR": str(run), "KEA_LOCKFILE_DIR": str(run)}
-        lab.start("server", ["kea-dhcp4", "-c", str(mn.root / "etc/kea/kea-dhcp4.conf")],
-                  env=env, stdout=kealog, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while ":67 " not in lab.run("server", ["ss", "-lun"]).stdout:
-            assert time.monotonic() < deadline, (tmp_path / "kea.log").read_text()
-            time.sleep(0.2)
+        lab.start_kea(mn.root / "etc/kea/kea-dhcp4.conf")
         assert lab.dhclient("52:54:00:00:00:15", timeout=3) is None
 
         r = mn.ok("nodeset", "n5", f"osimage={IMG}")

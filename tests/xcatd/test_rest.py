@@ -855,31 +855,14 @@ def test_nextboot_get_put(fleet, rest, spec):
     assert rest("GET", "/xcatws/nodes/n1/nextboot")[1] == {"n1": {"nextboot": "Network"}}
 
 
-def _provisioning(mn) -> None:
-    """What nodeset osimage= needs (tests/plugins/test_nodeset.py's make_cluster, smaller):
-    an install osimage with its copied kernel and initrd, nodes with an address and a MAC."""
-    mn.ok("chtab", "key=master", "site.value=10.77.0.1")
-    mn.ok("chtab", "key=dhcpsetup", "site.value=n")
-    mn.ok("chtab", "key=system", "passwd.username=root", "passwd.password=cluster")
-    mn.ok("chtab", f"imagename={IMG}", "osimage.provmethod=install", "osimage.osvers=rocky9.4",
-          "osimage.osarch=x86_64", "osimage.profile=compute", "osimage.imagetype=linux")
-    mn.ok("nodeadd", "b[1-2]", "groups=prov", "nodetype.arch=x86_64")
-    mn.ok("chtab", "node=prov", r"hosts.ip=|\D+(\d+)|10.77.0.($1+10)|",
-          r"mac.mac=|\D+(\d+)|52:54:00:00:00:($1+10)|")
-    pxeboot = mn.root / "install/rocky9.4/x86_64/images/pxeboot"
-    pxeboot.mkdir(parents=True)
-    (pxeboot / "vmlinuz").write_bytes(b"KERNEL" * 100)
-    (pxeboot / "initrd.img").write_bytes(b"INITRD" * 100)
-
-
 def currstate(mn, node: str) -> str | None:
     rows = mn.db.rows("chain", keys=[node])
     return rows[0]["currstate"] if rows else None
 
 
-def test_bootstate_get_put_state_and_osimage(mn_daemon, rest, spec):
+def test_bootstate_get_put_state_and_osimage(mn_daemon, rest, spec, install_image):
     mn = mn_daemon
-    _provisioning(mn)
+    install_image(mn, "b[1-2]", "prov")
     template = "/xcatws/nodes/{name}/bootstate"
     status, body = rest("GET", "/xcatws/nodes/b1,b2/bootstate")
     assert (status, body) == (200, {"b1": {"bootstat": "offline"}, "b2": {"bootstat": "offline"}})

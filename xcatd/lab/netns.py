@@ -148,6 +148,24 @@ class Lab:
             kill_pid(p.pid)
         raise LabError(f"dhcpd did not start (rc={p.poll()}):\n{err.read_text(errors='replace')}")
 
+    def start_kea(self, conf: str | os.PathLike[str], timeout: float = 30) -> subprocess.Popen[Any]:
+        """Kea's DHCPv4 server on ``conf`` in the server namespace (pid and lock files in the
+        lab's directory, its log in ``kea.log`` there), once it listens on port 67."""
+        run = self.dir / "kea-run"
+        run.mkdir(exist_ok=True)
+        log = self.dir / "kea.log"
+        with open(log, "ab") as out:
+            p = self.start("server", ["kea-dhcp4", "-c", str(conf)],
+                           env={**os.environ, "KEA_PIDFILE_DIR": str(run),
+                                "KEA_LOCKFILE_DIR": str(run)},
+                           stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while ":67 " not in self.run("server", ["ss", "-lun"]).stdout:
+            if p.poll() is not None or time.monotonic() > deadline:
+                raise LabError(f"kea-dhcp4 did not start: {log.read_text()[-1500:]}")
+            time.sleep(0.2)
+        return p
+
     def dhclient(self, mac: str, user_class: str | None = None,
                  timeout: int = 30) -> dict[str, Any] | None:
         """One DHCPv4 exchange from the client side with ``mac``; the lease or None.
