@@ -21,11 +21,11 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from xcatd.config import Paths
-from xcatd.db import SA_TABLES, Database
-from xcatd.initialize import initialize
+from xcatd.base.paths import Paths
+from xcatd.db.database import SA_TABLES, Database
+from xcatd.daemon.initialize import initialize
 from xcatd.lab import postgres
-from xcatd.regexval import compute
+from xcatd.base.regexval import compute
 
 BIN = Path(sys.executable).parent
 

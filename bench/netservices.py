@@ -123,8 +123,8 @@ def main() -> int:
             r"hosts.ip=|\D+(\d+)|10.0.(($1-1)/250).(($1-1)%250+1)|",
             r"nics.nicips=|\D+(\d+)|ib0!10.1.(($1-1)/250).(($1-1)%250+1)|",
             "nics.nichostnamesuffixes=ib0!-ib")
-        from xcatd.config import Paths
-        from xcatd.db import Database
+        from xcatd.base.paths import Paths
+        from xcatd.db.database import Database
         db = Database.open(Paths(root))
         with db.begin() as conn:  # regex arithmetic is decimal: MACs are set per node
             db.set_rows(conn, "mac", {(f"n{i}",): {"mac": mac(i)} for i in range(1, NODES + 1)})

@@ -1,4 +1,4 @@
-"""Noderange benchmark: pyxcat's NodeSet beside ClusterShell's NodeSet, same workloads, one run.
+"""Noderange benchmark: pyxcat's NodeRange beside ClusterShell's NodeSet, same workloads, one run.
 
 Prints the median time of each workload for both and the ratio (ClusterShell / pyxcat: above 1
 means pyxcat is faster). Target: at least 2x on every workload.
@@ -9,7 +9,7 @@ import statistics
 import sys
 import time
 
-from xcatd.noderange import NodeSet, fold
+from xcatd.base.noderange import NodeRange, fold
 
 try:
     from ClusterShell.NodeSet import NodeSet as CSNodeSet
@@ -32,19 +32,19 @@ def timeit(fn, repeat: int = 5) -> float:
 
 WORKLOADS = {
     "expand n[1-100000]": (
-        lambda: len(NodeSet.fromstring("n[1-100000]")),
+        lambda: len(NodeRange.fromstring("n[1-100000]")),
         lambda: len(list(CSNodeSet("n[1-100000]")))),
     "expand rack[1-50]-n[1-40]": (
-        lambda: len(NodeSet.fromstring("rack[1-50]-n[1-40]")),
+        lambda: len(NodeRange.fromstring("rack[1-50]-n[1-40]")),
         lambda: len(list(CSNodeSet("rack[1-50]-n[1-40]")))),
     "1,000 comma atoms": (
-        lambda: len(NodeSet.fromstring(COMMA)),
+        lambda: len(NodeRange.fromstring(COMMA)),
         lambda: len(list(CSNodeSet(COMMA)))),
     "fold 100k names": (
         lambda: fold(NAMES),
         lambda: str(CSNodeSet.fromlist(NAMES))),
     "difference of two 100k ranges": (
-        lambda: len(NodeSet.fromstring("n[1-100000]") - NodeSet.fromstring("n[50001-150000]")),
+        lambda: len(NodeRange.fromstring("n[1-100000]") - NodeRange.fromstring("n[50001-150000]")),
         lambda: len(CSNodeSet("n[1-100000]") - CSNodeSet("n[50001-150000]"))),
 }
 
@@ -53,7 +53,7 @@ def main() -> int:
     # both must agree before they are timed
     for name, (ours, theirs) in WORKLOADS.items():
         if name.startswith("fold"):
-            assert NodeSet.fromstring(ours()).names == set(NAMES)
+            assert NodeRange.fromstring(ours()).names == set(NAMES)
         else:
             assert ours() == theirs(), name
     print(f"{'workload':34} {'pyxcat':>10} {'ClusterShell':>13} {'ratio':>7}")

@@ -33,8 +33,8 @@ def mac(i: int) -> str:
 
 def call(paths, command: str, noderange: str | None = None, **args) -> list:
     """One request in process, as XCATBYPASS runs it; exits on any error line."""
-    from xcatd.dispatch import dispatch
-    from xcatd.request import Request
+    from xcatd.daemon.dispatch import dispatch
+    from xcatd.base.request import Request
     out = list(dispatch(Request(command, noderange, args), paths))
     errors = [r for r in out if r.failed]
     if errors:
@@ -44,9 +44,9 @@ def call(paths, command: str, noderange: str | None = None, **args) -> list:
 
 
 def setup(root: Path) -> None:
-    from xcatd.config import Paths
-    from xcatd.db import Database
-    from xcatd.initialize import initialize
+    from xcatd.base.paths import Paths
+    from xcatd.db.database import Database
+    from xcatd.daemon.initialize import initialize
     paths = Paths(root)
     initialize(paths)
     db = Database.open(paths)
@@ -73,10 +73,10 @@ def setup(root: Path) -> None:
 
 def start_kea(root: Path, tmp: Path):
     """A real Kea serving no interface: nodeset's makedhcp changes it through config-set."""
-    from xcatd.config import Paths
+    from xcatd.base.paths import Paths
     if os.geteuid() != 0 or not shutil.which("kea-dhcp4"):
         return None, "site.dhcpsetup=n (no Kea or not root): DHCP not included"
-    from xcatd.db import Database
+    from xcatd.db.database import Database
     paths = Paths(root)
     db = Database.open(paths)
     with db.begin() as conn:
@@ -106,8 +106,8 @@ def timed(paths, state: str) -> tuple[float, int]:
 
 
 def main() -> int:
-    from xcatd.config import Paths
-    from xcatd.db import Database
+    from xcatd.base.paths import Paths
+    from xcatd.db.database import Database
     tmp = Path(tempfile.mkdtemp(prefix="pyxcat-bench-nodeset-"))
     root = tmp / "root"
     root.mkdir()

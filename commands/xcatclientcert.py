@@ -4,8 +4,8 @@ import sys
 import click
 from xcatd.commands._cli import CONTEXT
 
-from xcatd.config import Paths
-from xcatd.credentials import ca_files, issue_client_cert
+from xcatd.base.paths import Paths
+from xcatd.security.credentials import ca_files, issue_client_cert
 
 
 @click.command(context_settings=CONTEXT,

@@ -4,8 +4,8 @@ import sys
 import click
 from xcatd.commands._cli import xcat_command
 
-from xcatd.config import Paths
-from xcatd.initialize import initialize
+from xcatd.base.paths import Paths
+from xcatd.daemon.initialize import initialize
 
 
 @xcat_command(help="Initialise the management node: directories, database, site defaults and "

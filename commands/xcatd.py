@@ -5,9 +5,9 @@ import sys
 import click
 from xcatd.commands._cli import CONTEXT
 
-from xcatd.config import Paths
-from xcatd.db import DBError
-from xcatd.server import AlreadyRunning, serve_forever
+from xcatd.base.paths import Paths
+from xcatd.db.database import DBError
+from xcatd.fronts.server import AlreadyRunning, serve_forever
 
 
 @click.command(context_settings=CONTEXT, help="Run xcatd for $XCATROOT in the foreground.")

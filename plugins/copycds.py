@@ -17,9 +17,9 @@ from pathlib import Path
 
 from xcatd.plugins.tabutils import _root_only
 
-from xcatd import templating
-from xcatd.dispatch import Context, command
-from xcatd.media import (
+from xcatd.base import templating
+from xcatd.daemon.dispatch import Context, command
+from xcatd.provision.media import (
     Distro,
     Media,
     MediaError,
@@ -32,7 +32,7 @@ from xcatd.media import (
     open_media,
     osver_parts,
 )
-from xcatd.request import Request, Response, XcatError
+from xcatd.base.request import Request, Response, XcatError
 
 UNKNOWN = "copycds could not identify the ISO supplied, you may wish to try -n <osver>"
 _SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 
 from xcatd.tables import SECRET_MASK, is_secret
 
-from xcatd.db import DBError, match_value, parse_where, split_list
-from xcatd.dispatch import Context, command
-from xcatd.objects import DEFINABLE, SITE_OBJECT, ObjectStore, ObjectWriter, objtype
-from xcatd.request import Request, Response, XcatError
+from xcatd.db.database import DBError, match_value, parse_where, split_list
+from xcatd.daemon.dispatch import Context, command
+from xcatd.db.objects import DEFINABLE, SITE_OBJECT, ObjectStore, ObjectWriter, objtype
+from xcatd.base.request import Request, Response, XcatError
 
 STANZA_HEADER = "# <xCAT data object stanza file>"
 

@@ -16,12 +16,12 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from xcatd.dispatch import Context, command
-from xcatd.files import CheckFailed, run_check, write_checked
-from xcatd.netinfo import Network, gather, network_of, networks, valid_ip, valid_mac
-from xcatd.noderange import NodeSet, natural_key
-from xcatd.request import Request, Response, XcatError
-from xcatd.templating import custom_dir, environment
+from xcatd.daemon.dispatch import Context, command
+from xcatd.base.files import CheckFailed, run_check, write_checked
+from xcatd.db.netinfo import Network, gather, network_of, networks, valid_ip, valid_mac
+from xcatd.base.noderange import NodeRange, natural_key
+from xcatd.base.request import Request, Response, XcatError
+from xcatd.base.templating import custom_dir, environment
 
 DHCPD_CONF = "/etc/dhcp/dhcpd.conf"
 OMAPI_PORT = 7911
@@ -164,7 +164,7 @@ def render_dhcpd(ctx: Context, nets: list[Network], hosts: list[HostBlock]) -> s
 
 
 @command("makedhcp", noderange="optional")
-def makedhcp(req: Request, ctx: Context, nodes: NodeSet | None) -> Iterator[Response]:
+def makedhcp(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Response]:
     """makedhcp -n: the whole configuration, every node with a MAC."""
     a = req.args
     backend = (ctx.site.get("dhcpbackend") or "dhcpd").lower()
@@ -197,7 +197,7 @@ def makedhcp(req: Request, ctx: Context, nodes: NodeSet | None) -> Iterator[Resp
         raise XcatError(f"{exc}; {path} was not changed:\n{exc.output}") from None
     if no_mac:
         yield Response(warning=f"No MAC address (mac.mac), not in the DHCP configuration: "
-                               f"{NodeSet(no_mac)}")
+                               f"{NodeRange(no_mac)}")
 
 
 # ---- a running dhcpd, through OMAPI ----------------------------------------------------------
@@ -227,7 +227,7 @@ def _omapi(ctx: Context):
                         "running with the configuration makedhcp -n wrote?)") from None
 
 
-def _live(req: Request, ctx: Context, nodes: NodeSet | None) -> Iterator[Response]:
+def _live(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Response]:
     a = req.args
     if a.get("all"):
         names = sorted(ctx.all_nodes(), key=natural_key)
@@ -265,11 +265,11 @@ def _live(req: Request, ctx: Context, nodes: NodeSet | None) -> Iterator[Respons
     finally:
         omapi.close()
     if no_mac and not a.get("delete"):
-        yield Response(warning=f"No MAC address (mac.mac): {NodeSet(no_mac)}")
+        yield Response(warning=f"No MAC address (mac.mac): {NodeRange(no_mac)}")
 
 
 # ---- Kea --------------------------------------------------------------------------------------
-def _kea(req: Request, ctx: Context, nodes: NodeSet | None) -> Iterator[Response]:
+def _kea(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Response]:
     from xcatd.plugins import kea
     a = req.args
     if a.get("new") and nodes is not None:
@@ -297,4 +297,4 @@ def _kea(req: Request, ctx: Context, nodes: NodeSet | None) -> Iterator[Response
                             query=bool(a.get("query")))
     if no_mac and not a.get("query"):
         yield Response(warning=f"No MAC address (mac.mac), not in the DHCP configuration: "
-                               f"{NodeSet(no_mac)}")
+                               f"{NodeRange(no_mac)}")

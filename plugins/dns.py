@@ -30,12 +30,12 @@ import dns.update
 import dns.zone
 from dns.rdata import from_text as rdata
 
-from xcatd.dispatch import Context, command
-from xcatd.files import CheckFailed, run_check, write_checked
-from xcatd.netinfo import Network, gather, network_of, networks, valid_ip
-from xcatd.noderange import NodeSet, natural_key
-from xcatd.request import Request, Response, XcatError
-from xcatd.templating import environment
+from xcatd.daemon.dispatch import Context, command
+from xcatd.base.files import CheckFailed, run_check, write_checked
+from xcatd.db.netinfo import Network, gather, network_of, networks, valid_ip
+from xcatd.base.noderange import NodeRange, natural_key
+from xcatd.base.request import Request, Response, XcatError
+from xcatd.base.templating import environment
 
 NAMED_CONF = "/etc/named.conf"
 ZONE_DIR = "/var/named"
@@ -145,7 +145,7 @@ def _served(ctx: Context, nets: list[Network], recs: list[Record]) -> list[str]:
 
 
 @command("makedns", noderange="optional")
-def makedns(req: Request, ctx: Context, nodes: NodeSet | None) -> Iterator[Response]:
+def makedns(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Response]:
     a = req.args
     domain = (ctx.site.get("domain") or "").strip(".")
     if not domain:
@@ -164,7 +164,7 @@ def makedns(req: Request, ctx: Context, nodes: NodeSet | None) -> Iterator[Respo
     else:
         yield from _update(ctx, recs, domain, nets, delete=bool(a.get("delete")))
     if missing and not a.get("delete"):
-        yield Response(warning=f"No IP address (hosts.ip), not in DNS: {NodeSet(missing)}")
+        yield Response(warning=f"No IP address (hosts.ip), not in DNS: {NodeRange(missing)}")
 
 
 def _rebuild(ctx: Context, recs: list[Record], domain: str,

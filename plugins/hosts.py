@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from xcatd.dispatch import Context, command
-from xcatd.files import locked, write_atomic
-from xcatd.netinfo import NodeNet, gather, network_of, networks, valid_ip
-from xcatd.noderange import NodeSet, natural_key
-from xcatd.request import Request, Response, XcatError
+from xcatd.daemon.dispatch import Context, command
+from xcatd.base.files import locked, write_atomic
+from xcatd.db.netinfo import NodeNet, gather, network_of, networks, valid_ip
+from xcatd.base.noderange import NodeRange, natural_key
+from xcatd.base.request import Request, Response, XcatError
 
 HOSTS = "/etc/hosts"
 
@@ -58,7 +58,7 @@ def _line(ip: str, name: str, domain: str | None, long_first: bool, aliases: lis
 
 
 @command("makehosts", noderange="optional", writes=False)
-def makehosts(req: Request, ctx: Context, nodes: NodeSet | None) -> Iterator[Response]:
+def makehosts(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Response]:
     names = nodes.sorted() if nodes is not None else sorted(ctx.all_nodes(), key=natural_key)
     path = ctx.paths.under(HOSTS)
     with locked(path):  # read, change and write as one: concurrent makehosts lose nothing
@@ -106,4 +106,4 @@ def _makehosts(req: Request, ctx: Context, names: list[str], path) -> Iterator[R
     if not path.exists() or path.read_text() != text:
         write_atomic(path, text)
     if missing and not a.get("delete"):
-        yield Response(warning="No IP address (hosts.ip) for: " + str(NodeSet(missing)))
+        yield Response(warning="No IP address (hosts.ip) for: " + str(NodeRange(missing)))

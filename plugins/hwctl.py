@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from xcatd.config import Paths
-from xcatd.dispatch import Context, command
-from xcatd.hardware import (
+from xcatd.base.paths import Paths
+from xcatd.daemon.dispatch import Context, command
+from xcatd.hardware.base import (
     BOOT_DEVICES,
     BOOT_WORDS,
     POWER_ACTIONS,
@@ -20,8 +20,8 @@ from xcatd.hardware import (
     group_by,
     manager,
 )
-from xcatd.noderange import NodeSet
-from xcatd.request import Request, Response, XcatError
+from xcatd.base.noderange import NodeRange
+from xcatd.base.request import Request, Response, XcatError
 
 READ_ACTIONS = ("stat", "state", "status")
 STATUS_AFTER = {"on": "powering-on", "boot": "powering-on", "reset": "powering-on",
@@ -68,7 +68,7 @@ def _writes_rpower(req: Request) -> bool:
 
 
 @command("rpower", noderange="required", writes=_writes_rpower)
-def rpower(req: Request, ctx: Context, nodes: NodeSet | None) -> Iterator[Response]:
+def rpower(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Response]:
     action = (req.args.get("action") or "").lower()
     if action not in POWER_ACTIONS + READ_ACTIONS + ("boot",):
         raise XcatError(f"Unsupported command: rpower {action} (use on, off, softoff, reset, "
@@ -132,7 +132,7 @@ def _writes_rsetboot(req: Request) -> bool:
 
 
 @command("rsetboot", noderange="required", writes=_writes_rsetboot)
-def rsetboot(req: Request, ctx: Context, nodes: NodeSet | None) -> Iterator[Response]:
+def rsetboot(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Response]:
     device = (req.args.get("device") or "").lower()
     if device != "stat" and device not in BOOT_DEVICES:
         raise XcatError(f"Unsupported boot device {device!r}: use net, hd, cd, def or stat")

@@ -10,10 +10,10 @@ from collections.abc import Iterable, Iterator
 
 from xcatd.plugins.hwctl import targets
 
-from xcatd.dispatch import Context, command
-from xcatd.hardware import INVENTORY, VITALS, Limits, Outcome, manager
-from xcatd.noderange import NodeSet
-from xcatd.request import Request, Response, XcatError
+from xcatd.daemon.dispatch import Context, command
+from xcatd.hardware.base import INVENTORY, VITALS, Limits, Outcome, manager
+from xcatd.base.noderange import NodeRange
+from xcatd.base.request import Request, Response, XcatError
 
 #: rinv words: the interface's, and xCAT's cheap extras for BMCs.
 RINV_WORDS = INVENTORY + ("vpd", "mprom", "deviceid", "asset", "misc")
@@ -22,7 +22,7 @@ RVITALS_WORDS = VITALS + ("wattage",)
 
 
 @command("rinv", noderange="required")
-def rinv(req: Request, ctx: Context, nodes: NodeSet | None) -> Iterator[Response]:
+def rinv(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Response]:
     what = _words(req, "rinv", RINV_WORDS)
     if len(what) > 1:
         raise XcatError(f"rinv takes one of {', '.join(RINV_WORDS)}, not "
@@ -31,7 +31,7 @@ def rinv(req: Request, ctx: Context, nodes: NodeSet | None) -> Iterator[Response
 
 
 @command("rvitals", noderange="required")
-def rvitals(req: Request, ctx: Context, nodes: NodeSet | None) -> Iterator[Response]:
+def rvitals(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Response]:
     what = ",".join(_words(req, "rvitals", RVITALS_WORDS))
     yield from _each_manager(ctx, nodes, lambda hw, ts, lim: hw.vitals(ts, what, lim))
 
@@ -41,7 +41,7 @@ def _writes_reventlog(req: Request) -> bool:
 
 
 @command("reventlog", noderange="required", writes=_writes_reventlog)
-def reventlog(req: Request, ctx: Context, nodes: NodeSet | None) -> Iterator[Response]:
+def reventlog(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Response]:
     word, count = _reventlog_words(req)
     clear = word == "clear"
     newest_first = bool(req.args.get("sort")) and not clear
@@ -77,7 +77,7 @@ def _reventlog_words(req: Request) -> tuple[str, int | None]:
 
 
 # ---- running -------------------------------------------------------------------------------
-def _each_manager(ctx: Context, nodes: NodeSet | None, call, reverse: bool = False
+def _each_manager(ctx: Context, nodes: NodeRange | None, call, reverse: bool = False
                   ) -> Iterator[Response]:
     """Route the nodes, run ``call(manager, targets, limits)`` per management method and turn
     each node's outcome into its lines as it arrives."""

@@ -4,9 +4,9 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-from xcatd.dispatch import Context, command
-from xcatd.jobs import TERMINAL, find_job_ids, job_rows, list_jobs
-from xcatd.request import Request, Response, XcatError
+from xcatd.daemon.dispatch import Context, command
+from xcatd.db.jobs import TERMINAL, find_job_ids, job_rows, list_jobs
+from xcatd.base.request import Request, Response, XcatError
 
 WAIT_POLL = 0.05
 

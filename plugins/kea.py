@@ -14,10 +14,10 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
-from xcatd.dispatch import Context
-from xcatd.files import CheckFailed, locked, run_check, write_atomic, write_checked
-from xcatd.netinfo import Network, network_of
-from xcatd.request import Response, XcatError
+from xcatd.daemon.dispatch import Context
+from xcatd.base.files import CheckFailed, locked, run_check, write_atomic, write_checked
+from xcatd.db.netinfo import Network, network_of
+from xcatd.base.request import Response, XcatError
 
 KEA_CONF = "/etc/kea/kea-dhcp4.conf"
 CHAIN = "#!ipxe\nchain http://{server}:{port}/tftpboot/xcat/xnba/nodes/${{hostname}}\n"

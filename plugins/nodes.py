@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 from xcatd.tables import SECRET_MASK, is_secret
 
-from xcatd.db import TABLES, match_value, split_list
-from xcatd.dispatch import Context, command
-from xcatd.noderange import NodeSet, natural_key
-from xcatd.objects import ObjectStore, ObjectWriter, node_column
-from xcatd.request import Request, Response, XcatError
+from xcatd.db.database import TABLES, match_value, split_list
+from xcatd.daemon.dispatch import Context, command
+from xcatd.base.noderange import NodeRange, natural_key
+from xcatd.db.objects import ObjectStore, ObjectWriter, node_column
+from xcatd.base.request import Request, Response, XcatError
 
 _FILTER = re.compile(r"^([A-Za-z_][\w.]*?)(==|!=|=~|!~)(.*)$", re.DOTALL)
 
@@ -66,7 +66,7 @@ def _visible(ctx: Context, nodes: set[str], show_hidden: bool) -> set[str]:
 
 
 @command("nodels", noderange="optional")
-def nodels(req: Request, ctx: Context, nodes: NodeSet | None) -> Iterator[Response]:
+def nodels(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Response]:
     a = req.args
     if nodes is None:
         names = _visible(ctx, ctx.all_nodes(), bool(a.get("show_hidden")))
@@ -215,7 +215,7 @@ def _select(ctx: Context, conn, nodes: list[str], selects) -> list[str]:
 
 # ---- nodeadd / nodech / noderm / nodegrpch ---------------------------------------------------
 @command("nodeadd", noderange="new", writes=True)
-def nodeadd(req: Request, ctx: Context, nodes: NodeSet | None) -> Iterator[Response]:
+def nodeadd(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Response]:
     assigns, _ = parse_assignments(list(req.args.get("assignments") or []), "nodeadd")
     if not any((a.table, a.column) == ("nodelist", "groups") for a in assigns):
         raise XcatError("Usage: nodeadd <noderange> groups=<groupnames> "
@@ -239,7 +239,7 @@ def nodeadd(req: Request, ctx: Context, nodes: NodeSet | None) -> Iterator[Respo
 
 
 @command("nodech", noderange="required", writes=True)
-def nodech(req: Request, ctx: Context, nodes: NodeSet | None) -> Iterator[Response]:
+def nodech(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Response]:
     names = nodes.sorted() if nodes else []
     words = list(req.args.get("assignments") or [])
     if req.args.get("delete"):
@@ -264,7 +264,7 @@ def nodech(req: Request, ctx: Context, nodes: NodeSet | None) -> Iterator[Respon
 
 
 @command("noderm", noderange="required", writes=True)
-def noderm(req: Request, ctx: Context, nodes: NodeSet | None) -> Iterator[Response]:
+def noderm(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Response]:
     names = nodes.sorted() if nodes else []
     with ctx.db.begin() as conn:
         ObjectWriter(ctx.db, conn).delete("node", names)

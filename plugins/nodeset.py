@@ -8,9 +8,9 @@ state in xCAT's words (``install rocky9.4-x86_64-compute``, ``boot``), which is 
 command prints and what ``nodeset stat`` reads back from the boot files.
 
 For an install osimage the work is done in bulk: one resolve for every node, the install
-files rendered and validated (xcatd.installfiles), the kernel and initrd copied once per
+files rendered and validated (xcatd.provision.installfiles), the kernel and initrd copied once per
 osimage into ``<tftpdir>/xcat/osimage/<image>/`` (only when they changed), each node's boot
-files written (xcatd.bootfiles) only where they changed, one database transaction, then the
+files written (xcatd.netboot.loaders) only where they changed, one database transaction, then the
 DHCP server told about the nodes through the makedhcp plugin (unless site.dhcpsetup=n).
 A node whose files cannot be made gets one error line and keeps its previous boot files,
 install file, chain and token; the other nodes go on. To keep that promise the install files
@@ -30,7 +30,7 @@ ISO), fails that osimage's nodes rather than copying, say, /etc/shadow into the 
 Each node set to boot a kernel of ours gets a fresh random callback token: it goes into the
 node's install file and onto its kernel command line (``xcatcallback=<url> xcattoken=<t>``)
 and only its SHA-256 is stored (bootstate.tokenhash), so the database never holds it and
-bootparams.kcmdline is stored without it. xcatd.httpserve checks it when the node reports.
+bootparams.kcmdline is stored without it. xcatd.fronts.nodeapi checks it when the node reports.
 """
 from __future__ import annotations
 
@@ -50,15 +50,15 @@ from pathlib import Path, PurePosixPath
 
 import jinja2
 
-from xcatd import bootfiles
-from xcatd.bootfiles import BootTarget, NodeBoot
-from xcatd.dispatch import Context, command
-from xcatd.files import locked
-from xcatd.media import inside_tree
-from xcatd.netinfo import parse_macs
-from xcatd.noderange import NodeSet, fold, natural_key
-from xcatd.request import Request, Response, XcatError
-from xcatd.templating import environment
+from xcatd.netboot import loaders as bootfiles
+from xcatd.netboot.loaders import BootTarget, NodeBoot
+from xcatd.daemon.dispatch import Context, command
+from xcatd.base.files import locked
+from xcatd.provision.media import inside_tree
+from xcatd.db.netinfo import parse_macs
+from xcatd.base.noderange import NodeRange, fold, natural_key
+from xcatd.base.request import Request, Response, XcatError
+from xcatd.base.templating import environment
 
 USAGE = ("Usage: nodeset <noderange> [shell|boot|runcmd=bmcsetup|osimage[=<imagename>]|"
          "offline|shutdown|stat|next]")
@@ -299,7 +299,7 @@ class NodesetRun:
         return self.v(node, "noderes", "next_osimage")
 
     def _plan_install(self, image: str, nodes: list[str], out: Outcome) -> None:
-        from xcatd import installfiles
+        from xcatd.provision import installfiles
         row = self.osimages[image]
         osvers, arch, profile = row["osvers"], row["osarch"], row["profile"]
         tokens = {n: secrets.token_urlsafe(32) for n in nodes}
@@ -394,7 +394,7 @@ class NodesetRun:
                 out: Outcome) -> tuple[str, str] | None:
         """Copy the installer's kernel and initrd into every TFTP root these nodes use
         (once, and only when they changed); their paths relative to the TFTP root."""
-        from xcatd import media
+        from xcatd.provision import media
         try:
             krel, irel = media.boot_files(osvers, arch)
         except (XcatError, ValueError, KeyError) as exc:
@@ -640,7 +640,7 @@ def snapshot(paths: list[Path]) -> list[tuple[Path, str, bytes | str | None, int
 def restore(before: list[tuple[Path, str, bytes | str | None, int]]) -> None:
     """Put back what ``snapshot`` saw, as far as it goes (best effort: this runs after a
     failure already reported)."""
-    from xcatd.files import write_atomic
+    from xcatd.base.files import write_atomic
     for p, kind, data, mode in before:
         try:
             if kind == "file":
@@ -721,7 +721,7 @@ def update_dhcp(ctx: Context, out: Outcome) -> Iterator[Response]:
             continue
         req = Request("makedhcp", fold(nodes), {"delete": delete} if delete else {})
         try:
-            yield from dhcp.makedhcp(req, ctx, NodeSet(nodes))
+            yield from dhcp.makedhcp(req, ctx, NodeRange(nodes))
         except XcatError as exc:
             yield Response(error=f"DHCP was not updated for {fold(nodes)}: {exc}", errorcode=1)
 
@@ -743,7 +743,7 @@ def _writes(req: Request) -> bool:
 
 
 @command("nodeset", noderange="required", writes=_writes)
-def nodeset(req: Request, ctx: Context, nodes: NodeSet | None) -> Iterator[Response]:
+def nodeset(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Response]:
     text = str(req.args.get("state") or "").strip()
     if not text:
         raise XcatError(USAGE)

@@ -11,7 +11,7 @@ from pathlib import Path
 from xcatd.plugins.nodes import apply_list_op
 from xcatd.tables import SECRET_MASK, is_secret
 
-from xcatd.db import (
+from xcatd.db.database import (
     TABLES,
     DBError,
     active,
@@ -20,9 +20,9 @@ from xcatd.db import (
     table_def,
     where_clause,
 )
-from xcatd.dispatch import Context, command
-from xcatd.files import write_atomic
-from xcatd.request import Request, Response, XcatError
+from xcatd.daemon.dispatch import Context, command
+from xcatd.base.files import write_atomic
+from xcatd.base.request import Request, Response, XcatError
 
 LOG_TABLES = ("auditlog", "eventlog")
 #: Our own job history: not configuration, dumped and restored only with -a.

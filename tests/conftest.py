@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from xcatd.config import Paths
-from xcatd.db import Database
-from xcatd.initialize import initialize
+from xcatd.base.paths import Paths
+from xcatd.db.database import Database
+from xcatd.daemon.initialize import initialize
 from xcatd.lab import postgres as pg
 from xcatd.lab.daemon import DaemonThread
 

@@ -81,8 +81,8 @@ class Demo:
 
     def status(self) -> tuple[str, str]:
         """(nodelist.status, chain.currstate) of the node, read from the database."""
-        from xcatd.config import Paths
-        from xcatd.db import Database
+        from xcatd.base.paths import Paths
+        from xcatd.db.database import Database
         db = Database.open(Paths(self.root))
         st = db.rows("nodelist", keys=[NODE])
         ch = db.rows("chain", keys=[NODE])

@@ -4,7 +4,7 @@ import stat
 
 import pytest
 
-from xcatd.db import TABLES
+from xcatd.db.database import TABLES
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import stat
 
 import pytest
 
-from xcatd.config import Paths
-from xcatd.initialize import initialize
+from xcatd.base.paths import Paths
+from xcatd.daemon.initialize import initialize
 
 
 @pytest.fixture
@@ -62,7 +62,7 @@ def test_tabedit_refuses_log_tables(mn_sqlite):
 def test_xcatconfig_is_idempotent_and_keeps_admin_values(tmp_path):
     paths = Paths(tmp_path)
     initialize(paths)
-    from xcatd.db import Database
+    from xcatd.db.database import Database
     db = Database.open(paths)
     with db.begin() as conn:
         db.set_rows(conn, "site", {("domain",): {"value": "hpc.example"}})

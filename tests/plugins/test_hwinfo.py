@@ -10,11 +10,11 @@ from dataclasses import replace
 
 import pytest
 
-from xcatd.dispatch import load_plugins
+from xcatd.daemon.dispatch import load_plugins
 from xcatd.lab.bmcdata import DEFAULT_SENSORS, BmcData, lab_emu
 from xcatd.lab.bmcfleet import Fleet
 from xcatd.lab.ipmisim import IpmiSim
-from xcatd.request import Request
+from xcatd.base.request import Request
 
 needs_ipmi_sim = pytest.mark.skipif(not shutil.which("ipmi_sim") or not shutil.which("ipmitool"),
                                     reason="needs openipmi (ipmi_sim) and ipmitool")

@@ -244,7 +244,7 @@ def test_missing_media_fails_the_image_nodes_and_keeps_their_state(cluster):
 # ---- one node's failure ------------------------------------------------------------------------
 def custom_template(mn, first_line):
     """The site's own compute template: the shipped one with ``first_line`` on top."""
-    from xcatd.templating import shipped_dir
+    from xcatd.base.templating import shipped_dir
     shipped = (shipped_dir("install") / "rh/compute.rhels9.tmpl").read_text()
     custom = mn.root / "install/custom/install/rh"
     custom.mkdir(parents=True, exist_ok=True)
@@ -410,8 +410,8 @@ def test_a_kernel_that_is_a_link_or_leads_outside_the_tree_is_not_copied(cluster
 
 
 def test_writes_take_the_nodes_locks_and_stat_does_not(cluster):
-    from xcatd.dispatch import load_plugins
-    from xcatd.request import Request
+    from xcatd.daemon.dispatch import load_plugins
+    from xcatd.base.request import Request
     spec = load_plugins()["nodeset"]
     assert spec.writes(Request("nodeset", "n1", {"state": "boot"}))
     assert not spec.writes(Request("nodeset", "n1", {"state": "stat"}))

@@ -4,8 +4,8 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from xcatd.config import Paths
-from xcatd.server import Daemon, Listening
+from xcatd.base.paths import Paths
+from xcatd.fronts.server import Daemon, Listening
 
 
 class DaemonThread:

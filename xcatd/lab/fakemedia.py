@@ -13,7 +13,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from xcatd.media import normalise_arch
+from xcatd.provision.media import normalise_arch
 
 RH_RELEASES = {"rocky": ("Rocky Linux", "Rocky"), "alma": ("AlmaLinux", "AlmaLinux"),
                "rhels": ("Red Hat Enterprise Linux", "RHEL"), "rhel": ("Red Hat Enterprise "

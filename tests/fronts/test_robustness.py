@@ -1,0 +1,512 @@
+"""xcatd under abuse: garbage on the TLS port, stalled handshakes, idle and stalled
+connections, oversized and malformed requests, unknown commands, many idle clients, a client
+that dies mid-request, and a second daemon on the same root.
+
+Every abuse is followed by a check that the daemon still serves an ordinary command. Every
+wait is bounded; wall-clock is only ever asserted as a generous upper bound on "the
+connection is closed eventually". Only 127.0.0.1 and the daemon's unix socket are used.
+"""
+from __future__ import annotations
+
+import contextlib
+import http.client
+import importlib
+import io
+import json
+import os
+import signal
+import socket
+import ssl
+import struct
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import xcatd.fronts.server as server
+from xcatd.base.paths import Paths
+from xcatd.security.credentials import client_files
+from xcatd.db.database import Database
+from xcatd.daemon.initialize import initialize
+from xcatd.lab.daemon import DaemonThread
+from xcatd.base.request import Response
+
+LOCALHOST = "127.0.0.1"
+FAST = 1.0           # handshake / keep-alive timeout of the fast_daemon fixture
+CLOSE_BOUND = 10.0   # "closed eventually": generous upper bound for FAST timeouts
+XCATD_EXE = os.path.join(os.path.dirname(sys.executable), "xcatd")
+
+
+# ---- helpers -------------------------------------------------------------------------------
+def client_context(with_cert: bool = True) -> ssl.SSLContext:
+    """TLS as the xcat client does it: the MN's CA, root's client certificate from HOME."""
+    files = client_files()
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(files.ca))
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if with_cert:
+        ctx.load_cert_chain(str(files.cred))
+    return ctx
+
+
+def tls_socket(port: int, *, with_cert: bool = True, timeout: float = 10.0) -> ssl.SSLSocket:
+    raw = socket.create_connection((LOCALHOST, port), timeout=timeout)
+    try:
+        return client_context(with_cert).wrap_socket(raw, server_hostname=LOCALHOST)
+    except BaseException:
+        raw.close()
+        raise
+
+
+def closed_within(sock: socket.socket, seconds: float) -> bool:
+    """True once the peer closes (EOF, reset, TLS EOF/alert); False if still open after
+    ``seconds``. Any data the server sends first (a TLS alert, a response) is drained."""
+    deadline = time.monotonic() + seconds
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        sock.settimeout(left)
+        try:
+            data = sock.recv(65536)
+        except TimeoutError:
+            return False
+        except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError):
+            return True
+        except ssl.SSLError:  # SSLEOFError, an alert: the server ended the TLS session
+            return True
+        if not data:
+            return True
+
+
+def send_ignoring_close(sock: socket.socket, data: bytes) -> None:
+    """sendall, but the server may rightly hang up before it has read everything."""
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError, ssl.SSLError):
+        sock.sendall(data)
+
+
+def post(port: int, body: bytes, path: str = "/v1/request", *, with_cert: bool = True,
+         content_type: str = "application/json") -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPSConnection(LOCALHOST, port, context=client_context(with_cert),
+                                       timeout=30)
+    try:
+        conn.request("POST", path, body, {"Content-Type": content_type})
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def post_json(port: int, obj) -> tuple[int, dict[str, str], bytes]:
+    return post(port, json.dumps(obj).encode())
+
+
+def ndjson(body: bytes) -> list[dict]:
+    return [json.loads(line) for line in body.splitlines() if line.strip()]
+
+
+def client_hello() -> bytes:
+    """The bytes a real TLS client sends first, captured with a memory-BIO handshake."""
+    ctx = ssl.create_default_context()
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(incoming, outgoing, server_hostname=LOCALHOST)
+    with pytest.raises(ssl.SSLWantReadError):
+        tls.do_handshake()
+    hello = outgoing.read()
+    assert hello[:1] == b"\x16" and len(hello) > 100, hello[:16]  # a handshake record
+    return hello
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((LOCALHOST, 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a whole process (all its threads), from /proc/<pid>/stat."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2:].split()
+    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of stat(5)
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
+
+def run_cmd(cmd: str, *args: str) -> tuple[int, str, str]:
+    """Run a command in process as its console script would (through xcatd: XCATHOST)."""
+    mod = importlib.import_module(f"xcatd.commands.{cmd}")
+    out, err = io.StringIO(), io.StringIO()
+    rc = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            mod.main.main(args=list(args), prog_name=cmd)
+        except SystemExit as exc:
+            rc = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return rc, out.getvalue(), err.getvalue()
+
+
+# ---- a daemon with short timeouts ----------------------------------------------------------
+@dataclass
+class FastMN:
+    root: Path
+    paths: Paths
+    daemon: DaemonThread
+
+    @property
+    def port(self) -> int:
+        return self.daemon.listening.port
+
+    def ok(self, cmd: str, *args: str) -> str:
+        rc, out, err = run_cmd(cmd, *args)
+        assert rc == 0, f"{cmd} {' '.join(args)} failed ({rc}): {err}"
+        return out
+
+
+@pytest.fixture
+def fast_daemon(tmp_path, monkeypatch):
+    """xcatd with HANDSHAKE_TIMEOUT, KEEPALIVE_TIMEOUT and BODY_TIMEOUT of 1 s (patched
+    before start)."""
+    monkeypatch.setattr(server, "HANDSHAKE_TIMEOUT", FAST)
+    monkeypatch.setattr(server, "KEEPALIVE_TIMEOUT", FAST)
+    monkeypatch.setattr(server, "BODY_TIMEOUT", FAST)
+    root = tmp_path / "fastroot"
+    root.mkdir()
+    paths = Paths(root)
+    initialize(paths)  # also issues root's client certificate into the per-test HOME
+    db = Database.open(paths)
+    with db.begin() as conn:
+        db.set_rows(conn, "site", {("auditskipcmds",): {"value": "ALL"}})
+    monkeypatch.setenv("XCATROOT", str(root))
+    for var in ("XCATBYPASS", "XCAT_NODE_PREFIX", "XCAT_NODE_SUFFIX"):
+        monkeypatch.delenv(var, raising=False)
+    thread = DaemonThread(paths)
+    try:
+        listening = thread.start()
+        monkeypatch.setenv("XCATHOST", f"{LOCALHOST}:{listening.port}")
+        yield FastMN(root, paths, thread)
+    finally:
+        thread.stop()
+        Database.open(paths).dispose()
+
+
+# ---- 1. garbage on the TLS port ------------------------------------------------------------
+@pytest.mark.parametrize("garbage", [b"\x00\xffGARBAGE" * 1000, b"GET / HTTP/1.1\r\n\r\n"],
+                         ids=["binary", "plain-http"])
+def test_garbage_on_tls_port_is_hung_up(mn_daemon, garbage):
+    port = mn_daemon.daemon.listening.port
+    with socket.create_connection((LOCALHOST, port), timeout=10) as s:
+        send_ignoring_close(s, garbage)
+        # 3x the (default, unpatched) handshake timeout: generous; it is immediate in practice
+        assert closed_within(s, 3 * server.HANDSHAKE_TIMEOUT), \
+            "xcatd kept a connection open after non-TLS bytes"
+    mn_daemon.ok("nodels")
+
+
+# ---- 2. a TCP connection that never says anything ------------------------------------------
+def test_silent_tcp_connection_closed_by_handshake_timeout(fast_daemon):
+    with socket.create_connection((LOCALHOST, fast_daemon.port), timeout=10) as s:
+        assert closed_within(s, 3 * FAST + 2), \
+            f"a silent TCP connection outlived the {FAST}s TLS handshake timeout"
+    fast_daemon.ok("nodels")
+
+
+# ---- 3. a TLS handshake that stops half-way ------------------------------------------------
+def test_half_clienthello_closed_by_handshake_timeout(fast_daemon):
+    hello = client_hello()
+    with socket.create_connection((LOCALHOST, fast_daemon.port), timeout=10) as s:
+        s.sendall(hello[: len(hello) // 2])
+        assert closed_within(s, 3 * FAST + 2), \
+            f"a half-finished TLS handshake outlived the {FAST}s handshake timeout"
+    fast_daemon.ok("nodels")
+
+
+# ---- 4. idle after TLS ---------------------------------------------------------------------
+def test_idle_tls_connection_closed_by_keepalive_timeout(fast_daemon):
+    with tls_socket(fast_daemon.port) as s:
+        assert s.getpeercert() is not None  # the handshake did complete
+        assert closed_within(s, CLOSE_BOUND), \
+            f"an idle TLS connection (no request) was still open after {CLOSE_BOUND}s " \
+            f"with KEEPALIVE_TIMEOUT={FAST}"
+    fast_daemon.ok("nodels")
+
+
+def test_idle_after_a_request_closed_by_keepalive_timeout(fast_daemon):
+    with tls_socket(fast_daemon.port) as s:
+        s.sendall(f"GET /v1/ping HTTP/1.1\r\nHost: {LOCALHOST}\r\n\r\n".encode())
+        resp = http.client.HTTPResponse(s)
+        resp.begin()
+        assert resp.status == 200
+        assert json.loads(resp.read())["xcatd"] == "ok"
+        assert not resp.will_close  # a keep-alive connection, now idle
+        assert closed_within(s, CLOSE_BOUND), \
+            f"an idle keep-alive connection was still open after {CLOSE_BOUND}s"
+    fast_daemon.ok("nodels")
+
+
+def test_partial_headers_then_silence_closed(fast_daemon):
+    with tls_socket(fast_daemon.port) as s:
+        s.sendall(f"POST /v1/request HTTP/1.1\r\nHost: {LOCALHOST}\r\n".encode())
+        assert closed_within(s, CLOSE_BOUND), \
+            f"a request stalled in its headers was still open after {CLOSE_BOUND}s"
+    fast_daemon.ok("nodels")
+
+
+def test_stalled_request_body_closed(fast_daemon):
+    s = tls_socket(fast_daemon.port)
+    try:
+        s.sendall(f"POST /v1/request HTTP/1.1\r\nHost: {LOCALHOST}\r\n"
+                  "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+                  '{"request": '.encode())
+        closed = closed_within(s, CLOSE_BOUND)
+    finally:
+        s.close()  # frees the handler either way, so the fixture can stop the daemon
+    fast_daemon.ok("nodels")
+    assert closed, (f"a request whose body stalled was still open after {CLOSE_BOUND}s "
+                    f"(HANDSHAKE/KEEPALIVE timeouts {FAST}s)")
+
+
+# ---- 5. a body over MAX_REQUEST ------------------------------------------------------------
+def test_oversized_body_is_refused_without_reading_it_all(mn_daemon):
+    port = mn_daemon.daemon.listening.port
+    declared = 100 * 1000 * 1000
+    assert declared > server.MAX_REQUEST
+    chunk = b"x" * (1024 * 1024)
+    sent = 0
+    answer: bytes | None = None
+    closed = False
+    s = tls_socket(port, timeout=30)
+    try:
+        s.sendall(f"POST /v1/request HTTP/1.1\r\nHost: {LOCALHOST}\r\n"
+                  f"Content-Type: application/json\r\nContent-Length: {declared}\r\n\r\n"
+                  .encode())
+        while sent < declared:
+            # a non-blocking look for an answer between chunks (select() is no use here:
+            # a TLS 1.3 session ticket makes the socket readable with no data for us)
+            s.settimeout(0)
+            try:
+                answer = s.recv(65536)
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+                answer = None
+            except (ConnectionResetError, ssl.SSLError):
+                answer = b""
+            s.settimeout(30)
+            if answer is not None:
+                closed = not answer
+                break
+            piece = chunk[: declared - sent]
+            try:
+                s.sendall(piece)
+            except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+                closed = True
+                break
+            sent += len(piece)
+        if answer is None and not closed:  # sent it all: the answer must come now
+            try:
+                answer = s.recv(65536)
+            except (ConnectionResetError, ssl.SSLError):
+                answer = b""
+            closed = not answer
+    finally:
+        s.close()
+    assert closed or answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert sent < declared, "xcatd took the whole 100 MB body before refusing it"
+    # what socket buffers hold in flight comes on top of MAX_REQUEST (~4-10 MiB seen)
+    assert sent <= server.MAX_REQUEST + 24 * len(chunk), \
+        f"xcatd read {sent} bytes, far past MAX_REQUEST={server.MAX_REQUEST}, before refusing"
+    mn_daemon.ok("nodels")
+
+
+# ---- 6. malformed requests -----------------------------------------------------------------
+@pytest.mark.parametrize("body, words", [
+    (b'{"request": {"command": "nodels"', ["not valid JSON"]),
+    (b"", ["not valid JSON"]),
+    (b"\xff\xfe\x00garbage", ["not valid JSON"]),
+    (b'[{"request": {"command": "nodels"}}]', ["expected", "request"]),
+    (b'"nodels"', ["expected", "request"]),
+    (b"42", ["expected", "request"]),
+    (b'{"command": "nodels"}', ["expected", "request"]),
+    (b'{"request": "nodels"}', ["expected", "request"]),
+    (b'{"request": {"noderange": "all"}}', ["malformed request", "command"]),
+    (b'{"request": {"command": "nodels", "args": ["-S"]}}', ["malformed request", "args"]),
+    (b'{"request": {"command": 7}}', ["malformed request", "command"]),
+], ids=["truncated", "empty", "not-utf8", "list", "string", "number", "no-request",
+        "request-not-object", "no-command", "args-list", "command-not-string"])
+def test_malformed_request_is_400(mn_daemon, body, words):
+    status, headers, raw = post(mn_daemon.daemon.listening.port, body)
+    assert status == 400, (status, raw[:300])
+    assert headers["content-type"].startswith("application/json")
+    error = json.loads(raw)["error"]
+    for word in words:
+        assert word in error, (word, error)
+    assert "x-xcat-job" not in headers  # no job was created for it
+    mn_daemon.ok("nodels")
+
+
+def test_request_without_client_certificate_is_401(mn_daemon):
+    status, _headers, raw = post(mn_daemon.daemon.listening.port,
+                                 b'{"request": {"command": "nodels"}}', with_cert=False)
+    assert status == 401, (status, raw[:300])
+    assert "client certificate" in json.loads(raw)["error"]
+    mn_daemon.ok("nodels")
+
+
+# ---- 7. an unknown command -----------------------------------------------------------------
+def test_unknown_command_streams_error_and_exit_code_1(mn_daemon):
+    status, headers, raw = post_json(mn_daemon.daemon.listening.port,
+                                     {"request": {"command": "nosuchcommand", "args": {}}})
+    assert status == 200
+    assert headers["content-type"].startswith("application/x-ndjson")
+    records = ndjson(raw)
+    errors = [r["r"].get("error") for r in records if "r" in r]
+    assert "Unsupported command: nosuchcommand" in errors, records
+    assert "end" in records[-1], records
+    end = records[-1]["end"]
+    assert end["exitcode"] == 1, end
+    assert end["job"] == headers["x-xcat-job"]
+    assert end["state"] == "failed", end
+    mn_daemon.ok("nodels")
+
+
+# ---- 8. many idle connections cost no CPU --------------------------------------------------
+def test_many_idle_connections_use_no_cpu(tmp_path):
+    root = tmp_path / "cpuroot"
+    root.mkdir()
+    paths = Paths(root)
+    initialize(paths)
+    Database.open(paths).dispose()
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("XCATBYPASS", "XCATHOST")}
+    env["XCATROOT"] = str(root)
+    log = tmp_path / "xcatd.log"
+    idle: list[socket.socket] = []
+    with open(log, "wb") as logfh:
+        proc = subprocess.Popen([XCATD_EXE, "--listen", LOCALHOST, "--port", str(port)],
+                                env=env, stdin=subprocess.DEVNULL, stdout=logfh,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # wait until it answers a ping over TLS
+            assert proc.poll() is None, f"xcatd exited {proc.returncode}: {log.read_text()}"
+            assert time.monotonic() < deadline, f"xcatd never came up: {log.read_text()}"
+            try:
+                conn = http.client.HTTPSConnection(LOCALHOST, port, context=client_context(),
+                                                   timeout=5)
+                try:
+                    conn.request("GET", "/v1/ping")
+                    if conn.getresponse().status == 200:
+                        break
+                finally:
+                    conn.close()
+            except OSError:
+                time.sleep(0.1)
+
+        for _ in range(50):
+            idle.append(socket.create_connection((LOCALHOST, port), timeout=10))
+        for _ in range(10):
+            idle.append(tls_socket(port))
+        time.sleep(0.3)  # let the accepts and handshakes settle
+        before = cpu_seconds(proc.pid)
+        time.sleep(3.0)
+        used = cpu_seconds(proc.pid) - before
+        assert proc.poll() is None, log.read_text()
+        assert used < 0.5, f"xcatd used {used:.2f}s of CPU in 3s with 60 idle connections"
+
+        # and it still serves
+        conn = http.client.HTTPSConnection(LOCALHOST, port, context=client_context(),
+                                           timeout=10)
+        try:
+            conn.request("POST", "/v1/request", b'{"request": {"command": "nodels"}}',
+                         {"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            assert resp.status == 200
+            assert ndjson(resp.read())[-1]["end"]["exitcode"] == 0
+        finally:
+            conn.close()
+    finally:
+        for s in idle:
+            s.close()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+
+# ---- 9. a client that dies mid-request -----------------------------------------------------
+SLOW = "robustness_slowtest"
+SLOW_LINES = 6
+
+
+def test_job_outlives_its_killed_client(mn_daemon):
+    from xcatd.daemon import dispatch
+
+    dispatch.load_plugins()
+    release = threading.Event()
+
+    @dispatch.command(SLOW, noderange="none")
+    def slow(req, ctx, nodes):
+        yield Response(data="slow 0")
+        release.wait(30)  # held here until the test has checked the job is still running
+        for i in range(1, SLOW_LINES):
+            threading.Event().wait(0.2)
+            yield Response(data=f"slow {i}")
+
+    port = mn_daemon.daemon.listening.port
+    try:
+        conn = http.client.HTTPSConnection(LOCALHOST, port, context=client_context(),
+                                           timeout=30)
+        conn.request("POST", "/v1/request",
+                     json.dumps({"request": {"command": SLOW, "args": {}}}).encode(),
+                     {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        assert resp.status == 200
+        jobid = resp.getheader("X-Xcat-Job")
+        assert jobid
+        assert json.loads(resp.readline()) == {"r": {"data": "slow 0"}}
+        # die abruptly: RST, no TLS close_notify, no end of the request
+        conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        resp.close()
+        conn.close()
+
+        # another client is served while that job still runs
+        mn_daemon.ok("nodels")
+        show = mn_daemon.ok("job", "show", jobid).lines
+        assert show[0].split()[:2] == [jobid, "running"], show
+
+        release.set()
+        deadline = time.monotonic() + 20
+        while True:
+            show = mn_daemon.ok("job", "show", jobid).lines
+            state = show[0].split()[1]
+            if state not in ("queued", "running"):
+                break
+            assert time.monotonic() < deadline, f"job {jobid} never ended: {show}"
+            time.sleep(0.1)
+        assert state == "done", show
+        assert show[0].split()[2] == "0", show  # exit code
+        assert show[1:] == [f"slow {i}" for i in range(SLOW_LINES)], show
+    finally:
+        release.set()
+        dispatch._REGISTRY.pop(SLOW, None)
+    mn_daemon.ok("nodels")
+
+
+# ---- 10. one daemon per root ---------------------------------------------------------------
+def test_second_daemon_on_same_root_refuses(mn_daemon):
+    env = {k: v for k, v in os.environ.items() if k not in ("XCATBYPASS", "XCATHOST")}
+    env["XCATROOT"] = str(mn_daemon.root)
+    p = subprocess.run([XCATD_EXE, "--listen", LOCALHOST, "--port", str(free_port())],
+                       env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                       timeout=20)
+    assert p.returncode == 1, (p.returncode, p.stderr)
+    assert "already running" in p.stderr, p.stderr
+    assert f"pid {os.getpid()}" in p.stderr, p.stderr  # names the daemon that holds the root
+    assert "Traceback" not in p.stderr, p.stderr
+    # the refused daemon left the running one's pid file and unix socket alone
+    assert server.pid_path(mn_daemon.paths).read_text().strip() == str(os.getpid())
+    assert mn_daemon.daemon.listening.unix.exists()
+    mn_daemon.ok("nodels")

@@ -1,0 +1,157 @@
+"""Set up a management node under XCATROOT: directories, database, site defaults, policy,
+and tftpd-hpa's configuration (written, never (re)started: see xcatd.fronts.tftp).
+
+Idempotent: running it again creates what is missing and keeps every value an admin set
+(``force`` resets the site defaults).
+"""
+from __future__ import annotations
+
+import os
+import pwd
+import socket
+from pathlib import Path
+
+from xcatd.base.paths import Paths
+from xcatd.security.credentials import (
+    client_dir,
+    client_files,
+    create_ca,
+    create_server_cert,
+    issue_client_cert,
+)
+from xcatd.db.database import Database
+from xcatd.fronts.tftp import configure_tftpd_hpa
+
+DIRS = {"/etc/xcat": 0o755, "/var/lib/xcat": 0o700, "/var/log/xcat": 0o750,
+        "/var/run/xcat": 0o755,
+        "/install": 0o755, "/install/postscripts": 0o755, "/tftpboot": 0o755}
+
+DEFAULT_POLICY = [  # (priority, name, commands, rule)
+    ("1", "root", None, "allow"),
+    ("2.3", None, "lsxcatd", "allow"),
+    ("3", None, "nextdestiny", "allow"),
+    ("4", None, "getdestiny", "allow"),
+    ("4.4", None, "getpostscript", "allow"),
+    ("4.5", None, "getcredentials", "allow"),
+    ("4.6", None, "syncfiles", "allow"),
+]
+
+
+def _master_address() -> str:
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "NORESOLUTION"
+
+
+def _domain() -> str:
+    fqdn = socket.getfqdn()
+    return fqdn.split(".", 1)[1] if "." in fqdn else "cluster"
+
+
+def site_defaults() -> dict[str, str]:
+    master = _master_address()
+    return {
+        "master": master, "nameservers": master, "domain": _domain(),
+        "xcatdport": "3001", "xcatiport": "3002", "httpport": "80",
+        "installdir": "/install", "tftpdir": "/tftpboot", "xcatconfdir": "/etc/xcat",
+        "SNsyncfiledir": "/var/xcat/syncfiles", "nodesyncfiledir": "/var/xcat/node/syncfiles",
+        "ipmimaxp": "64", "ipmiretries": "3", "ipmitimeout": "2", "maxssh": "8",
+        "consoleondemand": "no", "powerinterval": "0", "syspowerinterval": "0",
+        "sharedtftp": "1", "sshbetweennodes": "ALLGROUPS", "dnshandler": "ddns",
+        "dhcplease": "43200", "auditnosyslog": "0", "cleanupxcatpost": "no",
+        "dhcpbackend": "dhcpd", "timezone": _timezone(),
+    }
+
+
+def _timezone() -> str:
+    try:
+        return Path("/etc/timezone").read_text().strip() or "UTC"
+    except OSError:
+        return "UTC"
+
+
+def _current_user() -> str:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
+
+
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+def initialize(paths: Paths, *, db_url: str | None = None, force: bool = False,
+               client_home: str | None = None) -> list[str]:
+    """Create or complete the management node; returns what it did, one line each."""
+    done: list[str] = []
+    for d, mode in DIRS.items():
+        p = paths.under(d)
+        if not p.is_dir():
+            p.mkdir(parents=True, exist_ok=True)
+            os.chmod(p, mode)
+            done.append(f"Created {p}")
+        elif d == "/var/lib/xcat":
+            os.chmod(p, mode)  # the database directory is private even if it existed
+    if db_url or not paths.cfgloc.exists():
+        url = db_url or paths.default_db_url
+        fd = os.open(paths.cfgloc, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:  # may hold a database password: owner only
+            fh.write(url + "\n")
+        os.chmod(paths.cfgloc, 0o600)
+        done.append(f"Wrote {paths.cfgloc}")
+    if create_ca(paths):
+        done.append("Created the certificate authority")
+    if create_server_cert(paths):
+        done.append("Created the xcatd server certificate")
+    user = _current_user()
+    before = _mtime(client_files(client_home).cred)
+    files = issue_client_cert(paths, user, client_dir(client_home))
+    if files.cred.stat().st_mtime_ns != before:
+        done.append(f"Issued {user}'s client certificate in {files.cred.parent}")
+    db = Database.open(paths)
+    db.create_all()
+    _private_sqlite(db)
+    with db.begin() as conn:
+        have = {r["key"]: r for r in db.rows("site", conn, include_disabled=True)}
+        defaults = site_defaults()
+        updates = {(k,): {"value": v} for k, v in defaults.items() if force or k not in have}
+        if updates:
+            db.set_rows(conn, "site", updates)
+            done.append(f"Set {len(updates)} site defaults")
+        if not db.rows("policy", conn, include_disabled=True):
+            db.set_rows(conn, "policy", {(prio,): {"name": name, "commands": cmds, "rule": rule}
+                                         for prio, name, cmds, rule in DEFAULT_POLICY})
+            done.append("Created the default policy")
+        ps = {r["node"] for r in db.rows("postscripts", conn, include_disabled=True)}
+        if "xcatdefaults" not in ps:
+            db.set_rows(conn, "postscripts", {("xcatdefaults",): {
+                "postscripts": "syslog,remoteshell,syncfiles",
+                "postbootscripts": "otherpkgs"}})
+            done.append("Created the xcatdefaults postscripts row")
+    done += configure_tftpd_hpa(paths, db.site())
+    done.append(f"Management node ready under {paths.root} ({_safe_url(db.url)})")
+    return done
+
+
+def _private_sqlite(db: Database) -> None:
+    """An SQLite database holds every password: owner-only, with its WAL files."""
+    if db.engine.url.get_backend_name() != "sqlite" or not db.engine.url.database:
+        return
+    for suffix in ("", "-wal", "-shm"):
+        f = Path(db.engine.url.database + suffix)
+        if f.exists():
+            os.chmod(f, 0o600)
+
+
+def _safe_url(url: str) -> str:
+    """The URL with any password replaced, for printing."""
+    from sqlalchemy.engine import make_url
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("@")[-1]

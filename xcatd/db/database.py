@@ -1,0 +1,520 @@
+"""The table database: SQLAlchemy Core over SQLite (WAL) or PostgreSQL, with xCAT's semantics.
+
+Reads ignore disabled rows. Node attributes resolve like xCAT: the node's own row wins, then
+the first group in ``nodelist.groups`` order that has a value; regex values are computed for
+the node at read time. Resolving any attributes for N nodes costs one query per table.
+"""
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from functools import cache, lru_cache
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from xcatd.base.paths import Paths
+from xcatd.base.regexval import RegexValueError, compute, is_regex_value
+from xcatd.tables import TABLES, TableDef
+
+#: Above this many keys a read fetches the whole table and filters in Python: one query,
+#: and no limit on bound parameters.
+BULK_THRESHOLD = 500
+
+DISABLED = ("1", "yes")
+
+_metadata = sa.MetaData()
+
+
+def _build_table(tdef: TableDef) -> sa.Table:
+    cols = []
+    auto = tdef.autoincrement
+    for name in tdef.columns:
+        if name == auto:
+            cols.append(sa.Column(name, sa.Integer, primary_key=True, autoincrement=True))
+        elif tdef.types.get(name, "").startswith("INTEGER"):
+            cols.append(sa.Column(name, sa.Integer, primary_key=name in tdef.keys,
+                                  autoincrement=False, nullable=name not in tdef.keys))
+        else:
+            typ = sa.Text()
+            cols.append(sa.Column(name, typ, primary_key=name in tdef.keys,
+                                  nullable=name not in tdef.keys))
+    return sa.Table(tdef.name, _metadata, *cols)
+
+
+SA_TABLES: dict[str, sa.Table] = {name: _build_table(t) for name, t in TABLES.items()}
+
+
+class DBError(Exception):
+    """A database request that cannot be honoured; the message names the bad part."""
+
+
+def table_def(name: str) -> TableDef:
+    try:
+        return TABLES[name]
+    except KeyError:
+        raise DBError(f"{name} table not found.") from None
+
+
+def check_column(table: str, column: str) -> None:
+    if column not in table_def(table).columns:
+        raise DBError(f"{column} is not a valid column of table {table}.")
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA case_sensitive_like=ON")  # LIKE as PostgreSQL does it
+    cur.close()
+
+
+def active(row: Mapping[str, Any]) -> bool:
+    return (row.get("disable") or "").lower() not in DISABLED
+
+
+class Database:
+    """One database, shared by every request in a process (connection pool inside)."""
+
+    _cache: dict[str, Database] = {}
+    _lock = threading.Lock()
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._ready = False
+        # statement parameters carry passwords: never in an exception's text or a log
+        kwargs: dict[str, Any] = {"hide_parameters": True}
+        if url.startswith("sqlite"):
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        else:
+            kwargs.update(pool_size=8, max_overflow=16, pool_pre_ping=True)
+        self.engine: Engine = sa.create_engine(url, **kwargs)
+        if url.startswith("sqlite"):
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+
+    @classmethod
+    def open(cls, paths: Paths | None = None) -> Database:
+        url = (paths or Paths()).db_url()
+        with cls._lock:
+            db = cls._cache.get(url)
+            if db is None:
+                db = cls._cache[url] = cls(url)
+            return db
+
+    def check_ready(self) -> None:
+        """Fail clearly on a root that xcatconfig has not initialised."""
+        if self._ready:
+            return
+        if self.engine.url.get_backend_name() == "sqlite":
+            path = self.engine.url.database
+            if path and path != ":memory:" and not os.path.exists(path):
+                raise DBError(f"No xCAT database at {path}: run xcatconfig first "
+                              "(is XCATROOT right?)")
+        if not sa.inspect(self.engine).has_table("site"):
+            raise DBError("The xCAT database has no tables: run xcatconfig first")
+        self._ready = True
+
+    def create_all(self) -> None:
+        _metadata.create_all(self.engine)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+        with self._lock:
+            self._cache.pop(self.url, None)
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A transaction: everything inside commits together or not at all."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+
+    # ---- plain table reads ---------------------------------------------------------------
+    def rows(self, table: str, conn: Connection | None = None, *,
+             where: sa.ColumnElement | None = None, include_disabled: bool = False,
+             keys: Iterable[str] | None = None, keycol: str | None = None) -> list[dict]:
+        """Rows of a table as dicts, optionally only those whose ``keycol`` is in ``keys``."""
+        t = SA_TABLES[table_def(table).name]
+        wanted: set[str] | None = None
+        params: dict[str, Any] | None = None
+        if keys is not None:
+            wanted = set(keys)
+            if not wanted:
+                return []
+            kc = keycol or TABLES[table].keys[0]
+            if len(wanted) <= BULK_THRESHOLD and where is None:
+                # built once: the hot path of every request
+                stmt = _select_in(table, kc, len(wanted) == 1)
+                params = {"keys": sorted(wanted) if len(wanted) > 1 else next(iter(wanted))}
+                wanted = None  # the database filtered already
+            else:
+                stmt = sa.select(t)
+        else:
+            stmt = sa.select(t)
+        if where is not None:
+            stmt = stmt.where(where)
+            if wanted is not None and len(wanted) <= BULK_THRESHOLD:
+                stmt = stmt.where(t.c[keycol or TABLES[table].keys[0]].in_(sorted(wanted)))
+                wanted = None
+        out = self._fetch(stmt, conn, params)
+        if wanted is not None:
+            kc = keycol or TABLES[table].keys[0]
+            out = [r for r in out if r[kc] in wanted]
+        if not include_disabled:
+            out = [r for r in out if active(r)]
+        return out
+
+    def _fetch(self, stmt: sa.Select, conn: Connection | None,
+               params: dict[str, Any] | None = None) -> list[dict]:
+        if conn is None:
+            with self.engine.connect() as c:
+                return self._fetch(stmt, c, params)
+        result = conn.execute(stmt, params) if params else conn.execute(stmt)
+        keys = list(result.keys())
+        return [dict(zip(keys, row)) for row in result.fetchall()]
+
+    def site(self, conn: Connection | None = None) -> dict[str, str]:
+        return {r["key"]: r["value"] for r in self.rows("site", conn) if r["value"] is not None}
+
+    # ---- writes --------------------------------------------------------------------------
+    def set_rows(self, conn: Connection, table: str, updates: Mapping[tuple, Mapping[str, Any]],
+                 keycols: tuple[str, ...] | None = None) -> None:
+        """Insert or update many rows at once; ``updates`` maps key tuples to column values.
+
+        A value of None clears the column. Existing rows are found with one query.
+        """
+        tdef = table_def(table)
+        t = SA_TABLES[table]
+        keycols = keycols or tdef.keys
+        for col in {c for values in updates.values() for c in values}:
+            check_column(table, col)
+        existing = self._existing_keys(conn, table, keycols, updates.keys())
+        inserts, changes = [], defaultdict(list)
+        for key, values in updates.items():
+            if key in existing:
+                if values:
+                    changes[tuple(sorted(values))].append((key, values))
+            else:
+                row = dict(zip(keycols, key))
+                row.update(values)
+                inserts.append(row)
+        if inserts:
+            columns = sorted({c for r in inserts for c in r})
+            conn.execute(t.insert(), [{c: r.get(c) for c in columns} for r in inserts])
+        for cols, items in changes.items():
+            stmt = t.update().where(*[t.c[k] == sa.bindparam(f"k_{k}") for k in keycols]).values(
+                {c: sa.bindparam(f"v_{c}") for c in cols})
+            conn.execute(stmt, [
+                {**{f"k_{k}": v for k, v in zip(keycols, key)},
+                 **{f"v_{c}": values[c] for c in cols}} for key, values in items])
+
+    def _existing_keys(self, conn: Connection, table: str, keycols: tuple[str, ...],
+                       keys: Iterable[tuple]) -> set[tuple]:
+        t = SA_TABLES[table]
+        keys = list(keys)
+        stmt = sa.select(*[t.c[k] for k in keycols])
+        if len(keycols) == 1 and len(keys) <= BULK_THRESHOLD:
+            stmt = stmt.where(t.c[keycols[0]].in_([k[0] for k in keys]))
+        return {tuple(r) for r in conn.execute(stmt)}
+
+    def delete_rows(self, conn: Connection, table: str, column: str,
+                    values: Iterable[str]) -> int:
+        t = SA_TABLES[table_def(table).name]
+        check_column(table, column)
+        values = list(values)
+        count = 0
+        for i in range(0, len(values), BULK_THRESHOLD):
+            res = conn.execute(t.delete().where(t.c[column].in_(values[i:i + BULK_THRESHOLD])))
+            count += res.rowcount or 0
+        return count
+
+    # ---- rows selected by column values (chtab, gettab, tabgrep) ------------------------
+    def _equals(self, table: str, equals: Mapping[str, str]) -> list[sa.ColumnElement]:
+        t = SA_TABLES[table_def(table).name]
+        for col in equals:
+            check_column(table, col)
+        return [t.c[c] == v for c, v in equals.items()]
+
+    def match(self, table: str, equals: Mapping[str, str], conn: Connection | None = None, *,
+              include_disabled: bool = False) -> list[dict]:
+        """Rows whose columns equal the given values (bound parameters)."""
+        return self.rows(table, conn, where=sa.and_(*self._equals(table, equals)),
+                         include_disabled=include_disabled)
+
+    def update_match(self, conn: Connection, table: str, equals: Mapping[str, str],
+                     values: Mapping[str, Any]) -> int:
+        for col in values:
+            check_column(table, col)
+        t = SA_TABLES[table]
+        res = conn.execute(t.update().where(*self._equals(table, equals)).values(dict(values)))
+        return res.rowcount or 0
+
+    def delete_match(self, conn: Connection, table: str, equals: Mapping[str, str]) -> int:
+        t = SA_TABLES[table_def(table).name]
+        return conn.execute(t.delete().where(*self._equals(table, equals))).rowcount or 0
+
+    def has_value(self, conn: Connection, table: str, column: str, value: str) -> bool:
+        check_column(table, column)
+        t = SA_TABLES[table]
+        return conn.execute(sa.select(t.c[column]).where(t.c[column] == value).limit(1)
+                            ).first() is not None
+
+    def replace_rows(self, conn: Connection, table: str, rows: list[dict], *,
+                     append: bool = False) -> None:
+        """Every row of a table replaced (or, with append, added), in the caller's
+        transaction; a duplicate key raises DBError."""
+        t = SA_TABLES[table_def(table).name]
+        if not append:
+            conn.execute(t.delete())
+        if rows:
+            cols = sorted({c for r in rows for c in r})
+            for col in cols:
+                check_column(table, col)
+            try:
+                conn.execute(t.insert(), [{c: r.get(c) for c in cols} for r in rows])
+            except sa.exc.IntegrityError as exc:
+                raise DBError(f"Cannot restore {table}: duplicate or missing key "
+                              f"({str(exc.orig).splitlines()[0]})") from None
+
+    # ---- log tables (auditlog, eventlog) -------------------------------------------------
+    def prune_log(self, conn: Connection, table: str, *, everything: bool = False,
+                  oldest: int | None = None, percent: float | None = None,
+                  below_recid: int | None = None, older_than: str | None = None
+                  ) -> list[dict] | None:
+        """Delete log records by one criterion; returns them, or None if the table is empty.
+
+        ``oldest``/``percent`` count records (recid gaps do not matter), ``older_than`` is a
+        timestamp compared with the table's time column."""
+        t = SA_TABLES[table]
+        total = conn.execute(sa.select(sa.func.count()).select_from(t)).scalar() or 0
+        if not total:
+            return None
+        if percent is not None:
+            oldest = int(total * percent / 100)
+        if oldest is not None:
+            first = sa.select(t.c.recid).order_by(t.c.recid).limit(oldest).scalar_subquery()
+            cond = t.c.recid.in_(first) if oldest > 0 else sa.false()
+        elif below_recid is not None:
+            cond = t.c.recid < below_recid
+        elif older_than is not None:
+            cond = (t.c.audittime if table == "auditlog" else t.c.eventtime) < older_than
+        elif everything:
+            cond = sa.true()
+        else:
+            raise ValueError("prune_log needs a criterion")
+        deleted = [dict(r) for r in
+                   conn.execute(sa.select(t).where(cond).order_by(t.c.recid)).mappings()]
+        conn.execute(t.delete().where(cond))
+        return deleted
+
+    def insert_row(self, conn: Connection, table: str, values: Mapping[str, Any]) -> None:
+        for col in values:
+            check_column(table, col)
+        conn.execute(SA_TABLES[table].insert().values(**values))
+
+    # ---- node attributes -----------------------------------------------------------------
+    def node_groups(self, nodes: Iterable[str] | None = None,
+                    conn: Connection | None = None) -> dict[str, list[str]]:
+        """Each node's groups in inheritance order (nodelist.groups)."""
+        rows = self.rows("nodelist", conn, keys=nodes)
+        return {r["node"]: split_list(r["groups"]) for r in rows}
+
+    def resolve(self, nodes: Iterable[str], wanted: Mapping[str, Iterable[str]], *,
+                conn: Connection | None = None, blame: bool = False,
+                groups: Mapping[str, list[str]] | None = None,
+                computed: bool = True) -> dict[str, dict[tuple[str, str], str]]:
+        """Resolve ``table.column`` values for nodes with group inheritance and regex values.
+
+        Returns {node: {(table, column): value}} with only the non-empty values. With
+        ``blame`` the value is a (value, source) pair, source being the node or the group.
+        One query for nodelist plus one per table, whatever the number of nodes.
+        """
+        nodes = list(nodes)
+        if conn is None:
+            with self.engine.connect() as c:
+                return self.resolve(nodes, wanted, conn=c, blame=blame, groups=groups,
+                                    computed=computed)
+        if groups is None:
+            groups = self.node_groups(nodes, conn)
+        allgroups = {g for n in nodes for g in groups.get(n, ())}
+        result: dict[str, dict[tuple[str, str], Any]] = {n: {} for n in nodes}
+        for table, cols in wanted.items():
+            cols = list(dict.fromkeys(cols))
+            for col in cols:
+                check_column(table, col)
+            inherit = table != "nodelist"
+            rows = self._value_rows(conn, table, cols, set(nodes) | allgroups if inherit
+                                    else set(nodes), blame)
+            if not rows:
+                continue
+            chains: dict[tuple[str, ...], dict] = {}  # inherited values per group list
+            empty: dict = {}
+            for node in nodes:
+                merged = rows.get(node, empty)
+                if inherit:
+                    chain = tuple(groups.get(node, ()))
+                    base = chains.get(chain)
+                    if base is None:
+                        base = {}
+                        for g in reversed(chain):  # the first group wins
+                            base.update(rows.get(g, empty))
+                        chains[chain] = base
+                    if base:
+                        merged = {**base, **merged} if merged else base
+                if merged:
+                    self._store(result[node], node, merged, blame, computed)
+        return result
+
+    def _value_rows(self, conn: Connection, table: str, cols: list[str], keys: set[str],
+                    blame: bool) -> dict[str, dict]:
+        """{node or group: {(table, col): value}} with only non-empty values of active rows;
+        with ``blame`` the values are (value, node or group) pairs."""
+        few = len(keys) <= BULK_THRESHOLD
+        stmt = _select_values(table, tuple(cols), few)
+        tcs = [(table, c) for c in cols]
+        rows: dict[str, dict] = {}
+        result = conn.execute(stmt, {"keys": sorted(keys)}) if few else conn.execute(stmt)
+        for row in result.fetchall():
+            key, disable = row[0], row[1]
+            if key in rows or key not in keys or (disable and disable.lower() in DISABLED):
+                continue  # first row of multi-key tables wins
+            if blame:
+                rows[key] = {tc: (v, key) for tc, v in zip(tcs, row[2:]) if v}
+            else:
+                rows[key] = {tc: v for tc, v in zip(tcs, row[2:]) if v}
+        return rows
+
+    @staticmethod
+    def _store(out: dict, node: str, merged: dict, blame: bool, computed: bool) -> None:
+        if not blame and not computed:
+            out.update(merged)
+            return
+        for tc, value in merged.items():
+            source = None
+            if blame:
+                value, source = value
+            if computed and value[0] in "/|" and is_regex_value(value):
+                try:
+                    value = compute(value, node)
+                except RegexValueError as exc:
+                    raise DBError(f"{node}: bad regular expression value in "
+                                  f"{tc[0]}.{tc[1]}: {exc}") from None
+                if not value:
+                    continue
+            out[tc] = (value, source) if blame else value
+
+    def all_nodes(self, conn: Connection | None = None) -> set[str]:
+        return {r["node"] for r in self.rows("nodelist", conn)}
+
+
+@cache
+def _select_in(table: str, keycol: str, one: bool) -> sa.Select:
+    """SELECT * ... WHERE keycol IN (:keys) (or = :keys for one key), built once per table:
+    statement construction costs more than a small query."""
+    t = SA_TABLES[table]
+    if one:
+        return sa.select(t).where(t.c[keycol] == sa.bindparam("keys"))
+    return sa.select(t).where(t.c[keycol].in_(sa.bindparam("keys", expanding=True)))
+
+
+@lru_cache(maxsize=1024)
+def _select_values(table: str, cols: tuple[str, ...], few: bool) -> sa.Select:
+    t = SA_TABLES[table]
+    stmt = sa.select(t.c.node, t.c.disable, *[t.c[c] for c in cols])
+    if few:
+        stmt = stmt.where(t.c.node.in_(sa.bindparam("keys", expanding=True)))
+    return stmt
+
+
+def split_list(value: str | None) -> list[str]:
+    """'a, b,,c' -> ['a', 'b', 'c']"""
+    if not value:
+        return []
+    return [p.strip() for p in value.split(",") if p.strip()]
+
+
+_WHERE = re.compile(r"^([A-Za-z_][\w.]*?)\s*(==|!=|=~|!~|<=|>=|<|>)(.*)$", re.DOTALL)
+
+
+def parse_where(expr: str) -> tuple[str, str, str]:
+    """'node==n1' -> ('node', '==', 'n1'); the error names the bad expression."""
+    m = _WHERE.match(expr.strip())
+    if not m:
+        raise DBError(f"Invalid selection {expr!r}: expected attr==value, attr!=value, "
+                      "attr=~regex, attr!~regex, attr<value or attr>value")
+    return m.group(1), m.group(2), m.group(3)
+
+
+def where_clause(table: str, exprs: Iterable[str]) -> sa.ColumnElement | None:
+    """SQL for tabdump -w style selections; values are bound parameters, never pasted.
+
+    As in xCAT, ``=~`` and ``!~`` take SQL LIKE patterns here (``groups=~comput%``), and
+    disabled rows are left out."""
+    t = SA_TABLES[table_def(table).name]
+    clauses = []
+    for expr in exprs:
+        col, op, value = parse_where(expr)
+        check_column(table, col)
+        c = t.c[col]
+        if op == "==":
+            clauses.append(c == value)
+        elif op == "!=":
+            clauses.append(sa.or_(c != value, c.is_(None)))
+        elif op == "=~":  # xCAT: an SQL LIKE pattern (% and _), optionally inside /.../
+            clauses.append(c.like(_like(value)))
+        elif op == "!~":
+            clauses.append(sa.or_(sa.not_(c.like(_like(value))), c.is_(None)))
+        elif op == "<":
+            clauses.append(c < value)
+        elif op == ">":
+            clauses.append(c > value)
+        elif op == "<=":
+            clauses.append(c <= value)
+        else:
+            clauses.append(c >= value)
+    if clauses:
+        clauses.append(sa.or_(t.c.disable.is_(None), t.c.disable.notin_(DISABLED)))
+    return sa.and_(*clauses) if clauses else None
+
+
+def _like(value: str) -> str:
+    if len(value) > 1 and value.startswith("/") and value.endswith("/"):
+        return value[1:-1]
+    return value
+
+
+def _check_regex(value: str) -> None:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise DBError(f"Invalid regular expression {value!r}: {exc}") from None
+
+
+def match_value(value: str | None, op: str, target: str) -> bool:
+    """Python side of a selection, for computed attributes (lsdef -w, nodels filters)."""
+    v = value or ""
+    if op == "==":
+        return v == target
+    if op == "!=":
+        return v != target
+    if op == "=~":
+        return re.search(target, v) is not None
+    if op == "!~":
+        return re.search(target, v) is None
+    if op == "<":
+        return v < target
+    if op == ">":
+        return v > target
+    if op == "<=":
+        return v <= target
+    return v >= target

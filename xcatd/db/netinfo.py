@@ -1,0 +1,147 @@
+"""Node addresses for the network services (hosts, DHCP, DNS), gathered in bulk.
+
+One resolve over hosts, nics, mac and noderes for all the nodes (group values and regex
+values included), then plain Python: the services never query per node.
+
+>>> parse_macs("52:54:00:00:00:01|52:54:00:00:00:02!n1-eth1")
+[('52:54:00:00:00:01', None), ('52:54:00:00:00:02', 'n1-eth1')]
+>>> parse_nic_map("eth0!10.0.0.1,ib0!10.1.0.1|10.1.1.1")
+{'eth0': ['10.0.0.1'], 'ib0': ['10.1.0.1', '10.1.1.1']}
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+
+from xcatd.db.database import Database, split_list
+
+_MAC = re.compile(r"^[0-9a-fA-F]{2}([:-][0-9a-fA-F]{2}){5}$")
+
+NODE_COLUMNS = {
+    "hosts": ["ip", "hostnames", "otherinterfaces"],
+    "nics": ["nicips", "nichostnamesuffixes", "nichostnameprefixes"],
+    "mac": ["mac", "interface"],
+    "noderes": ["tftpserver", "xcatmaster", "netboot", "installnic", "primarynic"],
+    "nodetype": ["arch"],
+}
+
+
+def parse_macs(value: str | None) -> list[tuple[str, str | None]]:
+    """mac.mac: 'mac|mac!hostname' -> [(mac, hostname or None)]."""
+    out = []
+    for part in (value or "").split("|"):
+        part = part.strip()
+        if not part:
+            continue
+        mac, _, name = part.partition("!")
+        out.append((mac.strip().lower().replace("-", ":"), name.strip() or None))
+    return out
+
+
+def parse_nic_map(value: str | None) -> dict[str, list[str]]:
+    """nics.* columns: 'eth0!a|b,ib0!c' -> {'eth0': ['a', 'b'], 'ib0': ['c']}."""
+    out: dict[str, list[str]] = {}
+    for part in split_list(value):
+        nic, sep, rest = part.partition("!")
+        if sep:
+            out[nic.strip()] = [v.strip() for v in rest.split("|")]
+    return out
+
+
+@dataclass
+class NodeNet:
+    node: str
+    ip: str | None = None
+    aliases: list[str] = field(default_factory=list)
+    macs: list[tuple[str, str | None]] = field(default_factory=list)
+    nics: list[tuple[str, str, str]] = field(default_factory=list)   # (nic, ip, hostname)
+    other: list[tuple[str, str]] = field(default_factory=list)       # (hostname, ip)
+    tftpserver: str | None = None
+    xcatmaster: str | None = None
+    netboot: str | None = None
+    arch: str | None = None
+
+
+def gather(db: Database, nodes: list[str], conn=None,
+           groups: dict[str, list[str]] | None = None) -> dict[str, NodeNet]:
+    """Every node's addresses, with one query per table whatever the number of nodes."""
+    values = db.resolve(nodes, NODE_COLUMNS, conn=conn, groups=groups)
+    out: dict[str, NodeNet] = {}
+    for node in nodes:
+        v = values[node]
+        nn = NodeNet(node, ip=v.get(("hosts", "ip")),
+                     aliases=[a for a in re.split(r"[,\s]+", v.get(("hosts", "hostnames"), ""))
+                              if a],
+                     macs=parse_macs(v.get(("mac", "mac"))),
+                     tftpserver=v.get(("noderes", "tftpserver")),
+                     xcatmaster=v.get(("noderes", "xcatmaster")),
+                     netboot=v.get(("noderes", "netboot")), arch=v.get(("nodetype", "arch")))
+        ips = parse_nic_map(v.get(("nics", "nicips")))
+        suffixes = parse_nic_map(v.get(("nics", "nichostnamesuffixes")))
+        prefixes = parse_nic_map(v.get(("nics", "nichostnameprefixes")))
+        for nic, addrs in ips.items():
+            for i, addr in enumerate(addrs):
+                if not addr:
+                    continue
+                suf = suffixes.get(nic, [])
+                pre = prefixes.get(nic, [])
+                s = suf[i] if i < len(suf) else (suf[0] if suf and i == 0 else None)
+                p = pre[i] if i < len(pre) else (pre[0] if pre and i == 0 else None)
+                if s is None and p is None:
+                    s = f"-{nic}" + (f"-{i + 1}" if i else "")
+                nn.nics.append((nic, addr, f"{p or ''}{node}{s or ''}"))
+        for entry in split_list(v.get(("hosts", "otherinterfaces"))):
+            name, sep, addr = entry.partition(":")
+            if sep and addr:
+                nn.other.append((name.strip(), addr.strip()))
+        out[node] = nn
+    return out
+
+
+def valid_mac(mac: str) -> bool:
+    return bool(_MAC.match(mac))
+
+
+def valid_ip(addr: str | None) -> bool:
+    try:
+        ipaddress.ip_address(addr or "")
+        return True
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class Network:
+    name: str
+    net: ipaddress.IPv4Network | ipaddress.IPv6Network
+    row: dict
+
+    def __contains__(self, addr: str) -> bool:
+        try:
+            return ipaddress.ip_address(addr) in self.net
+        except ValueError:
+            return False
+
+
+def networks(db: Database, conn=None) -> list[Network]:
+    """The networks table as address objects; a row with a bad net/mask is an error."""
+    from xcatd.db.database import DBError
+    out = []
+    for row in db.rows("networks", conn):
+        try:
+            net = ipaddress.ip_network(f"{row['net']}/{row['mask']}", strict=False)
+        except ValueError:
+            raise DBError(f"network {row.get('netname') or row['net']}: bad net/mask "
+                          f"{row['net']}/{row['mask']}") from None
+        out.append(Network(row.get("netname") or str(net), net, row))
+    return out
+
+
+def network_of(nets: list[Network], addr: str) -> Network | None:
+    """The most specific network holding addr."""
+    best = None
+    for n in nets:
+        if addr in n and (best is None or n.net.prefixlen > best.net.prefixlen):
+            best = n
+    return best

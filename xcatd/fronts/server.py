@@ -1,0 +1,404 @@
+"""xcatd: one persistent server for every command, the REST API and the service nodes.
+
+HTTPS (TLS 1.2+, client certificates from the management node's CA) on site.xcatdport and a
+unix socket for root on the management node. A request is JSON; its responses stream back as
+newline-delimited JSON, one record per response as soon as it is known, then an end record
+with the job id and exit code. Jobs run in a thread pool and go on when their client goes.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import pwd
+import signal
+import socket
+import ssl
+import struct
+import threading
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from xcatd.base.paths import Paths
+from xcatd.security.credentials import ca_files, certificate_cn, server_files
+from xcatd.fronts.servicethread import close_listeners
+from xcatd.daemon.policy import Identity
+from xcatd.base.request import Request, Response
+from xcatd.daemon.pipeline import Service
+
+log = logging.getLogger("xcatd.fronts.server")
+
+MAX_REQUEST = 64 * 1024 * 1024   # a stanza file for 50,000 nodes fits
+HANDSHAKE_TIMEOUT = 10.0         # a connection that never finishes TLS is closed
+KEEPALIVE_TIMEOUT = 30.0
+WORKERS = 64
+SHUTDOWN_TIMEOUT = 2.0           # stop promptly: unfinished jobs are marked interrupted at start
+BODY_TIMEOUT = 30.0              # a request body must arrive within this
+LINGERING_TIME = 1.0             # after an error, unread body bytes are drained this long
+
+SERVICE_KEY = web.AppKey("service", Service)
+#: Who is asking, set by authenticate() on every request.
+IDENTITY = web.RequestKey("identity", Identity) if hasattr(web, "RequestKey") else "identity"
+POOL_KEY = web.AppKey("pool", ThreadPoolExecutor)
+
+
+class AlreadyRunning(RuntimeError):
+    pass
+
+
+def socket_path(paths: Paths) -> Path:
+    return paths.under("/var/run/xcat/xcatd.sock")
+
+
+def pid_path(paths: Paths) -> Path:
+    return paths.under("/var/run/xcat/xcatd.pid")
+
+
+# ---- who is asking -------------------------------------------------------------------------
+_IDENTITIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def identify(request: web.Request) -> Identity | None:
+    """The certificate CN on TCP, the peer's user on the unix socket; None if unknown.
+    Worked out once per connection (a keep-alive client sends many requests)."""
+    transport = request.transport
+    if transport is None:
+        return None
+    try:
+        return _IDENTITIES[transport]
+    except (KeyError, TypeError):
+        pass
+    who = _identify(transport)
+    if who is not None:
+        with contextlib.suppress(TypeError):
+            _IDENTITIES[transport] = who
+    return who
+
+
+def _identify(transport) -> Identity | None:
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family == socket.AF_UNIX:
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        _pid, uid, _gid = struct.unpack("3i", creds)
+        try:
+            user = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            user = str(uid)
+        return Identity(user, "localhost", "unix")
+    cn = certificate_cn(transport.get_extra_info("peercert"))
+    if not cn:
+        return None
+    peer = transport.get_extra_info("peername") or ("?",)
+    return Identity(cn, str(peer[0]), "cli")
+
+
+def json_error(status: int, message: str) -> web.Response:
+    """The same error shape for the command protocol and the REST API."""
+    return web.json_response({"error": message, "errors": [message]}, status=status)
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler):
+    who = identify(request)
+    if who is None:
+        return json_error(401, "xcatd requires a client certificate signed by this management "
+                               "node's CA (see xcatclientcert)")
+    request[IDENTITY] = who
+    return await handler(request)
+
+
+# ---- the command endpoint ------------------------------------------------------------------
+async def read_json(request: web.Request):
+    """The body as JSON, read within BODY_TIMEOUT: a client that stalls mid-body is dropped."""
+    try:
+        return await asyncio.wait_for(request.json(), BODY_TIMEOUT)
+    except TimeoutError:
+        raise _json_http(web.HTTPRequestTimeout, "request body not received in time") from None
+    except web.HTTPRequestEntityTooLarge as exc:
+        message = f"request body larger than {MAX_REQUEST} bytes"
+        raise web.HTTPRequestEntityTooLarge(
+            MAX_REQUEST, exc.status and MAX_REQUEST + 1,
+            text=json.dumps({"error": message, "errors": [message]}),
+            content_type="application/json", headers={"Connection": "close"}) from None
+    except (ConnectionResetError, asyncio.IncompleteReadError) as exc:
+        raise _json_http(web.HTTPBadRequest, f"request body incomplete: {exc}") from None
+
+
+def _json_http(cls, message: str) -> web.HTTPException:
+    """An HTTP error that closes the connection, with the JSON error body clients read."""
+    return cls(text=json.dumps({"error": message, "errors": [message]}),
+               content_type="application/json", headers={"Connection": "close"})
+
+
+async def handle_request(request: web.Request) -> web.StreamResponse:
+    try:
+        body = await read_json(request)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return json_error(400, "the request body is not valid JSON")
+    if not isinstance(body, dict) or not isinstance(body.get("request"), dict):
+        return json_error(400, 'expected {"request": {"command": ..., ...}}')
+    try:
+        req = Request.from_dict(body["request"])
+        req.validate()
+    except TypeError as exc:
+        return json_error(400, f"malformed request: {exc}")
+    who = request[IDENTITY]
+    service = request.app[SERVICE_KEY]
+    pool = request.app[POOL_KEY]
+    loop = asyncio.get_running_loop()
+    job = service.new_job(req, who)  # in memory; the writer thread records it
+    headers = {"X-Xcat-Job": job.jobid}
+    if body.get("async"):
+        pool.submit(service.run, job, req, who)
+        return web.Response(body=_line({"end": {"job": job.jobid, "state": "queued",
+                                                "async": True}}),
+                            content_type="application/x-ndjson", headers=headers)
+    relay = Relay(loop)
+
+    def work() -> None:
+        code = 1
+        try:
+            code = service.run(job, req, who, relay.emit)
+        finally:
+            relay.close(code)
+
+    pool.submit(work)
+    items, finished, code = await relay.take()
+    first = [_line({"r": item.to_dict()}) for item in items]
+    if finished:  # a quick job: headers and all its records in one write
+        first.append(_end(job, code))
+        return web.Response(body=b"".join(first), content_type="application/x-ndjson",
+                            headers=headers)
+    resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson", **headers})
+    connected = True
+    try:
+        await resp.prepare(request)
+        await resp.write(b"".join(first))
+    except (ConnectionResetError, RuntimeError):
+        connected = False  # the client went away; the job goes on
+    while not finished:
+        items, finished, code = await relay.take()
+        chunk = [_line({"r": item.to_dict()}) for item in items]
+        if finished:
+            chunk.append(_end(job, code))
+        if connected and chunk:
+            try:
+                await resp.write(b"".join(chunk))
+            except (ConnectionResetError, RuntimeError):
+                connected = False
+    if connected:
+        with contextlib.suppress(ConnectionResetError, RuntimeError):
+            await resp.write_eof()
+    return resp
+
+
+def _end(job, code: int) -> bytes:
+    return _line({"end": {"job": job.jobid, "state": job.state, "exitcode": code}})
+
+
+class Relay:
+    """Responses from a job's thread to its connection: whatever has arrived goes out in one
+    write, and the thread wakes the event loop once per batch, not once per response."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._lock = threading.Lock()
+        self._items: list[Response] = []
+        self._done = False
+        self._code = 0
+        self._wake_pending = False
+        self._event = asyncio.Event()
+
+    def _notify(self) -> None:  # in the worker thread, with the lock held
+        if not self._wake_pending:
+            self._wake_pending = True
+            self.loop.call_soon_threadsafe(self._event.set)
+
+    def emit(self, resp: Response) -> None:
+        with self._lock:
+            self._items.append(resp)
+            self._notify()
+
+    def close(self, code: int) -> None:
+        with self._lock:
+            self._done, self._code = True, code
+            self._notify()
+
+    async def take(self) -> tuple[list[Response], bool, int]:
+        await self._event.wait()
+        with self._lock:
+            items, self._items = self._items, []
+            self._event.clear()
+            self._wake_pending = False
+            return items, self._done, self._code
+
+
+def _line(obj: dict) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+
+
+async def handle_ping(request: web.Request) -> web.Response:
+    return web.json_response({"xcatd": "ok", "user": request[IDENTITY].user})
+
+
+def make_app(service: Service, pool: ThreadPoolExecutor) -> web.Application:
+    app = web.Application(middlewares=[authenticate], client_max_size=MAX_REQUEST)
+    app[SERVICE_KEY] = service
+    app[POOL_KEY] = pool
+    app.router.add_post("/v1/request", handle_request)
+    app.router.add_get("/v1/ping", handle_ping)
+    from xcatd.fronts.rest import add_routes
+    add_routes(app)
+    return app
+
+
+# ---- TLS -----------------------------------------------------------------------------------
+def server_ssl_context(paths: Paths) -> ssl.SSLContext:
+    files = server_files(paths)
+    if not files.exists():
+        raise FileNotFoundError(f"no server certificate at {files.cred}: run xcatconfig")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(ca_files(paths)[1]))
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(str(files.cred))
+    ctx.verify_mode = ssl.CERT_OPTIONAL  # no certificate: a clear 401, not a bare alert
+    return ctx
+
+
+# ---- running it ----------------------------------------------------------------------------
+@dataclass
+class Listening:
+    host: str
+    port: int
+    unix: Path | None
+    http_port: int | None = None  # the HTTP site nodes boot from (xcatd.fronts.nodeapi)
+    tftp_port: int | None = None  # the embedded TFTP server, when it runs (xcatd.fronts.tftp)
+
+
+class Daemon:
+    """xcatd on one XCATROOT. ``start`` binds and returns; ``stop`` closes everything."""
+
+    def __init__(self, paths: Paths, host: str = "0.0.0.0", port: int | None = None,
+                 unix: bool = True, workers: int = WORKERS) -> None:
+        self.paths, self.host, self.port, self.unix = paths, host, port, unix
+        self.workers = workers
+        self._pidfile: int | None = None
+        self.service: Service | None = None
+        self._runner: web.AppRunner | None = None
+        self._servers: list[asyncio.base_events.Server] = []
+        self.listening: Listening | None = None
+        self.pool: ThreadPoolExecutor | None = None
+        self.http = None  # xcatd.fronts.nodeapi.HttpSite
+        self.tftp = None  # xcatd.fronts.tftp.TftpServer
+
+    def _lock_pidfile(self) -> None:
+        path = pid_path(self.paths)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.read(fd, 32).decode().strip() or "?"
+            os.close(fd)
+            raise AlreadyRunning(f"another xcatd (pid {other}) is already running on "
+                                 f"{self.paths.root}") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._pidfile = fd
+
+    async def start(self) -> Listening:
+        self._lock_pidfile()
+        try:
+            self.service = Service(self.paths)
+            interrupted = self.service.jobs.mark_interrupted()
+            if interrupted:
+                log.warning("%d jobs of a previous xcatd were marked interrupted", interrupted)
+            port = self.port if self.port is not None else \
+                int(self.service.db.site().get("xcatdport") or 3001)
+            self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="job")
+            app = make_app(self.service, self.pool)
+            self._runner = web.AppRunner(app, handle_signals=False, access_log=None,
+                                         keepalive_timeout=KEEPALIVE_TIMEOUT,
+                                         lingering_time=LINGERING_TIME,
+                                         shutdown_timeout=SHUTDOWN_TIMEOUT)
+            await self._runner.setup()
+            loop = asyncio.get_running_loop()
+            tcp = await loop.create_server(self._runner.server, self.host, port,
+                                           ssl=server_ssl_context(self.paths),
+                                           ssl_handshake_timeout=HANDSHAKE_TIMEOUT,
+                                           reuse_address=True)
+            self._servers.append(tcp)
+            bound = tcp.sockets[0].getsockname()[1]
+            upath = None
+            if self.unix:
+                upath = socket_path(self.paths)
+                with contextlib.suppress(FileNotFoundError):
+                    upath.unlink()
+                old = os.umask(0o177)
+                try:
+                    self._servers.append(await loop.create_unix_server(self._runner.server,
+                                                                       str(upath)))
+                finally:
+                    os.umask(old)
+                os.chmod(upath, 0o600)  # root on the management node only
+            from xcatd.fronts.nodeapi import start_site  # port 0 (tests): a free port for it too
+            self.http = await start_site(self.paths, self.service, self.host,
+                                         ephemeral=self.port == 0)
+            from xcatd.fronts.tftp import start_tftp  # only when the site wants the embedded one
+            self.tftp = await start_tftp(self.paths, self.service, self.host,
+                                         ephemeral=self.port == 0)
+            self.listening = Listening(self.host, bound, upath,
+                                       self.http.port if self.http else None,
+                                       self.tftp.port if self.tftp else None)
+            return self.listening
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        if self.tftp is not None:
+            await self.tftp.stop()
+            self.tftp = None
+        if self.http is not None:
+            await self.http.stop()
+            self.http = None
+        await close_listeners(self._servers, self._runner)
+        self._runner = None
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=False)
+        if self.service is not None:
+            self.service.close()
+            self.service = None
+        if self.listening and self.listening.unix:
+            with contextlib.suppress(FileNotFoundError):
+                self.listening.unix.unlink()
+        if self._pidfile is not None:
+            with contextlib.suppress(OSError):
+                pid_path(self.paths).unlink()
+            os.close(self._pidfile)
+            self._pidfile = None
+
+
+def serve_forever(paths: Paths, host: str, port: int | None, ready=None) -> None:
+    """Run in the foreground until SIGTERM/SIGINT (systemd Type=simple)."""
+    async def main() -> None:
+        daemon = Daemon(paths, host, port)
+        listening = await daemon.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        log.info("xcatd listening on %s:%d and %s", listening.host, listening.port,
+                 listening.unix)
+        if ready:
+            ready(listening)
+        await stop.wait()
+        await daemon.stop()
+
+    asyncio.run(main())

@@ -1,0 +1,144 @@
+"""Hardware management: one interface (power, boot device, inventory, sensors, event log),
+one implementation per protocol.
+
+A node's ``nodehm.power`` (else ``nodehm.mgt``) picks the implementation; commands never
+branch on vendor or protocol. Implementations register with ``register``; IPMI is
+``xcatd.hardware.ipmi``, and a Redfish one can follow without touching the commands.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+POWER_ACTIONS = ("on", "off", "softoff", "reset", "cycle", "nmi")
+BOOT_DEVICES = {"net": "network", "hd": "hd", "cd": "optical", "def": "default",
+                "floppy": "floppy", "setup": "setup"}
+#: What rsetboot prints for each device, as xCAT words it.
+BOOT_WORDS = {"network": "Network", "hd": "Hard Drive", "optical": "CD/DVD",
+              "floppy": "Floppy", "setup": "BIOS Setup", "default": "boot override inactive"}
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where and how to reach one node's management controller. ``password`` is a secret:
+    never printed, never logged."""
+
+    node: str
+    address: str
+    port: int
+    username: str
+    password: str
+
+    def __repr__(self) -> str:  # no secret in tracebacks or logs
+        return f"Target({self.node!r}, {self.address}:{self.port}, {self.username!r})"
+
+
+@dataclass
+class Outcome:
+    """The result for one node: a value (or several lines), or an error."""
+
+    node: str
+    value: str | None = None
+    error: str | None = None
+    lines: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How hard to try, from the site table: ``ipmimaxp`` requests in flight at once,
+    ``ipmitimeout`` seconds per attempt, ``ipmiretries`` more attempts after the first."""
+
+    maxp: int = 64
+    timeout: float = 2.0
+    retries: int = 3
+
+    @classmethod
+    def from_site(cls, site: dict[str, str]) -> Limits:
+        def num(key: str, kind, default, low):
+            try:
+                return max(low, kind(site.get(key) or default))
+            except ValueError:
+                return default
+        return cls(num("ipmimaxp", int, 64, 1), num("ipmitimeout", float, 2.0, 0.1),
+                   num("ipmiretries", int, 3, 0))
+
+
+DEFAULT_LIMITS = Limits()
+INVENTORY = ("model", "serial", "firm", "mac", "guid", "uuid", "dimm", "all")
+VITALS = ("temp", "voltage", "fanspeed", "power", "leds", "all")
+
+
+class HardwareManager(ABC):
+    """What the commands need from a management protocol. Calls for many nodes run
+    concurrently inside the implementation and yield each node's outcome as soon as it is
+    known; one node's failure is that node's Outcome.error, never an exception."""
+
+    name: str = ""
+
+    @abstractmethod
+    def power_state(self, targets: list[Target], limits: Limits = DEFAULT_LIMITS
+                    ) -> Iterator[Outcome]:
+        """'on' or 'off' for each node."""
+
+    @abstractmethod
+    def set_power(self, targets: list[Target], action: str, limits: Limits = DEFAULT_LIMITS
+                  ) -> Iterator[Outcome]:
+        """Do ``action`` (POWER_ACTIONS); the value is the power state after it."""
+
+    @abstractmethod
+    def boot_device(self, targets: list[Target], limits: Limits = DEFAULT_LIMITS
+                    ) -> Iterator[Outcome]:
+        """The next boot device, as a key of BOOT_WORDS."""
+
+    @abstractmethod
+    def set_boot_device(self, targets: list[Target], device: str, persistent: bool,
+                        uefi: bool, limits: Limits = DEFAULT_LIMITS) -> Iterator[Outcome]:
+        """Set the next boot device (a value of BOOT_DEVICES)."""
+
+    def inventory(self, targets: list[Target], what: str, limits: Limits = DEFAULT_LIMITS
+                  ) -> Iterator[Outcome]:
+        """rinv: Outcome.lines, xCAT's 'Label: value' lines for ``what`` (INVENTORY)."""
+        raise NotImplementedError(f"{self.name} has no inventory yet")
+
+    def vitals(self, targets: list[Target], what: str, limits: Limits = DEFAULT_LIMITS
+               ) -> Iterator[Outcome]:
+        """rvitals: Outcome.lines, 'Sensor: reading units' for ``what`` (VITALS)."""
+        raise NotImplementedError(f"{self.name} has no sensors yet")
+
+    def event_log(self, targets: list[Target], count: int | None, clear: bool,
+                  limits: Limits = DEFAULT_LIMITS) -> Iterator[Outcome]:
+        """reventlog: Outcome.lines, the newest ``count`` SEL entries (None: all), or clear
+        the log."""
+        raise NotImplementedError(f"{self.name} has no event log yet")
+
+
+_IMPLEMENTATIONS: dict[str, type[HardwareManager]] = {}
+_INSTANCES: dict[str, HardwareManager] = {}
+
+
+def register(name: str):
+    def deco(cls: type[HardwareManager]) -> type[HardwareManager]:
+        cls.name = name
+        _IMPLEMENTATIONS[name] = cls
+        return cls
+    return deco
+
+
+def manager(name: str) -> HardwareManager | None:
+    """The (process-wide, session-keeping) implementation for a mgt value."""
+    if name not in _INSTANCES:
+        if name == "ipmi" and name not in _IMPLEMENTATIONS:
+            import xcatd.hardware.ipmi  # noqa: F401  (registers itself)
+        cls = _IMPLEMENTATIONS.get(name)
+        if cls is None:
+            return None
+        _INSTANCES[name] = cls()
+    return _INSTANCES[name]
+
+
+def group_by(items: Iterable[tuple[str, Target]]) -> dict[str, list[Target]]:
+    out: dict[str, list[Target]] = {}
+    for mgt, t in items:
+        out.setdefault(mgt, []).append(t)
+    return out
