@@ -22,10 +22,10 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from xcatd.base.paths import Paths
-from xcatd.db.database import SA_TABLES, Database
-from xcatd.daemon.initialize import initialize
-from xcatd.lab import postgres
 from xcatd.base.regexval import compute
+from xcatd.daemon.initialize import initialize
+from xcatd.db.database import SA_TABLES, Database
+from xcatd.lab import postgres
 
 BIN = Path(sys.executable).parent
 

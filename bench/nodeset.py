@@ -33,8 +33,8 @@ def mac(i: int) -> str:
 
 def call(paths, command: str, noderange: str | None = None, **args) -> list:
     """One request in process, as XCATBYPASS runs it; exits on any error line."""
-    from xcatd.daemon.dispatch import dispatch
     from xcatd.base.request import Request
+    from xcatd.daemon.dispatch import dispatch
     out = list(dispatch(Request(command, noderange, args), paths))
     errors = [r for r in out if r.failed]
     if errors:
@@ -45,8 +45,8 @@ def call(paths, command: str, noderange: str | None = None, **args) -> list:
 
 def setup(root: Path) -> None:
     from xcatd.base.paths import Paths
-    from xcatd.db.database import Database
     from xcatd.daemon.initialize import initialize
+    from xcatd.db.database import Database
     paths = Paths(root)
     initialize(paths)
     db = Database.open(paths)

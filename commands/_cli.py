@@ -14,9 +14,9 @@ from typing import Any, NoReturn
 
 import click
 
-from xcatd.fronts.client import submit
 from xcatd.base.noderange import NodeRangeError, inline_files
 from xcatd.base.request import Request
+from xcatd.fronts.client import submit
 
 #: Environment variables a request carries to the plugins.
 PASSED_ENV = ("XCAT_NODE_PREFIX", "XCAT_NODE_SUFFIX", "XCATROOT", "XCATBYPASS")

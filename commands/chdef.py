@@ -1,7 +1,9 @@
 """chdef: change object definitions (creating missing ones)."""
 import click
-from xcatd.commands._cli import run, xcat_command
+from xcatd.commands._cli import fail, run, xcat_command
 from xcatd.commands._defopts import objects_option, split_words, stdin_if, type_option, where_option
+
+from xcatd.base.words import WordError, attr_values
 
 
 @xcat_command(help="Change definitions: chdef [-t type] [-o names | noderange] attr=val ... "
@@ -17,7 +19,11 @@ from xcatd.commands._defopts import objects_option, split_words, stdin_if, type_
 @click.option("-f", "--force", is_flag=True, hidden=True)
 @click.argument("words", nargs=-1)
 def main(type_, objects, where, plus, minus, newname, stanza, dynamic, force, words):
-    noderange, attrs = split_words(words)
+    noderange, words = split_words(words)
+    try:
+        attrs = attr_values(words)
+    except WordError as exc:
+        fail(str(exc))
     run("chdef", noderange, {"type": type_, "objects": objects, "where": list(where),
                              "plus": plus, "minus": minus, "newname": newname,
                              "stanza": stanza, "dynamic": dynamic, "force": force,

@@ -1,6 +1,8 @@
 """chtab: add or change table rows by key; -d deletes them."""
 import click
-from xcatd.commands._cli import run, xcat_command
+from xcatd.commands._cli import fail, run, xcat_command
+
+from xcatd.base.words import WordError, column_assignments, key_values
 
 
 @xcat_command(help="chtab key=value[,key=value] table.column=value [table.column+=value] ...; "
@@ -9,4 +11,12 @@ from xcatd.commands._cli import run, xcat_command
 @click.argument("keys")
 @click.argument("assignments", nargs=-1)
 def main(delete, keys, assignments):
-    run("chtab", None, {"delete": delete, "keys": keys, "assignments": list(assignments)})
+    try:
+        args = {"keys": key_values(keys)}
+        if delete:
+            args.update(delete=True, tables=list(assignments))
+        else:
+            args["assignments"] = column_assignments(list(assignments))
+    except WordError as exc:
+        fail(str(exc))
+    run("chtab", None, args)

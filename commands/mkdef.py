@@ -1,7 +1,9 @@
 """mkdef: create object definitions."""
 import click
-from xcatd.commands._cli import run, xcat_command
+from xcatd.commands._cli import fail, run, xcat_command
 from xcatd.commands._defopts import objects_option, split_words, stdin_if, type_option, where_option
+
+from xcatd.base.words import WordError, attr_values
 
 
 @xcat_command(help="Create definitions: mkdef [-t type] [-o names | noderange] attr=val ... "
@@ -16,7 +18,11 @@ from xcatd.commands._defopts import objects_option, split_words, stdin_if, type_
 @click.option("-m", "--minus", is_flag=True, hidden=True)
 @click.argument("words", nargs=-1)
 def main(type_, objects, where, force, stanza, dynamic, plus, minus, words):
-    noderange, attrs = split_words(words)
+    noderange, words = split_words(words)
+    try:
+        attrs = attr_values(words)
+    except WordError as exc:
+        fail(str(exc))
     run("mkdef", noderange, {"type": type_, "objects": objects, "where": list(where),
                              "force": force, "stanza": stanza, "dynamic": dynamic,
                              "plus": plus, "minus": minus, "attributes": attrs},

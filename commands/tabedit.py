@@ -9,8 +9,8 @@ import tempfile
 import click
 from xcatd.commands._cli import run, xcat_command
 
-from xcatd.fronts.client import submit
 from xcatd.base.request import Request
+from xcatd.fronts.client import submit
 
 LOG_TABLES = ("auditlog", "eventlog")
 

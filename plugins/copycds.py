@@ -18,7 +18,8 @@ from pathlib import Path
 from xcatd.plugins.tabutils import _root_only
 
 from xcatd.base import templating
-from xcatd.daemon.dispatch import Context, command
+from xcatd.base.request import Request, Response, XcatError
+from xcatd.handler import Context, command
 from xcatd.provision.media import (
     Distro,
     Media,
@@ -32,7 +33,6 @@ from xcatd.provision.media import (
     open_media,
     osver_parts,
 )
-from xcatd.base.request import Request, Response, XcatError
 
 UNKNOWN = "copycds could not identify the ISO supplied, you may wish to try -n <osver>"
 _SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")

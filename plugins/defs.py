@@ -7,10 +7,10 @@ from collections.abc import Iterator
 
 from xcatd.tables import SECRET_MASK, is_secret
 
+from xcatd.base.request import ErrorKind, Request, Response, XcatError, conflict, not_found
 from xcatd.db.database import DBError, match_value, parse_where, split_list
-from xcatd.daemon.dispatch import Context, command
 from xcatd.db.objects import DEFINABLE, SITE_OBJECT, ObjectStore, ObjectWriter, objtype
-from xcatd.base.request import Request, Response, XcatError
+from xcatd.handler import Context, command
 
 STANZA_HEADER = "# <xCAT data object stanza file>"
 
@@ -40,7 +40,7 @@ def _names(req: Request, ctx: Context, store: ObjectStore, typename: str, *,
     if typename == "node":
         nodes = ctx.expand(text, verify=must_exist)
         if not nodes and must_exist:
-            raise XcatError(f"No node in '{text}', check the noderange syntax.")
+            raise not_found(f"No node in '{text}', check the noderange syntax.")
         return nodes.sorted()
     names = split_list(text)
     if typename == "site":
@@ -52,8 +52,8 @@ def _names(req: Request, ctx: Context, store: ObjectStore, typename: str, *,
         present = store.exists(typename, names)
         missing = [n for n in names if n not in present]
         if missing:
-            raise XcatError("\n".join(f"Could not find an object named '{n}' of type "
-                                      f"'{typename}'." for n in missing))
+            raise not_found("\n".join(f"Could not find an object named '{n}' of type "
+                                       f"'{typename}'." for n in missing))
     return names
 
 
@@ -106,7 +106,7 @@ def lsdef(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
             names = _where_filter(store, typename, names, a.get("where") or [], values)
             known = _known_attrs(typename)
             for bad in [w for w in wanted if known is not None and w not in known]:
-                raise XcatError(f"'{bad}' is not a valid attribute name for an object type "
+                raise not_found(f"'{bad}' is not a valid attribute name for an object type "
                                 f"of '{typename}'.")
             found += len(names)
             yield from _print_objects(typename, names, values, a, long, wanted, len(types) > 1)
@@ -166,14 +166,16 @@ def _print_objects(typename: str, names: list[str], values: dict, a: dict, long:
 
 
 # ---- mkdef / chdef -------------------------------------------------------------------------
-def _parse_attrs(words: list[str]) -> dict[str, str]:
-    attrs: dict[str, str] = {}
-    for w in words:
-        name, sep, value = w.partition("=")
-        if not sep or not name or not re.fullmatch(r"[\w.-]+", name):
-            raise XcatError(f"Invalid argument '{w}': expected attr=value")
-        attrs[name] = value
-    return attrs
+def _attributes(args: dict) -> dict[str, str]:
+    """The request's {attr: value} (the CLI parses attr=value words, REST sends JSON)."""
+    attrs = args.get("attributes") or {}
+    if not isinstance(attrs, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in attrs.items()):
+        raise XcatError("attributes must be an object of attribute names and string values")
+    for name in attrs:
+        if not re.fullmatch(r"[\w.-]+", name):
+            raise XcatError(f"Invalid attribute name '{name[:64]}'")
+    return dict(attrs)
 
 
 def parse_stanzas(text: str) -> list[tuple[str, str, dict[str, str]]]:
@@ -226,7 +228,7 @@ def _requests(req: Request, ctx: Context, store: ObjectStore, creating: bool
             raise XcatError("Cannot combine '-t' and '-a', '-z', or '-x' options.")
         return parse_stanzas(req.stdin or "")
     typename = _types(req)[0]
-    attrs = _parse_attrs(list(a.get("attributes") or []))
+    attrs = _attributes(a)
     if a.get("dynamic"):
         if typename != "group":
             raise XcatError("The '-d' option is only valid for group definitions.")
@@ -287,7 +289,7 @@ def chdef(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
             existing[t] = writer.exists(t, [n for n, tt, _ in items if tt == t])
         new = [n for n, t, _ in items if n not in existing[t]]
         if mode == "minus" and new:
-            raise XcatError(f"The '-m' option is not valid since the '{new[0]}' definition "
+            raise not_found(f"The '-m' option is not valid since the '{new[0]}' definition "
                             "does not exist.")
         warnings: list[str] = []
         count = _define(ctx, writer, items, force=False, create=False, mode=mode,
@@ -309,6 +311,7 @@ def _define(ctx: Context, writer: ObjectWriter, items, *, force: bool, create: b
         by_type.setdefault(typename, []).append((name, attrs))
     count = 0
     errors: list[str] = []
+    kind = ErrorKind.BAD_REQUEST
     for typename, objs in by_type.items():
         names = [n for n, _ in objs]
         existing = writer.exists(typename, names)
@@ -319,6 +322,7 @@ def _define(ctx: Context, writer: ObjectWriter, items, *, force: bool, create: b
                            "definition and replace it with a new definition use the force "
                            "'-f' option.\nTo change the existing definition use the 'chdef' "
                            "command." for n in dup]
+                kind = ErrorKind.CONFLICT if kind == ErrorKind.BAD_REQUEST else kind
                 continue
             if dup:
                 writer.delete(typename, dup)
@@ -345,7 +349,10 @@ def _define(ctx: Context, writer: ObjectWriter, items, *, force: bool, create: b
                 attrs = _list_edit(name, attrs, current.get(name, {}), mode, warnings)
             changes[name] = {k: (v if v != "" else None) for k, v in attrs.items()}
         if typename == "group":
-            errors += _write_members(writer, changes, current, mode)
+            missing = _write_members(writer, changes, current, mode)
+            if missing:
+                errors += missing
+                kind = ErrorKind.NOT_FOUND
             for name in changes:  # a static group needs a nodegroup row to exist unlisted
                 if name not in existing:
                     changes[name].setdefault("grouptype", "static")
@@ -363,7 +370,7 @@ def _define(ctx: Context, writer: ObjectWriter, items, *, force: bool, create: b
     if errors:
         raise XcatError("\n".join(errors + [
             "One or more errors occured when attempting to create or modify xCAT object "
-            "definitions; no definition was changed."]))
+            "definitions; no definition was changed."]), kind=kind)
     return count
 
 
@@ -444,7 +451,7 @@ def _rename(req: Request, ctx: Context, writer: ObjectWriter) -> Iterator[Respon
     if old not in writer.exists(typename, [old]):
         raise XcatError(f"The {old} is not a valid object.")
     if new in writer.exists(typename, [new]):
-        raise XcatError(f"A definition for '{new}' already exists.")
+        raise conflict(f"A definition for '{new}' already exists.")
     _validate(typename, new, {})
     writer.rename(typename, old, new)
     yield Response(data=f"Changed the object name from {old} to {new}.")

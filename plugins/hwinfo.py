@@ -1,19 +1,27 @@
 """rinv, rvitals and reventlog: what a node's management controller knows about its hardware.
 
-Nodes route exactly as rpower's do (``hwctl.targets``: nodehm.mgt, the ipmi table, the
-passwd table). The hardware manager returns each node's lines in xCAT's words as soon as that
-node answers; one dead BMC is one ``node: Error: ...`` line and the exit code says so.
+Nodes route exactly as rpower's do (xcatd.hardware.routing: nodehm.mgt, the ipmi table,
+the passwd table), to their driver's inventory, sensors or event-log interface. The driver
+returns each node's lines in xCAT's words as soon as that node answers; one dead BMC is one
+``node: Error: ...`` line and the exit code says so.
 """
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from xcatd.plugins.hwctl import targets
-
-from xcatd.daemon.dispatch import Context, command
-from xcatd.hardware.base import INVENTORY, VITALS, Limits, Outcome, manager
 from xcatd.base.noderange import NodeRange
 from xcatd.base.request import Request, Response, XcatError
+from xcatd.handler import Context, command
+from xcatd.hardware.interfaces import (
+    INVENTORY,
+    VITALS,
+    EventLogInterface,
+    InventoryInterface,
+    Limits,
+    Outcome,
+    SensorsInterface,
+)
+from xcatd.hardware.routing import routes
 
 #: rinv words: the interface's, and xCAT's cheap extras for BMCs.
 RINV_WORDS = INVENTORY + ("vpd", "mprom", "deviceid", "asset", "misc")
@@ -27,13 +35,15 @@ def rinv(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Respon
     if len(what) > 1:
         raise XcatError(f"rinv takes one of {', '.join(RINV_WORDS)}, not "
                         f"'{' '.join(what)}'")
-    yield from _each_manager(ctx, nodes, lambda hw, ts, lim: hw.inventory(ts, what[0], lim))
+    yield from _each_driver(ctx, nodes, InventoryInterface,
+                            lambda hw, ts, lim: hw.inventory(ts, what[0], lim))
 
 
 @command("rvitals", noderange="required")
 def rvitals(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Response]:
     what = ",".join(_words(req, "rvitals", RVITALS_WORDS))
-    yield from _each_manager(ctx, nodes, lambda hw, ts, lim: hw.vitals(ts, what, lim))
+    yield from _each_driver(ctx, nodes, SensorsInterface,
+                            lambda hw, ts, lim: hw.vitals(ts, what, lim))
 
 
 def _writes_reventlog(req: Request) -> bool:
@@ -45,9 +55,9 @@ def reventlog(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[R
     word, count = _reventlog_words(req)
     clear = word == "clear"
     newest_first = bool(req.args.get("sort")) and not clear
-    yield from _each_manager(ctx, nodes,
-                             lambda hw, ts, lim: hw.event_log(ts, count, clear, lim),
-                             reverse=newest_first)
+    yield from _each_driver(ctx, nodes, EventLogInterface,
+                            lambda hw, ts, lim: hw.event_log(ts, count, clear, lim),
+                            reverse=newest_first)
 
 
 # ---- arguments -----------------------------------------------------------------------------
@@ -77,20 +87,15 @@ def _reventlog_words(req: Request) -> tuple[str, int | None]:
 
 
 # ---- running -------------------------------------------------------------------------------
-def _each_manager(ctx: Context, nodes: NodeRange | None, call, reverse: bool = False
-                  ) -> Iterator[Response]:
-    """Route the nodes, run ``call(manager, targets, limits)`` per management method and turn
-    each node's outcome into its lines as it arrives."""
-    routes, errors = targets(ctx, nodes.sorted())
+def _each_driver(ctx: Context, nodes: NodeRange | None, kind: type, call,
+                 reverse: bool = False) -> Iterator[Response]:
+    """Route the nodes to their drivers as ``kind``, run ``call(driver, targets, limits)``
+    per driver and turn each node's outcome into its lines as it arrives."""
+    found, errors = routes(ctx, nodes.sorted(), kind)
     yield from errors
     limits = Limits.from_site(ctx.site)
-    for mgt, ts in routes.items():
-        hw = manager(mgt)
-        try:
-            outcomes = call(hw, ts, limits)
-            yield from _responses(outcomes, reverse)
-        except NotImplementedError as exc:
-            yield from (Response(node=t.node, error=str(exc), errorcode=1) for t in ts)
+    for route in found:
+        yield from _responses(call(route.impl, route.targets, limits), reverse)
 
 
 def _responses(outcomes: Iterable[Outcome], reverse: bool) -> Iterator[Response]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-from xcatd.daemon.dispatch import Context, command
+from xcatd.base.request import Request, Response, XcatError, denied, not_found
 from xcatd.db.jobs import TERMINAL, find_job_ids, job_rows, list_jobs
-from xcatd.base.request import Request, Response, XcatError
+from xcatd.handler import Context, command
 
 WAIT_POLL = 0.05
 
@@ -16,11 +16,11 @@ def _find(ctx: Context, jobid: str) -> str:
     if not jobid:
         raise XcatError("A job id is required.")
     ids = find_job_ids(ctx.db, jobid)
-    if ctx.service is not None and not ids:
-        live = [j for j in list(ctx.service.jobs.live) if j.startswith(jobid)]
+    if ctx.jobs is not None and not ids:
+        live = [j for j in list(ctx.jobs.live) if j.startswith(jobid)]
         ids = live[:2]
     if not ids:
-        raise XcatError(f"No job {jobid}")
+        raise not_found(f"No job {jobid}")
     if len(ids) > 1:
         raise XcatError(f"Job id {jobid} is ambiguous: give more of it")
     return ids[0]
@@ -28,7 +28,7 @@ def _find(ctx: Context, jobid: str) -> str:
 
 def _visible(req: Request, job: dict) -> None:
     if req.user != "root" and job.get("user") != req.user:
-        raise XcatError(f"Job {job['jobid']} belongs to {job.get('user')}")
+        raise denied(f"Job {job['jobid']} belongs to {job.get('user')}")
 
 
 def _summary(job: dict) -> str:
@@ -54,8 +54,8 @@ def _replay(results: list[dict], as_report: bool = False) -> Iterator[Response]:
 
 
 def _flush(ctx: Context) -> None:
-    if ctx.service is not None:
-        ctx.service.jobs.flush()
+    if ctx.jobs is not None:
+        ctx.jobs.flush()
 
 
 @command("job")
@@ -70,9 +70,9 @@ def job(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
         record, _ = job_rows(ctx.db, jobid)
         if record is not None:
             _visible(req, record)
-        if ctx.service is None:
+        if not ctx.daemon:
             raise XcatError("Cancelling a job needs the daemon (XCATBYPASS runs in process).")
-        if not ctx.service.jobs.cancel(jobid):
+        if not ctx.jobs.cancel(jobid):
             state = record.get("state") if record else "unknown"
             raise XcatError(f"Job {jobid} is not running (state: {state})")
         yield Response(data=f"Job {jobid}: cancel requested")
@@ -81,7 +81,7 @@ def job(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
         timeout = float(req.args.get("timeout") or 0) or None
         deadline = time.monotonic() + timeout if timeout else None
         while True:
-            live = ctx.service.jobs.live.get(jobid) if ctx.service else None
+            live = ctx.jobs.live.get(jobid) if ctx.jobs is not None else None
             if live is not None:
                 live.finished.wait(WAIT_POLL * 10)
             _flush(ctx)
@@ -94,7 +94,7 @@ def job(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
             time.sleep(WAIT_POLL)
     record, results = job_rows(ctx.db, jobid)
     if record is None:
-        raise XcatError(f"No job {jobid}")
+        raise not_found(f"No job {jobid}")
     _visible(req, record)
     if action == "show" or action == "wait":
         if action == "show":

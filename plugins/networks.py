@@ -12,8 +12,8 @@ import socket
 import subprocess
 from collections.abc import Iterator
 
-from xcatd.daemon.dispatch import Context, command
 from xcatd.base.request import Request, Response, XcatError
+from xcatd.handler import Context, command
 
 
 def _ip_json(*args: str) -> list[dict]:

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 from xcatd.tables import SECRET_MASK, is_secret
 
-from xcatd.db.database import TABLES, match_value, split_list
-from xcatd.daemon.dispatch import Context, command
 from xcatd.base.noderange import NodeRange, natural_key
+from xcatd.base.request import Request, Response, XcatError, not_found
+from xcatd.db.database import TABLES, apply_list_op, match_value, split_list
 from xcatd.db.objects import ObjectStore, ObjectWriter, node_column
-from xcatd.base.request import Request, Response, XcatError
+from xcatd.handler import Context, command
 
 _FILTER = re.compile(r"^([A-Za-z_][\w.]*?)(==|!=|=~|!~)(.*)$", re.DOTALL)
 
@@ -146,18 +146,6 @@ def parse_assignments(words: list[str], command_name: str
     return assigns, selects
 
 
-def apply_list_op(current: str | None, op: str, value: str) -> str | None:
-    items = split_list(current)
-    if op == ",=":
-        new = [v for v in split_list(value) if v not in items]
-        return ",".join(new + items) if items else (value or None)
-    if op == "^=":
-        drop = set(split_list(value))
-        left = [i for i in items if i not in drop]
-        return ",".join(left) if left else None
-    return value if value != "" else None
-
-
 def _check_dynamic(ctx: Context, conn, assigns: list[Assignment]) -> None:
     groups = set()
     for a in assigns:
@@ -222,7 +210,7 @@ def nodeadd(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Res
                         "[table.column=value] [...]")
     names = nodes.sorted() if nodes else []
     if not names:
-        raise XcatError(f"No node in '{req.noderange}', check the noderange syntax.")
+        raise not_found(f"No node in '{req.noderange}', check the noderange syntax.")
     for n in names:
         if n != n.lower():
             yield Response(warning=f"The node name '{n}' contains capital letters which may not "

@@ -8,21 +8,21 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from xcatd.plugins.nodes import apply_list_op
 from xcatd.tables import SECRET_MASK, is_secret
 
+from xcatd.base.files import write_atomic
+from xcatd.base.request import Request, Response, XcatError, not_found
 from xcatd.db.database import (
     TABLES,
     DBError,
     active,
+    apply_list_op,
     check_column,
     split_list,
     table_def,
     where_clause,
 )
-from xcatd.daemon.dispatch import Context, command
-from xcatd.base.files import write_atomic
-from xcatd.base.request import Request, Response, XcatError
+from xcatd.handler import Context, command
 
 LOG_TABLES = ("auditlog", "eventlog")
 #: Our own job history: not configuration, dumped and restored only with -a.
@@ -153,7 +153,7 @@ def tabdump(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
             yield Response(data=name, obj={"table": name})
         return
     if table not in TABLES:
-        raise XcatError(f"No such table: {table}")
+        raise not_found(f"No such table: {table}")
     where = a.get("where") or []
     last = a.get("number")
     if last is not None:
@@ -185,7 +185,7 @@ def _shown(table: str, column: str, value, show: bool):
 def _describe(table: str | None) -> Iterator[Response]:
     if table:
         if table not in TABLES:
-            raise XcatError(f"table {table} does not exist.")
+            raise not_found(f"table {table} does not exist.")
         tdef = TABLES[table]
         entries = [f"{c}:{_tabs(c)}{tdef.column_doc(c)}" for c in tdef.columns]
     else:
@@ -209,40 +209,50 @@ def tabrestore(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
 
 
 # ---- chtab ---------------------------------------------------------------------------------
-def _parse_keys(spec: str) -> dict[str, str]:
-    keys = {}
-    for part in split_list(spec):
-        col, sep, value = part.partition("=")
-        if not sep or not col:
-            raise XcatError(f'Incorrect argument "{part}".')
-        keys[col] = value
+_OPS = ("=", "+=", ",=", "^=")
+
+
+def _keys(args: dict) -> dict[str, str]:
+    keys = args.get("keys") or {}
+    if not isinstance(keys, dict) or not all(
+            isinstance(k, str) and k and isinstance(v, str) for k, v in keys.items()):
+        raise XcatError("keys must be an object of key column names and string values")
     return keys
+
+
+def _assignments(args: dict) -> list[tuple[str, str, str, str]]:
+    """[table, column, op, value] lists (the CLI parses table.column=value words, REST sends
+    them as JSON)."""
+    out = []
+    for item in args.get("assignments") or []:
+        if not (isinstance(item, list | tuple) and len(item) == 4
+                and all(isinstance(x, str) for x in item) and item[2] in _OPS):
+            raise XcatError("assignments must be [table, column, op, value] lists, op one of "
+                            + ", ".join(_OPS))
+        out.append(tuple(item))
+    return out
 
 
 @command("chtab", writes=True)
 def chtab(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
     a = req.args
-    keys = _parse_keys(a.get("keys") or "")
+    keys = _keys(a)
     if not keys:
         raise XcatError("Missing key=value argument.")
     with ctx.db.begin() as conn:
         if a.get("delete"):
-            tables = a.get("assignments") or []
+            tables = a.get("tables") or []
             if not tables:
                 raise XcatError("Missing table name.")
             for table in tables:
                 if table not in TABLES:
-                    raise XcatError(f"Table {table} does not exist.")
+                    raise not_found(f"Table {table} does not exist.")
                 ctx.db.delete_match(conn, table, keys)
             return iter(())
         per_table: dict[str, dict[str, tuple[str, str]]] = {}
-        for assign in a.get("assignments") or []:
-            target, op, value = _split_assignment(assign)
-            table, dot, col = target.partition(".")
-            if not dot:
-                raise XcatError(f'Incorrect argument "{assign}".')
+        for table, col, op, value in _assignments(a):
             if table not in TABLES:
-                raise XcatError(f"Table {table} does not exist.")
+                raise not_found(f"Table {table} does not exist.")
             check_column(table, col)
             per_table.setdefault(table, {})[col] = (op, value)
         if not per_table:
@@ -250,17 +260,6 @@ def chtab(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
         for table, cols in per_table.items():
             _chtab_one(ctx, conn, table, keys, cols)
     return iter(())
-
-
-def _split_assignment(text: str) -> tuple[str, str, str]:
-    """'t.c+=v' -> ('t.c', '+=', 'v'); also ',=' and '^=' for nodech."""
-    name, sep, value = text.partition("=")
-    if not sep or not name:
-        raise XcatError(f'Incorrect argument "{text}".')
-    for op in ("+", ",", "^"):
-        if name.endswith(op):
-            return name[:-1], op + "=", value
-    return name, "=", value
 
 
 def _chtab_one(ctx: Context, conn, table: str, keys: dict[str, str],
@@ -300,7 +299,7 @@ def _chtab_one(ctx: Context, conn, table: str, keys: dict[str, str],
 @command("gettab")
 def gettab(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
     a = req.args
-    keys = _parse_keys(a.get("keys") or "")
+    keys = _keys(a)
     targets = a.get("columns") or []
     if not keys or not targets:
         raise XcatError("Usage: gettab [-H|--with-fieldname] key=value,...  table.attribute ...")

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from xcatd.base.paths import Paths
-from xcatd.db.database import Database
 from xcatd.daemon.initialize import initialize
+from xcatd.db.database import Database
 from xcatd.lab import postgres as pg
 from xcatd.lab.daemon import DaemonThread
 
@@ -122,11 +122,12 @@ def _management_node(tmp_path, monkeypatch, url: str | None, daemon: bool = Fals
     for var in ("XCAT_NODE_PREFIX", "XCAT_NODE_SUFFIX", "XCATHOST"):
         monkeypatch.delenv(var, raising=False)
     thread = None
+    # The command tests count auditlog rows themselves: the pipeline's own (written for
+    # XCATBYPASS runs as for the daemon's) are skipped.
+    with node.db.begin() as conn:
+        node.db.set_rows(conn, "site", {("auditskipcmds",): {"value": "ALL"}})
     if daemon:
         # Commands go over HTTPS with the client certificate xcatconfig issued into HOME.
-        # The command tests count auditlog rows themselves: the daemon's own are skipped.
-        with node.db.begin() as conn:
-            node.db.set_rows(conn, "site", {("auditskipcmds",): {"value": "ALL"}})
         thread = DaemonThread(node.paths)
         listening = thread.start()
         node.daemon = thread

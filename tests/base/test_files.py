@@ -4,8 +4,8 @@ import threading
 
 import pytest
 
-from xcatd.security.credentials import create_ca, issue_client_cert
 from xcatd.base.files import CheckFailed, write_atomic, write_checked
+from xcatd.security.credentials import create_ca, issue_client_cert
 
 
 def test_a_planted_link_is_not_followed(tmp_path):

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import xcatd.base.noderange as nr
-from xcatd.base.noderange import InvalidNodes, NodeRangeError, NodeRange, expand, fold
+from xcatd.base.noderange import InvalidNodes, NodeRange, NodeRangeError, expand, fold
 
 
 class FakeCluster:

@@ -146,8 +146,8 @@ def test_job_history_is_left_alone_unless_asked(mn_daemon, tmp_path):
     mn_daemon.ok("nodeadd", "n1", "groups=all")
     mn_daemon.ok("dumpxCATdb", "-p", str(tmp_path))
     assert not (tmp_path / "jobs.csv").exists()
-    mn_daemon.daemon.daemon.service.jobs.flush()
+    mn_daemon.daemon.daemon.pipeline.jobs.flush()
     before = len(mn_daemon.db.rows("jobs"))
     mn_daemon.ok("restorexCATdb", "-p", str(tmp_path))
-    mn_daemon.daemon.daemon.service.jobs.flush()
+    mn_daemon.daemon.daemon.pipeline.jobs.flush()
     assert len(mn_daemon.db.rows("jobs")) > before   # nothing wiped, the restore itself added

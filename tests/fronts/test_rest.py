@@ -25,11 +25,11 @@ import pytest
 from openapi_spec_validator import OpenAPIV30SpecValidator, validate
 from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 
-from xcatd.security.credentials import issue_client_cert
+from xcatd.fronts.server import make_app
 from xcatd.lab.bmcdata import lab_emu
 from xcatd.lab.bmcfleet import Fleet
 from xcatd.lab.ipmisim import IpmiSim
-from xcatd.fronts.server import make_app
+from xcatd.security.credentials import issue_client_cert
 
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 MASK = "********"
@@ -174,7 +174,7 @@ def test_validator_catches_a_broken_spec(rest):
 # ---- 2. routes and spec agree --------------------------------------------------------------
 def routed(mn) -> set[tuple[str, str]]:
     d = mn.daemon.daemon
-    app = make_app(d.service, d.pool)
+    app = make_app(d.pipeline, d.pool)
     out = set()
     for route in app.router.routes():
         path = route.resource.canonical
@@ -624,7 +624,7 @@ def test_allowed_rest_calls_are_skipped_with_auditskipcmds_all(cluster, rest, bo
     rest("GET", "/xcatws/nodes")
     bob("GET", "/xcatws/nodes")  # denied: audited anyway, and a marker that audit ran
     assert poll(lambda: audit_rows(mn, userid="bob", status="Denied"))
-    mn.daemon.daemon.service.jobs.flush()
+    mn.daemon.daemon.pipeline.jobs.flush()
     assert audit_rows(mn, userid="root", clienttype="rest") == []
 
 

@@ -27,13 +27,14 @@ from pathlib import Path
 
 import pytest
 
+import xcatd.fronts.https as https
 import xcatd.fronts.server as server
 from xcatd.base.paths import Paths
-from xcatd.security.credentials import client_files
-from xcatd.db.database import Database
-from xcatd.daemon.initialize import initialize
-from xcatd.lab.daemon import DaemonThread
 from xcatd.base.request import Response
+from xcatd.daemon.initialize import initialize
+from xcatd.db.database import Database
+from xcatd.lab.daemon import DaemonThread
+from xcatd.security.credentials import client_files
 
 LOCALHOST = "127.0.0.1"
 FAST = 1.0           # handshake / keep-alive timeout of the fast_daemon fixture
@@ -170,7 +171,7 @@ def fast_daemon(tmp_path, monkeypatch):
     before start)."""
     monkeypatch.setattr(server, "HANDSHAKE_TIMEOUT", FAST)
     monkeypatch.setattr(server, "KEEPALIVE_TIMEOUT", FAST)
-    monkeypatch.setattr(server, "BODY_TIMEOUT", FAST)
+    monkeypatch.setattr(https, "BODY_TIMEOUT", FAST)
     root = tmp_path / "fastroot"
     root.mkdir()
     paths = Paths(root)
@@ -271,7 +272,7 @@ def test_stalled_request_body_closed(fast_daemon):
 def test_oversized_body_is_refused_without_reading_it_all(mn_daemon):
     port = mn_daemon.daemon.listening.port
     declared = 100 * 1000 * 1000
-    assert declared > server.MAX_REQUEST
+    assert declared > https.MAX_REQUEST
     chunk = b"x" * (1024 * 1024)
     sent = 0
     answer: bytes | None = None
@@ -313,8 +314,8 @@ def test_oversized_body_is_refused_without_reading_it_all(mn_daemon):
     assert closed or answer.startswith(b"HTTP/1.1 413"), answer[:200]
     assert sent < declared, "xcatd took the whole 100 MB body before refusing it"
     # what socket buffers hold in flight comes on top of MAX_REQUEST (~4-10 MiB seen)
-    assert sent <= server.MAX_REQUEST + 24 * len(chunk), \
-        f"xcatd read {sent} bytes, far past MAX_REQUEST={server.MAX_REQUEST}, before refusing"
+    assert sent <= https.MAX_REQUEST + 24 * len(chunk), \
+        f"xcatd read {sent} bytes, far past MAX_REQUEST={https.MAX_REQUEST}, before refusing"
     mn_daemon.ok("nodels")
 
 
@@ -442,12 +443,10 @@ SLOW_LINES = 6
 
 
 def test_job_outlives_its_killed_client(mn_daemon):
-    from xcatd.daemon import dispatch
+    from xcatd.handler import CommandSpec, register, unregister
 
-    dispatch.load_plugins()
     release = threading.Event()
 
-    @dispatch.command(SLOW, noderange="none")
     def slow(req, ctx, nodes):
         yield Response(data="slow 0")
         release.wait(30)  # held here until the test has checked the job is still running
@@ -455,6 +454,7 @@ def test_job_outlives_its_killed_client(mn_daemon):
             threading.Event().wait(0.2)
             yield Response(data=f"slow {i}")
 
+    register(CommandSpec(SLOW, slow, "none"))
     port = mn_daemon.daemon.listening.port
     try:
         conn = http.client.HTTPSConnection(LOCALHOST, port, context=client_context(),
@@ -491,7 +491,7 @@ def test_job_outlives_its_killed_client(mn_daemon):
         assert show[1:] == [f"slow {i}" for i in range(SLOW_LINES)], show
     finally:
         release.set()
-        dispatch._REGISTRY.pop(SLOW, None)
+        unregister(SLOW)
     mn_daemon.ok("nodels")
 
 

@@ -6,13 +6,12 @@ import time
 
 import pytest
 
-from xcatd.fronts.client import submit
-from xcatd.security.credentials import issue_client_cert
-from xcatd.daemon.dispatch import command, load_plugins
-from xcatd.lab.daemon import DaemonThread
 from xcatd.base.request import Request, Response
+from xcatd.fronts.client import submit
+from xcatd.handler import CommandSpec, register, unregister
+from xcatd.lab.daemon import DaemonThread
+from xcatd.security.credentials import issue_client_cert
 
-load_plugins()
 GATES: dict[str, threading.Event] = {}
 STARTED: dict[str, threading.Event] = {}
 
@@ -25,7 +24,6 @@ def gate(name: str, open_: bool = False) -> threading.Event:
     return GATES[name]
 
 
-@command("testhold", noderange="required", writes=True)
 def _testhold(req, ctx, nodes):
     """Changes nodes: holds their locks until the test opens its gate."""
     name = req.args["gate"]
@@ -34,13 +32,23 @@ def _testhold(req, ctx, nodes):
     yield Response(data=f"{name} done")
 
 
-@command("testslow")
 def _testslow(req, ctx, nodes):
     name = req.args["gate"]
     STARTED[name].set()
     for i in range(int(req.args.get("count", 50))):
         yield Response(node=f"n{i}", data="tick")
         GATES[name].wait(0.05)
+
+
+@pytest.fixture
+def gated_commands():
+    """testhold (changes nodes: holds their locks until its gate opens) and testslow (streams
+    ticks), registered for this test only."""
+    register(CommandSpec("testhold", _testhold, "required", writes=True))
+    register(CommandSpec("testslow", _testslow, "none"))
+    yield
+    unregister("testhold")
+    unregister("testslow")
 
 
 def call(command_name: str, noderange: str | None = None, **args) -> list[Response]:
@@ -166,7 +174,7 @@ def test_syslog_gets_masked_audit_unless_auditnosyslog(cluster, monkeypatch):
     import xcatd.daemon.pipeline
     seen: list[str] = []
     monkeypatch.setattr(xcatd.daemon.pipeline.syslog, "syslog", lambda prio, msg: seen.append(msg))
-    cluster.daemon.daemon.service._syslog = True  # as on a machine with /dev/log
+    cluster.daemon.daemon.pipeline._syslog = True  # as on a machine with /dev/log
     cluster.ok("chtab", "-d", "key=auditskipcmds", "site")
     cluster.ok("chdef", "n2", "bmcpassword=s3cret")
     wait_for(lambda: any("chdef" in m for m in seen), what="a syslog line")
@@ -194,7 +202,7 @@ def test_a_failed_async_job_replays_its_error_and_exit_code(cluster):
     assert r.rc == 1 and "Invalid nodes and/or groups in noderange: n99" in r.err
 
 
-def test_a_job_can_be_cancelled(cluster):
+def test_a_job_can_be_cancelled(cluster, gated_commands):
     gate("slow")
     jobid = cluster.ok("job", "--async", "list").out.strip()  # any job id, to get going
     assert jobid
@@ -211,7 +219,7 @@ def test_a_job_can_be_cancelled(cluster):
     assert "cancelled" in cluster.ok("job", "show", running[0]).lines[0]
 
 
-def test_restart_marks_running_jobs_interrupted(cluster):
+def test_restart_marks_running_jobs_interrupted(cluster, gated_commands):
     gate("hold")
     jobid = cluster.ok("nodels", "--async", "n1").out.strip()
     cluster.ok("job", "wait", jobid)
@@ -235,7 +243,7 @@ def test_restart_marks_running_jobs_interrupted(cluster):
 
 
 # ---- per-node locks ------------------------------------------------------------------------
-def test_changes_to_disjoint_nodes_run_at_the_same_time(cluster):
+def test_changes_to_disjoint_nodes_run_at_the_same_time(cluster, gated_commands):
     gate("a")
     gate("b", open_=True)
     ta, out_a = in_thread(call, "testhold", "n1", gate="a")
@@ -250,7 +258,7 @@ def test_changes_to_disjoint_nodes_run_at_the_same_time(cluster):
     assert [r.data for r in out_a["r"]] == ["a done"]
 
 
-def test_changes_to_the_same_nodes_wait_for_each_other(cluster):
+def test_changes_to_the_same_nodes_wait_for_each_other(cluster, gated_commands):
     gate("first")
     gate("second", open_=True)
     t1, _ = in_thread(call, "testhold", "n[1-2]", gate="first")
@@ -264,7 +272,7 @@ def test_changes_to_the_same_nodes_wait_for_each_other(cluster):
     assert STARTED["second"].is_set() and [r.data for r in out2["r"]] == ["second done"]
 
 
-def test_lock_waits_are_bounded_and_name_the_holder(cluster):
+def test_lock_waits_are_bounded_and_name_the_holder(cluster, gated_commands):
     cluster.ok("chtab", "key=nodelocktimeout", "site.value=0.3")
     gate("holder")
     t, _ = in_thread(call, "testhold", "n4", gate="holder")
@@ -311,14 +319,14 @@ def test_a_database_error_never_shows_the_statement_values(cluster):
     r = cluster.run("chtab", "key=ipmi,comments=x", "passwd.password=TOPSECRET-PW")
     assert r.rc == 1 and "TOPSECRET" not in r.err + r.out
     wait_for(lambda: cluster.db.rows("jobresults"), what="job results")
-    cluster.daemon.daemon.service.jobs.flush()
+    cluster.daemon.daemon.pipeline.jobs.flush()
     assert "TOPSECRET" not in repr(cluster.db.rows("jobresults"))
 
 
 def test_shown_secrets_are_not_kept_in_the_job_record(cluster):
     cluster.ok("chdef", "n1", "bmc=10.1.0.1", "bmcpassword=s3cret")
     assert "s3cret" in cluster.ok("lsdef", "--show-secrets", "n1").out
-    cluster.daemon.daemon.service.jobs.flush()
+    cluster.daemon.daemon.pipeline.jobs.flush()
     assert "s3cret" not in repr(cluster.db.rows("jobresults"))
 
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from xcatd.hardware.base import Limits, Target
+from xcatd.hardware.interfaces import Limits, Target
 from xcatd.hardware.ipmilan import Engine, IpmiError, IpmiTimeout, Session
 from xcatd.lab.bmcfleet import Fleet
 from xcatd.lab.ipmisim import IpmiSim

@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from xcatd.security.credentials import issue_client_cert
+from xcatd.base.request import XcatError
 from xcatd.lab.fakemedia import build_iso, build_tree
 from xcatd.provision.media import IsoMedia, boot_files, identify, inside_tree, open_media
-from xcatd.base.request import XcatError
+from xcatd.security.credentials import issue_client_cert
 
 needs_xorriso = pytest.mark.skipif(not shutil.which("xorriso"), reason="xorriso missing")
 pytestmark = needs_xorriso

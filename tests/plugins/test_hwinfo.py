@@ -10,11 +10,11 @@ from dataclasses import replace
 
 import pytest
 
-from xcatd.daemon.dispatch import load_plugins
+from xcatd.base.request import Request
+from xcatd.handler import registry
 from xcatd.lab.bmcdata import DEFAULT_SENSORS, BmcData, lab_emu
 from xcatd.lab.bmcfleet import Fleet
 from xcatd.lab.ipmisim import IpmiSim
-from xcatd.base.request import Request
 
 needs_ipmi_sim = pytest.mark.skipif(not shutil.which("ipmi_sim") or not shutil.which("ipmitool"),
                                     reason="needs openipmi (ipmi_sim) and ipmitool")
@@ -215,17 +215,17 @@ def test_nodes_without_a_bmc_are_told_why(mn_sqlite):
     r = mn_sqlite.run("rvitals", "x1,k1")
     assert r.rc == 1
     assert sorted(r.err.splitlines()) == [
-        "k1: Error: mgt=kvm is not supported yet (only ipmi)",
+        "k1: Error: mgt=kvm is not supported (hardware drivers: ipmi)",
         "x1: Error: no hardware management method (nodehm.mgt)"]
 
 
 def test_only_clearing_the_event_log_changes_nodes():
-    spec = load_plugins()["reventlog"]
+    spec = registry()["reventlog"]
     assert spec.writes(Request("reventlog", "n1", {"what": "clear"}))
     assert not spec.writes(Request("reventlog", "n1", {"what": "5"}))
     assert not spec.writes(Request("reventlog", "n1", {}))
-    assert load_plugins()["rinv"].writes is False
-    assert load_plugins()["rvitals"].writes is False
+    assert registry()["rinv"].writes is False
+    assert registry()["rvitals"].writes is False
 
 
 @needs_ipmi_sim

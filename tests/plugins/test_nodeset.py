@@ -410,9 +410,9 @@ def test_a_kernel_that_is_a_link_or_leads_outside_the_tree_is_not_copied(cluster
 
 
 def test_writes_take_the_nodes_locks_and_stat_does_not(cluster):
-    from xcatd.daemon.dispatch import load_plugins
     from xcatd.base.request import Request
-    spec = load_plugins()["nodeset"]
+    from xcatd.handler import registry
+    spec = registry()["nodeset"]
     assert spec.writes(Request("nodeset", "n1", {"state": "boot"}))
     assert not spec.writes(Request("nodeset", "n1", {"state": "stat"}))
 

@@ -70,7 +70,7 @@ def test_bad_input_names_the_problem(fleet_cluster):
 
 
 def test_fence_node_powers_off_and_verifies(fleet_cluster):
-    from xcatd.plugins.hwctl import fence_node
+    from xcatd.daemon.fence import fence_node
     mn = fleet_cluster
     mn.ok("rpower", "n2", "on")
     result = fence_node("n2", mn.paths)

@@ -17,6 +17,7 @@ with warnings.catch_warnings():  # deprecated in 3.11, the reference for $6$ has
     warnings.simplefilter("ignore", DeprecationWarning)
     import crypt
 
+from xcatd.base.request import XcatError
 from xcatd.provision import installfiles
 from xcatd.provision.installfiles import (
     Rendered,
@@ -25,7 +26,6 @@ from xcatd.provision.installfiles import (
     validate,
     validate_rendered,
 )
-from xcatd.base.request import XcatError
 
 CLEAR = "Sup3r-Secret-Pw"
 KSVALIDATOR = str(Path(sys.executable).with_name("ksvalidator"))

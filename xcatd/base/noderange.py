@@ -23,7 +23,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from typing import Protocol
 
-__all__ = ["InvalidNodes", "NodeRangeError", "NodeRange", "expand", "fold", "natural_key"]
+__all__ = ["InvalidNodes", "NodeRange", "NodeRangeError", "expand", "fold", "natural_key"]
 
 
 class NodeRangeError(ValueError):

@@ -1,18 +1,36 @@
-"""The request a command makes and the responses a plugin streams back.
+"""The request a command makes, the responses a handler streams back, and the kinds of error.
 
 Both are plain data that serialise to JSON unchanged, so the in-process path and the daemon
-carry the same objects.
+carry the same objects. An error carries its kind (not found, conflict, denied, ...), so a
+front picks its answer (an HTTP status, say) from the kind, never from the wording.
 
 >>> r = Response(node="n1", data="on")
 >>> r.render()
 ('out', 'n1: on')
 >>> Response(node="n7", error="timeout").render()
 ('err', 'n7: Error: timeout')
+>>> e = XcatError("No job 42", kind=ErrorKind.NOT_FOUND)
+>>> e.response().kind, e.response().render()
+('not_found', ('err', 'Error: No job 42'))
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
+
+
+class ErrorKind(StrEnum):
+    """What went wrong, for fronts that answer by kind (REST's HTTP status)."""
+
+    BAD_REQUEST = "bad_request"   # the request itself is wrong: a bad word, a missing option
+    NOT_FOUND = "not_found"       # it names an object, node, table or job that is not there
+    CONFLICT = "conflict"         # it collides with what is there (exists already, a bad setting)
+    DENIED = "denied"             # policy, ownership, a bad or spent token
+    BUSY = "busy"                 # the nodes are locked by another request: try again later
+    UPSTREAM = "upstream"         # a BMC, DHCP or DNS server failed or did not answer
+    PARTIAL = "partial"           # some nodes failed, others did not (a request's outcome)
+    INTERNAL = "internal"         # a bug or a database failure: see xcatd's log
 
 
 @dataclass
@@ -63,8 +81,11 @@ class Response:
     error: str | None = None
     warning: str | None = None
     errorcode: int = 0
-    #: Machine-readable form of ``data`` for the REST API and --json (never printed).
+    #: Machine-readable form of ``data`` for the REST API and --json (never printed, never
+    #: stored in the job record).
     obj: dict[str, Any] | None = None
+    #: An ErrorKind value for an error (None: a node's own failure, or no error).
+    kind: str | None = None
 
     def render(self) -> tuple[str, str]:
         """('out' | 'err', text) as xCAT prints it."""
@@ -90,9 +111,27 @@ class Response:
 
 
 class XcatError(Exception):
-    """An error a plugin reports for the whole request (or one node, with ``node``)."""
+    """An error a handler reports for the whole request (or one node, with ``node``)."""
 
-    def __init__(self, message: str, node: str | None = None, errorcode: int = 1) -> None:
+    def __init__(self, message: str, node: str | None = None, errorcode: int = 1, *,
+                 kind: ErrorKind = ErrorKind.BAD_REQUEST) -> None:
         super().__init__(message)
         self.node = node
         self.errorcode = errorcode
+        self.kind = ErrorKind(kind)
+
+    def response(self) -> Response:
+        return Response(node=self.node, error=str(self), errorcode=self.errorcode or 1,
+                        kind=self.kind.value)
+
+
+def not_found(message: str, node: str | None = None) -> XcatError:
+    return XcatError(message, node, kind=ErrorKind.NOT_FOUND)
+
+
+def conflict(message: str, node: str | None = None) -> XcatError:
+    return XcatError(message, node, kind=ErrorKind.CONFLICT)
+
+
+def denied(message: str, node: str | None = None) -> XcatError:
+    return XcatError(message, node, kind=ErrorKind.DENIED)

@@ -12,6 +12,9 @@ import socket
 from pathlib import Path
 
 from xcatd.base.paths import Paths
+from xcatd.db.cluster import Cluster
+from xcatd.db.database import Database, split_list
+from xcatd.netconf.tftpd import configure_tftpd_hpa
 from xcatd.security.credentials import (
     client_dir,
     client_files,
@@ -19,8 +22,6 @@ from xcatd.security.credentials import (
     create_server_cert,
     issue_client_cert,
 )
-from xcatd.db.database import Database
-from xcatd.fronts.tftp import configure_tftpd_hpa
 
 DIRS = {"/etc/xcat": 0o755, "/var/lib/xcat": 0o700, "/var/log/xcat": 0o750,
         "/var/run/xcat": 0o755,
@@ -34,6 +35,8 @@ DEFAULT_POLICY = [  # (priority, name, commands, rule)
     ("4.4", None, "getpostscript", "allow"),
     ("4.5", None, "getcredentials", "allow"),
     ("4.6", None, "syncfiles", "allow"),
+    # nodes fetching their boot scripts and reporting (the node API; each proves itself)
+    ("4.7", None, "bootscript,callback", "allow"),
 ]
 
 
@@ -123,17 +126,27 @@ def initialize(paths: Paths, *, db_url: str | None = None, force: bool = False,
         if updates:
             db.set_rows(conn, "site", updates)
             done.append(f"Set {len(updates)} site defaults")
-        if not db.rows("policy", conn, include_disabled=True):
+        policy = db.rows("policy", conn, include_disabled=True)
+        if not policy:
             db.set_rows(conn, "policy", {(prio,): {"name": name, "commands": cmds, "rule": rule}
                                          for prio, name, cmds, rule in DEFAULT_POLICY})
             done.append("Created the default policy")
+        else:  # rows for commands added since, where the admin has none of their own
+            named = {c for r in policy for c in split_list(r.get("commands"))}
+            have = {r["priority"] for r in policy}
+            new = {(prio,): {"name": name, "commands": cmds, "rule": rule}
+                   for prio, name, cmds, rule in DEFAULT_POLICY
+                   if cmds and prio not in have and not set(split_list(cmds)) & named}
+            if new:
+                db.set_rows(conn, "policy", new)
+                done.append(f"Added {len(new)} default policy rows")
         ps = {r["node"] for r in db.rows("postscripts", conn, include_disabled=True)}
         if "xcatdefaults" not in ps:
             db.set_rows(conn, "postscripts", {("xcatdefaults",): {
                 "postscripts": "syslog,remoteshell,syncfiles",
                 "postbootscripts": "otherpkgs"}})
             done.append("Created the xcatdefaults postscripts row")
-    done += configure_tftpd_hpa(paths, db.site())
+    done += configure_tftpd_hpa(Cluster(paths, db))
     done.append(f"Management node ready under {paths.root} ({_safe_url(db.url)})")
     return done
 

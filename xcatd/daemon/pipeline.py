@@ -1,26 +1,51 @@
-"""The daemon's core, independent of its transports: authorize (policy), audit, record the job,
-dispatch with per-node locks, record every result. server.py and rest.py call ``run``."""
+"""The request pipeline: the one path every request takes, whatever front it came through.
+
+    identify (the front) -> authorize (policy) -> audit -> job -> per-node locks -> handler
+
+The fronts (the command protocol, XCATBYPASS, REST, the node API) and the toolkit's own calls
+(fence_node) only say who is asking (an Identity) and hand over a Request; everything after
+that is here, so nothing runs without a policy decision, an audit row and a job record.
+Inside xcatd one Pipeline serves every front; a process without xcatd (XCATBYPASS, tools)
+makes its own with ``Pipeline.local``, which writes its records when a request ends.
+"""
 from __future__ import annotations
 
 import datetime
 import logging
 import os
+import pwd
 import syslog
-import threading
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
-from xcatd.base.paths import Paths
-from xcatd.db.database import Database, split_list
-from xcatd.daemon.dispatch import Context, dispatch, load_plugins
-from xcatd.db.jobs import Job, JobStore
 from xcatd.base.locks import NodeLocks
-from xcatd.daemon.policy import DENIED, UNKNOWN_NODES, Identity, args_text, decide
-from xcatd.base.request import Request, Response
+from xcatd.base.paths import Paths
+from xcatd.base.request import ErrorKind, Request, Response, XcatError
+from xcatd.base.site import SiteValueError, SiteValues
+from xcatd.daemon.dispatch import dispatch, error
+from xcatd.daemon.policy import DENIED, UNKNOWN_NODES, Decision, Identity, args_text, decide
+from xcatd.db.cache import TableCache
+from xcatd.db.database import Database, DBError, split_list
+from xcatd.db.jobs import RESULT_BUDGET, Job, JobStore
+from xcatd.handler import NODE_ORIGIN, Context, registry
 
-log = logging.getLogger("xcatd.daemon.pipeline")
+log = logging.getLogger("xcatd.pipeline")
 
 POLICY_TTL = 1.0  # seconds a read of the policy/site tables is reused (writes reset it)
+
+#: Fronts whose requests run in this process: root's are trusted (see Pipeline._decide)
+ROOT_IN_PROCESS = ("bypass", "internal")
+#: Locks of the requests run in this process without xcatd (XCATBYPASS, tools, tests): the
+#: daemon has its own.
+LOCAL_LOCKS = NodeLocks()
+
+
+def current_user() -> str:
+    """The real user of this process (not $LOGNAME: a root shell after plain ``su`` keeps
+    the old one)."""
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
 
 
 def _recordable(request: Request, resp: Response) -> Response:
@@ -32,88 +57,130 @@ def _recordable(request: Request, resp: Response) -> Response:
     return resp
 
 
-class Service:
-    def __init__(self, paths: Paths) -> None:
+class Pipeline:
+    def __init__(self, paths: Paths, *, locks: NodeLocks | None = None,
+                 background: bool = True, daemon: bool = False) -> None:
         self.paths = paths
         self.db = Database.open(paths)
         self.db.check_ready()
-        self.jobs = JobStore(self.db)
-        self.locks = NodeLocks()
-        self._cache_lock = threading.Lock()
-        self._cached_at = 0.0
-        self._policy: list[dict] = []
-        self._site: dict[str, str] = {}
+        self.tables = TableCache(self.db, POLICY_TTL)
+        self.jobs = JobStore(self.db, background=background)
+        self.locks = locks or LOCAL_LOCKS
+        #: True for xcatd's pipeline: its job store sees every live job
+        self.daemon = daemon
         self._syslog = os.path.exists("/dev/log")  # no syslog daemon: no per-request retries
-        load_plugins()
+        registry()
+
+    @classmethod
+    def local(cls, paths: Paths | None = None) -> Pipeline:
+        """A pipeline for this process alone (XCATBYPASS, tools): the in-process locks,
+        records written at the end of each request."""
+        return cls(paths or Paths(), background=False)
 
     def close(self) -> None:
         self.jobs.close()
 
-    # ---- cached tables -------------------------------------------------------------------
-    def _tables(self) -> tuple[list[dict], dict[str, str]]:
-        with self._cache_lock:
-            if time.monotonic() - self._cached_at > POLICY_TTL:
-                self._policy = self.db.rows("policy")
-                self._site = self.db.site()
-                self._cached_at = time.monotonic()
-            return self._policy, self._site
-
-    def invalidate(self) -> None:
-        with self._cache_lock:
-            self._cached_at = 0.0
+    def site(self) -> SiteValues:
+        return self.tables.site()
 
     # ---- one request ---------------------------------------------------------------------
     def new_job(self, request: Request, who: Identity) -> Job:
         request.user, request.client = who.user, who.host
+        try:
+            budget = self.site().integer("jobresultsmax", RESULT_BUDGET, low=0)
+        except SiteValueError:
+            budget = RESULT_BUDGET
         return self.jobs.new(who.user, request.command, request.noderange,
-                             args_text(request.args, request.stdin), who.host, who.clienttype)
+                             args_text(request.args, request.stdin), who.host, who.clienttype,
+                             budget)
+
+    def stream(self, request: Request, who: Identity) -> Iterator[Response]:
+        """Run a request as a job of ``who`` in this thread, yielding its responses."""
+        yield from self.execute(self.new_job(request, who), request, who)
 
     def run(self, job: Job, request: Request, who: Identity,
             emit: Callable[[Response], None] = lambda r: None) -> int:
-        """Run a job to its end in this thread; ``emit`` sees each response as it comes."""
+        """Run a job to its end in this thread; ``emit`` sees each response as it comes.
+        Returns the exit code."""
+        for resp in self.execute(job, request, who):
+            emit(resp)
+        return job.exitcode or 0
+
+    def execute(self, job: Job, request: Request, who: Identity) -> Iterator[Response]:
+        """The job's steps; it is recorded as ended however the caller stops iterating."""
         self.jobs.start(job)
-        code = 0
+        code, denied, audit_after = 0, [], False
+        spec = registry().get(request.command)
+        site = SiteValues()
         try:
-            policy, site = self._tables()
-            decision = decide(policy, who, request.command, self._policy_nodes(policy, request),
-                              job.args, self._expander(request))
-            self._audit(site, who, request, job, "Allowed" if decision.allowed else "Denied")
+            policy, site = self.tables.policy(), self.site()
+            decision = self._decide(policy, who, request, job)
+            audit_after = decision.allowed and spec is not None and spec.authenticates
+            if not audit_after:
+                self._audit(site, who, request, job,
+                            "Allowed" if decision.allowed else "Denied")
+                if not self.daemon:
+                    self.jobs.flush()  # the audit row stays, whatever happens next
             if not decision.allowed:
-                resp = Response(error=DENIED, errorcode=1)
-                self.jobs.result(job, resp)
-                emit(resp)
-                self.jobs.finish(job, "failed", 1)
-                return 1
-            spec = load_plugins().get(request.command)
-            for resp in dispatch(request, self.paths, locks=self.locks,
+                code = 1
+                yield self._record(job, request, error(DENIED, ErrorKind.DENIED))
+                return
+            ctx = Context(request, self.paths, self.db, site, jobs=self.jobs,
+                          daemon=self.daemon)
+            for resp in dispatch(spec, request, ctx, locks=self.locks,
                                  owner=f"job {job.jobid} ({request.command} by {who.user})",
-                                 cancel=job.cancel, service=self, site=dict(site),
-                                 db=self.db):
+                                 cancel=job.cancel, origin=who.clienttype):
                 if resp.failed:
                     code = code or (resp.errorcode or 1)
-                self.jobs.result(job, _recordable(request, resp))
-                emit(resp)
-            if spec is not None and (spec.writes(request) if callable(spec.writes)
-                                     else spec.writes):
-                self.invalidate()
+                    if resp.kind == ErrorKind.DENIED:
+                        denied.append(resp.error or "")
+                yield self._record(job, request, resp)
+            if spec is not None and spec.changes_nodes(request):
+                self.tables.invalidate()
+        except GeneratorExit:
+            code = code or 1
+            raise
         except Exception as exc:  # never leave a job without an end
             log.exception("job %s failed", job.jobid)
-            resp = Response(error=f"internal error: {exc}", errorcode=1)
-            self.jobs.result(job, resp)
-            emit(resp)
             code = 1
-        state = "cancelled" if job.cancel.is_set() else ("failed" if code else "done")
-        self.jobs.finish(job, state, code)
-        return code
+            yield self._record(job, request, error(f"internal error: {exc}",
+                                                   ErrorKind.INTERNAL))
+        finally:
+            if audit_after:  # the handler checked the caller's proof: say how that went
+                self._audit(site, who, request, job, "Denied" if denied else "Allowed",
+                            "; ".join(denied) or self._notes(job))
+            state = "cancelled" if job.cancel.is_set() else ("failed" if code else "done")
+            self.jobs.finish(job, state, code)
+            if not self.daemon:
+                self.jobs.flush()
+
+    def _decide(self, policy: list[dict], who: Identity, request: Request, job: Job
+                ) -> Decision:
+        """The policy table's decision; root's own requests in process (XCATBYPASS, the
+        toolkit's calls) are trusted: root holds the database file anyway, and a broken
+        policy table must stay repairable without xcatd."""
+        if who.user == "root" and who.clienttype in ROOT_IN_PROCESS:
+            return Decision(True, "trusted", None)
+        return decide(policy, who, request.command, self._policy_nodes(policy, request),
+                      job.args, self._expander(request))
+
+    def _record(self, job: Job, request: Request, resp: Response) -> Response:
+        self.jobs.result(job, _recordable(request, resp))
+        return resp
+
+    @staticmethod
+    def _notes(job: Job) -> str:
+        return "; ".join(r.warning or r.error or "" for r in job.results
+                         if r.warning or r.error)
 
     def _policy_nodes(self, policy: list[dict], request: Request) -> set[str] | None:
         """The nodes a request addresses, from its noderange or from its own arguments
         (chdef -o, the REST object path): policy noderanges judge those."""
         if not any(r.get("noderange") for r in policy):
             return None
-        spec = load_plugins().get(request.command)
+        spec = registry().get(request.command)
         try:
-            ctx = Context(request, self.paths, self.db)
+            ctx = Context(request, self.paths, self.db, self.site())
             if request.noderange:
                 return set(ctx.expand(request.noderange, verify=False).names)
             if spec is not None and spec.lock_nodes is not None:
@@ -125,21 +192,47 @@ class Service:
 
     def _expander(self, request: Request):
         def expand(text: str) -> set[str]:
-            return set(Context(request, self.paths, self.db).expand(text, verify=False).names)
+            ctx = Context(request, self.paths, self.db, self.site())
+            return set(ctx.expand(text, verify=False).names)
         return expand
 
-    def _audit(self, site: dict[str, str], who: Identity, request: Request, job: Job,
-               status: str) -> None:
+    def _audit(self, site: SiteValues, who: Identity, request: Request, job: Job,
+               status: str, note: str = "") -> None:
         skip = set(split_list(site.get("auditskipcmds")))
         if status == "Allowed" and ("ALL" in skip or request.command in skip
                                     or f"clienttype:{who.clienttype}" in skip):
             return
+        comments = f"job {job.jobid}" + (f": {note}" if note else "")
+        # a node's own request names the node in its arguments (one name, never a range)
+        noderange = request.noderange or (request.args.get("node")
+                                          if who.clienttype == NODE_ORIGIN else None)
         row = {"audittime": datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S"),
-               "userid": who.user, "clientname": who.host, "clienttype": who.clienttype,
-               "command": request.command, "noderange": request.noderange,
-               "args": job.args, "status": status, "comments": f"job {job.jobid}"}
+               "userid": who.user[:128], "clientname": who.host, "clienttype": who.clienttype,
+               "command": request.command, "noderange": noderange,
+               "args": job.args, "status": status, "comments": comments[:1024]}
         self.jobs.audit(row)
-        if self._syslog and (site.get("auditnosyslog") or "0") not in ("1", "yes"):
+        try:
+            to_syslog = self._syslog and not site.flag("auditnosyslog", False)
+        except SiteValueError:
+            to_syslog = self._syslog
+        if to_syslog:
             syslog.syslog(syslog.LOG_INFO | syslog.LOG_AUTH,
                           f"xcatd: {status} {who.user}@{who.host} {request.command} "
                           f"{request.noderange or ''} {job.args}")
+
+
+def run_local(request: Request, paths: Paths | None = None, user: str | None = None,
+              clienttype: str = "bypass") -> Iterator[Response]:
+    """Run one request in this process through its own pipeline (XCATBYPASS, tools), as
+    ``user`` (default: this process's real user)."""
+    try:
+        pipeline = Pipeline.local(paths)
+    except (DBError, XcatError) as exc:
+        yield error(str(exc), getattr(exc, "kind", ErrorKind.CONFLICT))
+        return
+    try:
+        yield from pipeline.stream(request, Identity(user or current_user(), "localhost",
+                                                     clienttype))
+    finally:
+        pipeline.close()
+

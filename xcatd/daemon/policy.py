@@ -127,11 +127,28 @@ def mask_word(word: str) -> str:
     return word
 
 
+def as_words(value: Any) -> Any:
+    """Typed arguments back in the words of xCAT's command line, for the record and policy
+    ``parameters`` rules: {attr: value} -> ['attr=value'], [table, column, op, value] ->
+    'table.column=value'.
+
+    >>> as_words({"bmcpassword": "x"}), as_words([["passwd", "password", "+=", "y"]])
+    (['bmcpassword=x'], ['passwd.password+=y'])
+    """
+    if isinstance(value, dict):
+        return [f"{k}={v}" for k, v in value.items()]
+    if isinstance(value, list):
+        return [f"{v[0]}.{v[1]}{v[2]}{v[3]}" if isinstance(v, list | tuple) and len(v) == 4
+                and all(isinstance(x, str) for x in v) else v for v in value]
+    return value
+
+
 def mask_args(args: dict[str, Any]) -> dict[str, Any]:
-    """The request options as they may be recorded: secret values masked."""
+    """The request options as they may be recorded: in xCAT's words, secret values masked."""
     out: dict[str, Any] = {}
     for key, value in args.items():
-        if any(s in key.lower() for s in ("password", "secret")) and value:
+        value = as_words(value)
+        if any(s in key.lower() for s in ("password", "secret", "token")) and value:
             out[key] = SECRET_MASK
         elif isinstance(value, str):
             out[key] = mask_word(value)

@@ -20,6 +20,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from xcatd.base.paths import Paths
 from xcatd.base.regexval import RegexValueError, compute, is_regex_value
+from xcatd.base.request import ErrorKind
+from xcatd.base.site import SiteValues
 from xcatd.tables import TABLES, TableDef
 
 #: Above this many keys a read fetches the whole table and filters in Python: one query,
@@ -51,14 +53,19 @@ SA_TABLES: dict[str, sa.Table] = {name: _build_table(t) for name, t in TABLES.it
 
 
 class DBError(Exception):
-    """A database request that cannot be honoured; the message names the bad part."""
+    """A database request that cannot be honoured; the message names the bad part. ``kind``
+    is an xcatd.base.request.ErrorKind (a missing table or object is NOT_FOUND)."""
+
+    def __init__(self, message: str, kind: ErrorKind = ErrorKind.BAD_REQUEST) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 def table_def(name: str) -> TableDef:
     try:
         return TABLES[name]
     except KeyError:
-        raise DBError(f"{name} table not found.") from None
+        raise DBError(f"{name} table not found.", ErrorKind.NOT_FOUND) from None
 
 
 def check_column(table: str, column: str) -> None:
@@ -183,8 +190,10 @@ class Database:
         keys = list(result.keys())
         return [dict(zip(keys, row)) for row in result.fetchall()]
 
-    def site(self, conn: Connection | None = None) -> dict[str, str]:
-        return {r["key"]: r["value"] for r in self.rows("site", conn) if r["value"] is not None}
+    def site(self, conn: Connection | None = None) -> SiteValues:
+        """The site table, typed (xcatd.base.site); read it through TableCache where it is
+        read often."""
+        return SiteValues({r["key"]: r["value"] for r in self.rows("site", conn)})
 
     # ---- writes --------------------------------------------------------------------------
     def set_rows(self, conn: Connection, table: str, updates: Mapping[tuple, Mapping[str, Any]],
@@ -441,6 +450,25 @@ def split_list(value: str | None) -> list[str]:
     if not value:
         return []
     return [p.strip() for p in value.split(",") if p.strip()]
+
+
+def apply_list_op(current: str | None, op: str, value: str) -> str | None:
+    """A comma list after nodech's ``,=`` (add), ``^=`` (remove) or ``=`` (replace).
+
+    >>> apply_list_op("a,b", ",=", "c"), apply_list_op("a,b", "^=", "a")
+    ('c,a,b', 'b')
+    >>> apply_list_op("a", "=", "") is None
+    True
+    """
+    items = split_list(current)
+    if op == ",=":
+        new = [v for v in split_list(value) if v not in items]
+        return ",".join(new + items) if items else (value or None)
+    if op == "^=":
+        drop = set(split_list(value))
+        left = [i for i in items if i not in drop]
+        return ",".join(left) if left else None
+    return value if value != "" else None
 
 
 _WHERE = re.compile(r"^([A-Za-z_][\w.]*?)\s*(==|!=|=~|!~|<=|>=|<|>)(.*)$", re.DOTALL)

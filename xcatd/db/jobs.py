@@ -3,7 +3,12 @@ read after its client has gone, and a restart marks unfinished jobs interrupted,
 
 Writes (job rows, per-node results, audit rows) go through one writer thread that commits
 them in batches (group commit): a burst of requests costs a few transactions, not one each,
-and a result is on disk within ``FLUSH_INTERVAL`` of being produced.
+and a result is on disk within ``FLUSH_INTERVAL`` of being produced. A short-lived process
+(a command run with XCATBYPASS) keeps them in memory instead and commits them when it calls
+``flush`` (``background=False``): no thread to start or to wait for.
+
+A job keeps at most ``site.jobresultsmax`` bytes of output lines (default 1 MiB); errors and
+warnings are always kept, and a last line says how many output lines were not.
 """
 from __future__ import annotations
 
@@ -19,13 +24,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from xcatd.db.database import SA_TABLES, Database
 from xcatd.base.request import Response
+from xcatd.db.database import SA_TABLES, Database
 
 log = logging.getLogger("xcatd.db.jobs")
 
 FLUSH_INTERVAL = 0.02
 BATCH = 2000
+RESULT_BUDGET = 1 << 20  # bytes of output lines a job keeps (site.jobresultsmax)
 TERMINAL = ("done", "failed", "cancelled", "interrupted")
 
 
@@ -50,6 +56,9 @@ class Job:
     results: list[Response] = field(default_factory=list)
     cancel: threading.Event = field(default_factory=threading.Event)
     finished: threading.Event = field(default_factory=threading.Event)
+    #: bytes of output lines it may still keep, and how many it did not keep
+    budget: int = RESULT_BUDGET
+    unrecorded: int = 0
 
     def row(self) -> dict[str, Any]:
         return {"jobid": self.jobid, "user": self.user, "client": self.client,
@@ -61,16 +70,17 @@ class Job:
 class JobStore:
     """Live jobs in memory, every job and result in the database."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, background: bool = True) -> None:
         self.db = db
         self.live: dict[str, Job] = {}
         self._lock = threading.Lock()
         self._q: queue.Queue = queue.Queue()
-        self._idle = threading.Event()
-        self._idle.set()
+        self._pending: list[tuple] | None = None if background else []
         self._stop = False
-        self._writer = threading.Thread(target=self._run, name="job-writer", daemon=True)
-        self._writer.start()
+        self._writer: threading.Thread | None = None
+        if background:
+            self._writer = threading.Thread(target=self._run, name="job-writer", daemon=True)
+            self._writer.start()
 
     # ---- lifecycle -----------------------------------------------------------------------
     def mark_interrupted(self) -> int:
@@ -83,14 +93,16 @@ class JobStore:
 
     def close(self) -> None:
         self.flush()
-        self._stop = True
-        self._q.put(None)
-        self._writer.join(timeout=10)
+        if self._writer is not None:
+            self._stop = True
+            self._q.put(None)
+            self._writer.join(timeout=10)
 
     # ---- recording -----------------------------------------------------------------------
     def new(self, user: str, command: str, noderange: str | None, args: str, client: str,
-            clienttype: str) -> Job:
-        job = Job(str(uuid.uuid4()), user, command, noderange, args, client, clienttype)
+            clienttype: str, budget: int = RESULT_BUDGET) -> Job:
+        job = Job(str(uuid.uuid4()), user, command, noderange, args, client, clienttype,
+                  budget=budget)
         with self._lock:
             self.live[job.jobid] = job
         self._put(("insert", "jobs", job.row()))
@@ -101,6 +113,15 @@ class JobStore:
         self._put(("update", "jobs", job.jobid, {"state": "running", "started": now()}))
 
     def result(self, job: Job, resp: Response) -> None:
+        if resp.error is None and resp.warning is None:
+            size = len(resp.data or "") + len(resp.node or "")
+            if job.unrecorded or size > job.budget:
+                job.unrecorded += 1
+                return
+            job.budget -= size
+        self._record(job, resp)
+
+    def _record(self, job: Job, resp: Response) -> None:
         seq = len(job.results)
         job.results.append(resp)
         self._put(("insert", "jobresults", {
@@ -108,6 +129,9 @@ class JobStore:
             "error": resp.error, "warning": resp.warning, "errorcode": resp.errorcode}))
 
     def finish(self, job: Job, state: str, exitcode: int) -> None:
+        if job.unrecorded:
+            self._record(job, Response(warning=f"{job.unrecorded} more output lines were not "
+                                               "recorded (site.jobresultsmax)"))
         job.state, job.exitcode = state, exitcode
         self._put(("update", "jobs", job.jobid,
                    {"state": state, "finished": now(), "exitcode": str(exitcode)}))
@@ -128,12 +152,22 @@ class JobStore:
 
     def flush(self, timeout: float = 30) -> None:
         """Wait until everything recorded so far is committed."""
+        if self._pending is not None:
+            with self._lock:
+                batch, self._pending = self._pending, []
+            for start in range(0, len(batch), BATCH):
+                self._commit(batch[start:start + BATCH])
+            return
         done = threading.Event()
         self._q.put(("barrier", done))
         done.wait(timeout)
 
     # ---- the writer ------------------------------------------------------------------------
     def _put(self, item: tuple) -> None:
+        if self._pending is not None:
+            with self._lock:
+                self._pending.append(item)
+            return
         self._q.put(item)
 
     def _run(self) -> None:

@@ -16,8 +16,8 @@ from importlib import resources
 
 from sqlalchemy.engine import Connection
 
-from xcatd.db.database import TABLES, Database, DBError, split_list
 from xcatd.base.noderange import natural_key
+from xcatd.db.database import TABLES, Database, DBError, split_list
 
 SITE_OBJECT = "clustersite"
 

@@ -1,4 +1,5 @@
-"""How a command reaches dispatch: through xcatd, or in process with ``XCATBYPASS=1``.
+"""How a command reaches the request pipeline: through xcatd, or in process with
+``XCATBYPASS=1`` (root only; policy, audit and the job record apply all the same).
 
 The daemon is found as xCAT's clients find it: ``XCATHOST`` (host:port) if set, else root on
 the management node uses the daemon's unix socket, else localhost:3001. TLS to the daemon
@@ -15,8 +16,8 @@ import ssl
 from collections.abc import Iterator
 
 from xcatd.base.paths import Paths
-from xcatd.security.credentials import client_files
 from xcatd.base.request import Request, Response
+from xcatd.security.credentials import client_files
 
 DEFAULT_PORT = 3001
 TIMEOUT = None  # a command may run for hours (nodes installing); the daemon bounds its waits
@@ -88,14 +89,11 @@ def submit(request: Request, *, async_: bool = False) -> Iterator[Response]:
         if async_:
             yield Response(error="--async needs the daemon (unset XCATBYPASS)", errorcode=1)
             return
-        import pwd
-
-        from xcatd.daemon.dispatch import dispatch
-        try:  # the real user, not $LOGNAME: a root shell after plain `su` keeps the old one
-            request.user = pwd.getpwuid(os.geteuid()).pw_name
-        except KeyError:
-            request.user = str(os.geteuid())
-        yield from dispatch(request)
+        # the same pipeline as xcatd's (policy, audit, job record, locks), in this process.
+        # Imported here: a command that goes to xcatd must not pay for importing the
+        # database layer (start-up time is most of a CLI round trip, bench/daemon.py).
+        from xcatd.daemon.pipeline import run_local
+        yield from run_local(request)
         return
     try:
         yield from _remote(request, async_)

@@ -1,62 +1,90 @@
-"""The REST API: a second front on the same server. Every call becomes a Request and goes
-through the same policy, audit, job record, dispatch and locks as a command.
+"""The REST API: a second front on the same server. Every call becomes a Request with typed
+parameters (never argv words for the handler to parse again) and goes through the same
+pipeline as a command: policy, audit, job record, locks.
 
-Paths follow xCAT's ``/xcatws`` layout; bodies and results are JSON. The node actions
+Paths follow xCAT's ``/xcatws`` layout; bodies and results are JSON. The HTTP status follows
+the kind of the error (xcatd.base.request.ErrorKind), never its wording. The node actions
 (``/xcatws/nodes/{noderange}/power|nextboot|bootstate|inventory|vitals|eventlog``) answer in
-xcatws' per-node shape, ``{"n1": {"power": "on"}}``, and keep the nodes that succeeded when
-others fail (``"errors": ["n2: ..."]`` beside them, HTTP 200); see ``_node_answer``.
+xcatws' per-node shape, ``{"n1": {"power": "on"}}``, keep the nodes that succeeded when
+others fail (``"errors": ["n2: ..."]`` beside them, HTTP 200), and stream: each node is
+written as soon as it answers, so ``power`` on 10,000 nodes shows them as they come. A
+client that sends ``Accept: application/x-ndjson`` gets the command protocol's records
+instead, one JSON line per response and an end line with the job and exit code.
 """
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
 
-from xcatd.base.request import Request, Response
+from xcatd.base.request import ErrorKind, Request, Response
+from xcatd.daemon.policy import Identity
+from xcatd.fronts.https import IDENTITY, PIPELINE_KEY, POOL_KEY, Relay, line, read_json
+from xcatd.fronts.openapi import spec
 
 # REST resource -> object type of lsdef/mkdef/chdef/rmdef
 OBJECT_RESOURCES = {"nodes": "node", "groups": "group", "osimages": "osimage",
                     "networks": "network", "policy": "policy"}
+NDJSON = "application/x-ndjson"
+
+#: HTTP status of each kind of error; the first kind in this order wins when there are several
+STATUS = {ErrorKind.DENIED: 403, ErrorKind.NOT_FOUND: 404, ErrorKind.CONFLICT: 409,
+          ErrorKind.BUSY: 503, ErrorKind.INTERNAL: 500, ErrorKind.UPSTREAM: 502,
+          ErrorKind.BAD_REQUEST: 400}
+
+
+def _who(request: web.Request) -> Identity:
+    who = request[IDENTITY]
+    return Identity(who.user, who.host, "rest")
+
+
+async def _responses(request: web.Request, req: Request) -> AsyncIterator[list[Response]]:
+    """Run a Request as a job of the caller; batches of its responses as they come."""
+    pipeline = request.app[PIPELINE_KEY]
+    who = _who(request)
+    relay = Relay(asyncio.get_running_loop())
+    job = pipeline.new_job(req, who)
+
+    def work() -> None:
+        code = 1
+        try:
+            code = pipeline.run(job, req, who, relay.emit)
+        finally:
+            relay.close(code)
+
+    request.app[POOL_KEY].submit(work)
+    finished = False
+    while not finished:
+        items, finished, _code = await relay.take()
+        if items:
+            yield items
 
 
 async def run(request: web.Request, req: Request) -> list[Response]:
     """Run a Request as a job of the caller and collect its responses."""
-    from xcatd.fronts.server import IDENTITY, POOL_KEY, SERVICE_KEY
-    service = request.app[SERVICE_KEY]
-    who = request[IDENTITY]
-    who = type(who)(who.user, who.host, "rest")
-    loop = asyncio.get_running_loop()
     out: list[Response] = []
-
-    def work() -> None:
-        job = service.new_job(req, who)
-        service.run(job, req, who, out.append)
-
-    await loop.run_in_executor(request.app[POOL_KEY], work)
+    async for items in _responses(request, req):
+        out += items
     return out
 
 
-def _status(errors: list[str], reading: bool = False) -> int:
-    text = " ".join(errors)
-    if reading and "not a valid attribute" in text:
-        return 404  # GET .../attrs/bogus: no such resource
-    if "Permission denied" in text or "belongs to" in text:
-        return 403
-    if any(s in text for s in ("Invalid nodes", "Could not find", "No such table", "No job",
-                               "does not exist", "No node in")):
-        return 404
-    if "already exists" in text:
-        return 409
-    return 400
+def status_of(errors: list[Response]) -> int:
+    """The HTTP status for a request that failed with these errors: by their kinds."""
+    kinds = {r.kind for r in errors}
+    return next((code for kind, code in STATUS.items() if kind.value in kinds), 400)
 
 
-def _answer(responses: list[Response], ok: dict[str, Any], status: int = 200,
-            reading: bool = False) -> web.Response:
-    errors = [r.error for r in responses if r.error]
-    if errors:
-        return web.json_response({"errors": errors}, status=_status(errors, reading))
+def _errors(status: int, errors: list[str]) -> web.Response:
+    return web.json_response({"errors": errors}, status=status)
+
+
+def _answer(responses: list[Response], ok: dict[str, Any], status: int = 200) -> web.Response:
+    failed = [r for r in responses if r.error]
+    if failed:
+        return _errors(status_of(failed), [r.error or "" for r in failed])
     return web.json_response(ok, status=status)
 
 
@@ -72,23 +100,26 @@ def _show_secrets(request: web.Request) -> bool:
     return request.query.get("show_secrets", "") in TRUE
 
 
+def _bad_request(message: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(text=json.dumps({"errors": [message]}),
+                              content_type="application/json")
+
+
 async def _body(request: web.Request) -> dict[str, str]:
-    from xcatd.fronts.server import read_json
+    """The body: a JSON object of names to scalar values (as strings; null is "")."""
     try:
         body = await read_json(request)
     except web.HTTPException:
         raise
     except Exception:
-        raise web.HTTPBadRequest(text='{"errors": ["the body must be a JSON object"]}',
-                                 content_type="application/json") from None
+        raise _bad_request("the body must be a JSON object") from None
     if not isinstance(body, dict) or not all(isinstance(k, str) for k in body):
-        raise web.HTTPBadRequest(text='{"errors": ["the body must be a JSON object of '
-                                      'attribute: value"]}', content_type="application/json")
+        raise _bad_request("the body must be a JSON object of attribute: value")
+    nested = [k for k, v in body.items() if isinstance(v, dict | list)]
+    if nested:
+        raise _bad_request(f"values must be strings, numbers or booleans, not objects or "
+                           f"lists: {', '.join(sorted(nested)[:10])}")
     return {k: "" if v is None else str(v) for k, v in body.items()}
-
-
-def _attr_words(attrs: dict[str, str]) -> list[str]:
-    return [f"{k}={v}" for k, v in attrs.items()]
 
 
 # ---- objects -------------------------------------------------------------------------------
@@ -109,7 +140,7 @@ def _object_get(objtype: str):
         res = await run(request, Request("lsdef", args=args))
         objs = {r.obj["name"]: r.obj.get("attributes", {}) for r in res
                 if r.obj and "name" in r.obj}
-        return _answer(res, objs, reading=True)
+        return _answer(res, objs)
     return handler
 
 
@@ -117,7 +148,7 @@ def _object_change(objtype: str, command: str):
     async def handler(request: web.Request) -> web.Response:
         attrs = await _body(request) if command != "rmdef" else {}
         args: dict[str, Any] = {"type": objtype, "objects": request.match_info["name"],
-                                "attributes": _attr_words(attrs)}
+                                "attributes": attrs}
         res = await run(request, Request(command, args=args))
         return _answer(res, _messages(res), 201 if command == "mkdef" else 200)
     return handler
@@ -132,8 +163,7 @@ async def site_get(request: web.Request) -> web.Response:
 
 async def site_put(request: web.Request) -> web.Response:
     attrs = await _body(request)
-    res = await run(request, Request("chdef", args={"type": "site",
-                                                    "attributes": _attr_words(attrs)}))
+    res = await run(request, Request("chdef", args={"type": "site", "attributes": attrs}))
     return _answer(res, _messages(res))
 
 
@@ -154,16 +184,27 @@ async def table_row_put(request: web.Request) -> web.Response:
     table = request.match_info["table"]
     values = await _body(request)
     res = await run(request, Request("chtab", args={
-        "keys": request.match_info["keys"],
-        "assignments": [f"{table}.{k}={v}" for k, v in values.items()]}))
+        "keys": _keys(request.match_info["keys"]),
+        "assignments": [[table, column, "=", value] for column, value in values.items()]}))
     return _answer(res, _messages(res))
 
 
 async def table_row_delete(request: web.Request) -> web.Response:
     res = await run(request, Request("chtab", args={
-        "keys": request.match_info["keys"], "delete": True,
-        "assignments": [request.match_info["table"]]}))
+        "keys": _keys(request.match_info["keys"]), "delete": True,
+        "tables": [request.match_info["table"]]}))
     return _answer(res, _messages(res))
+
+
+def _keys(text: str) -> dict[str, str]:
+    """The row's keys from the path: ``key=value[,key=value]``."""
+    keys = {}
+    for part in (p.strip() for p in text.split(",")):
+        col, sep, value = part.partition("=")
+        if not sep or not col:
+            raise _bad_request(f"the row keys must be key=value[,key=value], not '{part}'")
+        keys[col] = value
+    return keys
 
 
 # ---- jobs ----------------------------------------------------------------------------------
@@ -178,9 +219,9 @@ async def job_get(request: web.Request) -> web.Response:
                                                   "jobid": request.match_info["jobid"]}))
     record = next((r.obj["job"] for r in res if r.obj and "job" in r.obj), None)
     results = [r.obj["result"] for r in res if r.obj and "result" in r.obj]
-    errors = [r.error for r in res if r.error and record is None]
-    if errors:
-        return web.json_response({"errors": errors}, status=_status(errors))
+    failed = [r for r in res if r.error and record is None]
+    if failed:
+        return _errors(status_of(failed), [r.error or "" for r in failed])
     return web.json_response({"job": record, "results": results})
 
 
@@ -196,44 +237,128 @@ async def job_delete(request: web.Request) -> web.Response:
 UPSTREAM_FAILED = 502
 
 
-def _node_answer(responses: list[Response], key: str, *, lines: bool = False,
-                 all_failed: int | None = UPSTREAM_FAILED) -> web.Response:
+class _NodeAnswer:
     """xCAT's per-node shape, ``{node: {key: value}}`` (``value`` a list of lines when
     ``lines``), for the nodes that answered, plus ``errors`` ("node: message", as xcatws
     words them) for those that did not. One dead BMC must not hide the other nodes' results
     (xcatws answers 403 with only the errors): a partial result is 200 with ``errors``.
-    Nothing to show is an error status: ``_status`` for a failed request (bad word, unknown
-    noderange, policy), ``all_failed`` (or ``_status``) when every node failed alone."""
-    from xcatd.base.noderange import natural_key
-    nodes: dict[str, dict[str, Any]] = {}
-    errors: list[str] = []
-    warnings: list[str] = []
-    request_failed = False
-    for r in responses:
+
+    It streams: the answer starts (200) with the first node that succeeded, and each node
+    is written when its answer is complete (a node's lines come together). Until then
+    nothing is sent, so a request that fails outright gets the status of its error's kind,
+    and one where every node failed alone gets ``all_failed`` (None: by kind)."""
+
+    def __init__(self, key: str, lines: bool, all_failed: int | None) -> None:
+        self.key, self.lines, self.all_failed = key, lines, all_failed
+        self.errors: list[Response] = []
+        self.warnings: list[str] = []
+        self.done: set[str] = set()
+        self.current: tuple[str, list[str]] | None = None  # a node whose lines still come
+        self.started = False
+
+    def take(self, r: Response) -> list[tuple[str, Any]]:
+        """The nodes that are complete after ``r``: (node, value)."""
+        out: list[tuple[str, Any]] = []
         if r.error:
-            errors.append(f"{r.node}: {r.error}" if r.node else r.error)
-            request_failed = request_failed or r.node is None
+            self.errors.append(r)
         elif r.warning:
-            warnings.append(f"{r.node}: {r.warning}" if r.node else r.warning)
-        elif r.node is not None and r.data is not None:
-            if lines:
-                nodes.setdefault(r.node, {key: []})[key].append(r.data)
+            self.warnings.append(f"{r.node}: {r.warning}" if r.node else r.warning)
+        elif r.node is not None and r.data is not None and r.node not in self.done:
+            if not self.lines:
+                self.done.add(r.node)  # the node's line, not later notes
+                out.append((r.node, r.data))
+            elif self.current is not None and self.current[0] == r.node:
+                self.current[1].append(r.data)
             else:
-                nodes.setdefault(r.node, {key: r.data})  # the node's line, not later notes
-    if not nodes and errors:
-        status = _status(errors) if request_failed or all_failed is None else all_failed
-        return web.json_response({"errors": errors}, status=status)
-    body: dict[str, Any] = {n: nodes[n] for n in sorted(nodes, key=natural_key)}
-    if errors:
-        body["errors"] = errors
-    if warnings:
-        body["warnings"] = warnings
-    return web.json_response(body)
+                out += self.finish_node()
+                self.current = (r.node, [r.data])
+        return out
+
+    def finish_node(self) -> list[tuple[str, Any]]:
+        if self.current is None:
+            return []
+        node, lines = self.current
+        self.current = None
+        self.done.add(node)
+        return [(node, lines)]
+
+    def error_texts(self) -> list[str]:
+        return [f"{r.node}: {r.error}" if r.node else (r.error or "") for r in self.errors]
+
+    def failure(self) -> web.Response:
+        """The answer when no node succeeded."""
+        request_failed = any(r.node is None for r in self.errors)
+        if request_failed or self.all_failed is None:
+            status = status_of([r for r in self.errors if r.node is None] or self.errors)
+        else:
+            status = self.all_failed
+        return _errors(status, self.error_texts())
+
+    def entry(self, node: str, value: Any) -> bytes:
+        return (json.dumps(node) + ":" + json.dumps({self.key: value})).encode()
+
+    def tail(self) -> bytes:
+        extra = ""
+        if self.errors:
+            extra += ',"errors":' + json.dumps(self.error_texts())
+        if self.warnings:
+            extra += ',"warnings":' + json.dumps(self.warnings)
+        return (extra + "}\n").encode()
 
 
-def _bad_request(message: str) -> web.HTTPBadRequest:
-    return web.HTTPBadRequest(text=json.dumps({"errors": [message]}),
-                              content_type="application/json")
+async def _node_answer(request: web.Request, req: Request, key: str, *, lines: bool = False,
+                       all_failed: int | None = UPSTREAM_FAILED) -> web.StreamResponse:
+    if NDJSON in request.headers.get("Accept", ""):
+        return await _ndjson(request, req)
+    answer = _NodeAnswer(key, lines, all_failed)
+    resp: web.StreamResponse | None = None
+    pending: list[tuple[str, Any]] = []
+    async for items in _responses(request, req):
+        for r in items:
+            pending += answer.take(r)
+        if pending:
+            chunk = b"".join((b"{" if resp is None and i == 0 else b",") + answer.entry(n, v)
+                             for i, (n, v) in enumerate(pending))
+            pending = []
+            if resp is None:
+                resp = web.StreamResponse(status=200,
+                                          headers={"Content-Type": "application/json"})
+                await resp.prepare(request)
+            await resp.write(chunk)
+    pending = answer.finish_node()
+    if resp is None and not pending:
+        if answer.errors:
+            return answer.failure()
+        body: dict[str, Any] = {}
+        if answer.warnings:
+            body["warnings"] = answer.warnings
+        return web.json_response(body)
+    if resp is None:
+        resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+        await resp.prepare(request)
+        first = True
+    else:
+        first = False
+    chunk = b"".join((b"{" if first and i == 0 else b",") + answer.entry(n, v)
+                     for i, (n, v) in enumerate(pending))
+    await resp.write(chunk + answer.tail())
+    await resp.write_eof()
+    return resp
+
+
+async def _ndjson(request: web.Request, req: Request) -> web.StreamResponse:
+    """The command protocol's records, as they come."""
+    resp = web.StreamResponse(status=200, headers={"Content-Type": NDJSON})
+    await resp.prepare(request)
+    code = 0
+    async for items in _responses(request, req):
+        for r in items:
+            if r.failed:
+                code = code or (r.errorcode or 1)
+        await resp.write(b"".join(line({"r": r.to_dict()}) for r in items))
+    await resp.write(line({"end": {"exitcode": code}}))
+    await resp.write_eof()
+    return resp
 
 
 async def _one_of(request: web.Request, keys: tuple[str, ...]) -> tuple[str, str]:
@@ -255,72 +380,69 @@ def _noderange(request: web.Request) -> str:
     return request.match_info["name"]
 
 
-async def power_get(request: web.Request) -> web.Response:
-    res = await run(request, Request("rpower", _noderange(request), {"action": "stat"}))
-    return _node_answer(res, "power")
+async def power_get(request: web.Request) -> web.StreamResponse:
+    req = Request("rpower", _noderange(request), {"action": "stat"})
+    return await _node_answer(request, req, "power")
 
 
-async def power_put(request: web.Request) -> web.Response:
+async def power_put(request: web.Request) -> web.StreamResponse:
     _, action = await _one_of(request, ("action",))
-    res = await run(request, Request("rpower", _noderange(request), {"action": action}))
-    return _node_answer(res, "power")
+    req = Request("rpower", _noderange(request), {"action": action})
+    return await _node_answer(request, req, "power")
 
 
-async def nextboot_get(request: web.Request) -> web.Response:
-    res = await run(request, Request("rsetboot", _noderange(request), {"device": "stat"}))
-    return _node_answer(res, "nextboot")
+async def nextboot_get(request: web.Request) -> web.StreamResponse:
+    req = Request("rsetboot", _noderange(request), {"device": "stat"})
+    return await _node_answer(request, req, "nextboot")
 
 
-async def nextboot_put(request: web.Request) -> web.Response:
+async def nextboot_put(request: web.Request) -> web.StreamResponse:
     body = await _body(request)
     flags = {k: body.pop(k).lower() in TRUE for k in ("persistent", "uefi") if k in body}
     unknown = [k for k in body if k != "order"]
     if unknown or not body.get("order", "").strip():
         raise _bad_request(f"unknown key(s) {', '.join(unknown)} in the body" if unknown else
                            'the body must give the order, e.g. {"order": "net"}')
-    res = await run(request, Request("rsetboot", _noderange(request),
-                                     {"device": body["order"].strip(), **flags}))
-    return _node_answer(res, "nextboot")
+    req = Request("rsetboot", _noderange(request), {"device": body["order"].strip(), **flags})
+    return await _node_answer(request, req, "nextboot")
 
 
-async def bootstate_get(request: web.Request) -> web.Response:
-    res = await run(request, Request("nodeset", _noderange(request), {"state": "stat"}))
-    return _node_answer(res, "bootstat", all_failed=None)
+async def bootstate_get(request: web.Request) -> web.StreamResponse:
+    req = Request("nodeset", _noderange(request), {"state": "stat"})
+    return await _node_answer(request, req, "bootstat", all_failed=None)
 
 
-async def bootstate_put(request: web.Request) -> web.Response:
+async def bootstate_put(request: web.Request) -> web.StreamResponse:
     key, value = await _one_of(request, ("osimage", "state"))
     state = f"osimage={value}" if key == "osimage" else value
-    res = await run(request, Request("nodeset", _noderange(request), {"state": state}))
-    return _node_answer(res, "bootstat", all_failed=None)
+    req = Request("nodeset", _noderange(request), {"state": state})
+    return await _node_answer(request, req, "bootstat", all_failed=None)
 
 
-async def inventory_get(request: web.Request) -> web.Response:
-    what = request.query.get("type") or "all"
-    res = await run(request, Request("rinv", _noderange(request), {"what": what}))
-    return _node_answer(res, "inventory", lines=True)
+async def inventory_get(request: web.Request) -> web.StreamResponse:
+    req = Request("rinv", _noderange(request), {"what": request.query.get("type") or "all"})
+    return await _node_answer(request, req, "inventory", lines=True)
 
 
-async def vitals_get(request: web.Request) -> web.Response:
+async def vitals_get(request: web.Request) -> web.StreamResponse:
     what = [w for t in request.query.getall("type", []) for w in t.split(",") if w.strip()]
-    res = await run(request, Request("rvitals", _noderange(request),
-                                     {"what": what or ["all"]}))
-    return _node_answer(res, "vitals", lines=True)
+    req = Request("rvitals", _noderange(request), {"what": what or ["all"]})
+    return await _node_answer(request, req, "vitals", lines=True)
 
 
-async def eventlog_get(request: web.Request) -> web.Response:
+async def eventlog_get(request: web.Request) -> web.StreamResponse:
     count = (request.query.get("count") or "all").strip().lower()
     if count != "all" and not (count.isdigit() and int(count) > 0):
         # never a 'clear' through a GET
         raise _bad_request(f"count={count} is not a number of entries (or all)")
-    res = await run(request, Request("reventlog", _noderange(request), {
-        "what": count, "sort": request.query.get("sort", "") in TRUE}))
-    return _node_answer(res, "eventlog", lines=True)
+    req = Request("reventlog", _noderange(request),
+                  {"what": count, "sort": request.query.get("sort", "") in TRUE})
+    return await _node_answer(request, req, "eventlog", lines=True)
 
 
-async def eventlog_delete(request: web.Request) -> web.Response:
-    res = await run(request, Request("reventlog", _noderange(request), {"what": "clear"}))
-    return _node_answer(res, "eventlog", lines=True)
+async def eventlog_delete(request: web.Request) -> web.StreamResponse:
+    req = Request("reventlog", _noderange(request), {"what": "clear"})
+    return await _node_answer(request, req, "eventlog", lines=True)
 
 
 #: /xcatws/nodes/{name}/<resource>: method -> handler
@@ -335,7 +457,6 @@ NODE_ACTIONS = {
 
 
 async def openapi(request: web.Request) -> web.Response:
-    from xcatd.fronts.openapi import spec
     return web.json_response(spec())
 
 

@@ -13,41 +13,43 @@ import fcntl
 import json
 import logging
 import os
-import pwd
 import signal
-import socket
 import ssl
-import struct
-import threading
-import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
 
+from xcatd.base.locks import NodeLocks
 from xcatd.base.paths import Paths
-from xcatd.security.credentials import ca_files, certificate_cn, server_files
+from xcatd.base.request import Request
+from xcatd.daemon.pipeline import Pipeline
+from xcatd.fronts.https import (
+    IDENTITY,
+    MAX_REQUEST,
+    PIPELINE_KEY,
+    POOL_KEY,
+    Relay,
+    authenticate,
+    json_error,
+    line,
+    read_json,
+)
+from xcatd.fronts.nodeapi import start_site
+from xcatd.fronts.rest import add_routes
 from xcatd.fronts.servicethread import close_listeners
-from xcatd.daemon.policy import Identity
-from xcatd.base.request import Request, Response
-from xcatd.daemon.pipeline import Service
+from xcatd.fronts.tftp import start_tftp
+from xcatd.security.credentials import ca_files, server_files
 
 log = logging.getLogger("xcatd.fronts.server")
 
-MAX_REQUEST = 64 * 1024 * 1024   # a stanza file for 50,000 nodes fits
+DEFAULT_PORT = 3001              # site.xcatdport
 HANDSHAKE_TIMEOUT = 10.0         # a connection that never finishes TLS is closed
 KEEPALIVE_TIMEOUT = 30.0
 WORKERS = 64
 SHUTDOWN_TIMEOUT = 2.0           # stop promptly: unfinished jobs are marked interrupted at start
-BODY_TIMEOUT = 30.0              # a request body must arrive within this
 LINGERING_TIME = 1.0             # after an error, unread body bytes are drained this long
-
-SERVICE_KEY = web.AppKey("service", Service)
-#: Who is asking, set by authenticate() on every request.
-IDENTITY = web.RequestKey("identity", Identity) if hasattr(web, "RequestKey") else "identity"
-POOL_KEY = web.AppKey("pool", ThreadPoolExecutor)
-
 
 class AlreadyRunning(RuntimeError):
     pass
@@ -61,82 +63,7 @@ def pid_path(paths: Paths) -> Path:
     return paths.under("/var/run/xcat/xcatd.pid")
 
 
-# ---- who is asking -------------------------------------------------------------------------
-_IDENTITIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def identify(request: web.Request) -> Identity | None:
-    """The certificate CN on TCP, the peer's user on the unix socket; None if unknown.
-    Worked out once per connection (a keep-alive client sends many requests)."""
-    transport = request.transport
-    if transport is None:
-        return None
-    try:
-        return _IDENTITIES[transport]
-    except (KeyError, TypeError):
-        pass
-    who = _identify(transport)
-    if who is not None:
-        with contextlib.suppress(TypeError):
-            _IDENTITIES[transport] = who
-    return who
-
-
-def _identify(transport) -> Identity | None:
-    sock = transport.get_extra_info("socket")
-    if sock is not None and sock.family == socket.AF_UNIX:
-        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        _pid, uid, _gid = struct.unpack("3i", creds)
-        try:
-            user = pwd.getpwuid(uid).pw_name
-        except KeyError:
-            user = str(uid)
-        return Identity(user, "localhost", "unix")
-    cn = certificate_cn(transport.get_extra_info("peercert"))
-    if not cn:
-        return None
-    peer = transport.get_extra_info("peername") or ("?",)
-    return Identity(cn, str(peer[0]), "cli")
-
-
-def json_error(status: int, message: str) -> web.Response:
-    """The same error shape for the command protocol and the REST API."""
-    return web.json_response({"error": message, "errors": [message]}, status=status)
-
-
-@web.middleware
-async def authenticate(request: web.Request, handler):
-    who = identify(request)
-    if who is None:
-        return json_error(401, "xcatd requires a client certificate signed by this management "
-                               "node's CA (see xcatclientcert)")
-    request[IDENTITY] = who
-    return await handler(request)
-
-
 # ---- the command endpoint ------------------------------------------------------------------
-async def read_json(request: web.Request):
-    """The body as JSON, read within BODY_TIMEOUT: a client that stalls mid-body is dropped."""
-    try:
-        return await asyncio.wait_for(request.json(), BODY_TIMEOUT)
-    except TimeoutError:
-        raise _json_http(web.HTTPRequestTimeout, "request body not received in time") from None
-    except web.HTTPRequestEntityTooLarge as exc:
-        message = f"request body larger than {MAX_REQUEST} bytes"
-        raise web.HTTPRequestEntityTooLarge(
-            MAX_REQUEST, exc.status and MAX_REQUEST + 1,
-            text=json.dumps({"error": message, "errors": [message]}),
-            content_type="application/json", headers={"Connection": "close"}) from None
-    except (ConnectionResetError, asyncio.IncompleteReadError) as exc:
-        raise _json_http(web.HTTPBadRequest, f"request body incomplete: {exc}") from None
-
-
-def _json_http(cls, message: str) -> web.HTTPException:
-    """An HTTP error that closes the connection, with the JSON error body clients read."""
-    return cls(text=json.dumps({"error": message, "errors": [message]}),
-               content_type="application/json", headers={"Connection": "close"})
-
-
 async def handle_request(request: web.Request) -> web.StreamResponse:
     try:
         body = await read_json(request)
@@ -150,14 +77,14 @@ async def handle_request(request: web.Request) -> web.StreamResponse:
     except TypeError as exc:
         return json_error(400, f"malformed request: {exc}")
     who = request[IDENTITY]
-    service = request.app[SERVICE_KEY]
+    pipeline = request.app[PIPELINE_KEY]
     pool = request.app[POOL_KEY]
     loop = asyncio.get_running_loop()
-    job = service.new_job(req, who)  # in memory; the writer thread records it
+    job = pipeline.new_job(req, who)  # in memory; the writer thread records it
     headers = {"X-Xcat-Job": job.jobid}
     if body.get("async"):
-        pool.submit(service.run, job, req, who)
-        return web.Response(body=_line({"end": {"job": job.jobid, "state": "queued",
+        pool.submit(pipeline.run, job, req, who)
+        return web.Response(body=line({"end": {"job": job.jobid, "state": "queued",
                                                 "async": True}}),
                             content_type="application/x-ndjson", headers=headers)
     relay = Relay(loop)
@@ -165,13 +92,13 @@ async def handle_request(request: web.Request) -> web.StreamResponse:
     def work() -> None:
         code = 1
         try:
-            code = service.run(job, req, who, relay.emit)
+            code = pipeline.run(job, req, who, relay.emit)
         finally:
             relay.close(code)
 
     pool.submit(work)
     items, finished, code = await relay.take()
-    first = [_line({"r": item.to_dict()}) for item in items]
+    first = [line({"r": item.to_dict()}) for item in items]
     if finished:  # a quick job: headers and all its records in one write
         first.append(_end(job, code))
         return web.Response(body=b"".join(first), content_type="application/x-ndjson",
@@ -185,7 +112,7 @@ async def handle_request(request: web.Request) -> web.StreamResponse:
         connected = False  # the client went away; the job goes on
     while not finished:
         items, finished, code = await relay.take()
-        chunk = [_line({"r": item.to_dict()}) for item in items]
+        chunk = [line({"r": item.to_dict()}) for item in items]
         if finished:
             chunk.append(_end(job, code))
         if connected and chunk:
@@ -200,61 +127,19 @@ async def handle_request(request: web.Request) -> web.StreamResponse:
 
 
 def _end(job, code: int) -> bytes:
-    return _line({"end": {"job": job.jobid, "state": job.state, "exitcode": code}})
-
-
-class Relay:
-    """Responses from a job's thread to its connection: whatever has arrived goes out in one
-    write, and the thread wakes the event loop once per batch, not once per response."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self._lock = threading.Lock()
-        self._items: list[Response] = []
-        self._done = False
-        self._code = 0
-        self._wake_pending = False
-        self._event = asyncio.Event()
-
-    def _notify(self) -> None:  # in the worker thread, with the lock held
-        if not self._wake_pending:
-            self._wake_pending = True
-            self.loop.call_soon_threadsafe(self._event.set)
-
-    def emit(self, resp: Response) -> None:
-        with self._lock:
-            self._items.append(resp)
-            self._notify()
-
-    def close(self, code: int) -> None:
-        with self._lock:
-            self._done, self._code = True, code
-            self._notify()
-
-    async def take(self) -> tuple[list[Response], bool, int]:
-        await self._event.wait()
-        with self._lock:
-            items, self._items = self._items, []
-            self._event.clear()
-            self._wake_pending = False
-            return items, self._done, self._code
-
-
-def _line(obj: dict) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+    return line({"end": {"job": job.jobid, "state": job.state, "exitcode": code}})
 
 
 async def handle_ping(request: web.Request) -> web.Response:
     return web.json_response({"xcatd": "ok", "user": request[IDENTITY].user})
 
 
-def make_app(service: Service, pool: ThreadPoolExecutor) -> web.Application:
+def make_app(pipeline: Pipeline, pool: ThreadPoolExecutor) -> web.Application:
     app = web.Application(middlewares=[authenticate], client_max_size=MAX_REQUEST)
-    app[SERVICE_KEY] = service
+    app[PIPELINE_KEY] = pipeline
     app[POOL_KEY] = pool
     app.router.add_post("/v1/request", handle_request)
     app.router.add_get("/v1/ping", handle_ping)
-    from xcatd.fronts.rest import add_routes
     add_routes(app)
     return app
 
@@ -289,7 +174,7 @@ class Daemon:
         self.paths, self.host, self.port, self.unix = paths, host, port, unix
         self.workers = workers
         self._pidfile: int | None = None
-        self.service: Service | None = None
+        self.pipeline: Pipeline | None = None
         self._runner: web.AppRunner | None = None
         self._servers: list[asyncio.base_events.Server] = []
         self.listening: Listening | None = None
@@ -315,14 +200,14 @@ class Daemon:
     async def start(self) -> Listening:
         self._lock_pidfile()
         try:
-            self.service = Service(self.paths)
-            interrupted = self.service.jobs.mark_interrupted()
+            self.pipeline = Pipeline(self.paths, locks=NodeLocks(), daemon=True)
+            interrupted = self.pipeline.jobs.mark_interrupted()
             if interrupted:
                 log.warning("%d jobs of a previous xcatd were marked interrupted", interrupted)
             port = self.port if self.port is not None else \
-                int(self.service.db.site().get("xcatdport") or 3001)
+                self.pipeline.site().port("xcatdport", DEFAULT_PORT)
             self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="job")
-            app = make_app(self.service, self.pool)
+            app = make_app(self.pipeline, self.pool)
             self._runner = web.AppRunner(app, handle_signals=False, access_log=None,
                                          keepalive_timeout=KEEPALIVE_TIMEOUT,
                                          lingering_time=LINGERING_TIME,
@@ -347,11 +232,10 @@ class Daemon:
                 finally:
                     os.umask(old)
                 os.chmod(upath, 0o600)  # root on the management node only
-            from xcatd.fronts.nodeapi import start_site  # port 0 (tests): a free port for it too
-            self.http = await start_site(self.paths, self.service, self.host,
+            # port 0 (tests): free ports for the HTTP site and TFTP too
+            self.http = await start_site(self.paths, self.pipeline, self.host,
                                          ephemeral=self.port == 0)
-            from xcatd.fronts.tftp import start_tftp  # only when the site wants the embedded one
-            self.tftp = await start_tftp(self.paths, self.service, self.host,
+            self.tftp = await start_tftp(self.paths, self.pipeline, self.host,
                                          ephemeral=self.port == 0)
             self.listening = Listening(self.host, bound, upath,
                                        self.http.port if self.http else None,
@@ -372,9 +256,9 @@ class Daemon:
         self._runner = None
         if self.pool is not None:
             self.pool.shutdown(wait=False, cancel_futures=False)
-        if self.service is not None:
-            self.service.close()
-            self.service = None
+        if self.pipeline is not None:
+            self.pipeline.close()
+            self.pipeline = None
         if self.listening and self.listening.unix:
             with contextlib.suppress(FileNotFoundError):
                 self.listening.unix.unlink()

@@ -1,21 +1,9 @@
 """TFTP for network boot: Debian's tftpd-hpa, configured by xcatconfig, or a small read-only
 server inside xcatd when tftpd-hpa is not installed (or the site asks for it).
 
-Site settings:
-
-- ``site.tftpdir`` (default /tftpboot, under XCATROOT): the tree both servers serve.
-- ``site.tftpserver``: ``auto`` (or unset): xcatd serves TFTP itself only when ``in.tftpd``
-  is not installed; ``embedded``: always; ``tftpd-hpa``: never (the system's tftpd-hpa
-  serves); ``none``: nobody on this node (xcatconfig leaves /etc/default/tftpd-hpa alone).
-- ``site.tftpbind``: ``ADDR``, ``ADDR:PORT``, ``[V6ADDR]:PORT``, ``:PORT`` or ``none``. Default:
-  xcatd's own listen address (every address unless ``xcatd --listen`` names one), port 69.
-  xcatconfig writes the same address into TFTP_ADDRESS (``:69`` when unset).
-- ``site.tftpblksize``: the largest block size either server agrees to (default 1468: a
-  block fits a 1500-byte Ethernet frame unfragmented; range 512..65464).
-
 The embedded server answers read requests only (RFC 1350, octet and netascii, with the
 options of RFC 2347/2348/2349: blksize, tsize, timeout); a write request gets an error
-packet. It serves what the HTTP site serves under /tftpboot/ (xcatd.fronts.nodeapi.safe_file):
+packet. It serves what the HTTP site serves under /tftpboot/ (xcatd.base.safepath):
 regular, world-readable files inside the tree, no ``..``, no hidden names, no symlink out.
 A refused name gets the same "File not found" as a missing one. Each client (address and
 port) has one transfer at a time, from its own port (its transfer ID); at most
@@ -23,12 +11,8 @@ port) has one transfer at a time, from its own port (its transfer ID); at most
 Block numbers roll over from 65535 to 0 (as tftpd-hpa does), so files beyond 65535 blocks
 go through. Transfers are logged at debug level, file contents never.
 
->>> parse_bind("10.0.0.1")
-('10.0.0.1', 69)
->>> parse_bind("[fd00::1]:6969")
-('fd00::1', 6969)
->>> tftpd_hpa_address({"tftpbind": ":1069"})
-':1069'
+Who serves TFTP, where, and with which block size is xcatd.netconf.tftpd's (the site
+settings, read by xcatconfig for tftpd-hpa too).
 """
 from __future__ import annotations
 
@@ -37,12 +21,9 @@ import collections
 import ipaddress
 import logging
 import os
-import re
-import shutil
 import socket
 import stat as stat_mod
 import struct
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -51,151 +32,35 @@ from pathlib import Path
 from typing import Any
 
 from xcatd.base.paths import Paths
-from xcatd.base.files import write_atomic
+from xcatd.base.safepath import safe_file
+from xcatd.base.site import SiteValueError
+from xcatd.daemon.pipeline import Pipeline
 from xcatd.fronts.servicethread import ServiceThread
+from xcatd.netconf.tftpd import (
+    DEFAULT_MAX_BLKSIZE,
+    DEFAULT_PORT,
+    MAX_BLKSIZE,
+    max_blksize,
+    tftp_bind,
+    tftp_mode,
+)
 
 log = logging.getLogger("xcatd.fronts.tftp")
 
-DEFAULT_PORT = 69
 DEFAULT_BLKSIZE = 512            # RFC 1350's block, when the client asks for none
-DEFAULT_MAX_BLKSIZE = 1468       # 1500-byte MTU - 20 (IP) - 8 (UDP) - 4 (TFTP)
-MIN_BLKSIZE, MAX_BLKSIZE = 8, 65464   # RFC 2348
+MIN_BLKSIZE = 8                  # RFC 2348
 DEFAULT_TIMEOUT = 1.0            # seconds before a block is sent again
 RETRIES = 5                      # sends of one block after the first, then give up
 MAX_TRANSFERS = 128
 READ_CHUNK = 65536               # bytes read from disk at once, in a worker thread
 QUEUE_MAX = 64                   # packets held for a transfer before more are dropped
-SITE_TTL = 2.0
 BUSY_WARN_EVERY = 60.0
 
 RRQ, WRQ, DATA, ACK, ERROR, OACK = 1, 2, 3, 4, 5, 6
 # RFC 1350 error codes
 E_UNDEF, E_NOTFOUND, E_ACCESS, E_ILLEGAL, E_BADTID, E_OPTION = 0, 1, 2, 4, 5, 8
 
-TFTPD_HPA_DEFAULTS = "/etc/default/tftpd-hpa"
-TFTPD_HPA_USER = "tftp"
-_SHELL_SAFE = re.compile(r"^[A-Za-z0-9_./:@%+,=\[\]-]+$")
 _IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
-
-
-# ---- site settings ---------------------------------------------------------------------------
-def parse_bind(text: str | None, default_port: int = DEFAULT_PORT,
-               what: str = "site.tftpbind") -> tuple[str | None, int] | None:
-    """(address or None for every address, port) from ``ADDR``, ``ADDR:PORT``, ``[V6]:PORT``,
-    ``:PORT`` or a bare IPv6 address; None for ``none``. ValueError names ``what``."""
-    bind = (text or "").strip()
-    if bind.lower() in ("none", "off", "no"):
-        return None
-    addr: str | None = bind
-    port = str(default_port)
-    if bind.startswith("["):
-        addr, _, rest = bind[1:].partition("]")
-        if rest:
-            if not rest.startswith(":"):
-                raise ValueError(f"{what} {text!r}: expected [ADDRESS]:PORT")
-            port = rest[1:]
-    elif bind.count(":") == 1:
-        addr, _, port = bind.partition(":")
-    if not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"{what} {text!r}: the port must be a number from 0 to 65535")
-    return (addr or None), int(port)
-
-
-def max_blksize(site: dict[str, str]) -> int:
-    """site.tftpblksize, checked: both servers are configured from it."""
-    value = (site.get("tftpblksize") or "").strip()
-    if not value:
-        return DEFAULT_MAX_BLKSIZE
-    if not value.isdigit() or not 512 <= int(value) <= MAX_BLKSIZE:
-        raise ValueError(f"site.tftpblksize {value!r}: must be a number from 512 to "
-                         f"{MAX_BLKSIZE}")
-    return int(value)
-
-
-def tftpd_hpa_installed() -> bool:
-    path = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
-    return shutil.which("in.tftpd", path=path) is not None
-
-
-def tftp_mode(site: dict[str, str]) -> str:
-    """``embedded``, ``tftpd-hpa`` or ``none``: who serves TFTP on this node."""
-    want = (site.get("tftpserver") or "auto").strip().lower()
-    if want in ("none", "no", "off") or parse_bind(site.get("tftpbind")) is None:
-        return "none"
-    if want == "embedded":
-        return "embedded"
-    if want not in ("auto", "tftpd-hpa"):
-        log.warning("site.tftpserver %r is not auto, embedded, tftpd-hpa or none: using auto",
-                    want)
-    if want == "tftpd-hpa" or tftpd_hpa_installed():
-        return "tftpd-hpa"
-    return "embedded"
-
-
-# ---- tftpd-hpa's configuration -----------------------------------------------------------------
-def tftpdir(paths: Paths, site: dict[str, str]) -> Path:
-    return paths.under(site.get("tftpdir") or "/tftpboot")
-
-
-def tftpd_hpa_address(site: dict[str, str]) -> str:
-    """TFTP_ADDRESS in tftpd-hpa's ``[address][:port]`` form (IPv6 in brackets)."""
-    where = parse_bind(site.get("tftpbind")) or (None, DEFAULT_PORT)
-    addr, port = where
-    if addr is None:
-        return f":{port}"
-    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
-
-
-def tftpd_hpa_config(paths: Paths, site: dict[str, str]) -> str:
-    """The text of /etc/default/tftpd-hpa (sourced by Debian's init script, which runs
-    ``in.tftpd --listen --user U --address A OPTIONS DIRECTORY``)."""
-    values = {
-        "TFTP_USERNAME": TFTPD_HPA_USER,
-        "TFTP_DIRECTORY": str(tftpdir(paths, site)),
-        "TFTP_ADDRESS": tftpd_hpa_address(site),
-        "TFTP_OPTIONS": f"--secure --blocksize {max_blksize(site)}",
-    }
-    for key, setting in (("TFTP_DIRECTORY", "site.tftpdir"), ("TFTP_ADDRESS", "site.tftpbind")):
-        if not _SHELL_SAFE.match(values[key]):
-            raise ValueError(f"{setting} gives {values[key]!r}: tftpd-hpa's configuration "
-                             "takes no spaces, quotes or shell characters there")
-    lines = [f"# {TFTPD_HPA_DEFAULTS}: written by xcatconfig from the site table",
-             "# (tftpdir, tftpbind, tftpblksize). Change those and run xcatconfig again;",
-             "# edits made here are replaced.", ""]
-    lines += [f'{k}="{v}"' for k, v in values.items()]
-    return "\n".join(lines) + "\n"
-
-
-def configure_tftpd_hpa(paths: Paths, site: dict[str, str]) -> list[str]:
-    """Make sure the TFTP tree exists (mode 0755: tftpd-hpa runs as ``tftp``) and write
-    tftpd-hpa's configuration when it changed. Never starts or restarts a service: the
-    admin does, when it suits the cluster. Returns what was done, one line each."""
-    done: list[str] = []
-    if tftp_mode(site) == "none":
-        return done
-    text = tftpd_hpa_config(paths, site)  # checks the settings before anything changes
-    tree = tftpdir(paths, site)
-    if not tree.is_dir():
-        tree.mkdir(parents=True, exist_ok=True)
-        os.chmod(tree, 0o755)
-        done.append(f"Created {tree}")
-    elif stat_mod.S_IMODE(tree.stat().st_mode) & 0o755 != 0o755:
-        os.chmod(tree, stat_mod.S_IMODE(tree.stat().st_mode) | 0o755)
-        done.append(f"Made {tree} readable for tftpd-hpa (mode 0755)")
-    conf = paths.under(TFTPD_HPA_DEFAULTS)
-    try:
-        same = conf.read_text() == text
-    except (OSError, UnicodeDecodeError):
-        same = False
-    if not same:
-        write_atomic(conf, text, mode=0o644)
-        if tftpd_hpa_installed():
-            done.append(f"Wrote {conf} (tftpd-hpa not restarted: run "
-                        "'systemctl restart tftpd-hpa' to apply it)")
-        else:
-            done.append(f"Wrote {conf} (tftpd-hpa is not installed: xcatd serves TFTP "
-                        "itself unless site.tftpserver says otherwise)")
-    return done
 
 
 # ---- packets ----------------------------------------------------------------------------------
@@ -511,7 +376,6 @@ class TftpServer:
     def _open(self, name: str) -> tuple[Any, int] | None:
         """The file the client named, opened, and its size; None for anything not served.
         Leading slashes are dropped: with tftpd-hpa's --secure the tree is the root."""
-        from xcatd.fronts.nodeapi import safe_file  # the HTTP site's rules; aiohttp only when serving
         path = safe_file(self._tftpdir(), name.lstrip("/"))
         if path is None:
             return None
@@ -598,36 +462,18 @@ class TftpServer:
 
 
 # ---- running it inside xcatd ------------------------------------------------------------------
-class _SiteTftpdir:
-    """site.tftpdir, re-read every SITE_TTL seconds (called from worker threads)."""
-
-    def __init__(self, paths: Paths, db: Any) -> None:
-        self.paths, self.db = paths, db
-        self._lock = threading.Lock()
-        self._at = 0.0
-        self._dir = tftpdir(paths, {})
-
-    def __call__(self) -> Path:
-        with self._lock:
-            if time.monotonic() - self._at > SITE_TTL:
-                self._dir = tftpdir(self.paths, self.db.site())
-                self._at = time.monotonic()
-            return self._dir
-
-
-async def start_tftp(paths: Paths, service: Any, host: str | None, *,
+async def start_tftp(paths: Paths, pipeline: Pipeline, host: str | None, *,
                      ephemeral: bool = False) -> TftpServer | None:
     """xcatd's hook: serve TFTP when the site wants the embedded server (see tftp_mode).
     ``ephemeral``: on a free port at ``host``, for a daemon that was itself asked for a free
-    port (tests). A port that cannot be bound is logged, not fatal."""
-    from xcatd.db.database import Database
-    db = service.db if service is not None else Database.open(paths)
-    site = db.site()
+    port (tests). A port that cannot be bound, or a bad setting, is logged, not fatal."""
+    site = pipeline.site()
     try:
         mode = tftp_mode(site)
-        where = parse_bind(site.get("tftpbind"))
+        where = tftp_bind(site)
         limit = max_blksize(site)
-    except ValueError as exc:
+        site.tftpdir(paths)
+    except SiteValueError as exc:
         log.error("TFTP not served: %s", exc)
         return None
     if mode != "embedded" or where is None:
@@ -639,7 +485,11 @@ async def start_tftp(paths: Paths, service: Any, host: str | None, *,
         addr = host
     if ephemeral:
         addr, port = host, 0
-    server = TftpServer(_SiteTftpdir(paths, db), max_blksize=limit)
+
+    def tree() -> Path:  # site.tftpdir as the shared cache has it (from worker threads)
+        return pipeline.site().tftpdir(paths)
+
+    server = TftpServer(tree, max_blksize=limit)
     try:
         bound = await server.start(addr, port)
     except OSError as exc:
@@ -647,7 +497,7 @@ async def start_tftp(paths: Paths, service: Any, host: str | None, *,
                   "it can (see site.tftpbind and site.tftpserver)", addr or "*", port, exc)
         await server.stop()
         return None
-    log.info("TFTP on %s:%d from %s", addr or "*", bound, tftpdir(paths, site))
+    log.info("TFTP on %s:%d from %s", addr or "*", bound, site.tftpdir(paths))
     return server
 
 

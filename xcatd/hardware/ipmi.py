@@ -20,7 +20,18 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-from xcatd.hardware.base import DEFAULT_LIMITS, HardwareManager, Limits, Outcome, Target, register
+from xcatd.hardware.interfaces import (
+    DEFAULT_LIMITS,
+    BootDeviceInterface,
+    Driver,
+    EventLogInterface,
+    InventoryInterface,
+    Limits,
+    Outcome,
+    PowerInterface,
+    SensorsInterface,
+    Target,
+)
 from xcatd.hardware.ipmilan import CompletionError, Engine, IpmiError, Session, completion_text
 
 CONFIRM_WAIT = 20.0   # seconds a power change has to show in the power state
@@ -68,8 +79,10 @@ class _SessionCache:
             self.engine.forget(s)
 
 
-@register("ipmi")
-class IpmiManager(HardwareManager):
+class IpmiManager(Driver, PowerInterface, BootDeviceInterface, InventoryInterface,
+                  SensorsInterface, EventLogInterface):
+    """nodehm.mgt=ipmi (registered in setup.cfg's pyxcat.hardware entry points)."""
+
     def __init__(self) -> None:
         self.engine = Engine()
         self.sessions = _SessionCache(self.engine)

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,9 +42,6 @@ import jinja2
 
 from xcatd.base.files import write_atomic
 from xcatd.base.templating import shipped_environment
-
-#: The boot loaders nodeset writes files for (noderes.netboot); empty means xnba.
-NETBOOTS = ("xnba", "grub2", "grub2-tftp", "grub2-http", "pxe")
 
 XNBA_DIR = "xcat/xnba/nodes"
 GRUB2_DIR = "boot/grub2"
@@ -132,52 +130,161 @@ def dashed(mac: str) -> str:
     return mac.lower().replace(":", "-")
 
 
-def grub2_protocol(netboot: str) -> str:
-    return "http" if netboot == "grub2-http" else "tftp"
+# ---- the boot loaders -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DhcpBoot:
+    """What DHCP hands a node that boots with this loader: the first-stage file for BIOS and
+    for UEFI firmware, and for iPXE (user class "iPXE") a script URL, or None."""
+
+    bios: str
+    uefi: str
+    ipxe: str | None = None
+
+
+class BootLoader(ABC):
+    """One way of booting from the network (noderes.netboot): where a node's file goes and
+    under which other names the loader looks for it, what it says, what DHCP hands out, and
+    who parses the kernel command line (installfiles quotes for it)."""
+
+    #: "ipxe", "grub" or "pxelinux": the parser of the kernel command line
+    cmdline: str = ""
+    #: the node's files go out over TFTP (world-readable) or only through xcatd (root's)
+    mode: int = 0o644
+
+    @abstractmethod
+    def main_path(self, tftpdir: Path, node: str) -> Path:
+        """The node's own file: the one ``nodeset stat`` reads."""
+
+    def alias_paths(self, nb: NodeBoot) -> list[Path]:
+        """Copies under the names the loader itself looks for (MAC, hex IP)."""
+        return []
+
+    def extra_paths(self, nb: NodeBoot) -> list[Path]:
+        """Other files nodeset writes or removes for the node (links)."""
+        return []
+
+    @abstractmethod
+    def render(self, nb: NodeBoot, t: BootTarget, env: jinja2.Environment | None = None
+               ) -> str:
+        """The node's boot file text (``env``: the site's templates first)."""
+
+    @abstractmethod
+    def dhcp(self, node: str, server: str, port: str) -> DhcpBoot:
+        """The boot files DHCP hands the node."""
+
+    def finish(self, nb: NodeBoot, t: BootTarget, warnings: list[str]) -> bool:
+        """Anything beyond the files (GRUB2's per-node link); True if something changed."""
+        return False
+
+
+class Xnba(BootLoader):
+    """iPXE (xCAT's xnba): a per-node script served over HTTP by xcatd."""
+
+    cmdline = "ipxe"
+    mode = 0o600
+
+    def main_path(self, tftpdir: Path, node: str) -> Path:
+        return tftpdir / XNBA_DIR / node
+
+    def render(self, nb: NodeBoot, t: BootTarget, env: jinja2.Environment | None = None
+               ) -> str:
+        return xnba_script(t, nb.server, nb.httpport, env)
+
+    def dhcp(self, node: str, server: str, port: str) -> DhcpBoot:
+        return DhcpBoot("xcat/xnba.kpxe", "xcat/xnba.efi",
+                        f"http://{server}:{port}/tftpboot/{XNBA_DIR}/{node}")
+
+
+class Grub2(BootLoader):
+    """GRUB2: a per-node config over TFTP (grub2, grub2-tftp) or HTTP (grub2-http), copied
+    to grub.cfg-01-<mac> and grub.cfg-<HEXIP>, and the grub2-<node> link to the loader."""
+
+    cmdline = "grub"
+
+    def __init__(self, protocol: str = "tftp") -> None:
+        self.protocol = protocol
+
+    def main_path(self, tftpdir: Path, node: str) -> Path:
+        return tftpdir / GRUB2_DIR / node
+
+    def alias_paths(self, nb: NodeBoot) -> list[Path]:
+        hx = hexip(nb.ip) if nb.ip else None
+        names = [f"grub.cfg-01-{dashed(m)}" for m in nb.macs] + ([f"grub.cfg-{hx}"] if hx else [])
+        return [nb.tftpdir / GRUB2_DIR / n for n in names]
+
+    def extra_paths(self, nb: NodeBoot) -> list[Path]:
+        return [nb.tftpdir / GRUB2_DIR / f"grub2-{nb.node}"]
+
+    def render(self, nb: NodeBoot, t: BootTarget, env: jinja2.Environment | None = None
+               ) -> str:
+        return grub2_config(t, nb.server, nb.httpport, self.protocol, env)
+
+    def dhcp(self, node: str, server: str, port: str) -> DhcpBoot:
+        return DhcpBoot(f"{GRUB2_DIR}/grub2-{node}", f"{GRUB2_DIR}/grub2-{node}")
+
+    def finish(self, nb: NodeBoot, t: BootTarget, warnings: list[str]) -> bool:
+        return _grub2_link(nb, t, warnings)
+
+
+class Pxelinux(BootLoader):
+    """pxelinux (netboot=pxe): a per-node config over TFTP, copied to 01-<mac> and <HEXIP>."""
+
+    cmdline = "pxelinux"
+
+    def main_path(self, tftpdir: Path, node: str) -> Path:
+        return tftpdir / PXE_DIR / node
+
+    def alias_paths(self, nb: NodeBoot) -> list[Path]:
+        hx = hexip(nb.ip) if nb.ip else None
+        names = [f"01-{dashed(m)}" for m in nb.macs] + ([hx] if hx else [])
+        return [nb.tftpdir / PXE_DIR / n for n in names]
+
+    def render(self, nb: NodeBoot, t: BootTarget, env: jinja2.Environment | None = None
+               ) -> str:
+        return pxelinux_config(t, env)
+
+    def dhcp(self, node: str, server: str, port: str) -> DhcpBoot:
+        return DhcpBoot("pxelinux.0", "xcat/xnba.efi")
+
+
+#: noderes.netboot -> its loader; an empty netboot means xnba
+LOADERS: dict[str, BootLoader] = {"xnba": Xnba(), "grub2": Grub2("tftp"),
+                                  "grub2-tftp": Grub2("tftp"), "grub2-http": Grub2("http"),
+                                  "pxe": Pxelinux()}
+#: The boot loaders nodeset writes files for (noderes.netboot).
+NETBOOTS = tuple(LOADERS)
+
+
+class UnknownLoader(ValueError):
+    def __init__(self, netboot: str) -> None:
+        super().__init__(f"noderes.netboot '{netboot}' is not supported (use "
+                         f"{', '.join(NETBOOTS)})")
+
+
+def loader(netboot: str | None) -> BootLoader:
+    """The loader for a noderes.netboot value (empty: xnba); UnknownLoader names it."""
+    name = (netboot or "xnba").lower()
+    try:
+        return LOADERS[name]
+    except KeyError:
+        raise UnknownLoader(name) from None
 
 
 def main_path(tftpdir: Path, netboot: str, node: str) -> Path:
     """The node's own file: the one ``nodeset stat`` reads."""
-    if netboot == "xnba":
-        return tftpdir / XNBA_DIR / node
-    if netboot.startswith("grub2"):
-        return tftpdir / GRUB2_DIR / node
-    if netboot == "pxe":
-        return tftpdir / PXE_DIR / node
-    raise ValueError(netboot)
+    return loader(netboot).main_path(tftpdir, node)
 
 
-def alias_paths(nb: NodeBoot) -> list[Path]:
-    """Copies under the names the loader itself looks for (MAC, hex IP)."""
-    hx = hexip(nb.ip) if nb.ip else None
-    if nb.netboot.startswith("grub2"):
-        d = nb.tftpdir / GRUB2_DIR
-        names = [f"grub.cfg-01-{dashed(m)}" for m in nb.macs]
-        names += [f"grub.cfg-{hx}"] if hx else []
-    elif nb.netboot == "pxe":
-        d = nb.tftpdir / PXE_DIR
-        names = [f"01-{dashed(m)}" for m in nb.macs] + ([hx] if hx else [])
-    else:
-        return []
-    return [d / n for n in names]
+def boot_paths(nb: NodeBoot) -> list[Path]:
+    """Every boot file nodeset may write or remove for the node."""
+    ld = loader(nb.netboot)
+    return [ld.main_path(nb.tftpdir, nb.node), *ld.alias_paths(nb), *ld.extra_paths(nb)]
 
 
 def render(nb: NodeBoot, t: BootTarget, env: jinja2.Environment | None = None) -> str:
     """The node's boot file text; ``env`` is the site's template environment (custom
     templates first), the shipped templates when None."""
-    if nb.netboot == "xnba":
-        return xnba_script(t, nb.server, nb.httpport, env)
-    if nb.netboot.startswith("grub2"):
-        return grub2_config(t, nb.server, nb.httpport, grub2_protocol(nb.netboot), env)
-    if nb.netboot == "pxe":
-        return pxelinux_config(t, env)
-    raise ValueError(nb.netboot)
-
-
-def file_mode(netboot: str) -> int:
-    """xnba scripts reach the node through xcatd only: root's alone. GRUB2 and pxelinux
-    files go out over TFTP, so tftpd must be able to read them."""
-    return 0o600 if netboot == "xnba" else 0o644
+    return loader(nb.netboot).render(nb, t, env)
 
 
 # ---- writing ----------------------------------------------------------------------------------
@@ -198,14 +305,13 @@ def write_if_changed(path: Path, text: str, mode: int) -> bool:
 def write_node(nb: NodeBoot, t: BootTarget, env: jinja2.Environment | None = None
                ) -> tuple[bool, list[str]]:
     """Write the node's boot files for ``t``; returns (anything changed, warnings)."""
-    text = render(nb, t, env)
-    mode = file_mode(nb.netboot)
-    changed = write_if_changed(main_path(nb.tftpdir, nb.netboot, nb.node), text, mode)
-    for p in alias_paths(nb):
-        changed = write_if_changed(p, text, mode) or changed
+    ld = loader(nb.netboot)
+    text = ld.render(nb, t, env)
+    changed = write_if_changed(ld.main_path(nb.tftpdir, nb.node), text, ld.mode)
+    for p in ld.alias_paths(nb):
+        changed = write_if_changed(p, text, ld.mode) or changed
     warnings: list[str] = []
-    if nb.netboot.startswith("grub2"):
-        changed = _grub2_link(nb, t, warnings) or changed
+    changed = ld.finish(nb, t, warnings) or changed
     return changed, warnings
 
 
@@ -234,11 +340,8 @@ def _grub2_link(nb: NodeBoot, t: BootTarget, warnings: list[str]) -> bool:
 
 def remove_node(nb: NodeBoot) -> bool:
     """Remove every boot file of the node (nodeset offline); True if any was there."""
-    paths = [main_path(nb.tftpdir, nb.netboot, nb.node), *alias_paths(nb)]
-    if nb.netboot.startswith("grub2"):
-        paths.append(nb.tftpdir / GRUB2_DIR / f"grub2-{nb.node}")
     gone = False
-    for p in paths:
+    for p in boot_paths(nb):
         try:
             p.unlink()
             gone = True
@@ -251,7 +354,7 @@ def read_state(tftpdir: Path, netboot: str, node: str) -> str:
     """The state a node's boot file describes (its first comment), or ``offline`` when it
     has none: xCAT's ``nodeset stat``."""
     try:
-        with open(main_path(tftpdir, netboot, node), encoding="utf-8") as fh:
+        with open(loader(netboot).main_path(tftpdir, node), encoding="utf-8") as fh:
             for _ in range(3):
                 line = fh.readline()
                 if line.startswith("#") and not line.startswith("#!"):

@@ -68,10 +68,10 @@ from urllib.parse import urlsplit
 import jinja2
 
 from xcatd.base.paths import Paths
-from xcatd.db.database import Database, split_list
-from xcatd.db.netinfo import Network, network_of, networks, parse_macs, valid_ip, valid_mac
 from xcatd.base.request import XcatError
 from xcatd.base.templating import find_os_file, platform_of, shipped_dir
+from xcatd.db.database import Database, split_list
+from xcatd.db.netinfo import Network, network_of, networks, parse_macs, valid_ip, valid_mac
 
 log = logging.getLogger("xcatd.provision.installfiles")
 

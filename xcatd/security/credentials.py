@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from xcatd.base.paths import Paths
 from xcatd.base.files import write_atomic
+from xcatd.base.paths import Paths
 
 VALID_DAYS = 3650
 

@@ -1,14 +1,14 @@
-"""Hardware management: one interface (power, boot device, inventory, sensors, event log),
-one implementation per protocol.
+"""Hardware management: one small interface per capability (power, boot device, inventory,
+sensors, event log), and the types they share.
 
-A node's ``nodehm.power`` (else ``nodehm.mgt``) picks the implementation; commands never
-branch on vendor or protocol. Implementations register with ``register``; IPMI is
-``xcatd.hardware.ipmi``, and a Redfish one can follow without touching the commands.
+A node's ``nodehm.power`` (else ``nodehm.mgt``) picks a driver (xcatd.hardware.registry);
+commands ask it for the interface they need and never branch on vendor or protocol. IPMI is
+``xcatd.hardware.ipmi``; a Redfish or PDU driver registers itself the same way.
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 POWER_ACTIONS = ("on", "off", "softoff", "reset", "cycle", "nmi")
@@ -69,13 +69,23 @@ INVENTORY = ("model", "serial", "firm", "mac", "guid", "uuid", "dimm", "all")
 VITALS = ("temp", "voltage", "fanspeed", "power", "leds", "all")
 
 
-class HardwareManager(ABC):
-    """What the commands need from a management protocol. Calls for many nodes run
-    concurrently inside the implementation and yield each node's outcome as soon as it is
-    known; one node's failure is that node's Outcome.error, never an exception."""
+# ---- the interfaces: one per capability, small and typed (Ironic's shape) ---------------------
+# Calls for many nodes run concurrently inside the implementation and yield each node's
+# outcome as soon as it is known; one node's failure is that node's Outcome.error, never an
+# exception. A driver (a management protocol: ipmi, redfish, a PDU, the fake one) implements
+# the interfaces it can; the commands ask for the interface they need.
+class Driver:
+    """A management protocol's implementation: subclass it and the interfaces it offers,
+    and register it in the ``pyxcat.hardware`` entry-point group (xcatd.hardware.registry)."""
 
+    #: the nodehm.mgt / nodehm.power value that picks it (set by the registry)
     name: str = ""
 
+    def close(self) -> None:
+        """Stop whatever it runs (threads, sockets); called at exit."""
+
+
+class PowerInterface(ABC):
     @abstractmethod
     def power_state(self, targets: list[Target], limits: Limits = DEFAULT_LIMITS
                     ) -> Iterator[Outcome]:
@@ -86,6 +96,8 @@ class HardwareManager(ABC):
                   ) -> Iterator[Outcome]:
         """Do ``action`` (POWER_ACTIONS); the value is the power state after it."""
 
+
+class BootDeviceInterface(ABC):
     @abstractmethod
     def boot_device(self, targets: list[Target], limits: Limits = DEFAULT_LIMITS
                     ) -> Iterator[Outcome]:
@@ -96,49 +108,30 @@ class HardwareManager(ABC):
                         uefi: bool, limits: Limits = DEFAULT_LIMITS) -> Iterator[Outcome]:
         """Set the next boot device (a value of BOOT_DEVICES)."""
 
+
+class InventoryInterface(ABC):
+    @abstractmethod
     def inventory(self, targets: list[Target], what: str, limits: Limits = DEFAULT_LIMITS
                   ) -> Iterator[Outcome]:
         """rinv: Outcome.lines, xCAT's 'Label: value' lines for ``what`` (INVENTORY)."""
-        raise NotImplementedError(f"{self.name} has no inventory yet")
 
+
+class SensorsInterface(ABC):
+    @abstractmethod
     def vitals(self, targets: list[Target], what: str, limits: Limits = DEFAULT_LIMITS
                ) -> Iterator[Outcome]:
         """rvitals: Outcome.lines, 'Sensor: reading units' for ``what`` (VITALS)."""
-        raise NotImplementedError(f"{self.name} has no sensors yet")
 
+
+class EventLogInterface(ABC):
+    @abstractmethod
     def event_log(self, targets: list[Target], count: int | None, clear: bool,
                   limits: Limits = DEFAULT_LIMITS) -> Iterator[Outcome]:
         """reventlog: Outcome.lines, the newest ``count`` SEL entries (None: all), or clear
         the log."""
-        raise NotImplementedError(f"{self.name} has no event log yet")
 
 
-_IMPLEMENTATIONS: dict[str, type[HardwareManager]] = {}
-_INSTANCES: dict[str, HardwareManager] = {}
-
-
-def register(name: str):
-    def deco(cls: type[HardwareManager]) -> type[HardwareManager]:
-        cls.name = name
-        _IMPLEMENTATIONS[name] = cls
-        return cls
-    return deco
-
-
-def manager(name: str) -> HardwareManager | None:
-    """The (process-wide, session-keeping) implementation for a mgt value."""
-    if name not in _INSTANCES:
-        if name == "ipmi" and name not in _IMPLEMENTATIONS:
-            import xcatd.hardware.ipmi  # noqa: F401  (registers itself)
-        cls = _IMPLEMENTATIONS.get(name)
-        if cls is None:
-            return None
-        _INSTANCES[name] = cls()
-    return _INSTANCES[name]
-
-
-def group_by(items: Iterable[tuple[str, Target]]) -> dict[str, list[Target]]:
-    out: dict[str, list[Target]] = {}
-    for mgt, t in items:
-        out.setdefault(mgt, []).append(t)
-    return out
+#: What the admin is told a missing interface means.
+CAPABILITIES = {PowerInterface: "power control", BootDeviceInterface: "boot device control",
+                InventoryInterface: "hardware inventory", SensorsInterface: "sensors",
+                EventLogInterface: "an event log"}

@@ -1,0 +1,148 @@
+"""What the HTTPS fronts share (the command protocol and REST, on one port): who is asking,
+reading a JSON body within bounds, the application's keys, and the relay that carries a job's
+responses from its worker thread to its connection as they come.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import pwd
+import socket
+import struct
+import threading
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+
+from aiohttp import web
+
+from xcatd.base.request import Response
+from xcatd.daemon.pipeline import Pipeline
+from xcatd.daemon.policy import Identity
+from xcatd.security.credentials import certificate_cn
+
+MAX_REQUEST = 64 * 1024 * 1024   # a stanza file for 50,000 nodes fits
+BODY_TIMEOUT = 30.0              # a request body must arrive within this
+
+PIPELINE_KEY = web.AppKey("pipeline", Pipeline)
+#: Who is asking, set by authenticate() on every request.
+IDENTITY = web.RequestKey("identity", Identity) if hasattr(web, "RequestKey") else "identity"
+POOL_KEY = web.AppKey("pool", ThreadPoolExecutor)
+
+
+# ---- who is asking -------------------------------------------------------------------------
+_IDENTITIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def identify(request: web.Request) -> Identity | None:
+    """The certificate CN on TCP, the peer's user on the unix socket; None if unknown.
+    Worked out once per connection (a keep-alive client sends many requests)."""
+    transport = request.transport
+    if transport is None:
+        return None
+    try:
+        return _IDENTITIES[transport]
+    except (KeyError, TypeError):
+        pass
+    who = _identify(transport)
+    if who is not None:
+        with contextlib.suppress(TypeError):
+            _IDENTITIES[transport] = who
+    return who
+
+
+def _identify(transport) -> Identity | None:
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family == socket.AF_UNIX:
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        _pid, uid, _gid = struct.unpack("3i", creds)
+        try:
+            user = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            user = str(uid)
+        return Identity(user, "localhost", "unix")
+    cn = certificate_cn(transport.get_extra_info("peercert"))
+    if not cn:
+        return None
+    peer = transport.get_extra_info("peername") or ("?",)
+    return Identity(cn, str(peer[0]), "cli")
+
+
+def json_error(status: int, message: str) -> web.Response:
+    """The same error shape for the command protocol and the REST API."""
+    return web.json_response({"error": message, "errors": [message]}, status=status)
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler):
+    who = identify(request)
+    if who is None:
+        return json_error(401, "xcatd requires a client certificate signed by this management "
+                               "node's CA (see xcatclientcert)")
+    request[IDENTITY] = who
+    return await handler(request)
+
+
+async def read_json(request: web.Request):
+    """The body as JSON, read within BODY_TIMEOUT: a client that stalls mid-body is dropped."""
+    try:
+        return await asyncio.wait_for(request.json(), BODY_TIMEOUT)
+    except TimeoutError:
+        raise _json_http(web.HTTPRequestTimeout, "request body not received in time") from None
+    except web.HTTPRequestEntityTooLarge as exc:
+        message = f"request body larger than {MAX_REQUEST} bytes"
+        raise web.HTTPRequestEntityTooLarge(
+            MAX_REQUEST, exc.status and MAX_REQUEST + 1,
+            text=json.dumps({"error": message, "errors": [message]}),
+            content_type="application/json", headers={"Connection": "close"}) from None
+    except (ConnectionResetError, asyncio.IncompleteReadError) as exc:
+        raise _json_http(web.HTTPBadRequest, f"request body incomplete: {exc}") from None
+
+
+def _json_http(cls, message: str) -> web.HTTPException:
+    """An HTTP error that closes the connection, with the JSON error body clients read."""
+    return cls(text=json.dumps({"error": message, "errors": [message]}),
+               content_type="application/json", headers={"Connection": "close"})
+
+
+class Relay:
+    """Responses from a job's thread to its connection: whatever has arrived goes out in one
+    write, and the thread wakes the event loop once per batch, not once per response."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._lock = threading.Lock()
+        self._items: list[Response] = []
+        self._done = False
+        self._code = 0
+        self._wake_pending = False
+        self._event = asyncio.Event()
+
+    def _notify(self) -> None:  # in the worker thread, with the lock held
+        if not self._wake_pending:
+            self._wake_pending = True
+            self.loop.call_soon_threadsafe(self._event.set)
+
+    def emit(self, resp: Response) -> None:
+        with self._lock:
+            self._items.append(resp)
+            self._notify()
+
+    def close(self, code: int) -> None:
+        with self._lock:
+            self._done, self._code = True, code
+            self._notify()
+
+    async def take(self) -> tuple[list[Response], bool, int]:
+        await self._event.wait()
+        with self._lock:
+            items, self._items = self._items, []
+            self._event.clear()
+            self._wake_pending = False
+            return items, self._done, self._code
+
+
+def line(obj: dict) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+
+

@@ -1,0 +1,129 @@
+"""What a command handler is: how it registers, and what it is given.
+
+A plugin module registers handlers with ``@command``; the daemon finds plugin modules through
+the ``pyxcat.plugins`` entry-point group (setup.cfg lists the built-in ones), so the core
+never names a plugin and a third party adds one by installing a package. A handler gets the
+Request, a Context (the cluster as this request sees it) and the expanded noderange, and
+yields Responses; it never parses argv, opens its own database connection or prints.
+
+>>> spec = CommandSpec("rpower", lambda r, c, n: [], "required",
+...                    writes=lambda r: r.args.get("action") != "stat")
+>>> spec.changes_nodes(Request("rpower", "n1", {"action": "stat"}))
+False
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any
+
+from xcatd.base.noderange import NodeRange
+from xcatd.base.paths import Paths
+from xcatd.base.request import Request, Response
+from xcatd.base.site import SiteValues
+from xcatd.db.cluster import Cluster
+from xcatd.db.database import Database
+
+log = logging.getLogger("xcatd.handler")
+
+PLUGIN_GROUP = "pyxcat.plugins"
+
+Handler = Callable[[Request, "Context", NodeRange | None], Iterable[Response] | None]
+
+#: Fronts a request can come through (Identity.clienttype): the command protocol ("cli",
+#: "unix"), XCATBYPASS ("bypass"), REST ("rest"), the node API ("node") and calls made by
+#: the toolkit itself ("internal").
+NODE_ORIGIN = "node"
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    name: str
+    handler: Handler
+    noderange: str  # "required", "optional", "new" (names need not exist) or "none"
+    #: Whether the request changes nodes (and takes their locks); a function of the request
+    #: for commands such as rpower, where "stat" only reads.
+    writes: bool | Callable[[Request], bool] = False
+    #: The nodes a request addresses when they come from its own arguments (chdef -o ...,
+    #: the REST object path): writers lock them, and policy noderanges judge them.
+    lock_nodes: Callable[[Request, Context], NodeRange | None] | None = None
+    #: "any" front, or "node": only the node API may send it (a node reporting about itself).
+    origin: str = "any"
+    #: The handler proves who the caller is (a node's token): the audit row is written when
+    #: it has finished, saying whether the proof held.
+    authenticates: bool = False
+    #: Seconds to wait for the nodes' locks (None: site.nodelocktimeout).
+    lock_timeout: float | None = None
+
+    def changes_nodes(self, request: Request) -> bool:
+        return bool(self.writes(request) if callable(self.writes) else self.writes)
+
+
+_REGISTRY: dict[str, CommandSpec] = {}
+_loaded = False
+
+
+def command(name: str, *, noderange: str = "none",
+            writes: bool | Callable[[Request], bool] = False,
+            lock_nodes: Callable[[Request, Context], NodeRange | None] | None = None,
+            origin: str = "any", authenticates: bool = False,
+            lock_timeout: float | None = None) -> Callable[[Handler], Handler]:
+    """Register a plugin function as the handler of ``name``."""
+    if noderange not in ("required", "optional", "new", "none"):
+        raise ValueError(noderange)
+    if origin not in ("any", NODE_ORIGIN):
+        raise ValueError(origin)
+
+    def deco(fn: Handler) -> Handler:
+        register(CommandSpec(name, fn, noderange, writes, lock_nodes, origin, authenticates,
+                             lock_timeout))
+        return fn
+
+    return deco
+
+
+def register(spec: CommandSpec) -> None:
+    _REGISTRY[spec.name] = spec
+
+
+def unregister(name: str) -> None:
+    _REGISTRY.pop(name, None)
+
+
+def registry() -> dict[str, CommandSpec]:
+    """Every registered command, the plugin modules loaded on first use."""
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        for ep in sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
+            try:
+                ep.load()
+            except Exception:  # a broken third-party plugin must not take the rest down
+                log.exception("cannot load plugin %s", ep.name)
+    return _REGISTRY
+
+
+class Context(Cluster):
+    """The cluster as one request sees it, with the request and its job store."""
+
+    def __init__(self, request: Request, paths: Paths | None = None,
+                 db: Database | None = None, site: SiteValues | None = None, *,
+                 jobs: Any = None, daemon: bool = False) -> None:
+        super().__init__(paths, db, site)
+        self.request = request
+        #: xcatd.db.jobs.JobStore of the pipeline running this request
+        self.jobs = jobs
+        #: True inside xcatd (live jobs of other requests can be seen and cancelled)
+        self.daemon = daemon
+
+    def expand(self, noderange: str, *, verify: bool = True,
+               env: dict[str, str] | None = None, allow_files: bool | None = None
+               ) -> NodeRange:
+        # ^file is read with the daemon's rights: only root's requests may name one (the
+        # commands inline files on the client, with the user's own rights)
+        return super().expand(noderange, verify=verify,
+                              env=self.request.env if env is None else env,
+                              allow_files=self.request.user == "root" if allow_files is None
+                              else allow_files)
