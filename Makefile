@@ -10,7 +10,7 @@ TEST_DEBS = postgresql iproute2 isc-dhcp-server isc-dhcp-client kea-dhcp4-server
             openipmi ipmitool qemu-system-x86 ipxe-qemu tftpd-hpa radvd busybox-static cpio xorriso
 DEMO_ROOT ?= /tmp/pyxcat-demo
 
-.PHONY: all demo test test-all debs debs-python venv lab-assets bench lint clean
+.PHONY: all demo test test-all debs debs-python venv lab-assets bench lint imports golden clean
 
 all: test
 
@@ -35,11 +35,23 @@ debs:
 	  else echo "not root: cannot install $$missing (tests that need them will skip)" >&2; fi; \
 	fi
 
-test: debs venv lab-assets
+test: debs venv lab-assets imports
 	$(BIN)/pytest -q -m "not lab"
 
-test-all: debs venv lab-assets
+test-all: debs venv lab-assets imports
 	$(BIN)/pytest -q
+
+# The import contracts of pyproject.toml (layers, no cycles, no core->plugins, no lab in the
+# product), checked on a regular (non-editable) install of the package, as it ships.
+IMPORTCHECK = .cache/importcheck
+imports: venv
+	rm -rf $(IMPORTCHECK) && $(BIN)/pip install -q --no-deps --target $(IMPORTCHECK) . 2>/dev/null
+	cd $(IMPORTCHECK) && PYTHONPATH=. $(CURDIR)/$(BIN)/lint-imports $(CURDIR)/pyproject.toml
+
+# Rewrite the golden files of generated output after a deliberate change; review the diff.
+golden: venv
+	PYXCAT_UPDATE_GOLDEN=1 $(BIN)/pytest -q tests/netconf/test_golden.py \
+	  tests/provision/test_golden.py tests/netboot/test_golden.py
 
 demo: debs venv lab-assets
 	XCATROOT=$(DEMO_ROOT) PATH=$(CURDIR)/$(BIN):$$PATH bash share/demo/demo.sh
@@ -56,6 +68,7 @@ bench: venv
 	$(BIN)/python bench/netservices.py
 	$(BIN)/python bench/power.py
 	$(BIN)/python bench/nodeset.py
+	$(BIN)/python bench/idle.py
 
 lint: venv
 	$(BIN)/pip install -q ruff

@@ -31,13 +31,6 @@ def pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(len(values) * p / 100))]
 
 
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def api_worker(args: tuple[int, int, str, int]) -> list[float]:
     port, count, home, offset = args
     ctx = ssl.create_default_context(cafile=f"{home}/.xcat/ca.pem")
@@ -74,6 +67,7 @@ def report(name: str, lat: list[float], wall: float) -> None:
 
 
 def main() -> int:
+    from xcatd.lab.ports import free_port
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--api", type=int, default=2000, help="API requests")
     ap.add_argument("--clients", type=int, default=4, help="parallel API clients")

@@ -103,7 +103,7 @@ def median(fn, n: int = 3) -> float:
 
 def main() -> int:
     from xcatd.lab.bind import Named
-    from xcatd.lab.postgres import free_port
+    from xcatd.lab.ports import free_port
     tmp = Path(tempfile.mkdtemp(prefix="pyxcat-bench-net-"))
     root, home = tmp / "root", tmp / "home"
     root.mkdir()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import shutil
 import signal
 import subprocess
@@ -22,14 +21,13 @@ BIN = Path(sys.executable).parent
 
 def main() -> int:
     from xcatd.lab.bmcfleet import Fleet
-    from xcatd.lab.postgres import free_port
+    from xcatd.lab.ports import free_port
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--nodes", type=int, default=1000)
     ap.add_argument("--peer-nodes", type=int, default=200)
     ap.add_argument("--timeout", type=float, default=300, help="per command, seconds")
     a = ap.parse_args()
     n = a.nodes
-    base = random.randrange(31000, 55000, 1000)
     tmp = Path(tempfile.mkdtemp(prefix="pyxcat-bench-power-"))
     root, home = tmp / "root", tmp / "home"
     root.mkdir()
@@ -40,7 +38,8 @@ def main() -> int:
     env.pop("XCATBYPASS", None)
     proc = None
     try:
-        with Fleet(base, n) as fleet:
+        with Fleet(count=n) as fleet:
+            base = fleet.base_port
             bypass = {**env, "XCATBYPASS": "1"}
             subprocess.run([str(BIN / "xcatconfig")], env=env, check=True, capture_output=True)
             subprocess.run([str(BIN / "nodeadd"), f"n[0-{n - 1}]", "groups=compute",

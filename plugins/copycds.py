@@ -17,8 +17,8 @@ from pathlib import Path
 
 from xcatd.plugins.tabutils import _root_only
 
-from xcatd.base import templating
 from xcatd.base.request import Request, Response, XcatError
+from xcatd.base.site import DEFAULT_INSTALLDIR
 from xcatd.handler import Context, command
 from xcatd.provision.media import (
     Distro,
@@ -33,6 +33,7 @@ from xcatd.provision.media import (
     open_media,
     osver_parts,
 )
+from xcatd.provision.osfamily import find_os_file, profiles, shipped_dir
 
 UNKNOWN = "copycds could not identify the ISO supplied, you may wish to try -n <osver>"
 _SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
@@ -153,7 +154,7 @@ def _copy(ctx: Context, opts: Options, source: str, media: Media,
         yield Response(error=f"copycds cannot tell the architecture of {source}: give it "
                              "with -a", errorcode=1)
         return
-    installdir = posixpath.normpath(ctx.site.get("installdir") or "/install")
+    installdir = posixpath.normpath(ctx.site.directory("installdir", DEFAULT_INSTALLDIR))
     default = f"{installdir}/{osvers}/{arch}"
     mn_path = opts.path or default
     if opts.path and not (mn_path + "/").startswith(installdir.rstrip("/") + "/"):
@@ -254,12 +255,10 @@ def _image_rows(ctx: Context, osvers: str, arch: str, pkgdir: str, installdir: s
     installation and moves with every upgrade, and nodeset finds them itself when the
     attribute is empty."""
     site, paths = ctx.site, ctx.paths
-    # find_os_file (nodeset's lookup) is newer than find_template; either finds the file
-    finder = getattr(templating, "find_os_file", templating.find_template)
 
     def find(kind: str, profile: str, ext: str) -> str | None:
-        found = finder(paths, site, kind, profile, osvers, arch, ext)
-        if found is None or templating.shipped_dir(kind) in found.parents:
+        found = find_os_file(paths, site, kind, profile, osvers, arch, ext)
+        if found is None or shipped_dir(kind) in found.parents:
             return None
         with contextlib.suppress(ValueError):
             return "/" + found.relative_to(paths.root).as_posix()
@@ -268,7 +267,7 @@ def _image_rows(ctx: Context, osvers: str, arch: str, pkgdir: str, installdir: s
     otherpkgdir = f"{installdir}/post/otherpkgs/{osvers}/{arch}"
     out: dict[str, dict[str, dict[str, str]]] = {}
     for method, ext in (("install", "tmpl"), ("netboot", "pkglist")):
-        for profile in _profiles(ctx, finder, method, osvers, arch, ext):
+        for profile in profiles(paths, site, method, osvers, arch, ext):
             osimage = {"imagetype": "linux", "provmethod": method, "profile": profile,
                        "osname": "Linux", "osvers": osvers, "osarch": arch,
                        "osdistroname": osdistroname,
@@ -286,22 +285,3 @@ def _image_rows(ctx: Context, osvers: str, arch: str, pkgdir: str, installdir: s
                 "osimage": {k: v for k, v in osimage.items() if v},
                 "linuximage": {k: v for k, v in linux.items() if v}}
     return out
-
-
-def _profiles(ctx: Context, finder, kind: str, osvers: str, arch: str, ext: str) -> list[str]:
-    """templating.profiles, with the same file lookup nodeset uses (an OS-wide
-    compute.ubuntu.tmpl serves every Ubuntu release)."""
-    found = set(templating.profiles(ctx.paths, ctx.site, kind, osvers, arch, ext=ext))
-    platform = templating.platform_of(osvers)
-    if platform is None:
-        return sorted(found)
-    installdir = ctx.paths.under(ctx.site.get("installdir") or "/install")
-    for base in (installdir / "custom" / kind / platform,
-                 templating.shipped_dir(kind) / platform):
-        if base.is_dir():
-            for f in base.iterdir():
-                profile = f.name.split(".", 1)[0]
-                if profile not in found and finder(ctx.paths, ctx.site, kind, profile, osvers,
-                                                   arch, ext) is not None:
-                    found.add(profile)
-    return sorted(found)

@@ -1,5 +1,12 @@
-"""Shared fixtures: a management node under a scratch XCATROOT, on SQLite and on a throwaway
-PostgreSQL server that the test session starts itself (and stops, by PID, whatever happens)."""
+"""Shared fixtures, all of them here: a management node under a scratch XCATROOT, on SQLite
+and on a throwaway PostgreSQL server that the test session starts itself (and stops, by PID,
+whatever happens), or reached through a live xcatd; a small cluster built on it from the
+pieces a test module names (tests/support/cluster.py); the provisioning lab.
+
+Run as root, as CI does, everything runs. Run as another user, what needs root is skipped
+with the reason: commands in process (XCATBYPASS=1) are root's; so are commands through the
+test management node's xcatd, whose policy (as xcatconfig writes it) allows root alone; and
+so are network namespaces (the labs)."""
 from __future__ import annotations
 
 import contextlib
@@ -12,12 +19,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support.cluster import SMALL, build
+from support.privileges import BYPASS_IS_ROOTS, DAEMON_IS_ROOTS, need_root
 
 from xcatd.base.paths import Paths
 from xcatd.daemon.initialize import initialize
 from xcatd.db.database import Database
 from xcatd.lab import postgres as pg
 from xcatd.lab.daemon import DaemonThread
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "cluster(*pieces): the pieces (tests/support/cluster.py) the cluster, "
+        "cluster_sqlite and cluster_daemon fixtures build; without it, SMALL")
 
 
 # ---- PostgreSQL ----------------------------------------------------------------------------
@@ -117,6 +132,7 @@ def backend(request):
 
 
 def _management_node(tmp_path, monkeypatch, url: str | None, daemon: bool = False):
+    need_root(DAEMON_IS_ROOTS if daemon else BYPASS_IS_ROOTS)
     node = make_mn(tmp_path, url)
     monkeypatch.setenv("XCATROOT", str(node.root))
     for var in ("XCAT_NODE_PREFIX", "XCAT_NODE_SUFFIX", "XCATHOST"):
@@ -145,26 +161,32 @@ def _management_node(tmp_path, monkeypatch, url: str | None, daemon: bool = Fals
 
 @pytest.fixture
 def mn(tmp_path, monkeypatch, request, backend):
-    """A fresh management node on each database backend, and one reached through xcatd."""
+    """A fresh management node on each database backend, and one reached through xcatd
+    (root only: see support.privileges)."""
+    need_root(DAEMON_IS_ROOTS if backend == "daemon" else BYPASS_IS_ROOTS)
     url = request.getfixturevalue("pg_server").new_database() if backend == "postgres" else None
     yield from _management_node(tmp_path, monkeypatch, url, daemon=backend == "daemon")
 
 
 @pytest.fixture
 def mn_sqlite(tmp_path, monkeypatch):
-    """A management node on SQLite only, for tests that are about commands, not backends."""
+    """A management node on SQLite only, for tests that are about commands, not backends
+    (commands run in process, with XCATBYPASS=1: root only)."""
     yield from _management_node(tmp_path, monkeypatch, None)
 
 
 @pytest.fixture
 def mn_daemon(tmp_path, monkeypatch):
-    """A management node on SQLite with xcatd running; commands go through it."""
+    """A management node on SQLite with xcatd running; commands go through it (as root: its
+    policy lets root alone run commands)."""
     yield from _management_node(tmp_path, monkeypatch, None, daemon=True)
 
 
 @pytest.fixture
 def bare_root(tmp_path, monkeypatch):
-    """A root that xcatconfig has not initialised yet (XCATROOT points at it)."""
+    """A root that xcatconfig has not initialised yet (XCATROOT points at it); commands run
+    in process, with XCATBYPASS=1: root only."""
+    need_root()
     root = tmp_path / "bare"
     root.mkdir()
     monkeypatch.setenv("XCATROOT", str(root))
@@ -193,29 +215,26 @@ def vmlab(tmp_path):
         lab.stop()
 
 
-INSTALL_IMAGE = "rocky9.4-x86_64-install-compute"
+# ---- a small cluster ------------------------------------------------------------------------
+def _built(request, mn):
+    mark = request.node.get_closest_marker("cluster")
+    return build(mn, *(mark.args if mark else (SMALL,)))
 
 
 @pytest.fixture
-def install_image():
-    """``install_image(mn, noderange, group)``: see define_install_image."""
-    return define_install_image
+def cluster(request, mn):
+    """``mn`` (every backend) with the pieces of the test's ``cluster`` marker built, or
+    SMALL: n1-n3,n10 in compute,all; n20 in other with nodehm.mgt=kvm."""
+    return _built(request, mn)
 
 
-def define_install_image(mn, noderange: str, group: str) -> None:
-    """What `nodeset osimage=` needs, for tests: the MN at 10.77.0.1 (DHCP left alone), a
-    root password, the install osimage INSTALL_IMAGE with its copied kernel and initrd, and
-    the nodes in ``group`` with an address (10.77.0.(N+10)) and a MAC each."""
-    mn.ok("chtab", "key=master", "site.value=10.77.0.1")
-    mn.ok("chtab", "key=dhcpsetup", "site.value=n")
-    mn.ok("chtab", "key=system", "passwd.username=root", "passwd.password=cluster")
-    mn.ok("chtab", f"imagename={INSTALL_IMAGE}", "osimage.provmethod=install",
-          "osimage.osvers=rocky9.4", "osimage.osarch=x86_64", "osimage.profile=compute",
-          "osimage.imagetype=linux")
-    mn.ok("nodeadd", noderange, f"groups={group}", "nodetype.arch=x86_64")
-    mn.ok("chtab", f"node={group}", r"hosts.ip=|\D+(\d+)|10.77.0.($1+10)|",
-          r"mac.mac=|\D+(\d+)|52:54:00:00:00:($1+10)|")
-    pxeboot = mn.root / "install/rocky9.4/x86_64/images/pxeboot"
-    pxeboot.mkdir(parents=True)
-    (pxeboot / "vmlinuz").write_bytes(b"KERNEL" * 100)
-    (pxeboot / "initrd.img").write_bytes(b"INITRD" * 100)
+@pytest.fixture
+def cluster_sqlite(request, mn_sqlite):
+    """The same cluster on ``mn_sqlite``."""
+    return _built(request, mn_sqlite)
+
+
+@pytest.fixture
+def cluster_daemon(request, mn_daemon):
+    """The same cluster on ``mn_daemon``: commands go through xcatd."""
+    return _built(request, mn_daemon)

@@ -124,7 +124,9 @@ PY
 
 # Hardware control: a fleet of simulated BMCs on loopback (pyghmi's BMC server class), one per
 # compute node, one of them dead, reached through xcatd's IPMI engine.
-BMCBASE=${DEMO_BMCPORT:-13100}
+# a block of free UDP ports, chosen by the kernel (xcatd.lab.ports)
+BMCBASE=${DEMO_BMCPORT:-$(python3 -c 'import socket; from xcatd.lab.ports import free_port_block
+print(free_port_block(81, socket.SOCK_DGRAM))')}
 say "a simulated BMC per compute node on 127.0.0.1:$BMCBASE.. (rack1n08's BMC never answers)"
 python3 - "$BMCBASE" <<'PY' &
 import signal, sys, time

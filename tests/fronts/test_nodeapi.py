@@ -8,37 +8,35 @@ import re
 from pathlib import Path
 
 import pytest
+from support.cluster import (
+    AUDITED,
+    INSTALL_IMAGE,
+    RHEL_MEDIA,
+    nodes,
+    osimage,
+    root_password,
+)
+from support.cluster import site as site_keys
 
 from xcatd.fronts.nodeapi import HttpSiteThread
 
-IMG = "rocky9.4-x86_64-install-compute"
+IMG = INSTALL_IMAGE
 STATE = "install rocky9.4-x86_64-compute"
 N1, N2 = "127.0.0.1", "127.0.0.2"
 
 
-@pytest.fixture
-def cluster(mn_sqlite):
-    mn = mn_sqlite
-    mn.ok("chtab", "-d", "key=auditskipcmds", "site")   # the node API's audit rows are tested
-    mn.ok("chtab", "key=master", "site.value=127.0.0.1")
-    mn.ok("chtab", "key=dhcpsetup", "site.value=n")
-    mn.ok("chtab", "key=system", "passwd.username=root", "passwd.password=cluster")
-    mn.ok("chtab", f"imagename={IMG}", "osimage.provmethod=install", "osimage.osvers=rocky9.4",
-          "osimage.osarch=x86_64", "osimage.profile=compute", "osimage.imagetype=linux")
-    mn.ok("nodeadd", "n1", "groups=compute", f"hosts.ip={N1}", "mac.mac=52:54:00:00:00:01",
-          "nodetype.arch=x86_64")
-    mn.ok("nodeadd", "n2", "groups=compute", f"hosts.ip={N2}", "mac.mac=52:54:00:00:00:02",
-          "nodetype.arch=x86_64")
-    pxeboot = mn.root / "install/rocky9.4/x86_64/images/pxeboot"
-    pxeboot.mkdir(parents=True)
-    (pxeboot / "vmlinuz").write_bytes(b"0123456789" * 1000)
-    (pxeboot / "initrd.img").write_bytes(b"INITRD")
-    return mn
+#: The node API's audit rows are tested (AUDITED); n1 is 127.0.0.1, n2 127.0.0.2; the
+#: kernel is 10,000 bytes, for the Range requests.
+pytestmark = pytest.mark.cluster(
+    AUDITED, site_keys(master=N1, dhcpsetup="n"), root_password(),
+    osimage(IMG, "rocky9.4", media=RHEL_MEDIA, kernel=b"0123456789" * 1000, initrd=b"INITRD"),
+    nodes("n1", f"hosts.ip={N1}", "mac.mac=52:54:00:00:00:01", "nodetype.arch=x86_64"),
+    nodes("n2", f"hosts.ip={N2}", "mac.mac=52:54:00:00:00:02", "nodetype.arch=x86_64"))
 
 
 @pytest.fixture
-def site(cluster):
-    with HttpSiteThread(cluster.paths) as http:
+def site(cluster_sqlite):
+    with HttpSiteThread(cluster_sqlite.paths) as http:
         yield http
 
 
@@ -83,7 +81,7 @@ def audit(mn):
 
 
 # ---- the trees --------------------------------------------------------------------------------
-def test_files_are_served_with_ranges(cluster, site):
+def test_files_are_served_with_ranges(cluster_sqlite, site):
     path = "/install/rocky9.4/x86_64/images/pxeboot/vmlinuz"
     code, body, _ = fetch(site, path)
     assert code == 200 and body == b"0123456789" * 1000
@@ -92,24 +90,24 @@ def test_files_are_served_with_ranges(cluster, site):
     assert headers["Content-Range"] == "bytes 3-6/10000"
     code, body, headers = fetch(site, path, method="HEAD")
     assert code == 200 and body == b"" and headers["Content-Length"] == "10000"
-    (cluster.root / "tftpboot/xcat").mkdir(parents=True)
-    (cluster.root / "tftpboot/xcat/xnba.kpxe").write_bytes(b"IPXE")
+    (cluster_sqlite.root / "tftpboot/xcat").mkdir(parents=True)
+    (cluster_sqlite.root / "tftpboot/xcat/xnba.kpxe").write_bytes(b"IPXE")
     assert fetch(site, "/tftpboot/xcat/xnba.kpxe")[:2] == (200, b"IPXE")
 
 
 @pytest.fixture
-def traps(cluster):
+def traps(cluster_sqlite):
     """Things under (or beside) the trees that must never go out."""
-    inst = cluster.root / "install"
+    inst = cluster_sqlite.root / "install"
     (inst / "out").symlink_to("/etc")
     (inst / "passwd-link").symlink_to("/etc/passwd")
-    (cluster.root / "secret.txt").write_text("root:TOPSECRET")
+    (cluster_sqlite.root / "secret.txt").write_text("root:TOPSECRET")
     (inst / "up").symlink_to("..")
     (inst / ".hidden").write_text("TOPSECRET")
     private = inst / "private.key"
     private.write_text("TOPSECRET")
     os.chmod(private, 0o600)
-    return cluster
+    return cluster_sqlite
 
 
 @pytest.mark.parametrize("path", [
@@ -124,10 +122,10 @@ def test_what_must_not_go_out_is_not_found(traps, site, path):
     assert code in (404, 400) and b"TOPSECRET" not in body and b"root:" not in body, (code, body)
 
 
-def test_installers_get_their_media_description_files(cluster, site):
+def test_installers_get_their_media_description_files(cluster_sqlite, site):
     """anaconda reads .treeinfo (and .discinfo) from inst.repo; Debian media keep .disk/info:
     hidden names are refused except these."""
-    tree = cluster.root / "install/rocky9.4/x86_64"
+    tree = cluster_sqlite.root / "install/rocky9.4/x86_64"
     (tree / ".treeinfo").write_text("[general]\nfamily = Rocky Linux\n")
     (tree / ".discinfo").write_text("1715000000\nRocky Linux 9.4\nx86_64\n")
     (tree / ".disk").mkdir()
@@ -140,36 +138,38 @@ def test_installers_get_their_media_description_files(cluster, site):
 
 
 # ---- a node's own files ------------------------------------------------------------------------
-def test_install_files_go_only_to_their_node(cluster, site):
-    cluster.ok("nodeset", "n1,n2", f"osimage={IMG}")
+def test_install_files_go_only_to_their_node(cluster_sqlite, site):
+    cluster_sqlite.ok("nodeset", "n1,n2", f"osimage={IMG}")
     code, body, _ = fetch(site, "/install/autoinst/n1", source=N1)
-    assert code == 200 and b"rootpw --iscrypted" in body and token_of(cluster, "n1").encode() \
-        in body
+    assert code == 200 and b"rootpw --iscrypted" in body
+    assert token_of(cluster_sqlite, "n1").encode() in body
     assert fetch(site, "/install/autoinst/n1", source=N2)[0] == 403
     assert fetch(site, "/install/autoinst/n2", source=N1)[0] == 403
     assert fetch(site, "/install/autoinst/n2", source=N2)[0] == 200
     assert fetch(site, "/install/autoinst/", source=N1)[0] == 404          # no listing
     assert fetch(site, "/tftpboot/xcat/xnba/nodes/n2", source=N1)[0] == 403
-    cluster.ok("chtab", "key=httpsourcecheck", "site.value=no")   # a lab with dynamic addresses
+    # a lab with dynamic addresses
+    cluster_sqlite.ok("chtab", "key=httpsourcecheck", "site.value=no")
     site.site.invalidate()
     assert fetch(site, "/install/autoinst/n2", source=N1)[0] == 200
 
 
-def test_install_files_go_out_only_while_installing_and_installed_removes_them(cluster, site):
+def test_install_files_go_out_only_while_installing_and_installed_removes_them(cluster_sqlite,
+                                                                                site):
     """After the install, a local user on the node must not be able to fetch the root
     password's hash: the file is refused outside an install and gone after the report."""
-    cluster.ok("nodeset", "n1,n2", f"osimage={IMG}")
-    auto = cluster.root / "install/autoinst"
+    cluster_sqlite.ok("nodeset", "n1,n2", f"osimage={IMG}")
+    auto = cluster_sqlite.root / "install/autoinst"
     assert fetch(site, "/install/autoinst/n1")[0] == 200
-    cluster.ok("nodeset", "n1", "boot")                 # the file is still on disk
+    cluster_sqlite.ok("nodeset", "n1", "boot")                 # the file is still on disk
     assert (auto / "n1").exists()
     code, body, _ = fetch(site, "/install/autoinst/n1")
     assert code == 404 and b"rootpw" not in body
-    cluster.ok("nodeset", "n1", f"osimage={IMG}")
+    cluster_sqlite.ok("nodeset", "n1", f"osimage={IMG}")
     assert fetch(site, "/install/autoinst/n1")[0] == 200
     (auto / "n1.pre").write_text("pre")                 # n1's variants go with it
     (auto / "n10").write_text("not n1's")               # a name that only starts alike stays
-    assert callback(site, "n1", token_of(cluster, "n1"))[0] == 200
+    assert callback(site, "n1", token_of(cluster_sqlite, "n1"))[0] == 200
     assert not (auto / "n1").exists() and not (auto / "n1.pre").exists()
     assert (auto / "n10").exists() and (auto / "n2").exists()
     assert fetch(site, "/install/autoinst/n1")[0] == 404
@@ -188,24 +188,24 @@ PROXY = "127.0.0.3"
     (N2, {"X-Real-IP": N1}, 403, 200),                         # not a proxy: ignored
     (N2, {"X-Forwarded-For": N1}, 403, 200),
 ])
-def test_only_a_listed_proxys_x_real_ip_is_believed(cluster, site, source, headers, n1, n2):
-    cluster.ok("chtab", "key=httpproxies", f"site.value={PROXY}")
-    cluster.ok("nodeset", "n1,n2", f"osimage={IMG}")
+def test_only_a_listed_proxys_x_real_ip_is_believed(cluster_sqlite, site, source, headers, n1, n2):
+    cluster_sqlite.ok("chtab", "key=httpproxies", f"site.value={PROXY}")
+    cluster_sqlite.ok("nodeset", "n1,n2", f"osimage={IMG}")
     site.site.invalidate()
     got = [fetch(site, f"/install/autoinst/{n}", source=source, headers=headers)[0]
            for n in ("n1", "n2")]
     assert got == [n1, n2]
 
 
-def test_a_callback_through_the_proxy_is_the_nodes(cluster, site):
-    cluster.ok("chtab", "key=httpproxies", f"site.value={PROXY}")
-    cluster.ok("nodeset", "n1", f"osimage={IMG}")
+def test_a_callback_through_the_proxy_is_the_nodes(cluster_sqlite, site):
+    cluster_sqlite.ok("chtab", "key=httpproxies", f"site.value={PROXY}")
+    cluster_sqlite.ok("nodeset", "n1", f"osimage={IMG}")
     site.site.invalidate()
     headers = {"Content-Type": "application/x-www-form-urlencoded",
-               "Authorization": f"Bearer {token_of(cluster, 'n1')}", "X-Real-IP": N1}
+               "Authorization": f"Bearer {token_of(cluster_sqlite, 'n1')}", "X-Real-IP": N1}
     code, _, _ = fetch(site, "/xcat/callback/n1", source=PROXY, method="POST", headers=headers,
                        body="status=installed")
-    assert code == 200 and audit(cluster)[-1]["clientname"] == N1
+    assert code == 200 and audit(cluster_sqlite)[-1]["clientname"] == N1
 
 
 def nginx_locations(text):
@@ -284,45 +284,47 @@ def test_the_nginx_config_routes_each_path_as_meant(uri, want):
 
 
 # ---- the boot script ---------------------------------------------------------------------------
-def test_each_boot_script_fetch_in_install_counts_and_sets_installing(cluster, site):
-    cluster.ok("nodeset", "n1", f"osimage={IMG}")
+def test_each_boot_script_fetch_in_install_counts_and_sets_installing(cluster_sqlite, site):
+    cluster_sqlite.ok("nodeset", "n1", f"osimage={IMG}")
     code, body, _ = fetch(site, "/tftpboot/xcat/xnba/nodes/n1")
     assert code == 200 and body.startswith(f"#!ipxe\n#{STATE}\n".encode())
-    assert status(cluster, "n1") == "installing"
+    assert status(cluster_sqlite, "n1") == "installing"
     fetch(site, "/tftpboot/xcat/xnba/nodes/n1")
-    assert cluster.db.rows("bootstate", keys=["n1"])[0]["installboots"] == 2
+    assert cluster_sqlite.db.rows("bootstate", keys=["n1"])[0]["installboots"] == 2
     assert fetch(site, "/tftpboot/xcat/xnba/nodes/n9")[0] == 404
 
 
-def test_an_install_loop_ends_in_failed_and_a_local_boot(cluster, site):
-    cluster.ok("chtab", "key=maxinstallboots", "site.value=2")
-    cluster.ok("nodeset", "n1", f"osimage={IMG}")
-    token = token_of(cluster, "n1")
+def test_an_install_loop_ends_in_failed_and_a_local_boot(cluster_sqlite, site):
+    cluster_sqlite.ok("chtab", "key=maxinstallboots", "site.value=2")
+    cluster_sqlite.ok("nodeset", "n1", f"osimage={IMG}")
+    token = token_of(cluster_sqlite, "n1")
     for _ in range(2):
         assert b"kernel http" in fetch(site, "/tftpboot/xcat/xnba/nodes/n1")[1]
     code, body, _ = fetch(site, "/tftpboot/xcat/xnba/nodes/n1")
     assert (code, body) == (200, b"#!ipxe\n#boot\nexit\n")
-    assert status(cluster, "n1") == "failed"
-    assert chain(cluster, "n1")[0] == "boot"
+    assert status(cluster_sqlite, "n1") == "failed"
+    assert chain(cluster_sqlite, "n1")[0] == "boot"
     assert callback(site, "n1", token)[0] == 403        # that install's token is spent
     fetch(site, "/tftpboot/xcat/xnba/nodes/n1")
-    assert status(cluster, "n1") == "booting"
+    assert status(cluster_sqlite, "n1") == "booting"
 
 
 # ---- the callback ------------------------------------------------------------------------------
-def test_installed_moves_the_chain_to_boot_and_spends_the_token(cluster, site):
-    cluster.ok("nodeset", "n1", f"osimage={IMG}")
-    token = token_of(cluster, "n1")
+def test_installed_moves_the_chain_to_boot_and_spends_the_token(cluster_sqlite, site):
+    cluster_sqlite.ok("nodeset", "n1", f"osimage={IMG}")
+    token = token_of(cluster_sqlite, "n1")
     code, body, _ = callback(site, "n1", token)
     assert (code, body) == (200, b"ok\n")
-    assert chain(cluster, "n1") == ("boot", "boot") and status(cluster, "n1") == "installed"
+    assert chain(cluster_sqlite, "n1") == ("boot", "boot")
+    assert status(cluster_sqlite, "n1") == "installed"
     assert fetch(site, "/tftpboot/xcat/xnba/nodes/n1")[1] == b"#!ipxe\n#boot\nexit\n"
-    assert cluster.db.rows("bootstate", keys=["n1"])[0]["tokenhash"] is None
+    assert cluster_sqlite.db.rows("bootstate", keys=["n1"])[0]["tokenhash"] is None
     assert callback(site, "n1", token)[0] == 403        # a replay
-    rows = audit(cluster)
+    rows = audit(cluster_sqlite)
     assert [r["status"] for r in rows] == ["Allowed", "Denied"]
-    assert token not in repr(cluster.db.rows("auditlog"))
-    assert hashlib.sha256(token.encode()).hexdigest() not in repr(cluster.db.rows("auditlog"))
+    audit_log = repr(cluster_sqlite.db.rows("auditlog"))
+    assert token not in audit_log
+    assert hashlib.sha256(token.encode()).hexdigest() not in audit_log
 
 
 @pytest.mark.parametrize("node,token,source,why", [
@@ -332,31 +334,31 @@ def test_installed_moves_the_chain_to_boot_and_spends_the_token(cluster, site):
     ("n1", "n2", N1, "bad or retired token"),                        # n2's token for n1
     ("n9", "n1", N1, "not a node"),
 ])
-def test_a_wrong_token_or_address_is_403_audited_and_changes_nothing(cluster, site, node,
+def test_a_wrong_token_or_address_is_403_audited_and_changes_nothing(cluster_sqlite, site, node,
                                                                      token, source, why):
-    cluster.ok("nodeset", "n1,n2", f"osimage={IMG}")
+    cluster_sqlite.ok("nodeset", "n1,n2", f"osimage={IMG}")
     if token in ("n1", "n2"):
-        token = token_of(cluster, token)
+        token = token_of(cluster_sqlite, token)
     assert callback(site, node, token, source=source)[0] == 403
-    assert chain(cluster, "n1")[0] == STATE and chain(cluster, "n2")[0] == STATE
-    row = audit(cluster)[-1]
+    assert chain(cluster_sqlite, "n1")[0] == STATE and chain(cluster_sqlite, "n2")[0] == STATE
+    row = audit(cluster_sqlite)[-1]
     assert row["status"] == "Denied" and why in row["comments"]
     assert row["clientname"] == source and row["noderange"] == node
 
 
-def test_a_bad_status_is_400(cluster, site):
-    cluster.ok("nodeset", "n1", f"osimage={IMG}")
-    assert callback(site, "n1", token_of(cluster, "n1"), status="done")[0] == 400
-    assert chain(cluster, "n1")[0] == STATE
+def test_a_bad_status_is_400(cluster_sqlite, site):
+    cluster_sqlite.ok("nodeset", "n1", f"osimage={IMG}")
+    assert callback(site, "n1", token_of(cluster_sqlite, "n1"), status="done")[0] == 400
+    assert chain(cluster_sqlite, "n1")[0] == STATE
 
 
-def test_booted_sets_the_status_and_failed_ends_the_install(cluster, site):
-    cluster.ok("nodeset", "n1,n2", f"osimage={IMG}")
-    t1, t2 = token_of(cluster, "n1"), token_of(cluster, "n2")
+def test_booted_sets_the_status_and_failed_ends_the_install(cluster_sqlite, site):
+    cluster_sqlite.ok("nodeset", "n1,n2", f"osimage={IMG}")
+    t1, t2 = token_of(cluster_sqlite, "n1"), token_of(cluster_sqlite, "n2")
     assert callback(site, "n1", t1, status="booted")[0] == 200
-    assert status(cluster, "n1") == "booted" and chain(cluster, "n1")[0] == STATE
+    assert status(cluster_sqlite, "n1") == "booted" and chain(cluster_sqlite, "n1")[0] == STATE
     assert callback(site, "n2", t2, status="failed", source=N2)[0] == 200
-    assert status(cluster, "n2") == "failed" and chain(cluster, "n2")[0] == "boot"
+    assert status(cluster_sqlite, "n2") == "failed" and chain(cluster_sqlite, "n2")[0] == "boot"
     assert callback(site, "n2", t2, status="installed", source=N2)[0] == 403
 
 
@@ -366,38 +368,38 @@ def test_booted_sets_the_status_and_failed_ends_the_install(cluster, site):
     (["chain.currchain=osimage", "nodetype.provmethod=", "noderes.next_osimage="],
      "nodetype.provmethod for nodes: n1."),
 ])
-def test_an_installed_report_whose_chain_cannot_move_still_ends_the_install(cluster, site,
+def test_an_installed_report_whose_chain_cannot_move_still_ends_the_install(cluster_sqlite, site,
                                                                           change, words):
     """The installer's curl -f must not fail an install that worked: 200 with a note, the
     node set to boot, its status recorded, the token spent and the report audited."""
-    cluster.ok("nodeset", "n1", f"osimage={IMG}")
-    token = token_of(cluster, "n1")
-    cluster.ok("nodech", "n1", *change)          # behind nodeset's back: chtab, nodech
+    cluster_sqlite.ok("nodeset", "n1", f"osimage={IMG}")
+    token = token_of(cluster_sqlite, "n1")
+    cluster_sqlite.ok("nodech", "n1", *change)          # behind nodeset's back: chtab, nodech
     code, body, _ = callback(site, "n1", token)
     assert code == 200 and body.startswith(b"ok: ") and words.encode() in body, body
-    assert chain(cluster, "n1")[0] == "boot" and status(cluster, "n1") == "installed"
-    assert cluster.db.rows("bootstate", keys=["n1"])[0]["tokenhash"] is None
+    assert chain(cluster_sqlite, "n1")[0] == "boot" and status(cluster_sqlite, "n1") == "installed"
+    assert cluster_sqlite.db.rows("bootstate", keys=["n1"])[0]["tokenhash"] is None
     assert fetch(site, "/tftpboot/xcat/xnba/nodes/n1")[1] == b"#!ipxe\n#boot\nexit\n"
-    row = audit(cluster)[-1]
+    row = audit(cluster_sqlite)[-1]
     assert row["status"] == "Allowed" and words in row["comments"]
     assert callback(site, "n1", token)[0] == 403
 
 
-def test_an_installed_report_is_recorded_even_when_nothing_can_be_set(cluster, site):
+def test_an_installed_report_is_recorded_even_when_nothing_can_be_set(cluster_sqlite, site):
     """Neither the chain's next state nor boot can be written (a directory stands where the
     boot script goes): the report is still answered 200, recorded and its token spent."""
-    cluster.ok("nodeset", "n1", f"osimage={IMG}")
-    token = token_of(cluster, "n1")
-    cluster.ok("nodech", "n1", "chain.currchain=dance")
-    script = cluster.root / "tftpboot/xcat/xnba/nodes/n1"
+    cluster_sqlite.ok("nodeset", "n1", f"osimage={IMG}")
+    token = token_of(cluster_sqlite, "n1")
+    cluster_sqlite.ok("nodech", "n1", "chain.currchain=dance")
+    script = cluster_sqlite.root / "tftpboot/xcat/xnba/nodes/n1"
     script.unlink()
     script.mkdir()
     code, body, _ = callback(site, "n1", token)
     assert code == 200 and b"could not be set to boot" in body, body
-    assert status(cluster, "n1") == "installed"
-    assert cluster.db.rows("bootstate", keys=["n1"])[0]["tokenhash"] is None
-    assert audit(cluster)[-1]["status"] == "Allowed"
-    assert not (cluster.root / "install/autoinst/n1").exists()
+    assert status(cluster_sqlite, "n1") == "installed"
+    assert cluster_sqlite.db.rows("bootstate", keys=["n1"])[0]["tokenhash"] is None
+    assert audit(cluster_sqlite)[-1]["status"] == "Allowed"
+    assert not (cluster_sqlite.root / "install/autoinst/n1").exists()
 
 
 # ---- inside xcatd -------------------------------------------------------------------------------
@@ -472,7 +474,7 @@ def test_copycds_nodeset_rpower_and_the_vm_pxe_boots_and_reports_back(mn_sqlite,
     for key, value in (("master", lab.server_ip), ("dhcpsetup", "n"),
                        ("dhcpinterfaces", lab.bridge)):
         mn.ok("chtab", f"key={key}", f"site.value={value}")
-    mn.ok("chtab", "key=system", "passwd.username=root", "passwd.password=cluster")
+    mn.ok("chtab", "key=system", "passwd.username=root", "passwd.password=cluster_sqlite")
     mn.ok("mkdef", "-t", "network", "-o", "lab", f"net={lab.subnet.network_address}",
           f"mask={lab.netmask}", f"mgtifname={lab.bridge}")
     vm = lab.add_vm("n1", mac)

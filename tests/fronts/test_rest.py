@@ -11,7 +11,6 @@ import copy
 import http.client
 import json
 import os
-import random
 import re
 import shutil
 import ssl
@@ -24,12 +23,30 @@ import jsonschema
 import pytest
 from openapi_spec_validator import OpenAPIV30SpecValidator, validate
 from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
+from support.cluster import (
+    INSTALL_IMAGE,
+    behind_fleet,
+    build,
+    install_image,
+    mkdef,
+    network,
+    nodes,
+    site,
+)
 
 from xcatd.fronts.server import make_app
 from xcatd.lab.bmcdata import lab_emu
 from xcatd.lab.bmcfleet import Fleet
 from xcatd.lab.ipmisim import IpmiSim
 from xcatd.security.credentials import issue_client_cert
+
+#: Something behind every GET endpoint (fixture ``cluster_daemon``): nodes, a group, an
+#: osimage, a network, a policy rule, secrets.
+pytestmark = pytest.mark.cluster(
+    mkdef("node", "n1-n2", "groups=compute", "mgt=ipmi", "bmcpassword=s3cret"),
+    mkdef("osimage", "img1", "imagetype=linux", "provmethod=install"),
+    network("net1", "10.0.0.0", "255.255.255.0"),
+    mkdef("policy", "6", "name=carol", "rule=allow"))
 
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 MASK = "********"
@@ -140,19 +157,6 @@ def spec(rest) -> dict:
     return served_spec(rest)
 
 
-@pytest.fixture
-def cluster(mn_daemon):
-    """Something behind every GET endpoint: nodes, a group, an osimage, a network, a policy
-    rule, secrets."""
-    mn = mn_daemon
-    mn.ok("mkdef", "-t", "node", "-o", "n1-n2", "groups=compute", "mgt=ipmi",
-          "bmcpassword=s3cret")
-    mn.ok("mkdef", "-t", "osimage", "-o", "img1", "imagetype=linux", "provmethod=install")
-    mn.ok("mkdef", "-t", "network", "-o", "net1", "net=10.0.0.0", "mask=255.255.255.0")
-    mn.ok("mkdef", "-t", "policy", "-o", "6", "name=carol", "rule=allow")
-    return mn
-
-
 # ---- 1. the spec ---------------------------------------------------------------------------
 def test_served_spec_is_a_valid_openapi_3_0_document(rest):
     spec = served_spec(rest)
@@ -229,7 +233,7 @@ def test_nullable_converter():
 
 
 def concrete_paths(rest: Rest) -> dict[str, list[str]]:
-    """Documented GET template -> URLs to call on the ``cluster`` fixture."""
+    """Documented GET template -> URLs to call on the ``cluster_daemon`` fixture."""
     status, body = rest("GET", "/xcatws/jobs?all=1")
     assert status == 200
     mkdef = [j["jobid"] for j in body["jobs"] if j["command"] == "mkdef"]
@@ -252,7 +256,7 @@ def concrete_paths(rest: Rest) -> dict[str, list[str]]:
     }
 
 
-def test_every_documented_get_answers_per_its_schema(cluster, rest, spec):
+def test_every_documented_get_answers_per_its_schema(cluster_daemon, rest, spec):
     urls = concrete_paths(rest)
     gets = sorted(path for m, path in documented(spec) if m == "GET")
     assert len(gets) >= 15
@@ -265,14 +269,14 @@ def test_every_documented_get_answers_per_its_schema(cluster, rest, spec):
             status, body = rest("GET", url)
             assert status == 200, (url, body)
             conforms(spec, "GET", template, 200, body)
-            # nothing is empty on this cluster: the schema check saw real data
+            # nothing is empty on this cluster_daemon: the schema check saw real data
             assert body, url
             for key, value in body.items():
                 if isinstance(value, (list, dict)) and key != "warnings":
                     assert value, f"GET {url}: {key} is empty"
 
 
-def test_schema_check_can_fail(cluster, rest, spec):
+def test_schema_check_can_fail(cluster_daemon, rest, spec):
     """A body of the wrong shape is refused by the same check."""
     status, body = rest("GET", "/xcatws/nodes")
     assert status == 200
@@ -291,14 +295,14 @@ def test_schema_check_can_fail(cluster, rest, spec):
     ("/xcatws/tables/bogus/rows", "/xcatws/tables/{table}/rows"),
     ("/xcatws/jobs/no-such-job", "/xcatws/jobs/{jobid}"),
 ])
-def test_not_found_is_404_with_documented_errors(cluster, rest, spec, url, template):
+def test_not_found_is_404_with_documented_errors(cluster_daemon, rest, spec, url, template):
     status, body = rest("GET", url)
     assert status == 404, body
     conforms(spec, "GET", template, 404, body)
     assert body["errors"] and all(body["errors"])
 
 
-def test_node_n99_is_404_with_errors(cluster, rest, spec):
+def test_node_n99_is_404_with_errors(cluster_daemon, rest, spec):
     status, body = rest("GET", "/xcatws/nodes/n99")
     assert status == 404
     conforms(spec, "GET", "/xcatws/nodes/{name}", 404, body)
@@ -306,8 +310,8 @@ def test_node_n99_is_404_with_errors(cluster, rest, spec):
 
 
 # ---- 4. CRUD through the same dispatch as the commands ------------------------------------
-def test_node_crud_through_rest_is_seen_by_commands(cluster, rest, spec):
-    mn = cluster
+def test_node_crud_through_rest_is_seen_by_commands(cluster_daemon, rest, spec):
+    mn = cluster_daemon
     status, body = rest("POST", "/xcatws/nodes/n5", {"groups": "compute", "mgt": "ipmi"})
     assert status == 201, body
     conforms(spec, "POST", "/xcatws/nodes/{name}", 201, body)
@@ -331,7 +335,7 @@ def test_node_crud_through_rest_is_seen_by_commands(cluster, rest, spec):
     conforms(spec, "DELETE", "/xcatws/nodes/{name}", 404, body)
 
 
-def test_crud_calls_are_jobs_of_the_dispatched_commands(cluster, rest):
+def test_crud_calls_are_jobs_of_the_dispatched_commands(cluster_daemon, rest):
     rest("POST", "/xcatws/nodes/n5", {"groups": "compute", "mgt": "ipmi"})
     rest("PUT", "/xcatws/nodes/n5", {"mgt": "kvm"})
     rest("DELETE", "/xcatws/nodes/n5")
@@ -348,9 +352,9 @@ def test_crud_calls_are_jobs_of_the_dispatched_commands(cluster, rest):
     ("networks", "net5", {"net": "10.5.0.0", "mask": "255.255.0.0"},
      {"gateway": "10.5.0.254"}, ("netname=net5", "networks.gateway")),
 ])
-def test_osimage_and_network_crud_through_rest(cluster, rest, spec, resource, name, create,
+def test_osimage_and_network_crud_through_rest(cluster_daemon, rest, spec, resource, name, create,
                                                 change, check):
-    mn = cluster
+    mn = cluster_daemon
     objtype = {"osimages": "osimage", "networks": "network"}[resource]
     template = f"/xcatws/{resource}/{{name}}"
     status, body = rest("POST", f"/xcatws/{resource}/{name}", create)
@@ -370,7 +374,7 @@ def test_osimage_and_network_crud_through_rest(cluster, rest, spec, resource, na
     assert name not in rest("GET", f"/xcatws/{resource}")[1]["objects"]
 
 
-def test_network_needs_net_and_mask(cluster, rest, spec):
+def test_network_needs_net_and_mask(cluster_daemon, rest, spec):
     status, body = rest("POST", "/xcatws/networks/net6", {"net": "10.6.0.0"})
     assert status == 400, body
     conforms(spec, "POST", "/xcatws/networks/{name}", 400, body)
@@ -378,24 +382,24 @@ def test_network_needs_net_and_mask(cluster, rest, spec):
     assert "net6" not in rest("GET", "/xcatws/networks")[1]["objects"]
 
 
-def test_post_of_an_existing_node_is_409_and_changes_nothing(cluster, rest, spec):
+def test_post_of_an_existing_node_is_409_and_changes_nothing(cluster_daemon, rest, spec):
     status, body = rest("POST", "/xcatws/nodes/n1", {"groups": "other", "mgt": "kvm"})
     assert status == 409, body
     conforms(spec, "POST", "/xcatws/nodes/{name}", 409, body)
     assert any("already exists" in e for e in body["errors"])
-    assert cluster.ok("nodels", "n1", "groups").lines == ["n1: compute"]
-    assert cluster.ok("nodels", "n1", "nodehm.mgt").lines == ["n1: ipmi"]
+    assert cluster_daemon.ok("nodels", "n1", "groups").lines == ["n1: compute"]
+    assert cluster_daemon.ok("nodels", "n1", "nodehm.mgt").lines == ["n1: ipmi"]
 
 
-def test_post_with_an_unknown_attribute_is_400(cluster, rest, spec):
+def test_post_with_an_unknown_attribute_is_400(cluster_daemon, rest, spec):
     status, body = rest("POST", "/xcatws/nodes/n8", {"groups": "compute", "bogusattr": "x"})
-    assert cluster.run("nodels", "n8").rc != 0
+    assert cluster_daemon.run("nodels", "n8").rc != 0
     assert status == 400, body
     conforms(spec, "POST", "/xcatws/nodes/{name}", status, body)
 
 
 # ---- 5. secrets ----------------------------------------------------------------------------
-def test_node_secrets_are_masked_unless_show_secrets(cluster, rest):
+def test_node_secrets_are_masked_unless_show_secrets(cluster_daemon, rest):
     assert rest("GET", "/xcatws/nodes/n1")[1]["n1"]["bmcpassword"] == MASK
     assert rest("GET", "/xcatws/nodes/n1?show_secrets=0")[1]["n1"]["bmcpassword"] == MASK
     assert rest("GET", "/xcatws/nodes/n1?show_secrets=1")[1]["n1"]["bmcpassword"] == "s3cret"
@@ -404,15 +408,15 @@ def test_node_secrets_are_masked_unless_show_secrets(cluster, rest):
     assert rest("GET", attrs + "?show_secrets=1")[1]["n1"]["bmcpassword"] == "s3cret"
 
 
-def test_table_secrets_are_masked_unless_show_secrets(cluster, rest):
+def test_table_secrets_are_masked_unless_show_secrets(cluster_daemon, rest):
     rows = rest("GET", "/xcatws/tables/ipmi/rows")[1]["rows"]
     assert {r["node"]: r["password"] for r in rows} == {"n1": MASK, "n2": MASK}
     rows = rest("GET", "/xcatws/tables/ipmi/rows?show_secrets=1")[1]["rows"]
     assert {r["node"]: r["password"] for r in rows} == {"n1": "s3cret", "n2": "s3cret"}
 
 
-def test_secrets_in_a_body_never_reach_jobs_or_audit(cluster, rest):
-    mn = cluster
+def test_secrets_in_a_body_never_reach_jobs_or_audit(cluster_daemon, rest):
+    mn = cluster_daemon
     mn.ok("chtab", "-d", "key=auditskipcmds", "site")
     status, _ = rest("POST", "/xcatws/nodes/n6", {"groups": "compute", "mgt": "ipmi",
                                                  "bmcpassword": "hunter2"})
@@ -428,7 +432,7 @@ def test_secrets_in_a_body_never_reach_jobs_or_audit(cluster, rest):
 
 
 # ---- 6. tables -----------------------------------------------------------------------------
-def test_tables_list_and_rows(cluster, rest, spec):
+def test_tables_list_and_rows(cluster_daemon, rest, spec):
     status, body = rest("GET", "/xcatws/tables")
     assert status == 200
     assert {"nodelist", "site", "policy", "ipmi"} <= set(body["tables"])
@@ -446,14 +450,14 @@ def test_tables_list_and_rows(cluster, rest, spec):
     assert rest("GET", "/xcatws/tables/nodelist/rows?where=node==n9")[1] == {"rows": []}
 
 
-def test_bad_where_is_400(cluster, rest, spec):
+def test_bad_where_is_400(cluster_daemon, rest, spec):
     status, body = rest("GET", "/xcatws/tables/nodelist/rows?where=bogus")
     assert status == 400
     conforms(spec, "GET", "/xcatws/tables/{table}/rows", 400, body)
 
 
-def test_put_table_row_changes_site(cluster, rest, spec):
-    mn = cluster
+def test_put_table_row_changes_site(cluster_daemon, rest, spec):
+    mn = cluster_daemon
     status, body = rest("PUT", "/xcatws/tables/site/rows/key=domain", {"value": "x.example"})
     assert status == 200, body
     conforms(spec, "PUT", "/xcatws/tables/{table}/rows/{keys}", 200, body)
@@ -462,22 +466,22 @@ def test_put_table_row_changes_site(cluster, rest, spec):
     assert [r["value"] for r in rows] == ["x.example"]
 
 
-def test_put_table_row_adds_a_row(cluster, rest):
+def test_put_table_row_adds_a_row(cluster_daemon, rest):
     status, body = rest("PUT", "/xcatws/tables/nodelist/rows/node=n3", {"groups": "extra"})
     assert status == 200, body
-    assert cluster.ok("nodels", "n3", "groups").lines == ["n3: extra"]
+    assert cluster_daemon.ok("nodels", "n3", "groups").lines == ["n3: extra"]
 
 
-def test_delete_table_row(cluster, rest, spec):
+def test_delete_table_row(cluster_daemon, rest, spec):
     status, body = rest("DELETE", "/xcatws/tables/nodelist/rows/node=n2")
     assert status == 200, body
     conforms(spec, "DELETE", "/xcatws/tables/{table}/rows/{keys}", 200, body)
     rows = rest("GET", "/xcatws/tables/nodelist/rows")[1]["rows"]
     assert [r["node"] for r in rows] == ["n1"]
-    assert cluster.ok("nodels").lines == ["n1"]
+    assert cluster_daemon.ok("nodels").lines == ["n1"]
 
 
-def test_unknown_table_rows_is_404(cluster, rest, spec):
+def test_unknown_table_rows_is_404(cluster_daemon, rest, spec):
     status, body = rest("GET", "/xcatws/tables/bogus/rows")
     assert status == 404
     conforms(spec, "GET", "/xcatws/tables/{table}/rows", 404, body)
@@ -485,15 +489,15 @@ def test_unknown_table_rows_is_404(cluster, rest, spec):
 
 
 @pytest.mark.parametrize("method, body", [("PUT", {"value": "x"}), ("DELETE", None)])
-def test_unknown_table_row_change_is_404(cluster, rest, spec, method, body):
+def test_unknown_table_row_change_is_404(cluster_daemon, rest, spec, method, body):
     status, answer = rest(method, "/xcatws/tables/bogus/rows/key=domain", body)
     assert "errors" in answer
     assert status == 404, answer
 
 
 # ---- 7. site -------------------------------------------------------------------------------
-def test_site_get_and_put(cluster, rest, spec):
-    mn = cluster
+def test_site_get_and_put(cluster_daemon, rest, spec):
+    mn = cluster_daemon
     status, site = rest("GET", "/xcatws/site")
     assert status == 200
     assert site["xcatdport"] == "3001"
@@ -504,7 +508,7 @@ def test_site_get_and_put(cluster, rest, spec):
     assert mn.ok("gettab", "key=domain", "site.value").out == "y.example\n"
 
 
-def test_site_put_with_a_bad_key_is_400(cluster, rest, spec):
+def test_site_put_with_a_bad_key_is_400(cluster_daemon, rest, spec):
     status, body = rest("PUT", "/xcatws/site", {"bad key": "1"})
     assert status == 400, body
     conforms(spec, "PUT", "/xcatws/site", 400, body)
@@ -512,7 +516,7 @@ def test_site_put_with_a_bad_key_is_400(cluster, rest, spec):
 
 
 # ---- 8. jobs -------------------------------------------------------------------------------
-def test_every_rest_call_is_a_job(cluster, rest, spec):
+def test_every_rest_call_is_a_job(cluster_daemon, rest, spec):
     rest("GET", "/xcatws/nodes")
     rest("GET", "/xcatws/site")
     rest("GET", "/xcatws/nodes/n99")
@@ -537,7 +541,7 @@ def test_every_rest_call_is_a_job(cluster, rest, spec):
     assert any("n99" in (r.get("error") or r.get("data") or "") for r in body["results"])
 
 
-def test_job_of_a_rest_post_has_its_results(cluster, rest):
+def test_job_of_a_rest_post_has_its_results(cluster_daemon, rest):
     rest("POST", "/xcatws/nodes/n5", {"groups": "compute"})
     jobs = rest("GET", "/xcatws/jobs")[1]["jobs"]
     job = next(j for j in jobs if j["command"] == "mkdef" and j["clienttype"] == "rest")
@@ -548,14 +552,14 @@ def test_job_of_a_rest_post_has_its_results(cluster, rest):
     assert any("created" in r.get("data", "") for r in body["results"])
 
 
-def test_unknown_job_is_404(cluster, rest, spec):
+def test_unknown_job_is_404(cluster_daemon, rest, spec):
     for method in ("GET", "DELETE"):
         status, body = rest(method, "/xcatws/jobs/ffffffff-0000")
         assert status == 404, (method, body)
         conforms(spec, method, "/xcatws/jobs/{jobid}", 404, body)
 
 
-def test_cancel_of_a_finished_job_is_400(cluster, rest, spec):
+def test_cancel_of_a_finished_job_is_400(cluster_daemon, rest, spec):
     jobs = rest("GET", "/xcatws/jobs")[1]["jobs"]
     done = next(j for j in jobs if j["state"] == "done")
     status, body = rest("DELETE", f"/xcatws/jobs/{done['jobid']}")
@@ -566,9 +570,9 @@ def test_cancel_of_a_finished_job_is_400(cluster, rest, spec):
 
 # ---- 9. policy and audit -------------------------------------------------------------------
 @pytest.fixture
-def bob(cluster, tmp_path) -> Rest:
-    files = issue_client_cert(cluster.paths, "bob", tmp_path / "bob")
-    return client(cluster, files.cred, files.ca)
+def bob(cluster_daemon, tmp_path) -> Rest:
+    files = issue_client_cert(cluster_daemon.paths, "bob", tmp_path / "bob")
+    return client(cluster_daemon, files.cred, files.ca)
 
 
 def audit_rows(mn, **match) -> list[dict]:
@@ -576,8 +580,8 @@ def audit_rows(mn, **match) -> list[dict]:
             if all(r.get(k) == v for k, v in match.items())]
 
 
-def test_policy_applies_to_rest(cluster, bob, spec):
-    mn = cluster
+def test_policy_applies_to_rest(cluster_daemon, bob, spec):
+    mn = cluster_daemon
     status, body = bob("GET", "/xcatws/nodes")
     assert status == 403, body
     conforms(spec, "GET", "/xcatws/nodes", 403, body)
@@ -606,8 +610,8 @@ def test_policy_applies_to_rest(cluster, bob, spec):
     assert mn.run("nodels", "n9").rc != 0
 
 
-def test_allowed_rest_calls_are_audited_when_not_skipped(cluster, rest):
-    mn = cluster
+def test_allowed_rest_calls_are_audited_when_not_skipped(cluster_daemon, rest):
+    mn = cluster_daemon
     mn.ok("chtab", "-d", "key=auditskipcmds", "site")
     assert "auditskipcmds" not in rest("GET", "/xcatws/site")[1]
     status, _ = rest("GET", "/xcatws/nodes/n1?show_secrets=1")
@@ -619,8 +623,8 @@ def test_allowed_rest_calls_are_audited_when_not_skipped(cluster, rest):
     assert "s3cret" not in json.dumps(rows)
 
 
-def test_allowed_rest_calls_are_skipped_with_auditskipcmds_all(cluster, rest, bob):
-    mn = cluster
+def test_allowed_rest_calls_are_skipped_with_auditskipcmds_all(cluster_daemon, rest, bob):
+    mn = cluster_daemon
     rest("GET", "/xcatws/nodes")
     bob("GET", "/xcatws/nodes")  # denied: audited anyway, and a marker that audit ran
     assert poll(lambda: audit_rows(mn, userid="bob", status="Denied"))
@@ -628,8 +632,8 @@ def test_allowed_rest_calls_are_skipped_with_auditskipcmds_all(cluster, rest, bo
     assert audit_rows(mn, userid="root", clienttype="rest") == []
 
 
-def test_another_users_job_is_403_or_404(cluster, rest, bob, spec):
-    mn = cluster
+def test_another_users_job_is_403_or_404(cluster_daemon, rest, bob, spec):
+    mn = cluster_daemon
     jobid = rest("GET", "/xcatws/jobs")[1]["jobs"][0]["jobid"]
     mn.ok("chtab", "priority=5", "policy.name=bob", "policy.commands=job",
           "policy.rule=allow")
@@ -670,19 +674,19 @@ def test_certificate_of_another_ca_is_refused(mn_daemon, tmp_path):
 
 # ---- 11. malformed bodies ------------------------------------------------------------------
 @pytest.mark.parametrize("raw", ["{not json", "[1, 2]", '"a string"', "", '{"a": {"b": 1}'])
-def test_malformed_body_is_400(cluster, rest, spec, raw):
+def test_malformed_body_is_400(cluster_daemon, rest, spec, raw):
     status, body = rest("POST", "/xcatws/nodes/n7", raw)
     assert status == 400, body
     conforms(spec, "POST", "/xcatws/nodes/{name}", 400, body)
     assert body["errors"]
-    assert cluster.run("nodels", "n7").rc != 0
+    assert cluster_daemon.run("nodels", "n7").rc != 0
 
 
-def test_list_body_on_put_is_400(cluster, rest, spec):
+def test_list_body_on_put_is_400(cluster_daemon, rest, spec):
     status, body = rest("PUT", "/xcatws/nodes/n1", [{"mgt": "kvm"}])
     assert status == 400
     conforms(spec, "PUT", "/xcatws/nodes/{name}", 400, body)
-    assert cluster.ok("nodels", "n1", "nodehm.mgt").lines == ["n1: ipmi"]
+    assert cluster_daemon.ok("nodels", "n1", "nodehm.mgt").lines == ["n1: ipmi"]
 
 
 # ---- 12. node actions: power, nextboot, bootstate, inventory, vitals, eventlog -------------
@@ -703,25 +707,15 @@ HARDWARE_GETS = {
     "/xcatws/nodes/{name}/eventlog": ["/xcatws/nodes/s1/eventlog",
                                       "/xcatws/nodes/s1/eventlog?count=2&sort=1"],
 }
-IMG = "rocky9.4-x86_64-install-compute"
-
-
-def _base_port() -> int:
-    return random.Random(os.getpid() * 7907 + time.time_ns()).randrange(31000, 59000, 100)
+IMG = INSTALL_IMAGE
 
 
 @pytest.fixture
 def fleet(mn_daemon):
     """n0, n1 behind simulated BMCs (admin/secret from passwd key=ipmi), n2's BMC dead."""
-    mn = mn_daemon
-    mn.ok("chtab", "key=ipmitimeout", "site.value=0.5")
-    mn.ok("chtab", "key=ipmiretries", "site.value=1")
-    with Fleet(_base_port(), 3, dead=[2]) as bmcs:
-        mn.ok("nodeadd", "n[0-2]", "groups=compute", "nodehm.mgt=ipmi")
-        mn.ok("chtab", "node=compute", "ipmi.bmc=127.0.0.1",
-              rf"ipmi.bmcport=|\D+(\d+)|({bmcs.base_port}+$1)|")
-        mn.ok("chtab", "key=ipmi", "passwd.username=admin", "passwd.password=secret")
-        yield mn, bmcs
+    mn = build(mn_daemon, site(ipmitimeout="0.5", ipmiretries="1"))
+    with Fleet(count=3, dead=[2]) as bmcs:
+        yield build(mn, nodes("n[0-2]", "nodehm.mgt=ipmi"), behind_fleet(bmcs)), bmcs
 
 
 @pytest.fixture
@@ -860,9 +854,8 @@ def currstate(mn, node: str) -> str | None:
     return rows[0]["currstate"] if rows else None
 
 
-def test_bootstate_get_put_state_and_osimage(mn_daemon, rest, spec, install_image):
-    mn = mn_daemon
-    install_image(mn, "b[1-2]", "prov")
+def test_bootstate_get_put_state_and_osimage(mn_daemon, rest, spec):
+    mn = build(mn_daemon, install_image("b[1-2]", "prov"))
     template = "/xcatws/nodes/{name}/bootstate"
     status, body = rest("GET", "/xcatws/nodes/b1,b2/bootstate")
     assert (status, body) == (200, {"b1": {"bootstat": "offline"}, "b2": {"bootstat": "offline"}})

@@ -5,6 +5,7 @@ import threading
 import time
 
 import pytest
+from support.cluster import nodes
 
 from xcatd.base.request import Request, Response
 from xcatd.fronts.client import submit
@@ -12,6 +13,7 @@ from xcatd.handler import CommandSpec, register, unregister
 from xcatd.lab.daemon import DaemonThread
 from xcatd.security.credentials import issue_client_cert
 
+pytestmark = pytest.mark.cluster(nodes("n[1-4]", "nodehm.mgt=ipmi"))
 GATES: dict[str, threading.Event] = {}
 STARTED: dict[str, threading.Event] = {}
 
@@ -76,12 +78,6 @@ def audit_rows(mn):
     return mn.db.rows("auditlog")
 
 
-@pytest.fixture
-def cluster(mn_daemon):
-    mn_daemon.ok("nodeadd", "n[1-4]", "groups=compute", "nodehm.mgt=ipmi")
-    return mn_daemon
-
-
 def as_user(mn, monkeypatch, tmp_path, user: str) -> None:
     """Later commands in this test run as `user` (their client certificate in HOME)."""
     home = tmp_path / f"home-{user}"
@@ -90,46 +86,46 @@ def as_user(mn, monkeypatch, tmp_path, user: str) -> None:
 
 
 # ---- identity and policy ---------------------------------------------------------------------
-def test_root_over_the_unix_socket(cluster, monkeypatch):
+def test_root_over_the_unix_socket(cluster_daemon, monkeypatch):
     monkeypatch.delenv("XCATHOST")
-    cluster.ok("chtab", "-d", "key=auditskipcmds", "site")
-    assert cluster.ok("nodels", "compute").lines == ["n1", "n2", "n3", "n4"]
-    row = wait_for(lambda: [r for r in audit_rows(cluster) if r["command"] == "nodels"],
+    cluster_daemon.ok("chtab", "-d", "key=auditskipcmds", "site")
+    assert cluster_daemon.ok("nodels", "compute").lines == ["n1", "n2", "n3", "n4"]
+    row = wait_for(lambda: [r for r in audit_rows(cluster_daemon) if r["command"] == "nodels"],
                    what="the audit row")[-1]
     assert (row["userid"], row["clienttype"], row["status"]) == ("root", "unix", "Allowed")
 
 
-def test_a_user_without_policy_rights_is_denied_and_audited(cluster, monkeypatch, tmp_path):
-    as_user(cluster, monkeypatch, tmp_path, "bob")
-    r = cluster.run("nodels", "compute")
+def test_a_user_without_policy_rights_is_denied_and_audited(cluster_daemon, monkeypatch, tmp_path):
+    as_user(cluster_daemon, monkeypatch, tmp_path, "bob")
+    r = cluster_daemon.run("nodels", "compute")
     assert r.rc == 1 and r.err == "Error: Permission denied for request\n" and r.out == ""
-    row = wait_for(lambda: [a for a in audit_rows(cluster) if a["userid"] == "bob"],
+    row = wait_for(lambda: [a for a in audit_rows(cluster_daemon) if a["userid"] == "bob"],
                    what="bob's audit row")[0]
     assert (row["command"], row["noderange"], row["status"]) == ("nodels", "compute", "Denied")
     assert row["clientname"] == "127.0.0.1"
 
 
-def test_policy_rows_decide_by_priority_and_noderange(cluster, monkeypatch, tmp_path):
-    cluster.ok("chtab", "priority=5", "policy.name=bob", "policy.commands=nodels,nodech",
-               "policy.noderange=n[1-2]", "policy.rule=allow")
-    cluster.ok("chtab", "priority=4", "policy.name=bob", "policy.commands=nodech",
-               "policy.rule=deny")
-    as_user(cluster, monkeypatch, tmp_path, "bob")
-    wait_for(lambda: cluster.run("nodels", "n1").rc == 0, what="the policy to take effect")
-    assert cluster.run("nodels", "n[1-2]").lines == ["n1", "n2"]
-    assert "Permission denied" in cluster.run("nodels", "n3").err   # outside the noderange
-    assert "Permission denied" in cluster.run("nodech", "n1", "nodetype.os=x").err  # prio 4
-    assert "Permission denied" in cluster.run("noderm", "n1").err  # no row matches
+def test_policy_rows_decide_by_priority_and_noderange(cluster_daemon, monkeypatch, tmp_path):
+    cluster_daemon.ok("chtab", "priority=5", "policy.name=bob", "policy.commands=nodels,nodech",
+                      "policy.noderange=n[1-2]", "policy.rule=allow")
+    cluster_daemon.ok("chtab", "priority=4", "policy.name=bob", "policy.commands=nodech",
+                      "policy.rule=deny")
+    as_user(cluster_daemon, monkeypatch, tmp_path, "bob")
+    wait_for(lambda: cluster_daemon.run("nodels", "n1").rc == 0, what="the policy to take effect")
+    assert cluster_daemon.run("nodels", "n[1-2]").lines == ["n1", "n2"]
+    assert "Permission denied" in cluster_daemon.run("nodels", "n3").err   # outside the noderange
+    assert "Permission denied" in cluster_daemon.run("nodech", "n1", "nodetype.os=x").err  # prio 4
+    assert "Permission denied" in cluster_daemon.run("noderm", "n1").err  # no row matches
 
 
-def test_a_certificate_from_another_ca_is_refused(cluster, monkeypatch, tmp_path):
+def test_a_certificate_from_another_ca_is_refused(cluster_daemon, monkeypatch, tmp_path):
     from xcatd.base.paths import Paths
     from xcatd.daemon.initialize import initialize
     other = Paths(tmp_path / "other")
     (tmp_path / "other").mkdir()
     monkeypatch.setenv("HOME", str(tmp_path / "otherhome"))
     initialize(other)  # issues root's certificate from a different CA into this HOME
-    r = cluster.run("nodels")
+    r = cluster_daemon.run("nodels")
     assert r.rc == 1 and "TLS" in r.err and "Traceback" not in r.err
 
 
@@ -148,102 +144,102 @@ def test_bypass_is_for_root_only(mn_sqlite, monkeypatch):
 
 
 # ---- audit ---------------------------------------------------------------------------------
-def test_audit_masks_secrets_in_arguments_and_jobs(cluster):
-    cluster.ok("chtab", "-d", "key=auditskipcmds", "site")
-    cluster.ok("chdef", "n1", "bmc=10.1.0.1", "bmcpassword=s3cret")
-    cluster.ok("chtab", "key=ipmi", "passwd.password=t0psecret")
-    rows = wait_for(lambda: [r for r in audit_rows(cluster) if r["command"] == "chdef"]
-                    and [r for r in audit_rows(cluster) if "t0psecret" in (r["args"] or "")
+def test_audit_masks_secrets_in_arguments_and_jobs(cluster_daemon):
+    cluster_daemon.ok("chtab", "-d", "key=auditskipcmds", "site")
+    cluster_daemon.ok("chdef", "n1", "bmc=10.1.0.1", "bmcpassword=s3cret")
+    cluster_daemon.ok("chtab", "key=ipmi", "passwd.password=t0psecret")
+    rows = wait_for(lambda: [r for r in audit_rows(cluster_daemon) if r["command"] == "chdef"]
+                    and [r for r in audit_rows(cluster_daemon) if "t0psecret" in (r["args"] or "")
                          or "passwd.password" in (r["args"] or "")], what="audit rows")
-    rows = audit_rows(cluster)
-    text = repr(audit_rows(cluster)) + repr(cluster.db.rows("jobs"))
+    rows = audit_rows(cluster_daemon)
+    text = repr(audit_rows(cluster_daemon)) + repr(cluster_daemon.db.rows("jobs"))
     assert "s3cret" not in text and "t0psecret" not in text
     assert any("bmcpassword=********" in (r["args"] or "") for r in rows)
 
 
-def test_auditskipcmds_skips_only_the_listed_commands(cluster):
-    cluster.ok("chtab", "key=auditskipcmds", "site.value=nodels")
-    cluster.ok("nodels")  # (a write through the daemon refreshes its cached site settings)
-    cluster.ok("nodech", "n1", "nodetype.os=rocky9")
-    rows = wait_for(lambda: [r for r in audit_rows(cluster) if r["command"] == "nodech"],
+def test_auditskipcmds_skips_only_the_listed_commands(cluster_daemon):
+    cluster_daemon.ok("chtab", "key=auditskipcmds", "site.value=nodels")
+    cluster_daemon.ok("nodels")  # (a write through the daemon refreshes its cached site settings)
+    cluster_daemon.ok("nodech", "n1", "nodetype.os=rocky9")
+    rows = wait_for(lambda: [r for r in audit_rows(cluster_daemon) if r["command"] == "nodech"],
                     what="nodech audited")
-    assert rows and not [r for r in audit_rows(cluster) if r["command"] == "nodels"]
+    assert rows and not [r for r in audit_rows(cluster_daemon) if r["command"] == "nodels"]
 
 
-def test_syslog_gets_masked_audit_unless_auditnosyslog(cluster, monkeypatch):
+def test_syslog_gets_masked_audit_unless_auditnosyslog(cluster_daemon, monkeypatch):
     import xcatd.daemon.pipeline
     seen: list[str] = []
     monkeypatch.setattr(xcatd.daemon.pipeline.syslog, "syslog", lambda prio, msg: seen.append(msg))
-    cluster.daemon.daemon.pipeline._syslog = True  # as on a machine with /dev/log
-    cluster.ok("chtab", "-d", "key=auditskipcmds", "site")
-    cluster.ok("chdef", "n2", "bmcpassword=s3cret")
+    cluster_daemon.daemon.daemon.pipeline._syslog = True  # as on a machine with /dev/log
+    cluster_daemon.ok("chtab", "-d", "key=auditskipcmds", "site")
+    cluster_daemon.ok("chdef", "n2", "bmcpassword=s3cret")
     wait_for(lambda: any("chdef" in m for m in seen), what="a syslog line")
     assert not any("s3cret" in m for m in seen)
-    cluster.ok("chtab", "key=auditnosyslog", "site.value=1")
+    cluster_daemon.ok("chtab", "key=auditnosyslog", "site.value=1")
     seen.clear()
-    cluster.ok("nodech", "n2", "nodetype.os=x")
+    cluster_daemon.ok("nodech", "n2", "nodetype.os=x")
     assert not any("nodech" in m for m in seen)
 
 
 # ---- jobs ----------------------------------------------------------------------------------
-def test_async_prints_the_job_id_and_the_result_is_readable_later(cluster):
-    jobid = cluster.ok("nodels", "--async", "n[1-2]", "groups").out.strip()
+def test_async_prints_the_job_id_and_the_result_is_readable_later(cluster_daemon):
+    jobid = cluster_daemon.ok("nodels", "--async", "n[1-2]", "groups").out.strip()
     assert len(jobid) == 36
-    waited = cluster.ok("job", "wait", jobid)
+    waited = cluster_daemon.ok("job", "wait", jobid)
     assert waited.lines == ["n1: compute", "n2: compute"]
-    shown = cluster.ok("job", "show", jobid[:8])
+    shown = cluster_daemon.ok("job", "show", jobid[:8])
     assert shown.lines[0].startswith(jobid) and "done" in shown.lines[0]
     assert shown.lines[1:] == ["n1: compute", "n2: compute"]
 
 
-def test_a_failed_async_job_replays_its_error_and_exit_code(cluster):
-    jobid = cluster.ok("nodels", "--async", "n99").out.strip()
-    r = cluster.run("job", "wait", jobid)
+def test_a_failed_async_job_replays_its_error_and_exit_code(cluster_daemon):
+    jobid = cluster_daemon.ok("nodels", "--async", "n99").out.strip()
+    r = cluster_daemon.run("job", "wait", jobid)
     assert r.rc == 1 and "Invalid nodes and/or groups in noderange: n99" in r.err
 
 
-def test_a_job_can_be_cancelled(cluster, gated_commands):
+def test_a_job_can_be_cancelled(cluster_daemon, gated_commands):
     gate("slow")
-    jobid = cluster.ok("job", "--async", "list").out.strip()  # any job id, to get going
+    jobid = cluster_daemon.ok("job", "--async", "list").out.strip()  # any job id, to get going
     assert jobid
     t, out = in_thread(call, "testslow", gate="slow", count=1000)
     STARTED["slow"].wait(10)
-    running = wait_for(lambda: [line.split()[0] for line in cluster.ok("job", "list").lines
+    running = wait_for(lambda: [line.split()[0] for line in cluster_daemon.ok("job", "list").lines
                                 if "testslow" in line and "running" in line],
                        what="the running job")
-    assert "cancel requested" in cluster.ok("job", "cancel", running[0]).out
+    assert "cancel requested" in cluster_daemon.ok("job", "cancel", running[0]).out
     t.join(20)
     assert out["r"][-1].error == "cancelled"
-    r = cluster.run("job", "wait", running[0])
+    r = cluster_daemon.run("job", "wait", running[0])
     assert r.rc == 1
-    assert "cancelled" in cluster.ok("job", "show", running[0]).lines[0]
+    assert "cancelled" in cluster_daemon.ok("job", "show", running[0]).lines[0]
 
 
-def test_restart_marks_running_jobs_interrupted(cluster, gated_commands):
+def test_restart_marks_running_jobs_interrupted(cluster_daemon, gated_commands):
     gate("hold")
-    jobid = cluster.ok("nodels", "--async", "n1").out.strip()
-    cluster.ok("job", "wait", jobid)
+    jobid = cluster_daemon.ok("nodels", "--async", "n1").out.strip()
+    cluster_daemon.ok("job", "wait", jobid)
     t, _ = in_thread(call, "testhold", "n3", gate="hold")
     STARTED["hold"].wait(10)
-    held = wait_for(lambda: [line.split()[0] for line in cluster.ok("job", "list").lines
+    held = wait_for(lambda: [line.split()[0] for line in cluster_daemon.ok("job", "list").lines
                              if "testhold" in line and "running" in line],
                     what="the running job")[0]
-    cluster.daemon.stop()
-    fresh = DaemonThread(cluster.paths)
+    cluster_daemon.daemon.stop()
+    fresh = DaemonThread(cluster_daemon.paths)
     port = fresh.start().port
-    cluster.daemon = fresh
+    cluster_daemon.daemon = fresh
     import os
     os.environ["XCATHOST"] = f"127.0.0.1:{port}"
     try:
-        assert "interrupted" in cluster.ok("job", "show", held).lines[0]
-        assert "done" in cluster.ok("job", "show", jobid).lines[0]
+        assert "interrupted" in cluster_daemon.ok("job", "show", held).lines[0]
+        assert "done" in cluster_daemon.ok("job", "show", jobid).lines[0]
     finally:
         GATES["hold"].set()
         t.join(20)
 
 
 # ---- per-node locks ------------------------------------------------------------------------
-def test_changes_to_disjoint_nodes_run_at_the_same_time(cluster, gated_commands):
+def test_changes_to_disjoint_nodes_run_at_the_same_time(cluster_daemon, gated_commands):
     gate("a")
     gate("b", open_=True)
     ta, out_a = in_thread(call, "testhold", "n1", gate="a")
@@ -258,7 +254,7 @@ def test_changes_to_disjoint_nodes_run_at_the_same_time(cluster, gated_commands)
     assert [r.data for r in out_a["r"]] == ["a done"]
 
 
-def test_changes_to_the_same_nodes_wait_for_each_other(cluster, gated_commands):
+def test_changes_to_the_same_nodes_wait_for_each_other(cluster_daemon, gated_commands):
     gate("first")
     gate("second", open_=True)
     t1, _ = in_thread(call, "testhold", "n[1-2]", gate="first")
@@ -272,13 +268,13 @@ def test_changes_to_the_same_nodes_wait_for_each_other(cluster, gated_commands):
     assert STARTED["second"].is_set() and [r.data for r in out2["r"]] == ["second done"]
 
 
-def test_lock_waits_are_bounded_and_name_the_holder(cluster, gated_commands):
-    cluster.ok("chtab", "key=nodelocktimeout", "site.value=0.3")
+def test_lock_waits_are_bounded_and_name_the_holder(cluster_daemon, gated_commands):
+    cluster_daemon.ok("chtab", "key=nodelocktimeout", "site.value=0.3")
     gate("holder")
     t, _ = in_thread(call, "testhold", "n4", gate="holder")
     assert STARTED["holder"].wait(10)
     try:
-        r = cluster.run("nodech", "n4", "nodetype.os=x")
+        r = cluster_daemon.run("nodech", "n4", "nodetype.os=x")
         assert r.rc == 1 and "Timed out" in r.err and "n4" in r.err and "testhold" in r.err
     finally:
         GATES["holder"].set()
@@ -286,14 +282,14 @@ def test_lock_waits_are_bounded_and_name_the_holder(cluster, gated_commands):
 
 
 # ---- what a user may make the daemon read or write ------------------------------------------
-def test_a_noderange_file_is_read_by_the_client_not_by_the_daemon(cluster, monkeypatch,
+def test_a_noderange_file_is_read_by_the_client_not_by_the_daemon(cluster_daemon, monkeypatch,
                                                                    tmp_path):
     secret = tmp_path / "private"
     secret.write_text("secretline-abc123\n")
     secret.chmod(0o600)
-    cluster.ok("chtab", "priority=5", "policy.name=bob", "policy.commands=nodels",
-               "policy.rule=allow")
-    as_user(cluster, monkeypatch, tmp_path, "bob")
+    cluster_daemon.ok("chtab", "priority=5", "policy.name=bob", "policy.commands=nodels",
+                      "policy.rule=allow")
+    as_user(cluster_daemon, monkeypatch, tmp_path, "bob")
     # a request that names a file reaches the daemon only if someone bypasses the command
     got = call("nodels", f"^{secret}")
     assert got and got[0].error and "secretline" not in repr(got)
@@ -301,48 +297,48 @@ def test_a_noderange_file_is_read_by_the_client_not_by_the_daemon(cluster, monke
     # the command inlines a file the user can read, with the user's rights
     mine = tmp_path / "mine"
     mine.write_text("n1\n# a comment\nn3: the third\n")
-    assert cluster.run("nodels", f"^{mine}").lines == ["n1", "n3"]
+    assert cluster_daemon.run("nodels", f"^{mine}").lines == ["n1", "n3"]
 
 
-def test_dumps_and_restores_are_for_root_only(cluster, monkeypatch, tmp_path):
-    cluster.ok("chtab", "priority=5", "policy.name=bob",
-               "policy.commands=dumpxCATdb,restorexCATdb", "policy.rule=allow")
-    as_user(cluster, monkeypatch, tmp_path, "bob")
-    r = cluster.run("dumpxCATdb", "-p", str(tmp_path))
+def test_dumps_and_restores_are_for_root_only(cluster_daemon, monkeypatch, tmp_path):
+    cluster_daemon.ok("chtab", "priority=5", "policy.name=bob",
+                      "policy.commands=dumpxCATdb,restorexCATdb", "policy.rule=allow")
+    as_user(cluster_daemon, monkeypatch, tmp_path, "bob")
+    r = cluster_daemon.run("dumpxCATdb", "-p", str(tmp_path))
     assert r.rc == 1 and "only root" in r.err and not list(tmp_path.glob("*.csv"))
-    assert "only root" in cluster.run("restorexCATdb", "-p", str(tmp_path)).err
+    assert "only root" in cluster_daemon.run("restorexCATdb", "-p", str(tmp_path)).err
 
 
 # ---- review findings: secrets and malformed requests ------------------------------------------
-def test_a_database_error_never_shows_the_statement_values(cluster):
-    cluster.ok("chtab", "key=ipmi", "passwd.password=first")
-    r = cluster.run("chtab", "key=ipmi,comments=x", "passwd.password=TOPSECRET-PW")
+def test_a_database_error_never_shows_the_statement_values(cluster_daemon):
+    cluster_daemon.ok("chtab", "key=ipmi", "passwd.password=first")
+    r = cluster_daemon.run("chtab", "key=ipmi,comments=x", "passwd.password=TOPSECRET-PW")
     assert r.rc == 1 and "TOPSECRET" not in r.err + r.out
-    wait_for(lambda: cluster.db.rows("jobresults"), what="job results")
-    cluster.daemon.daemon.pipeline.jobs.flush()
-    assert "TOPSECRET" not in repr(cluster.db.rows("jobresults"))
+    wait_for(lambda: cluster_daemon.db.rows("jobresults"), what="job results")
+    cluster_daemon.daemon.daemon.pipeline.jobs.flush()
+    assert "TOPSECRET" not in repr(cluster_daemon.db.rows("jobresults"))
 
 
-def test_shown_secrets_are_not_kept_in_the_job_record(cluster):
-    cluster.ok("chdef", "n1", "bmc=10.1.0.1", "bmcpassword=s3cret")
-    assert "s3cret" in cluster.ok("lsdef", "--show-secrets", "n1").out
-    cluster.daemon.daemon.pipeline.jobs.flush()
-    assert "s3cret" not in repr(cluster.db.rows("jobresults"))
+def test_shown_secrets_are_not_kept_in_the_job_record(cluster_daemon):
+    cluster_daemon.ok("chdef", "n1", "bmc=10.1.0.1", "bmcpassword=s3cret")
+    assert "s3cret" in cluster_daemon.ok("lsdef", "--show-secrets", "n1").out
+    cluster_daemon.daemon.daemon.pipeline.jobs.flush()
+    assert "s3cret" not in repr(cluster_daemon.db.rows("jobresults"))
 
 
-def test_a_malformed_request_is_refused_and_the_audit_trail_survives(cluster, monkeypatch,
+def test_a_malformed_request_is_refused_and_the_audit_trail_survives(cluster_daemon, monkeypatch,
                                                                     tmp_path):
     import json
 
     from xcatd.fronts.client import connection
-    as_user(cluster, monkeypatch, tmp_path, "bob")
+    as_user(cluster_daemon, monkeypatch, tmp_path, "bob")
     conn, _ = connection()
     conn.request("POST", "/v1/request", json.dumps(
         {"request": {"command": "noderm", "noderange": ["n1"]}}))
     resp = conn.getresponse()
     assert resp.status == 400 and b"noderange must be a string" in resp.read()
-    assert "Permission denied" in cluster.run("noderm", "n1").err
-    rows = wait_for(lambda: [a for a in audit_rows(cluster) if a["userid"] == "bob"],
+    assert "Permission denied" in cluster_daemon.run("noderm", "n1").err
+    rows = wait_for(lambda: [a for a in audit_rows(cluster_daemon) if a["userid"] == "bob"],
                     what="bob's denial in the audit log")
     assert rows[0]["status"] == "Denied"
 
@@ -361,27 +357,28 @@ def test_the_sqlite_database_is_private(tmp_path):
     assert stat.S_IMODE(os.stat(root / "var/lib/xcat/xcat.sqlite").st_mode) == 0o600
 
 
-def test_a_deny_rule_on_nodes_holds_whichever_way_the_nodes_are_named(cluster, monkeypatch,
+def test_a_deny_rule_on_nodes_holds_whichever_way_the_nodes_are_named(cluster_daemon, monkeypatch,
                                                                        tmp_path):
-    cluster.ok("chtab", "priority=2", "policy.name=bob", "policy.commands=chdef",
-               "policy.noderange=n1", "policy.rule=deny")
-    cluster.ok("chtab", "priority=3", "policy.name=bob", "policy.commands=chdef",
-               "policy.rule=allow")
-    as_user(cluster, monkeypatch, tmp_path, "bob")
+    cluster_daemon.ok("chtab", "priority=2", "policy.name=bob", "policy.commands=chdef",
+                      "policy.noderange=n1", "policy.rule=deny")
+    cluster_daemon.ok("chtab", "priority=3", "policy.name=bob", "policy.commands=chdef",
+                      "policy.rule=allow")
+    as_user(cluster_daemon, monkeypatch, tmp_path, "bob")
     for args in (["n1"], ["-o", "n1"], ["n1,n2"], ["-o", "n[1-2]"]):
-        r = cluster.run("chdef", *args, "usercomment=sneaky")
+        r = cluster_daemon.run("chdef", *args, "usercomment=sneaky")
         assert "Permission denied" in r.err, args
-    assert cluster.run("chdef", "n2", "usercomment=fine").rc == 0
+    assert cluster_daemon.run("chdef", "n2", "usercomment=fine").rc == 0
     import http.client  # REST goes the same way
     import json
     import ssl
     home = tmp_path / "home-bob" / ".xcat"
     ctx = ssl.create_default_context(cafile=str(home / "ca.pem"))
     ctx.load_cert_chain(str(home / "client-cred.pem"))
-    conn = http.client.HTTPSConnection("127.0.0.1", cluster.daemon.listening.port, context=ctx)
+    conn = http.client.HTTPSConnection("127.0.0.1", cluster_daemon.daemon.listening.port,
+                                       context=ctx)
     conn.request("PUT", "/xcatws/nodes/n1", json.dumps({"usercomment": "viaREST"}))
     assert conn.getresponse().status == 403
-    comments = {r["node"]: r["comments"] for r in cluster.db.rows("nodelist")}
+    comments = {r["node"]: r["comments"] for r in cluster_daemon.db.rows("nodelist")}
     assert comments["n1"] is None and comments["n2"] == "fine"
 
 

@@ -19,6 +19,7 @@ from xcatd.base.paths import Paths
 from xcatd.daemon.initialize import initialize
 from xcatd.fronts import tftp
 from xcatd.fronts.tftp import TftpServerThread
+from xcatd.lab.ports import free_port
 
 LO = "127.0.0.1"
 BIG = 3 * 1024 * 1024
@@ -318,12 +319,6 @@ def read_defaults(path: Path) -> dict[str, str]:
     return values
 
 
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((LO, 0))
-        return s.getsockname()[1]
-
-
 def _udp_listening(port: int) -> bool:
     want = f"0100007F:{port:04X}"
     with open("/proc/net/udp") as fh:
@@ -340,7 +335,7 @@ def test_in_tftpd_serves_with_the_configuration_xcatconfig_wrote(tmp_path):
     initialize(paths)
     conf = read_defaults(paths.under("/etc/default/tftpd-hpa"))
     data = _file(Path(conf["TFTP_DIRECTORY"]) / "undionly.kpxe", os.urandom(70000))
-    port = _free_udp_port()
+    port = free_port(socket.SOCK_DGRAM, LO)
     # As Debian's init script runs it, on a test address: --listen --user U --address A
     # OPTIONS DIRECTORY (--foreground: not detached, so the test owns its PID).
     argv = ["in.tftpd", "--listen", "--user", conf["TFTP_USERNAME"], "--address",

@@ -1,14 +1,14 @@
 """The IPMI lab (groundwork for the IPMI issue): ipmi_sim as a real BMC, and a fleet of
 pyghmi BMCs with faults. ipmitool is the independent judge."""
 import os
-import random
 import shutil
-import time
+import socket
 
 import pytest
 
 from xcatd.lab.bmcfleet import Fleet
 from xcatd.lab.ipmisim import IpmiSim
+from xcatd.lab.ports import free_port, free_port_block
 
 
 @pytest.mark.skipif(not shutil.which("ipmi_sim") or not shutil.which("ipmitool"),
@@ -27,13 +27,9 @@ def test_ipmi_sim_changes_power_and_pyghmi_and_ipmitool_agree(tmp_path):
         assert c.get_power()["powerstate"] == "off"
 
 
-def _base() -> int:
-    return random.Random(os.getpid() * 7919 + time.time_ns()).randrange(31000, 59000, 100)
-
-
 def test_fleet_bmcs_log_in_and_keep_power_state():
     from pyghmi.ipmi import command
-    with Fleet(_base(), 5) as fleet:
+    with Fleet(count=5) as fleet:
         c = command.Command("127.0.0.1", "admin", "secret", port=fleet.port(3))
         assert c.get_power()["powerstate"] == "off"
         c.set_power("on", wait=5)
@@ -47,7 +43,7 @@ def test_without_the_cipher_fix_pyghmi_cannot_log_in_to_its_own_bmc(tmp_path):
     patch answers suite 17 with suite-3 algorithms and the client's login breaks."""
     import subprocess
     import sys
-    base = _base()
+    base = free_port(socket.SOCK_DGRAM)
     code = ("import sys, pyghmi.ipmi.private.session as s\n"
             "import xcatd.lab.bmcfleet as f\n"
             "f.patch_cipher_negotiation = lambda: None\n"
@@ -70,7 +66,7 @@ def test_without_the_cipher_fix_pyghmi_cannot_log_in_to_its_own_bmc(tmp_path):
 def test_fleet_faults_a_dead_bmc_and_a_wrong_password():
     import subprocess
     import sys
-    base = _base()
+    base = free_port_block(3, socket.SOCK_DGRAM)
     with Fleet(base, 3, dead=[1], badpass=[2]):
         def login(i):
             return subprocess.run([sys.executable, "-c", (
@@ -93,7 +89,7 @@ def test_fleet_keeps_answering_under_load_with_the_blocking_toggle_fix():
     from xcatd.hardware.ipmilan import Engine, IpmiError
     engine = Engine()
     try:
-        with Fleet(_base(), 100) as fleet:
+        with Fleet(count=100) as fleet:
             async def rounds():
                 sessions = await asyncio.gather(*(engine.session(
                     "127.0.0.1", fleet.port(i), "admin", "secret", timeout=2, retries=0)

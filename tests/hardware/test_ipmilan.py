@@ -1,11 +1,9 @@
 """The RMCP+ engine and the IPMI plugin over it, against real BMC implementations: OpenIPMI's
 ipmi_sim (with ipmitool as the judge) and the pyghmi-server fleet."""
-import os
-import random
 import shutil
+import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -13,14 +11,11 @@ from xcatd.hardware.interfaces import Limits, Target
 from xcatd.hardware.ipmilan import Engine, IpmiError, IpmiTimeout, Session
 from xcatd.lab.bmcfleet import Fleet
 from xcatd.lab.ipmisim import IpmiSim
+from xcatd.lab.ports import free_port
 
 needs_ipmi_sim = pytest.mark.skipif(not shutil.which("ipmi_sim") or not shutil.which("ipmitool"),
                                     reason="needs openipmi (ipmi_sim) and ipmitool")
 FAST = Limits(maxp=64, timeout=1.0, retries=1)
-
-
-def _base() -> int:
-    return random.Random(os.getpid() * 7919 + time.time_ns()).randrange(31000, 59000, 100)
 
 
 @pytest.fixture
@@ -68,12 +63,10 @@ def test_a_silent_bmc_times_out_after_its_retries(engine):
     silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     silent.bind(("127.0.0.1", 0))
     try:
-        start = time.monotonic()
         with pytest.raises(IpmiTimeout, match=r"no answer from the BMC at 127\.0\.0\.1:"):
             engine.call(engine.session("127.0.0.1", silent.getsockname()[1], "admin", "x",
                                        timeout=0.2, retries=2))
-        assert time.monotonic() - start >= 0.6  # three attempts of 0.2 s, no fewer
-        received = 0
+        received = 0  # the first attempt and its two retries, no fewer, no more
         silent.setblocking(False)
         while True:
             try:
@@ -90,7 +83,7 @@ def test_many_bmcs_at_once_share_one_socket_and_all_answer(engine):
     """50 logins at the same time: the BMCs must all see one client address (a race here
     once gave each early session its own socket and lost every answer but the last)."""
     import asyncio
-    with Fleet(_base(), 50) as fleet:
+    with Fleet(count=50) as fleet:
         async def all_of_them():
             async def one(i):
                 s = await engine.session("127.0.0.1", fleet.port(i), "admin", "secret",
@@ -109,7 +102,7 @@ def test_sessions_are_kept_so_a_second_command_does_not_log_in(manager, monkeypa
         logins.append(self.addr)
         await original(self)
     monkeypatch.setattr(Session, "login", counting)
-    with Fleet(_base(), 20) as fleet:
+    with Fleet(count=20) as fleet:
         ts = _targets(fleet, 20)
         assert {o.value for o in manager.power_state(ts, FAST)} == {"off"}
         assert len(logins) == 20
@@ -123,16 +116,15 @@ def test_sessions_are_kept_so_a_second_command_does_not_log_in(manager, monkeypa
 def test_a_bmc_that_forgot_the_session_gets_one_fresh_login(manager):
     """The BMC restarts (the fleet process is replaced on the same ports): the kept session
     is unknown there, the plugin logs in again once and the node still answers."""
-    base = _base()
-    with Fleet(base, 3) as fleet:
+    with Fleet(count=3) as fleet:
         ts = _targets(fleet, 3)
         assert [o.error for o in manager.power_state(ts, FAST)] == [None] * 3
-    with Fleet(base, 3):
+    with Fleet(fleet.base_port, 3):
         assert sorted(o.value for o in manager.power_state(ts, FAST)) == ["off"] * 3
 
 
 def test_one_dead_and_one_wrong_password_do_not_hold_the_others(manager):
-    with Fleet(_base(), 30, dead=[7], badpass=[9]) as fleet:
+    with Fleet(count=30, dead=[7], badpass=[9]) as fleet:
         results = list(manager.power_state(_targets(fleet, 30), FAST))
         errors = {o.node: o.error for o in results if o.error}
         assert set(errors) == {"n7", "n9"}
@@ -143,7 +135,7 @@ def test_one_dead_and_one_wrong_password_do_not_hold_the_others(manager):
 
 
 def test_boot_device_round_trip_on_the_fleet(manager):
-    with Fleet(_base(), 2) as fleet:
+    with Fleet(count=2) as fleet:
         ts = _targets(fleet, 2)
         assert [o.value for o in manager.boot_device(ts[:1], FAST)] == ["default"]
         assert [o.value for o in manager.set_boot_device(ts[:1], "network", False, False,
@@ -173,7 +165,7 @@ def test_pyghmi_bug_a_second_command_after_logout_gets_the_dead_session():
     """Pins the pyghmi 1.6.19 bug our engine avoids by not using pyghmi's session layer:
     after logout(), a new Command() to the same BMC is handed the dead session from
     Session.initting_sessions (stored under the str password, removed under bytes)."""
-    base = _base()
+    base = free_port(socket.SOCK_DGRAM)
     with Fleet(base, 1):
         probe = subprocess.run([sys.executable, "-c", (
             "from pyghmi.ipmi import command\n"
@@ -256,7 +248,7 @@ class _LossyLink:
 
 
 def test_a_bmc_that_drops_packets_still_answers_within_its_retries(manager):
-    with Fleet(_base(), 2) as fleet:
+    with Fleet(count=2) as fleet:
         link = _LossyLink(fleet.port(0), nth=3)
         try:
             lossy = Target("lossy", "127.0.0.1", link.port, "admin", "secret")

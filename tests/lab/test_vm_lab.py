@@ -191,6 +191,7 @@ host n1 {{
     return lab.add_vm("n1", MAC), web, token
 
 
+@pytest.mark.lab
 def test_first_pxe_boot_runs_the_initrd_which_calls_back_with_its_token(lab, tmp_path):
     vm, web, token = _pxe_scene(lab, tmp_path, poweroff=True)
     lab.ipmitool(vm, "chassis", "power", "on")

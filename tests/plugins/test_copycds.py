@@ -8,7 +8,8 @@ import pytest
 
 from xcatd.base.request import XcatError
 from xcatd.lab.fakemedia import build_iso, build_tree
-from xcatd.provision.media import IsoMedia, boot_files, identify, inside_tree, open_media
+from xcatd.provision.media import IsoMedia, identify, inside_tree, open_media
+from xcatd.provision.osfamily import boot_files
 from xcatd.security.credentials import issue_client_cert
 
 needs_xorriso = pytest.mark.skipif(not shutil.which("xorriso"), reason="xorriso missing")

@@ -1,11 +1,8 @@
 """rinv / rvitals / reventlog through a live xcatd against OpenIPMI's ipmi_sim, with ipmitool
 reading the same BMC as the independent judge; the pyghmi fleet gives dead and wrong-password
 BMCs."""
-import os
-import random
 import re
 import shutil
-import time
 from dataclasses import replace
 
 import pytest
@@ -166,16 +163,12 @@ def test_a_sensor_past_its_threshold_says_which_one(mn_daemon, tmp_path):
             "hot1: CPU Temp: 92 C (198 F) (At or above upper critical threshold)"]
 
 
-def _base() -> int:
-    return random.Random(os.getpid() * 7919 + time.time_ns()).randrange(31000, 59000, 100)
-
-
 @needs_ipmi_sim
 def test_a_dead_bmc_and_a_wrong_password_are_one_error_line_each(sim):
     mn, _bmc = sim
     mn.ok("chtab", "key=ipmitimeout", "site.value=0.5")
     mn.ok("chtab", "key=ipmiretries", "site.value=1")
-    with Fleet(_base(), 2, dead=[0], badpass=[1]) as fleet:
+    with Fleet(count=2, dead=[0], badpass=[1]) as fleet:
         mn.ok("nodeadd", "f0,f1", "groups=fleet", "nodehm.mgt=ipmi", "ipmi.bmc=127.0.0.1",
               "ipmi.username=admin", "ipmi.password=secret")
         mn.ok("nodech", "f0", f"ipmi.bmcport={fleet.port(0)}")

@@ -2,23 +2,12 @@
 import shutil
 
 import pytest
+from support.cluster import MASTER, MGT_DHCP, NET, OMAPI_KEY, netboot, nodes, site
 
 needs_dhcpd = pytest.mark.skipif(not shutil.which("dhcpd"), reason="isc-dhcp-server missing")
-
-
-@pytest.fixture
-def cluster(mn):
-    mn.ok("chtab", "key=master", "site.value=10.77.0.1")
-    mn.ok("chtab", "key=domain", "site.value=hpc.example")
-    mn.ok("chtab", "key=nameservers", "site.value=10.77.0.1")
-    mn.ok("chtab", "key=omapi", "passwd.username=xcat_key", "passwd.password=c2VjcmV0")
-    mn.ok("mkdef", "-t", "network", "-o", "mgt", "net=10.77.0.0", "mask=255.255.255.0",
-          "mgtifname=eth1", "gateway=10.77.0.254", "dynamicrange=10.77.0.200-10.77.0.220")
-    mn.ok("nodeadd", "n[1-3]", "groups=compute")
-    mn.ok("chtab", "node=compute", r"hosts.ip=|\D+(\d+)|10.77.0.($1+10)|",
-          r"mac.mac=|\D+(\d+)|52:54:00:00:00:($1+10)|")
-    mn.ok("nodech", "n3", "noderes.netboot=grub2")
-    return mn
+pytestmark = pytest.mark.cluster(
+    site(master=MASTER, domain="hpc.example", nameservers=MASTER), OMAPI_KEY, MGT_DHCP,
+    nodes("n[1-3]", ip=NET, mac=True), netboot(n3="grub2"))
 
 
 def conf(mn):

@@ -4,28 +4,31 @@ import shutil
 
 import dns.resolver
 import pytest
+from support.cluster import (
+    IB_NET,
+    IB_NETWORK,
+    MASTER,
+    NET,
+    mgt_network,
+    nodes,
+    site,
+    site_free_port,
+    site_value,
+)
 
 from xcatd.lab.bind import Named
-from xcatd.lab.postgres import free_port
 
-pytestmark = pytest.mark.skipif(not shutil.which("named") or os.geteuid() != 0,
-                                reason="needs bind9 (named) and root")
+pytestmark = [
+    pytest.mark.skipif(not shutil.which("named") or os.geteuid() != 0,
+                       reason="needs bind9 (named) and root"),
+    pytest.mark.cluster(site(domain="hpc.example", master=MASTER), site_free_port("dnsport"),
+                        site(dnslisten="127.0.0.1", nameserverhost="mgt"), mgt_network(),
+                        IB_NETWORK, nodes("n[1-3]", ip=NET, ib=IB_NET))]
 
 
-@pytest.fixture
-def cluster(mn):
-    port = free_port()
-    for key, value in (("domain", "hpc.example"), ("master", "10.77.0.1"),
-                       ("dnsport", str(port)), ("dnslisten", "127.0.0.1"),
-                       ("nameserverhost", "mgt")):
-        mn.ok("chtab", f"key={key}", f"site.value={value}")
-    mn.ok("mkdef", "-t", "network", "-o", "mgt", "net=10.77.0.0", "mask=255.255.255.0")
-    mn.ok("mkdef", "-t", "network", "-o", "ib", "net=10.78.0.0", "mask=255.255.0.0")
-    mn.ok("nodeadd", "n[1-3]", "groups=compute")
-    mn.ok("chtab", "node=compute", r"hosts.ip=|\D+(\d+)|10.77.0.($1+10)|",
-          r"nics.nicips=|\D+(\d+)|ib0!10.78.1.($1+10)|", "nics.nichostnamesuffixes=ib0!-ib")
-    mn.port = port
-    return mn
+def dns_port(mn) -> int:
+    """Where the test's named listens: the free port site.dnsport got."""
+    return int(site_value(mn, "dnsport"))
 
 
 def resolver(port):
@@ -51,8 +54,8 @@ def ptr(port, ip):
 def test_rebuild_then_updates_are_served(cluster):
     r = cluster.ok("makedns", "-n")
     assert "Wrote 3 zones" in r.out
-    with Named(cluster.root / "etc/named.conf", cluster.port):
-        p = cluster.port
+    with Named(cluster.root / "etc/named.conf", dns_port(cluster)):
+        p = dns_port(cluster)
         assert a(p, "n2.hpc.example") == ["10.77.0.12"]
         assert a(p, "n2-ib.hpc.example") == ["10.78.1.12"]
         assert ptr(p, "10.77.0.13") == ["n3.hpc.example."]
@@ -71,7 +74,7 @@ def test_rebuild_then_updates_are_served(cluster):
 
 def test_an_update_with_the_wrong_key_is_refused(cluster):
     cluster.ok("makedns", "-n")
-    with Named(cluster.root / "etc/named.conf", cluster.port):
+    with Named(cluster.root / "etc/named.conf", dns_port(cluster)):
         cluster.ok("chtab", "key=dns", "passwd.password=d3JvbmdrZXl3cm9uZ2tleXdyb25na2V5MTIzNA==")
         r = cluster.run("makedns", "n1")
         assert r.rc == 1 and "DNS update of" in r.err
@@ -103,10 +106,10 @@ def test_thousands_of_nodes_update_in_chunks_and_the_serial_grows(cluster):
     import dns.query
     cluster.ok("mkdef", "-t", "network", "-o", "big", "net=10.80.0.0", "mask=255.255.0.0")
     cluster.ok("makedns", "-n")
-    with Named(cluster.root / "etc/named.conf", cluster.port):
+    with Named(cluster.root / "etc/named.conf", dns_port(cluster)):
         def serial():
             q = dns.message.make_query("hpc.example", "SOA")
-            return dns.query.udp(q, "127.0.0.1", port=cluster.port,
+            return dns.query.udp(q, "127.0.0.1", port=dns_port(cluster),
                                  timeout=5).answer[0][0].serial
         s1 = serial()
         cluster.ok("nodeadd", "b[1-2500]", "groups=big")
@@ -114,6 +117,6 @@ def test_thousands_of_nodes_update_in_chunks_and_the_serial_grows(cluster):
                    r"hosts.ip=|\D+(\d+)|10.80.(($1-1)/250).(($1-1)%250+1)|")
         r = cluster.ok("makedns", "b[1-2500]")      # one message would pass 64 KiB
         assert "Updated 2500 host records in 2 zones" in r.out
-        assert a(cluster.port, "b2500.hpc.example") == ["10.80.9.250"]
-        assert ptr(cluster.port, "10.80.0.1") == ["b1.hpc.example."]
+        assert a(dns_port(cluster), "b2500.hpc.example") == ["10.80.9.250"]
+        assert ptr(dns_port(cluster), "10.80.0.1") == ["b1.hpc.example."]
         assert serial() > s1 > 1

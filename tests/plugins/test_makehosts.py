@@ -1,14 +1,9 @@
 """makehosts: /etc/hosts from hosts, nics and the domain, without disturbing other lines."""
 import pytest
+from support.cluster import nodes, site
 
-
-@pytest.fixture
-def cluster(mn):
-    mn.ok("nodeadd", "n[1-3]", "groups=compute")
-    mn.ok("chtab", "node=compute", r"hosts.ip=|\D+(\d+)|10.0.0.($1+10)|",
-          r"nics.nicips=|\D+(\d+)|ib0!10.1.0.($1+10)|", "nics.nichostnamesuffixes=ib0!-ib")
-    mn.ok("chtab", "key=domain", "site.value=hpc.example")
-    return mn
+pytestmark = pytest.mark.cluster(nodes("n[1-3]", ip="10.0.0", ib="10.1.0"),
+                                 site(domain="hpc.example"))
 
 
 def hosts(mn):

@@ -6,28 +6,13 @@ import re
 import shutil
 
 import pytest
+from support.cluster import GENESIS, INSTALL_IMAGE, install_image, netboot
 
-IMG = "rocky9.4-x86_64-install-compute"
+IMG = INSTALL_IMAGE
 STATE = "install rocky9.4-x86_64-compute"
-
-
-def make_cluster(mn, install_image):
-    """Three nodes, one per boot loader; an install osimage with its copied media; genesis."""
-    install_image(mn, "n[1-3]", "compute")
-    mn.ok("nodech", "n2", "noderes.netboot=grub2")
-    mn.ok("nodech", "n3", "noderes.netboot=pxe")
-    xcat = mn.root / "tftpboot/xcat"
-    xcat.mkdir(parents=True)
-    (xcat / "genesis.kernel.x86_64").write_bytes(b"G")
-    (xcat / "genesis.fs.x86_64.gz").write_bytes(b"F")
-    (mn.root / "tftpboot/boot/grub2").mkdir(parents=True)
-    (mn.root / "tftpboot/boot/grub2/grub2.x86_64").write_bytes(b"GRUB")
-    return mn
-
-
-@pytest.fixture
-def cluster(mn, install_image):
-    return make_cluster(mn, install_image)
+#: Three nodes, one per boot loader; an install osimage with its copied media; genesis.
+pytestmark = pytest.mark.cluster(install_image("n[1-3]"), netboot(n2="grub2", n3="pxe"),
+                                 GENESIS)
 
 
 def tftp(mn, rel):
@@ -244,7 +229,7 @@ def test_missing_media_fails_the_image_nodes_and_keeps_their_state(cluster):
 # ---- one node's failure ------------------------------------------------------------------------
 def custom_template(mn, first_line):
     """The site's own compute template: the shipped one with ``first_line`` on top."""
-    from xcatd.base.templating import shipped_dir
+    from xcatd.provision.osfamily import shipped_dir
     shipped = (shipped_dir("install") / "rh/compute.rhels9.tmpl").read_text()
     custom = mn.root / "install/custom/install/rh"
     custom.mkdir(parents=True, exist_ok=True)
@@ -343,10 +328,10 @@ def test_a_node_whose_boot_file_cannot_be_written_keeps_its_install_file_and_tok
     assert leftovers(cluster) == []
 
 
-def test_a_failed_commit_puts_every_nodes_files_back(mn_sqlite, install_image):
+def test_a_failed_commit_puts_every_nodes_files_back(cluster_sqlite):
     """The database refuses the run (a trigger stands in for a full disk): no node may be
     left with an install file whose token the database does not know."""
-    mn = make_cluster(mn_sqlite, install_image)
+    mn = cluster_sqlite
     mn.ok("nodeset", "n[1-3]", f"osimage={IMG}")
     before = {n: installed_state(mn, n) for n in ("n1", "n2", "n3")}
     files = files_under(mn, "install/autoinst", "tftpboot/xcat/xnba", "tftpboot/boot",
@@ -420,9 +405,9 @@ def test_writes_take_the_nodes_locks_and_stat_does_not(cluster):
 # ---- DHCP ----------------------------------------------------------------------------------------
 @pytest.mark.skipif(os.geteuid() != 0 or not all(shutil.which(p) for p in (
     "ip", "ss", "kea-dhcp4", "dhclient")), reason="needs root, iproute2, Kea and dhclient")
-def test_the_dhcp_server_learns_the_nodes_nodeset_set(mn_sqlite, tmp_path, install_image):
+def test_the_dhcp_server_learns_the_nodes_nodeset_set(cluster_sqlite, tmp_path):
     from xcatd.lab.netns import Lab
-    mn = make_cluster(mn_sqlite, install_image)
+    mn = cluster_sqlite
     with Lab(workdir=tmp_path / "lab") as lab:
         p = lab.prefix
         mn.ok("chtab", "key=dhcpsetup", "site.value=y")

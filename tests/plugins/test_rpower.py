@@ -1,27 +1,17 @@
 """rpower / rsetboot / fence_node against real BMCs: a pyghmi fleet and ipmi_sim."""
-import os
-import random
 import shutil
-import time
 
 import pytest
+from support.cluster import behind_fleet, build, nodes
 
 from xcatd.lab.bmcfleet import Fleet
 from xcatd.lab.ipmisim import IpmiSim
 
 
-def _base() -> int:
-    return random.Random(os.getpid() * 104729 + time.time_ns()).randrange(31000, 59000, 100)
-
-
 @pytest.fixture
 def fleet_cluster(mn_daemon):
-    with Fleet(_base(), 6, dead=[4], badpass=[5]) as fleet:
-        mn_daemon.ok("nodeadd", "n[0-5]", "groups=compute", "nodehm.mgt=ipmi")
-        mn_daemon.ok("chtab", "node=compute", "ipmi.bmc=127.0.0.1",
-                     rf"ipmi.bmcport=|\D+(\d+)|({fleet.base_port}+$1)|")
-        mn_daemon.ok("chtab", "key=ipmi", "passwd.username=admin", "passwd.password=secret")
-        yield mn_daemon
+    with Fleet(count=6, dead=[4], badpass=[5]) as fleet:
+        yield build(mn_daemon, nodes("n[0-5]", "nodehm.mgt=ipmi"), behind_fleet(fleet))
 
 
 def test_power_on_off_and_state_through_xcatd(fleet_cluster):

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.cluster import MASTER, mgt_network, nodes, osimage, root_password, site
 from support.golden import check_golden
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -19,34 +20,20 @@ IMAGES = {"rocky8": ("rocky8.10", "images/pxeboot/vmlinuz", "images/pxeboot/init
 #: a SHA-512 crypt of site's root password: a new salt each run
 CRYPT = (re.compile(r"\$6\$[./0-9A-Za-z]{1,16}\$[./0-9A-Za-z]{86}"), "@CRYPT@")
 
+#: n1 (MAC 52:54:00:00:00:11, 10.77.0.11) and one install osimage per distribution, each with
+#: a copied kernel and initrd; DHCP left alone.
+pytestmark = pytest.mark.cluster(
+    site(master=MASTER, domain="hpc.example", nameservers=MASTER, timezone="Europe/Paris",
+         dhcpsetup="n"),
+    root_password(), mgt_network(gateway="10.77.0.254"),
+    nodes("n1", "nodetype.arch=x86_64", "hosts.ip=10.77.0.11", "mac.mac=52:54:00:00:00:11"),
+    *(osimage(name, osvers, media=(kernel, initrd), kernel=b"BOOT" * 16, initrd=b"BOOT" * 16)
+      for name, (osvers, kernel, initrd) in IMAGES.items()))
+
 needs_ksvalidator = pytest.mark.skipif(
     importlib.util.find_spec("pykickstart") is None and not shutil.which("ksvalidator")
     and not Path(sys.executable).with_name("ksvalidator").exists(),
     reason="pykickstart (ksvalidator) missing: nodeset checks every kickstart with it")
-
-
-@pytest.fixture
-def cluster(mn_sqlite):
-    """n1 (MAC 52:54:00:00:00:11, 10.77.0.11) and one install osimage per distribution,
-    each with a copied kernel and initrd; DHCP left alone."""
-    mn = mn_sqlite
-    for key, value in (("master", "10.77.0.1"), ("domain", "hpc.example"),
-                       ("nameservers", "10.77.0.1"), ("timezone", "Europe/Paris"),
-                       ("dhcpsetup", "n")):
-        mn.ok("chtab", f"key={key}", f"site.value={value}")
-    mn.ok("chtab", "key=system", "passwd.username=root", "passwd.password=cluster")
-    mn.ok("mkdef", "-t", "network", "-o", "mgt", "net=10.77.0.0", "mask=255.255.255.0",
-          "gateway=10.77.0.254")
-    mn.ok("nodeadd", "n1", "groups=compute", "nodetype.arch=x86_64", "hosts.ip=10.77.0.11",
-          "mac.mac=52:54:00:00:00:11")
-    for name, (osvers, *media) in IMAGES.items():
-        mn.ok("mkdef", "-t", "osimage", "-o", name, "imagetype=linux", "provmethod=install",
-              f"osvers={osvers}", "osarch=x86_64", "profile=compute")
-        for rel in media:
-            path = mn.root / "install" / osvers / "x86_64" / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(b"BOOT" * 16)
-    return mn
 
 
 def install(mn, image, name="n1"):
@@ -59,22 +46,24 @@ def install(mn, image, name="n1"):
 
 
 @needs_ksvalidator
-def test_kickstart_for_rocky8_matches_its_golden_file(cluster):
-    check_golden(GOLDEN / "rocky8.ks", *install(cluster, "rocky8"))
+def test_kickstart_for_rocky8_matches_its_golden_file(cluster_sqlite):
+    check_golden(GOLDEN / "rocky8.ks", *install(cluster_sqlite, "rocky8"))
 
 
 @needs_ksvalidator
-def test_kickstart_for_rocky9_matches_its_golden_file(cluster):
-    check_golden(GOLDEN / "rocky9.ks", *install(cluster, "rocky9"))
+def test_kickstart_for_rocky9_matches_its_golden_file(cluster_sqlite):
+    check_golden(GOLDEN / "rocky9.ks", *install(cluster_sqlite, "rocky9"))
 
 
-def test_preseed_for_debian12_matches_its_golden_file(cluster):
-    check_golden(GOLDEN / "debian12.preseed", *install(cluster, "debian12"))
+def test_preseed_for_debian12_matches_its_golden_file(cluster_sqlite):
+    check_golden(GOLDEN / "debian12.preseed", *install(cluster_sqlite, "debian12"))
 
 
-def test_autoinstall_user_data_for_ubuntu24_matches_its_golden_file(cluster):
-    check_golden(GOLDEN / "ubuntu24.user-data", *install(cluster, "ubuntu24", "n1/user-data"))
+def test_autoinstall_user_data_for_ubuntu24_matches_its_golden_file(cluster_sqlite):
+    check_golden(GOLDEN / "ubuntu24.user-data",
+                 *install(cluster_sqlite, "ubuntu24", "n1/user-data"))
 
 
-def test_autoinstall_meta_data_for_ubuntu24_matches_its_golden_file(cluster):
-    check_golden(GOLDEN / "ubuntu24.meta-data", *install(cluster, "ubuntu24", "n1/meta-data"))
+def test_autoinstall_meta_data_for_ubuntu24_matches_its_golden_file(cluster_sqlite):
+    check_golden(GOLDEN / "ubuntu24.meta-data",
+                 *install(cluster_sqlite, "ubuntu24", "n1/meta-data"))

@@ -1,4 +1,4 @@
-"""Install files (kickstart, preseed, autoinstall): rendered for a fixture cluster in bulk,
+"""Install files (kickstart, preseed, autoinstall): rendered for a fixture cluster_sqlite in bulk,
 checked by the real validators (ksvalidator, debconf-set-selections, YAML), per-node values,
 the root password, custom templates and the errors that name the bad part."""
 import logging
@@ -12,13 +12,23 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 import yaml
+from support.cluster import (
+    MASTER,
+    NET,
+    mgt_network,
+    nodech,
+    nodes,
+    osimage,
+    root_password,
+    site,
+)
 
 with warnings.catch_warnings():  # deprecated in 3.11, the reference for $6$ hashes here
     warnings.simplefilter("ignore", DeprecationWarning)
     import crypt
 
 from xcatd.base.request import XcatError
-from xcatd.provision import installfiles
+from xcatd.provision import installfiles, installformats
 from xcatd.provision.installfiles import (
     Rendered,
     install_kcmdline,
@@ -39,24 +49,12 @@ IMAGES = {  # osimage name -> (osvers, kind, ksvalidator version)
 }
 
 
-@pytest.fixture
-def cluster(mn_sqlite):
-    mn = mn_sqlite
-    for key, value in (("master", "10.77.0.1"), ("domain", "hpc.example"),
-                       ("nameservers", "<xcatmaster>,10.77.0.2"),
-                       ("timezone", "Europe/Paris"), ("httpport", "8080")):
-        mn.ok("chtab", f"key={key}", f"site.value={value}")
-    mn.ok("chtab", "key=system", "passwd.username=root", f"passwd.password={CLEAR}")
-    mn.ok("mkdef", "-t", "network", "-o", "mgt", "net=10.77.0.0", "mask=255.255.255.0",
-          "gateway=10.77.0.254")
-    mn.ok("nodeadd", "n[1-3]", "groups=compute")
-    mn.ok("chtab", "node=compute", r"hosts.ip=|\D+(\d+)|10.77.0.($1+10)|",
-          r"mac.mac=|\D+(\d+)|52:54:00:00:00:($1+10)|")
-    mn.ok("nodech", "n2", "noderes.installnic=ens3")
-    for name, (osvers, _, _) in IMAGES.items():
-        mn.ok("mkdef", "-t", "osimage", "-o", name, "imagetype=linux", "provmethod=install",
-              f"osvers={osvers}", "osarch=x86_64", "profile=compute")
-    return mn
+pytestmark = pytest.mark.cluster(
+    site(master=MASTER, domain="hpc.example", nameservers="<xcatmaster>,10.77.0.2",
+         timezone="Europe/Paris", httpport="8080"),
+    root_password(CLEAR), mgt_network(gateway="10.77.0.254"),
+    nodes("n[1-3]", ip=NET, mac=True), nodech("n2", "noderes.installnic=ens3"),
+    *(osimage(name, osvers) for name, (osvers, _, _) in IMAGES.items()))
 
 
 def callbacks(nodes):
@@ -102,25 +100,25 @@ def check_with_real_tools(tmp_path, image, rendered):
 # ---- every kind, through its real validator ---------------------------------------------------
 @pytest.mark.parametrize("static", [False, True], ids=["dhcp", "static"])
 @pytest.mark.parametrize("image", list(IMAGES))
-def test_every_kind_passes_its_real_validator(cluster, tmp_path, image, static):
+def test_every_kind_passes_its_real_validator(cluster_sqlite, tmp_path, image, static):
     if static:
-        cluster.ok("chtab", "key=managedaddressmode", "site.value=static")
-    r = render(cluster, image)
+        cluster_sqlite.ok("chtab", "key=managedaddressmode", "site.value=static")
+    r = render(cluster_sqlite, image)
     assert r.kind == IMAGES[image][1] and not r.errors
     assert sorted(r.files) == ["n1", "n2", "n3"]
     check_with_real_tools(tmp_path, image, r)
     assert validate_rendered(r) == {}
 
 
-def test_file_layout_per_kind(cluster):
-    assert render(cluster, "alma9").files["n1"].keys() == {"n1"}
-    assert render(cluster, "deb12").files["n1"].keys() == {"n1"}
-    assert render(cluster, "noble").files["n1"].keys() == {"n1/user-data", "n1/meta-data"}
+def test_file_layout_per_kind(cluster_sqlite):
+    assert render(cluster_sqlite, "alma9").files["n1"].keys() == {"n1"}
+    assert render(cluster_sqlite, "deb12").files["n1"].keys() == {"n1"}
+    assert render(cluster_sqlite, "noble").files["n1"].keys() == {"n1/user-data", "n1/meta-data"}
 
 
 # ---- per-node values ----------------------------------------------------------------------
-def test_kickstart_carries_each_nodes_own_values(cluster):
-    r = render(cluster, "alma9")
+def test_kickstart_carries_each_nodes_own_values(cluster_sqlite):
+    r = render(cluster_sqlite, "alma9")
     n1, n2 = r.files["n1"]["n1"], r.files["n2"]["n2"]
     assert "--device=52:54:00:00:00:11 --hostname=n1.hpc.example" in n1
     assert "--device=ens3 --hostname=n2.hpc.example" in n2  # noderes.installnic wins
@@ -137,20 +135,20 @@ def test_kickstart_carries_each_nodes_own_values(cluster):
     assert r.boot["n1"]["nic"] == "52:54:00:00:00:11"
 
 
-def test_rhel8_kickstart_uses_rhel8_syntax(cluster):
-    text = render(cluster, "rocky8").files["n1"]["n1"]
+def test_rhel8_kickstart_uses_rhel8_syntax(cluster_sqlite):
+    text = render(cluster_sqlite, "rocky8").files["n1"]["n1"]
     assert text.startswith("#version=RHEL8\n")
     assert "timezone Europe/Paris --utc --ntpservers=10.77.0.1" in text
     assert "timesource" not in text
 
 
-def test_static_addresses_come_from_hosts_and_networks(cluster):
-    cluster.ok("chtab", "key=managedaddressmode", "site.value=static")
-    ks = render(cluster, "rhels9").files["n3"]["n3"]
+def test_static_addresses_come_from_hosts_and_networks(cluster_sqlite):
+    cluster_sqlite.ok("chtab", "key=managedaddressmode", "site.value=static")
+    ks = render(cluster_sqlite, "rhels9").files["n3"]["n3"]
     assert ("network --bootproto=static --device=52:54:00:00:00:13 --ip=10.77.0.13 "
             "--netmask=255.255.255.0 --gateway=10.77.0.254 "
             "--nameserver=10.77.0.1,10.77.0.2 --hostname=n3.hpc.example") in ks
-    ud = yaml.safe_load(render(cluster, "noble").files["n3"]["n3/user-data"])
+    ud = yaml.safe_load(render(cluster_sqlite, "noble").files["n3"]["n3/user-data"])
     eth = ud["autoinstall"]["network"]["ethernets"]["install"]
     assert eth["match"] == {"macaddress": "52:54:00:00:00:13"}
     assert eth["addresses"] == ["10.77.0.13/24"]
@@ -158,8 +156,8 @@ def test_static_addresses_come_from_hosts_and_networks(cluster):
     assert eth["nameservers"]["addresses"] == ["10.77.0.1", "10.77.0.2"]
 
 
-def test_preseed_values_and_wget_fallback(cluster):
-    r = render(cluster, "deb12")
+def test_preseed_values_and_wget_fallback(cluster_sqlite):
+    r = render(cluster_sqlite, "deb12")
     n1, n2 = r.files["n1"]["n1"], r.files["n2"]["n2"]
     assert "d-i netcfg/choose_interface select auto" in n1
     assert "d-i netcfg/choose_interface select ens3" in n2
@@ -176,8 +174,8 @@ def test_preseed_values_and_wget_fallback(cluster):
         "interface=ens3 hostname=n2")
 
 
-def test_autoinstall_values(cluster):
-    r = render(cluster, "noble")
+def test_autoinstall_values(cluster_sqlite):
+    r = render(cluster_sqlite, "noble")
     ud = yaml.safe_load(r.files["n2"]["n2/user-data"])["autoinstall"]
     assert ud["network"]["ethernets"]["install"] == {"match": {"name": "ens3"}, "dhcp4": True}
     assert ud["apt"]["primary"] == [{"arches": ["default"],
@@ -190,13 +188,13 @@ def test_autoinstall_values(cluster):
     assert r.boot["n1"]["file_url"] == "http://10.77.0.1:8080/install/autoinst/n1/"
 
 
-def test_regex_values_on_groups_give_each_node_its_own(cluster):
-    cluster.ok("nodeadd", "r2n[7-8]", "groups=rack")
-    cluster.ok("chtab", "node=rack", r"hosts.ip=|r(\d+)n(\d+)|10.77.($1).($2+100)|",
-               r"noderes.xcatmaster=|r(\d+)n\d+|10.77.($1).1|")
-    cluster.ok("mkdef", "-t", "network", "-o", "rack2", "net=10.77.2.0",
-               "mask=255.255.255.0", "domain=r2.hpc.example")
-    r = render(cluster, "alma9", ["r2n7", "r2n8"])
+def test_regex_values_on_groups_give_each_node_its_own(cluster_sqlite):
+    cluster_sqlite.ok("nodeadd", "r2n[7-8]", "groups=rack")
+    cluster_sqlite.ok("chtab", "node=rack", r"hosts.ip=|r(\d+)n(\d+)|10.77.($1).($2+100)|",
+                      r"noderes.xcatmaster=|r(\d+)n\d+|10.77.($1).1|")
+    cluster_sqlite.ok("mkdef", "-t", "network", "-o", "rack2", "net=10.77.2.0",
+                      "mask=255.255.255.0", "domain=r2.hpc.example")
+    r = render(cluster_sqlite, "alma9", ["r2n7", "r2n8"])
     assert not r.errors
     text = r.files["r2n8"]["r2n8"]
     assert "--hostname=r2n8.r2.hpc.example" in text  # networks.domain beats site.domain
@@ -210,15 +208,15 @@ def every_text(r):
     return [t for files in r.files.values() for t in files.values()] + list(r.errors.values())
 
 
-def test_password_is_crypted_once_and_never_in_clear(cluster, caplog, monkeypatch):
+def test_password_is_crypted_once_and_never_in_clear(cluster_sqlite, caplog, monkeypatch):
     calls = []
     real = installfiles.crypt_password
     monkeypatch.setattr(installfiles, "crypt_password",
                         lambda *a: calls.append(1) or real(*a))
     caplog.set_level(logging.DEBUG)
-    cluster.ok("nodeadd", "n9", "groups=other")  # no address: an error entry
+    cluster_sqlite.ok("nodeadd", "n9", "groups=other")  # no address: an error entry
     for image in IMAGES:
-        r = render(cluster, image, ["n1", "n2", "n3", "n9"])
+        r = render(cluster_sqlite, image, ["n1", "n2", "n3", "n9"])
         texts = every_text(r) + [str(r.boot)]
         assert all(CLEAR not in t for t in texts)
         hashed = {line.split()[-1].strip('"') for t in texts for line in t.splitlines()
@@ -230,24 +228,24 @@ def test_password_is_crypted_once_and_never_in_clear(cluster, caplog, monkeypatc
     assert CLEAR not in caplog.text
 
 
-def test_a_stored_crypted_password_is_used_as_it_is(cluster):
+def test_a_stored_crypted_password_is_used_as_it_is(cluster_sqlite):
     stored = crypt.crypt("other", "$6$saltsalt$")
-    cluster.ok("chtab", "key=system", "passwd.username=root", f"passwd.password={stored}")
-    assert f"rootpw --iscrypted {stored}\n" in render(cluster, "alma9").files["n1"]["n1"]
+    cluster_sqlite.ok("chtab", "key=system", "passwd.username=root", f"passwd.password={stored}")
+    assert f"rootpw --iscrypted {stored}\n" in render(cluster_sqlite, "alma9").files["n1"]["n1"]
 
 
-def test_openssl_crypts_when_python_has_no_crypt(cluster, monkeypatch):
+def test_openssl_crypts_when_python_has_no_crypt(cluster_sqlite, monkeypatch):
     monkeypatch.setattr(installfiles, "_crypt_stdlib", lambda value, prefix: None)
-    text = render(cluster, "deb12").files["n1"]["n1"]
+    text = render(cluster_sqlite, "deb12").files["n1"]["n1"]
     (line,) = [ln for ln in text.splitlines() if "root-password-crypted" in ln]
     h = line.split()[-1]
     assert h.startswith("$6$") and crypt.crypt(CLEAR, h) == h and CLEAR not in text
 
 
-def test_no_root_password_is_an_error_for_the_call(cluster):
-    cluster.ok("chtab", "-d", "key=system", "passwd")
+def test_no_root_password_is_an_error_for_the_call(cluster_sqlite):
+    cluster_sqlite.ok("chtab", "-d", "key=system", "passwd")
     with pytest.raises(XcatError, match="passwd key=system username=root"):
-        render(cluster, "alma9")
+        render(cluster_sqlite, "alma9")
 
 
 # ---- templates: the site's wins, errors name file and line ----------------------------------
@@ -258,42 +256,43 @@ def custom(mn, platform, name, text):
     return d / name
 
 
-def test_custom_template_wins_over_the_shipped_one(cluster):
-    custom(cluster, "rh", "compute.rhels9.tmpl", "#version=RHEL9\n# custom {{ fqdn }}\n")
-    assert render(cluster, "alma9").files["n1"]["n1"] == "#version=RHEL9\n# custom n1.hpc.example\n"
+def test_custom_template_wins_over_the_shipped_one(cluster_sqlite):
+    custom(cluster_sqlite, "rh", "compute.rhels9.tmpl", "#version=RHEL9\n# custom {{ fqdn }}\n")
+    assert render(cluster_sqlite, "alma9").files["n1"]["n1"] == \
+        "#version=RHEL9\n# custom n1.hpc.example\n"
     # for Ubuntu a version-specific custom file beats the shipped compute.ubuntu.tmpl
-    custom(cluster, "ubuntu", "compute.ubuntu24.04.tmpl", "#cloud-config\n# mine\n")
-    assert render(cluster, "noble").files["n1"]["n1/user-data"] == "#cloud-config\n# mine\n"
+    custom(cluster_sqlite, "ubuntu", "compute.ubuntu24.04.tmpl", "#cloud-config\n# mine\n")
+    assert render(cluster_sqlite, "noble").files["n1"]["n1/user-data"] == "#cloud-config\n# mine\n"
 
 
-def test_linuximage_template_names_the_file(cluster):
-    path = cluster.root / "opt/mine.tmpl"
+def test_linuximage_template_names_the_file(cluster_sqlite):
+    path = cluster_sqlite.root / "opt/mine.tmpl"
     path.parent.mkdir(parents=True)
     path.write_text("{{ node }} {{ ip }}\n")
-    cluster.ok("chdef", "-t", "osimage", "-o", "alma9", "template=/opt/mine.tmpl")
-    assert render(cluster, "alma9").files["n2"]["n2"] == "n2 10.77.0.12\n"
-    cluster.ok("chdef", "-t", "osimage", "-o", "alma9", "template=/opt/gone.tmpl")
+    cluster_sqlite.ok("chdef", "-t", "osimage", "-o", "alma9", "template=/opt/mine.tmpl")
+    assert render(cluster_sqlite, "alma9").files["n2"]["n2"] == "n2 10.77.0.12\n"
+    cluster_sqlite.ok("chdef", "-t", "osimage", "-o", "alma9", "template=/opt/gone.tmpl")
     with pytest.raises(XcatError, match=re.escape("linuximage.template /opt/gone.tmpl")):
-        render(cluster, "alma9")
+        render(cluster_sqlite, "alma9")
 
 
-def test_a_template_syntax_error_names_file_and_line(cluster):
-    path = custom(cluster, "rh", "compute.rhels9.tmpl", "text\nlang en\n{{ node }\nreboot\n")
+def test_a_template_syntax_error_names_file_and_line(cluster_sqlite):
+    path = custom(cluster_sqlite, "rh", "compute.rhels9.tmpl", "text\nlang en\n{{ node }\nreboot\n")
     with pytest.raises(XcatError) as err:
-        render(cluster, "alma9")
+        render(cluster_sqlite, "alma9")
     assert str(err.value) == f"{path}:3: unexpected '}}'"
 
 
-def test_an_included_template_syntax_error_names_its_file(cluster):
-    path = custom(cluster, "rh", "compute.rhels9.tmpl", "ok\n{{ node }\n")
-    cluster.ok("chdef", "-t", "osimage", "-o", "alma9", "profile=service")
+def test_an_included_template_syntax_error_names_its_file(cluster_sqlite):
+    path = custom(cluster_sqlite, "rh", "compute.rhels9.tmpl", "ok\n{{ node }\n")
+    cluster_sqlite.ok("chdef", "-t", "osimage", "-o", "alma9", "profile=service")
     with pytest.raises(XcatError, match=f"{path}:2"):
-        render(cluster, "alma9")
+        render(cluster_sqlite, "alma9")
 
 
-def test_an_undefined_variable_is_a_node_error_with_file_and_line(cluster):
-    path = custom(cluster, "rh", "compute.rhels9.tmpl", "a\n{{ nodee }}\n")
-    r = render(cluster, "alma9")
+def test_an_undefined_variable_is_a_node_error_with_file_and_line(cluster_sqlite):
+    path = custom(cluster_sqlite, "rh", "compute.rhels9.tmpl", "a\n{{ nodee }}\n")
+    r = render(cluster_sqlite, "alma9")
     assert not r.files and set(r.errors) == {"n1", "n2", "n3"}
     assert r.errors["n1"].startswith(f"{path}:2:") and "nodee" in r.errors["n1"]
 
@@ -302,115 +301,116 @@ def test_an_undefined_variable_is_a_node_error_with_file_and_line(cluster):
                                          ("rocky8", ["dhcp-server", "@^minimal-environment"]),
                                          ("deb12", ["isc-dhcp-server", "nfs-common"]),
                                          ("noble", ["isc-dhcp-server", "nfs-common"])])
-def test_service_profile_includes_compute_with_its_own_packages(cluster, tmp_path, image,
+def test_service_profile_includes_compute_with_its_own_packages(cluster_sqlite, tmp_path, image,
                                                                  words):
-    cluster.ok("chdef", "-t", "osimage", "-o", image, "profile=service")
-    r = render(cluster, image)
+    cluster_sqlite.ok("chdef", "-t", "osimage", "-o", image, "profile=service")
+    r = render(cluster_sqlite, image)
     text = next(iter(r.files["n1"].values()))
     assert all(w in text for w in words)  # its pkglist #INCLUDEs compute's
     check_with_real_tools(tmp_path, image, r)
 
 
 # ---- osimage attributes ------------------------------------------------------------------------
-def test_missing_or_unusable_osimage_is_an_error_naming_it(cluster):
+def test_missing_or_unusable_osimage_is_an_error_naming_it(cluster_sqlite):
     with pytest.raises(XcatError, match="Cannot find the OS image definition for 'nope'"):
-        render(cluster, "nope")
-    cluster.ok("mkdef", "-t", "osimage", "-o", "dl", "imagetype=linux", "provmethod=netboot",
-               "osvers=rocky9.4", "osarch=x86_64", "profile=compute")
+        render(cluster_sqlite, "nope")
+    cluster_sqlite.ok("mkdef", "-t", "osimage", "-o", "dl", "imagetype=linux", "provmethod=netboot",
+                      "osvers=rocky9.4", "osarch=x86_64", "profile=compute")
     with pytest.raises(XcatError, match="provmethod=netboot"):
-        render(cluster, "dl")
-    cluster.ok("mkdef", "-t", "osimage", "-o", "old", "imagetype=linux", "provmethod=install",
-               "osvers=rhels7.9", "osarch=x86_64", "profile=compute")
+        render(cluster_sqlite, "dl")
+    cluster_sqlite.ok("mkdef", "-t", "osimage", "-o", "old", "imagetype=linux",
+                      "provmethod=install", "osvers=rhels7.9", "osarch=x86_64", "profile=compute")
     with pytest.raises(XcatError,
                        match=re.escape("no install template for profile compute, rhels7.9")):
-        render(cluster, "old")
-    cluster.ok("mkdef", "-t", "osimage", "-o", "sles", "imagetype=linux", "provmethod=install",
-               "osvers=sles15.5", "osarch=x86_64", "profile=compute")
+        render(cluster_sqlite, "old")
+    cluster_sqlite.ok("mkdef", "-t", "osimage", "-o", "sles", "imagetype=linux",
+                      "provmethod=install", "osvers=sles15.5", "osarch=x86_64", "profile=compute")
     with pytest.raises(XcatError, match=re.escape("sles15.5")):
-        render(cluster, "sles")
-    cluster.ok("mkdef", "-t", "osimage", "-o", "noarch", "imagetype=linux",
-               "provmethod=install", "osvers=rocky9.4", "profile=compute")
+        render(cluster_sqlite, "sles")
+    cluster_sqlite.ok("mkdef", "-t", "osimage", "-o", "noarch", "imagetype=linux",
+                      "provmethod=install", "osvers=rocky9.4", "profile=compute")
     with pytest.raises(XcatError, match="osarch is not set"):
-        render(cluster, "noarch")
+        render(cluster_sqlite, "noarch")
 
 
-def test_bad_node_data_is_one_error_per_node_naming_the_attribute(cluster):
-    cluster.ok("nodeadd", "n7", "groups=other", "hosts.ip=10.77.0.70")
-    cluster.ok("nodeadd", "n8", "groups=other", "hosts.ip=10.77.0.80", "mac.mac=52:54:zz")
-    cluster.ok("nodeadd", "n9", "groups=other")
-    cluster.ok("nodech", "n3", "noderes.installnic=bad nic")
-    r = render(cluster, "alma9", ["n1", "n3", "n7", "n8", "n9"])
+def test_bad_node_data_is_one_error_per_node_naming_the_attribute(cluster_sqlite):
+    cluster_sqlite.ok("nodeadd", "n7", "groups=other", "hosts.ip=10.77.0.70")
+    cluster_sqlite.ok("nodeadd", "n8", "groups=other", "hosts.ip=10.77.0.80", "mac.mac=52:54:zz")
+    cluster_sqlite.ok("nodeadd", "n9", "groups=other")
+    cluster_sqlite.ok("nodech", "n3", "noderes.installnic=bad nic")
+    r = render(cluster_sqlite, "alma9", ["n1", "n3", "n7", "n8", "n9"])
     assert sorted(r.files) == ["n1", "n7"]
     assert r.errors == {"n3": "noderes.installnic 'bad nic' is not an interface name (or 'mac')",
                         "n8": "mac.mac '52:54:zz' is not a MAC address",
                         "n9": "no IP address (hosts.ip)"}
 
 
-def test_static_mode_needs_a_network_for_the_netmask(cluster):
-    cluster.ok("chtab", "key=managedaddressmode", "site.value=static")
-    cluster.ok("nodeadd", "n7", "groups=other", "hosts.ip=192.168.5.7")
-    r = render(cluster, "alma9", ["n1", "n7"])
+def test_static_mode_needs_a_network_for_the_netmask(cluster_sqlite):
+    cluster_sqlite.ok("chtab", "key=managedaddressmode", "site.value=static")
+    cluster_sqlite.ok("nodeadd", "n7", "groups=other", "hosts.ip=192.168.5.7")
+    r = render(cluster_sqlite, "alma9", ["n1", "n7"])
     assert "n1" in r.files and "192.168.5.7 is in no network" in r.errors["n7"]
 
 
-def test_pkglist_and_partitionfile_of_the_osimage(cluster, tmp_path):
-    lists = cluster.root / "install/custom/lists"
+def test_pkglist_and_partitionfile_of_the_osimage(cluster_sqlite, tmp_path):
+    lists = cluster_sqlite.root / "install/custom/lists"
     lists.mkdir(parents=True)
     (lists / "base.pkglist").write_text("# base\n@core\nvim-enhanced  tmux\n")
     (lists / "mine.pkglist").write_text("#INCLUDE:base.pkglist#\n\nhtop\n-iwl*firmware\n")
     (lists / "part.ks").write_text("part /boot --fstype=xfs --size=1024\n"
                                    "part / --fstype=xfs --size=1 --grow\n")
-    cluster.ok("chdef", "-t", "osimage", "-o", "alma9",
-               "pkglist=/install/custom/lists/mine.pkglist",
-               "partitionfile=/install/custom/lists/part.ks")
-    r = render(cluster, "alma9")
+    cluster_sqlite.ok("chdef", "-t", "osimage", "-o", "alma9",
+                      "pkglist=/install/custom/lists/mine.pkglist",
+                      "partitionfile=/install/custom/lists/part.ks")
+    r = render(cluster_sqlite, "alma9")
     text = r.files["n1"]["n1"]
     assert "%packages\n@core\nvim-enhanced\ntmux\nhtop\n-iwl*firmware\n%end" in text
     assert "part / --fstype=xfs --size=1 --grow\nreboot" in text and "autopart" not in text
     check_with_real_tools(tmp_path, "alma9", r)
     (lists / "part.sh").write_text("echo 'autopart --type=plain' > /tmp/partitionfile\n")
-    cluster.ok("chdef", "-t", "osimage", "-o", "alma9",
-               "partitionfile=s:/install/custom/lists/part.sh")
-    r = render(cluster, "alma9")
+    cluster_sqlite.ok("chdef", "-t", "osimage", "-o", "alma9",
+                      "partitionfile=s:/install/custom/lists/part.sh")
+    r = render(cluster_sqlite, "alma9")
     text = r.files["n1"]["n1"]
     assert "%include /tmp/partitionfile" in text
     assert "%pre --interpreter=/bin/sh\n" in text and "autopart --type=plain' >" in text
     check_with_real_tools(tmp_path, "alma9", r)
 
 
-def test_pkglist_and_partitionfile_errors_name_the_attribute(cluster):
-    cluster.ok("chdef", "-t", "osimage", "-o", "alma9", "pkglist=/install/none.pkglist")
+def test_pkglist_and_partitionfile_errors_name_the_attribute(cluster_sqlite):
+    cluster_sqlite.ok("chdef", "-t", "osimage", "-o", "alma9", "pkglist=/install/none.pkglist")
     with pytest.raises(XcatError, match=r"linuximage\.pkglist: cannot read .*none\.pkglist"):
-        render(cluster, "alma9")
-    cluster.ok("chdef", "-t", "osimage", "-o", "deb12", "partitionfile=s:/install/p.sh")
+        render(cluster_sqlite, "alma9")
+    cluster_sqlite.ok("chdef", "-t", "osimage", "-o", "deb12", "partitionfile=s:/install/p.sh")
     with pytest.raises(XcatError, match=re.escape(
             "linuximage.partitionfile s: scripts work for kickstart only")):
-        render(cluster, "deb12")
-    cluster.ok("chdef", "-t", "osimage", "-o", "noble", "partitionfile=/install/gone.yaml")
+        render(cluster_sqlite, "deb12")
+    cluster_sqlite.ok("chdef", "-t", "osimage", "-o", "noble", "partitionfile=/install/gone.yaml")
     with pytest.raises(XcatError, match=re.escape("linuximage.partitionfile /install/gone.yaml")):
-        render(cluster, "noble")
+        render(cluster_sqlite, "noble")
 
 
-def test_autoinstall_partitionfile_is_the_storage_section(cluster, tmp_path):
-    part = cluster.root / "install/storage.yaml"
+def test_autoinstall_partitionfile_is_the_storage_section(cluster_sqlite, tmp_path):
+    part = cluster_sqlite.root / "install/storage.yaml"
     part.write_text("layout:\n  name: direct\n  match:\n    size: largest\n")
-    cluster.ok("chdef", "-t", "osimage", "-o", "noble", "partitionfile=/install/storage.yaml")
-    r = render(cluster, "noble")
+    cluster_sqlite.ok("chdef", "-t", "osimage", "-o", "noble",
+                      "partitionfile=/install/storage.yaml")
+    r = render(cluster_sqlite, "noble")
     ud = yaml.safe_load(r.files["n1"]["n1/user-data"])
     assert ud["autoinstall"]["storage"] == {"layout": {"name": "direct",
                                                        "match": {"size": "largest"}}}
     check_with_real_tools(tmp_path, "noble", r)
 
 
-def test_extra_variables(cluster):
-    r = render(cluster, "alma9", ["n1", "n2"],
+def test_extra_variables(cluster_sqlite):
+    r = render(cluster_sqlite, "alma9", ["n1", "n2"],
                {"n1": {"callback_url": "http://x/';reboot;'", "callback_token": "t"},
                 "n2": {"callback_url": "http://x/cb", "callback_token": "has space"}})
     assert "callback_url" in r.errors["n1"] and "callback_token" in r.errors["n2"]
-    r = render(cluster, "alma9", ["n1"], {})
+    r = render(cluster_sqlite, "alma9", ["n1"], {})
     assert "status=installed" not in r.files["n1"]["n1"]  # no callback asked, none made
     with pytest.raises(XcatError, match="may not replace gathered ones: ip"):
-        render(cluster, "alma9", ["n1"], {"n1": {"ip": "10.0.0.1"}})
+        render(cluster_sqlite, "alma9", ["n1"], {"n1": {"ip": "10.0.0.1"}})
 
 
 # ---- bulk: a fixed number of queries, thousands of nodes ---------------------------------------
@@ -429,26 +429,26 @@ def count_statements(mn, fn):
     return len(seen)
 
 
-def test_queries_do_not_grow_with_the_nodes_and_resolve_runs_once(cluster, monkeypatch):
-    cluster.ok("nodeadd", "c[1-2000]", "groups=big")
-    cluster.ok("chtab", "node=big", r"hosts.ip=|\D+(\d+)|10.78.($1/256).($1%256)|")
+def test_queries_do_not_grow_with_the_nodes_and_resolve_runs_once(cluster_sqlite, monkeypatch):
+    cluster_sqlite.ok("nodeadd", "c[1-2000]", "groups=big")
+    cluster_sqlite.ok("chtab", "node=big", r"hosts.ip=|\D+(\d+)|10.78.($1/256).($1%256)|")
     calls = []
-    real = type(cluster.db).resolve
+    real = type(cluster_sqlite.db).resolve
 
     def counting(self, nodes, *a, **k):
         if k.get("conn") is None:  # resolve calls itself again with its connection
             calls.append(len(nodes))
         return real(self, nodes, *a, **k)
 
-    monkeypatch.setattr(type(cluster.db), "resolve", counting)
-    site = cluster.db.site()
+    monkeypatch.setattr(type(cluster_sqlite.db), "resolve", counting)
+    site = cluster_sqlite.db.site()
     few = [f"c{i}" for i in range(1, 6)]
     many = [f"c{i}" for i in range(1, 2001)]
-    n_few = count_statements(cluster, lambda: render_install_files(
-        cluster.db, cluster.paths, site, few, "alma9", callbacks(few)))
+    n_few = count_statements(cluster_sqlite, lambda: render_install_files(
+        cluster_sqlite.db, cluster_sqlite.paths, site, few, "alma9", callbacks(few)))
     out = {}
-    n_many = count_statements(cluster, lambda: out.setdefault("r", render_install_files(
-        cluster.db, cluster.paths, site, many, "alma9", callbacks(many))))
+    n_many = count_statements(cluster_sqlite, lambda: out.setdefault("r", render_install_files(
+        cluster_sqlite.db, cluster_sqlite.paths, site, many, "alma9", callbacks(many))))
     assert n_many == n_few
     assert calls == [5, 2000]
     r = out["r"]
@@ -490,8 +490,8 @@ def test_install_kcmdline_ubuntu_iso_and_bad_input():
 
 
 # ---- validate: what each checker rejects -------------------------------------------------------
-def test_validate_rejects_a_bad_kickstart_naming_the_line(cluster):
-    text = render(cluster, "alma9").files["n1"]["n1"]
+def test_validate_rejects_a_bad_kickstart_naming_the_line(cluster_sqlite):
+    text = render(cluster_sqlite, "alma9").files["n1"]["n1"]
     validate("kickstart", text)
     with pytest.raises(XcatError, match=r"RHEL9.*line 3: Unknown command: frobnicate"):
         validate("kickstart", "#version=RHEL9\ntext\nfrobnicate --now\n")
@@ -503,8 +503,8 @@ def test_validate_rejects_a_bad_kickstart_naming_the_line(cluster):
                               "repo --name=a --baseurl=http://y\n")
 
 
-def test_validate_rejects_a_bad_preseed_without_echoing_values(cluster):
-    text = render(cluster, "deb12").files["n1"]["n1"]
+def test_validate_rejects_a_bad_preseed_without_echoing_values(cluster_sqlite):
+    text = render(cluster_sqlite, "deb12").files["n1"]["n1"]
     validate("preseed", text)
     hashed = next(ln for ln in text.splitlines() if "root-password-crypted" in ln)
     broken = text.replace(hashed, hashed.replace(" password ", " passwd "))
@@ -522,14 +522,14 @@ def test_validate_rejects_a_bad_preseed_without_echoing_values(cluster):
 
 @pytest.mark.skipif(DEBCONF is None, reason="debconf-set-selections is not installed")
 def test_one_debconf_run_maps_its_errors_back_to_each_node():
-    bad = installfiles._debconf_check_many({"n1": "d-i a/b string x\n",
-                                            "n2": "d-i a/b string x\n# c\nlonely\n",
-                                            "n3": "d-i a/b string x\n"})
+    bad = installformats._debconf_check_many({"n1": "d-i a/b string x\n",
+                                              "n2": "d-i a/b string x\n# c\nlonely\n",
+                                              "n3": "d-i a/b string x\n"})
     assert bad == {"n2": "debconf-set-selections rejected the preseed: parse error on line 3"}
 
 
-def test_validate_rejects_a_bad_autoinstall(cluster):
-    r = render(cluster, "noble")
+def test_validate_rejects_a_bad_autoinstall(cluster_sqlite):
+    r = render(cluster_sqlite, "noble")
     validate("autoinstall", r.files["n1"]["n1/user-data"])
     validate("autoinstall", r.files["n1"]["n1/meta-data"])
     head = "#cloud-config\nautoinstall:\n"
@@ -557,13 +557,13 @@ def test_validate_rendered_names_the_bad_nodes():
     assert validate_rendered(r)["n1"].startswith("n1/user-data: ")
 
 
-def test_without_the_libraries_the_programs_and_line_checks_stand_in(cluster, monkeypatch):
+def test_without_the_libraries_the_programs_and_line_checks_stand_in(cluster_sqlite, monkeypatch):
     """Production installs may lack pykickstart and PyYAML (test extras here)."""
-    text = render(cluster, "rhels9").files["n1"]["n1"]
-    installfiles._ksvalidator_program(text, "RHEL9")
+    text = render(cluster_sqlite, "rhels9").files["n1"]["n1"]
+    installformats._ksvalidator_program(text, "RHEL9")
     with pytest.raises(XcatError, match=r"ksvalidator -v RHEL9 rejected .*frobnicate"):
-        installfiles._ksvalidator_program(text + "frobnicate\n", "RHEL9")
-    user_data = render(cluster, "noble").files["n1"]["n1/user-data"]
+        installformats._ksvalidator_program(text + "frobnicate\n", "RHEL9")
+    user_data = render(cluster_sqlite, "noble").files["n1"]["n1/user-data"]
     monkeypatch.setitem(sys.modules, "yaml", None)  # import yaml now fails
     validate("autoinstall", user_data)
     with pytest.raises(XcatError, match="version must be 1"):
@@ -572,19 +572,21 @@ def test_without_the_libraries_the_programs_and_line_checks_stand_in(cluster, mo
         validate("autoinstall", user_data.replace("  user-data:\n", "  userdata:\n"))
 
 
-def test_a_custom_file_for_every_ubuntu_release_beats_the_shipped_one(cluster):
-    custom(cluster, "ubuntu", "compute.ubuntu.tmpl", "#cloud-config\n# site-wide\n")
-    assert render(cluster, "noble").files["n3"]["n3/user-data"] == "#cloud-config\n# site-wide\n"
+def test_a_custom_file_for_every_ubuntu_release_beats_the_shipped_one(cluster_sqlite):
+    custom(cluster_sqlite, "ubuntu", "compute.ubuntu.tmpl", "#cloud-config\n# site-wide\n")
+    assert render(cluster_sqlite, "noble").files["n3"]["n3/user-data"] == \
+        "#cloud-config\n# site-wide\n"
 
 
-def test_linuximage_pkgdir_places_the_repository(cluster):
-    cluster.ok("chdef", "-t", "osimage", "-o", "alma9", "pkgdir=/install/alma9.4-dvd/x86_64")
-    r = render(cluster, "alma9")
+def test_linuximage_pkgdir_places_the_repository(cluster_sqlite):
+    cluster_sqlite.ok("chdef", "-t", "osimage", "-o", "alma9", "pkgdir=/install/alma9.4-dvd/x86_64")
+    r = render(cluster_sqlite, "alma9")
     assert r.boot["n1"]["repo_url"] == "http://10.77.0.1:8080/install/alma9.4-dvd/x86_64"
-    cluster.ok("chdef", "-t", "osimage", "-o", "deb12", "pkgdir=http://mirror.example:81/debian")
-    text = render(cluster, "deb12").files["n1"]["n1"]
+    cluster_sqlite.ok("chdef", "-t", "osimage", "-o", "deb12",
+                      "pkgdir=http://mirror.example:81/debian")
+    text = render(cluster_sqlite, "deb12").files["n1"]["n1"]
     assert "d-i mirror/http/hostname string mirror.example:81\n" in text
     assert "d-i mirror/http/directory string /debian\n" in text
-    cluster.ok("chdef", "-t", "osimage", "-o", "alma9", "pkgdir=/srv/alma")
+    cluster_sqlite.ok("chdef", "-t", "osimage", "-o", "alma9", "pkgdir=/srv/alma")
     with pytest.raises(XcatError, match="pkgdir /srv/alma is not under site"):
-        render(cluster, "alma9")
+        render(cluster_sqlite, "alma9")

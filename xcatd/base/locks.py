@@ -15,6 +15,8 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
+from xcatd.base.noderange import fold
+
 
 class LockTimeout(Exception):
     def __init__(self, busy: dict[str, str], waited: float) -> None:
@@ -22,7 +24,6 @@ class LockTimeout(Exception):
         by_owner: dict[str, list[str]] = {}
         for node, owner in busy.items():
             by_owner.setdefault(owner, []).append(node)
-        from xcatd.base.noderange import fold
         text = "; ".join(f"{fold(nodes)} by {owner}" for owner, nodes in by_owner.items())
         super().__init__(f"Timed out after {waited:.0f}s waiting for nodes locked: {text}")
 

@@ -11,6 +11,8 @@ import pwd
 import socket
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
 from xcatd.base.paths import Paths
 from xcatd.db.cluster import Cluster
 from xcatd.db.database import Database, split_list
@@ -163,7 +165,6 @@ def _private_sqlite(db: Database) -> None:
 
 def _safe_url(url: str) -> str:
     """The URL with any password replaced, for printing."""
-    from sqlalchemy.engine import make_url
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:

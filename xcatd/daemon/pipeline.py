@@ -119,7 +119,7 @@ class Pipeline:
             if not audit_after:
                 self._audit(site, who, request, job,
                             "Allowed" if decision.allowed else "Denied")
-                if not self.daemon:
+                if self.jobs.inline:
                     self.jobs.flush()  # the audit row stays, whatever happens next
             if not decision.allowed:
                 code = 1
@@ -151,7 +151,7 @@ class Pipeline:
                             "; ".join(denied) or self._notes(job))
             state = "cancelled" if job.cancel.is_set() else ("failed" if code else "done")
             self.jobs.finish(job, state, code)
-            if not self.daemon:
+            if self.jobs.inline:
                 self.jobs.flush()
 
     def _decide(self, policy: list[dict], who: Identity, request: Request, job: Job

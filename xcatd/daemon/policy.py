@@ -20,6 +20,7 @@ from functools import lru_cache
 from typing import Any
 
 from xcatd.db.database import active, split_list
+from xcatd.db.objects import object_types
 from xcatd.tables import SECRET_COLUMNS, SECRET_MASK
 
 DENIED = "Permission denied for request"
@@ -106,7 +107,6 @@ def decide(rows: Iterable[dict], who: Identity, command: str, nodes: set[str] | 
 @lru_cache(maxsize=1)
 def secret_names() -> frozenset[str]:
     """Attribute and table.column names whose values are secrets."""
-    from xcatd.db.objects import object_types
     names = {f"{t}.{c}" for t, c in SECRET_COLUMNS}
     for t in object_types().values():
         for attr, defs in t.attrs.items():

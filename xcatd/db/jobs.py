@@ -82,6 +82,11 @@ class JobStore:
             self._writer = threading.Thread(target=self._run, name="job-writer", daemon=True)
             self._writer.start()
 
+    @property
+    def inline(self) -> bool:
+        """Records are kept in memory until ``flush`` (no writer thread)."""
+        return self._pending is not None
+
     # ---- lifecycle -----------------------------------------------------------------------
     def mark_interrupted(self) -> int:
         """At start-up: jobs a previous daemon left queued or running did not finish."""

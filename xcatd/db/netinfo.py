@@ -14,7 +14,7 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 
-from xcatd.db.database import Database, split_list
+from xcatd.db.database import Database, DBError, split_list
 
 _MAC = re.compile(r"^[0-9a-fA-F]{2}([:-][0-9a-fA-F]{2}){5}$")
 
@@ -126,7 +126,6 @@ class Network:
 
 def networks(db: Database, conn=None) -> list[Network]:
     """The networks table as address objects; a row with a bad net/mask is an error."""
-    from xcatd.db.database import DBError
     out = []
     for row in db.rows("networks", conn):
         try:

@@ -17,7 +17,7 @@ from importlib import resources
 from sqlalchemy.engine import Connection
 
 from xcatd.base.noderange import natural_key
-from xcatd.db.database import TABLES, Database, DBError, split_list
+from xcatd.db.database import TABLES, Database, DBError, match_value, parse_where, split_list
 
 SITE_OBJECT = "clustersite"
 
@@ -258,7 +258,6 @@ class ObjectStore:
         return out
 
     def dynamic_members(self, wherevals: str) -> set[str]:
-        from xcatd.db.database import parse_where
         nodes = self.db.all_nodes(self.conn)
         result = set(nodes)
         for cond in [c for c in wherevals.split("::") if c.strip()]:
@@ -267,7 +266,6 @@ class ObjectStore:
         return result
 
     def select_nodes(self, nodes: Iterable[str], attr: str, op: str, value: str) -> set[str]:
-        from xcatd.db.database import match_value
         table, col = node_column(attr)
         nodes = list(nodes)
         if op in ("=~", "!~") and len(value) > 1 and value.startswith("/") and value.endswith("/"):

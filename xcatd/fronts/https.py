@@ -16,9 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
-from xcatd.base.request import Response
+from xcatd.base.request import Request, Response
 from xcatd.daemon.pipeline import Pipeline
 from xcatd.daemon.policy import Identity
+from xcatd.db.jobs import Job
 from xcatd.security.credentials import certificate_cn
 
 MAX_REQUEST = 64 * 1024 * 1024   # a stanza file for 50,000 nodes fits
@@ -132,6 +133,22 @@ class Relay:
         with self._lock:
             self._done, self._code = True, code
             self._notify()
+
+    @classmethod
+    def start(cls, app: web.Application, job: Job, req: Request, who: Identity) -> Relay:
+        """Run the job in the app's worker pool; its responses come through the relay."""
+        relay = cls(asyncio.get_running_loop())
+        pipeline = app[PIPELINE_KEY]
+
+        def work() -> None:
+            code = 1
+            try:
+                code = pipeline.run(job, req, who, relay.emit)
+            finally:
+                relay.close(code)
+
+        app[POOL_KEY].submit(work)
+        return relay
 
     async def take(self) -> tuple[list[Response], bool, int]:
         await self._event.wait()

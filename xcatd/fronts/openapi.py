@@ -79,7 +79,11 @@ def _object_paths(resource: str, objtype: str, what: str) -> dict[str, Any]:
 PER_NODE = ("Per node, as xCAT's REST API gives it: node -> {%s: ...}. Nodes that failed "
             "are not keys; each is one 'node: message' line in errors. A partial result is "
             "200 with errors, so a caller must look at errors even on 200; when no node "
-            "succeeded the answer is an error status with errors only.")
+            "succeeded the answer is an error status with errors only. The answer streams: "
+            "each node is written as soon as it has answered (errors and warnings come last). "
+            "With 'Accept: application/x-ndjson' the answer is instead one JSON record per "
+            "line as the command protocol sends them, {\"r\": {node, data|error|warning}}, "
+            "and a last {\"end\": {\"exitcode\": N}}.")
 NODE = _param("name", "a noderange (n1,n2 or a group)")
 
 

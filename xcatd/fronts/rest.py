@@ -13,7 +13,6 @@ instead, one JSON line per response and an end line with the job and exit code.
 """
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -22,7 +21,7 @@ from aiohttp import web
 
 from xcatd.base.request import ErrorKind, Request, Response
 from xcatd.daemon.policy import Identity
-from xcatd.fronts.https import IDENTITY, PIPELINE_KEY, POOL_KEY, Relay, line, read_json
+from xcatd.fronts.https import IDENTITY, PIPELINE_KEY, Relay, line, read_json
 from xcatd.fronts.openapi import spec
 
 # REST resource -> object type of lsdef/mkdef/chdef/rmdef
@@ -43,19 +42,9 @@ def _who(request: web.Request) -> Identity:
 
 async def _responses(request: web.Request, req: Request) -> AsyncIterator[list[Response]]:
     """Run a Request as a job of the caller; batches of its responses as they come."""
-    pipeline = request.app[PIPELINE_KEY]
     who = _who(request)
-    relay = Relay(asyncio.get_running_loop())
-    job = pipeline.new_job(req, who)
-
-    def work() -> None:
-        code = 1
-        try:
-            code = pipeline.run(job, req, who, relay.emit)
-        finally:
-            relay.close(code)
-
-    request.app[POOL_KEY].submit(work)
+    job = request.app[PIPELINE_KEY].new_job(req, who)
+    relay = Relay.start(request.app, job, req, who)
     finished = False
     while not finished:
         items, finished, _code = await relay.take()
@@ -295,7 +284,8 @@ class _NodeAnswer:
         return _errors(status, self.error_texts())
 
     def entry(self, node: str, value: Any) -> bytes:
-        return (json.dumps(node) + ":" + json.dumps({self.key: value})).encode()
+        return (json.dumps(node) + ":" + json.dumps({self.key: value},
+                                                    separators=(",", ":"))).encode()
 
     def tail(self) -> bytes:
         extra = ""
@@ -306,59 +296,79 @@ class _NodeAnswer:
         return (extra + "}\n").encode()
 
 
+class _Stream:
+    """A streamed answer: started on the first write; a client that goes away ends the
+    writing, never the job (the request runs to its end and is recorded)."""
+
+    def __init__(self, request: web.Request, content_type: str) -> None:
+        self.request = request
+        self.resp = web.StreamResponse(status=200, headers={"Content-Type": content_type})
+        self.started = False
+        self.gone = False
+
+    async def write(self, data: bytes) -> None:
+        if self.gone or not data:
+            return
+        try:
+            if not self.started:
+                self.started = True
+                await self.resp.prepare(self.request)
+            await self.resp.write(data)
+        except (ConnectionResetError, RuntimeError):
+            self.gone = True
+
+    async def end(self) -> web.StreamResponse:
+        if not self.gone:
+            try:
+                await self.resp.write_eof()
+            except (ConnectionResetError, RuntimeError):
+                pass
+        return self.resp
+
+
 async def _node_answer(request: web.Request, req: Request, key: str, *, lines: bool = False,
                        all_failed: int | None = UPSTREAM_FAILED) -> web.StreamResponse:
     if NDJSON in request.headers.get("Accept", ""):
         return await _ndjson(request, req)
     answer = _NodeAnswer(key, lines, all_failed)
-    resp: web.StreamResponse | None = None
-    pending: list[tuple[str, Any]] = []
+    out = _Stream(request, "application/json")
+    written = 0
+
+    def entries(pending: list[tuple[str, Any]]) -> bytes:
+        nonlocal written
+        chunk = b"".join((b"," if written + i else b"{") + answer.entry(n, v)
+                         for i, (n, v) in enumerate(pending))
+        written += len(pending)
+        return chunk
+
     async for items in _responses(request, req):
+        pending: list[tuple[str, Any]] = []
         for r in items:
             pending += answer.take(r)
-        if pending:
-            chunk = b"".join((b"{" if resp is None and i == 0 else b",") + answer.entry(n, v)
-                             for i, (n, v) in enumerate(pending))
-            pending = []
-            if resp is None:
-                resp = web.StreamResponse(status=200,
-                                          headers={"Content-Type": "application/json"})
-                await resp.prepare(request)
-            await resp.write(chunk)
-    pending = answer.finish_node()
-    if resp is None and not pending:
+        await out.write(entries(pending))
+    last = answer.finish_node()
+    if not written and not last:
         if answer.errors:
             return answer.failure()
         body: dict[str, Any] = {}
         if answer.warnings:
             body["warnings"] = answer.warnings
         return web.json_response(body)
-    if resp is None:
-        resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
-        await resp.prepare(request)
-        first = True
-    else:
-        first = False
-    chunk = b"".join((b"{" if first and i == 0 else b",") + answer.entry(n, v)
-                     for i, (n, v) in enumerate(pending))
-    await resp.write(chunk + answer.tail())
-    await resp.write_eof()
-    return resp
+    await out.write(entries(last) + answer.tail())
+    return await out.end()
 
 
 async def _ndjson(request: web.Request, req: Request) -> web.StreamResponse:
     """The command protocol's records, as they come."""
-    resp = web.StreamResponse(status=200, headers={"Content-Type": NDJSON})
-    await resp.prepare(request)
+    out = _Stream(request, NDJSON)
     code = 0
     async for items in _responses(request, req):
         for r in items:
             if r.failed:
                 code = code or (r.errorcode or 1)
-        await resp.write(b"".join(line({"r": r.to_dict()}) for r in items))
-    await resp.write(line({"end": {"exitcode": code}}))
-    await resp.write_eof()
-    return resp
+        await out.write(b"".join(line({"r": r.to_dict()}) for r in items))
+    await out.write(line({"end": {"exitcode": code}}))
+    return await out.end()
 
 
 async def _one_of(request: web.Request, keys: tuple[str, ...]) -> tuple[str, str]:

@@ -79,7 +79,6 @@ async def handle_request(request: web.Request) -> web.StreamResponse:
     who = request[IDENTITY]
     pipeline = request.app[PIPELINE_KEY]
     pool = request.app[POOL_KEY]
-    loop = asyncio.get_running_loop()
     job = pipeline.new_job(req, who)  # in memory; the writer thread records it
     headers = {"X-Xcat-Job": job.jobid}
     if body.get("async"):
@@ -87,16 +86,7 @@ async def handle_request(request: web.Request) -> web.StreamResponse:
         return web.Response(body=line({"end": {"job": job.jobid, "state": "queued",
                                                 "async": True}}),
                             content_type="application/x-ndjson", headers=headers)
-    relay = Relay(loop)
-
-    def work() -> None:
-        code = 1
-        try:
-            code = pipeline.run(job, req, who, relay.emit)
-        finally:
-            relay.close(code)
-
-    pool.submit(work)
+    relay = Relay.start(request.app, job, req, who)
     items, finished, code = await relay.take()
     first = [line({"r": item.to_dict()}) for item in items]
     if finished:  # a quick job: headers and all its records in one write

@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import datetime
 import hashlib
 import math
 import queue
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+
+from pyghmi import exceptions as pygexc
+from pyghmi.ipmi import command
 
 from xcatd.hardware.interfaces import (
     DEFAULT_LIMITS,
@@ -274,7 +278,6 @@ class PyghmiSession:
 def pyghmi_command(engine: Engine, session: Session, target: Target):
     """pyghmi's Command for the node, without pyghmi's session layer: the attributes its
     constructor would set, and our session as its ``ipmi_session``."""
-    from pyghmi.ipmi import command
     cmd = command.Command.__new__(command.Command)
     cmd.__dict__.update(onlogon=None, bmc=target.address, _sdrcachedir=None, _sdr=None,
                         _oem=None, _oemknown=False, _netchannel=None, _ipv6support=None,
@@ -300,7 +303,6 @@ class DecodeError(CompletionError):
 def _decoding(fn: Callable[[object], list[str]]) -> Callable[[object], list[str]]:
     """``fn`` with pyghmi's exceptions turned into the node's error text."""
     def run(cmd) -> list[str]:
-        from pyghmi import exceptions as pygexc
         try:
             return fn(cmd)
         except pygexc.PyghmiException as exc:
@@ -483,7 +485,6 @@ def _xcat_guid(data: bytes) -> str:
 
 def _fru_date(iso: str) -> str:
     """pyghmi's ISO board date (UTC) as a ctime-style date, like ipmitool and xCAT."""
-    import datetime
     try:
         when = datetime.datetime.strptime(iso, "%Y-%m-%dT%H:%M")
     except ValueError:
@@ -602,7 +603,6 @@ def _event_line(cmd, sdr, r: dict) -> str:
 
 
 def _event_time(r: dict) -> str:
-    import datetime
     if r.get("timestamp"):
         when = datetime.datetime.strptime(r["timestamp"], "%Y-%m-%dT%H:%M:%S")
         return when.strftime("%m/%d/%Y %H:%M:%S")

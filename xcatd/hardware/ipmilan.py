@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from pyghmi.ipmi.private.util import get_ipmi_error
 
 T = TypeVar("T")
 
@@ -70,7 +71,6 @@ class CompletionError(IpmiError):
 def completion_text(netfn: int, cmd: int, code: int) -> str:
     """pyghmi's wording for a completion code (its table is the library's knowledge)."""
     try:
-        from pyghmi.ipmi.private.util import get_ipmi_error
         return get_ipmi_error({"netfn": netfn + 1, "command": cmd, "code": code}) or ""
     except Exception:  # pyghmi missing or its table changed: still say something exact
         return f"completion code 0x{code:02x}"

@@ -3,8 +3,12 @@ faults on request: BMCs that never answer and BMCs with another password.
 
 Run in its own process (pyghmi's event loop is process-wide):
 
-    with Fleet(base_port=30000, count=500, dead=[7], badpass=[9]) as fleet:
-        ...  # BMC i answers on 127.0.0.1:base_port+i as admin/secret
+    with Fleet(count=500, dead=[7], badpass=[9]) as fleet:
+        ...  # BMC i answers on 127.0.0.1:fleet.port(i) = fleet.base_port+i as admin/secret
+
+Without a ``base_port`` the fleet takes a block of free consecutive UDP ports
+(xcatd.lab.ports.free_port_block) when it starts, and another block if a port of it was
+taken before the fleet could bind it.
 
 One fix of pyghmi 1.6.19 lives here, on the server side: its Bmc answers a cipher suite 17
 (SHA-256) proposal with suite-3 algorithms, so its own client's login dies in RAKP2
@@ -31,8 +35,13 @@ import sys
 import time
 
 from xcatd.lab import stop_process_group
+from xcatd.lab.ports import free_port_block
 
 NO_MATCHING_CIPHER = 0x11
+
+
+class PortTaken(RuntimeError):
+    """A shard could not bind a port of its block: another process took it meanwhile."""
 
 
 def patch_blocking_toggle() -> None:
@@ -126,12 +135,14 @@ def serve(base_port: int, count: int, user: str, password: str, dead: set[int],
 class Fleet:
     """The fleet as subprocesses of at most ``per_process`` BMCs each (pyghmi's server loop
     walks every socket and session on each turn, so one process of 1,000 BMCs answers a few
-    dozen logins a second; shards of 100 keep up), stopped by PID."""
+    dozen logins a second; shards of 100 keep up), stopped by PID. ``base_port`` None: a
+    free block, chosen at start (``base_port`` is set then)."""
 
-    def __init__(self, base_port: int, count: int, *, user: str = "admin",
+    def __init__(self, base_port: int | None = None, count: int = 1, *, user: str = "admin",
                  password: str = "secret", dead: list[int] = (), badpass: list[int] = (),
                  per_process: int = 100):
         self.base_port, self.count = base_port, count
+        self._choose_port = base_port is None
         self.user, self.password = user, password
         self.dead, self.badpass = list(dead), list(badpass)
         self.per_process = per_process
@@ -141,6 +152,19 @@ class Fleet:
         return self.base_port + i
 
     def start(self, timeout: float = 60) -> Fleet:
+        if not self._choose_port:
+            return self._start(timeout)
+        tries = 3
+        while True:
+            self.base_port = free_port_block(self.count, socket.SOCK_DGRAM)
+            try:
+                return self._start(timeout)
+            except PortTaken:
+                tries -= 1
+                if not tries:
+                    raise
+
+    def _start(self, timeout: float) -> Fleet:
         try:
             for first in range(0, self.count, self.per_process):
                 n = min(self.per_process, self.count - first)
@@ -160,7 +184,9 @@ class Fleet:
                     line = proc.stdout.readline()
                     if not line and proc.poll() is not None:
                         self._errlog.seek(0)
-                        raise RuntimeError(f"the BMC fleet exited: {self._errlog.read()[-1500:]}")
+                        err = self._errlog.read()[-1500:]
+                        kind = PortTaken if "Address already in use" in err else RuntimeError
+                        raise kind(f"the BMC fleet exited: {err}")
                 if "ready" not in line:
                     raise RuntimeError("the BMC fleet did not start in time")
         except BaseException:

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from xcatd.lab import stop_process_group
-from xcatd.lab.postgres import free_port
+from xcatd.lab.ports import free_port
 
 EMU = """mc_setbmc 0x20
 mc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr
@@ -50,7 +51,7 @@ class IpmiSim:
         self.dir = Path(workdir)
         self.user, self.password = user, password
         self.addr = addr
-        self.port = port or _free_udp_port()
+        self.port = port or free_port(socket.SOCK_DGRAM)
         self.startcmd, self.vm_port = startcmd, vm_port
         self.wrap = list(wrap)
         self.emu_extra = emu_extra  # more ipmi_sim commands (FRU, SDRs, SEL)
@@ -132,15 +133,3 @@ set_working_mc 0x20
     def __exit__(self, *exc) -> None:
         self.stop()
 
-
-def _free_udp_port() -> int:
-    import socket
-    for _ in range(50):
-        port = free_port()
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-                return port
-            except OSError:
-                continue
-    raise RuntimeError("no free UDP port")

@@ -187,7 +187,7 @@ class Bind(ConfigManager):
         forwarders = [f for f in (cluster.site.get("forwarders") or "").replace(" ", ",")
                       .split(",") if f.strip()]
         conf = environment(cluster.paths, cluster.site).get_template("named.conf.j2").render(
-            directory=str(zdir), port=cluster.site.get("dnsport") or "53",
+            directory=str(zdir), port=cluster.site.port("dnsport", 53),
             listen=cluster.site.get("dnslisten") or "any", forwarders=forwarders,
             keyname=keyname, secret=secret, run=str(cluster.paths.under("/var/run/named")),
             zones=[{"name": z, "file": str(zdir / f"db.{z}"),

@@ -46,20 +46,13 @@ test: ``excluded`` (a "-package" line of a pkglist). Any other ``extra`` key is 
 """
 from __future__ import annotations
 
-import copy
-import json
 import logging
 import re
 import shlex
-import shutil
 import subprocess
-import sys
-import tempfile
-import threading
 import traceback
 import warnings
-from bisect import bisect_right
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,17 +62,14 @@ import jinja2
 
 from xcatd.base.paths import Paths
 from xcatd.base.request import XcatError
-from xcatd.base.templating import find_os_file, platform_of, shipped_dir
+from xcatd.base.site import DEFAULT_INSTALLDIR, SiteValueError, SiteValues
 from xcatd.db.database import Database, split_list
 from xcatd.db.netinfo import Network, network_of, networks, parse_macs, valid_ip, valid_mac
+from xcatd.provision.installformats import InstallFormat, install_format, yaml_scalar
+from xcatd.provision.osfamily import OsFamily, family, find_os_file, template_dirs
 
 log = logging.getLogger("xcatd.provision.installfiles")
 
-#: Install file format of each template platform.
-KINDS = {"rh": "kickstart", "debian": "preseed", "ubuntu": "autoinstall"}
-#: Debian suites: the mirror's dists/<codename> the installer asks for.
-CODENAMES = {"debian10": "buster", "debian11": "bullseye", "debian12": "bookworm",
-             "debian13": "trixie"}
 NODE_COLUMNS = {"hosts": ["ip"], "mac": ["mac"],
                 "noderes": ["xcatmaster", "installnic", "primarynic", "nameservers"]}
 CRYPT_PREFIXES = ("$1$", "$5$", "$6$", "$y$")
@@ -130,7 +120,7 @@ class _Bad(Exception):
 
 
 # ---- the osimage -----------------------------------------------------------------------------
-def load_image(db: Database, paths: Paths, site: dict[str, str], imagename: str) -> Image:
+def load_image(db: Database, paths: Paths, site: SiteValues, imagename: str) -> Image:
     """The osimage with its template, packages and partitioning; XcatError names what is
     missing (an unknown image, an unset attribute, a template or list that is not there)."""
     rows = db.rows("osimage", keys=[imagename])
@@ -146,19 +136,20 @@ def load_image(db: Database, paths: Paths, site: dict[str, str], imagename: str)
         raise XcatError(f"osimage {imagename} is imagetype={imagetype} provmethod={provmethod}:"
                         " install files are for imagetype=linux provmethod=install")
     osvers, arch, profile = osimage["osvers"], osimage["osarch"], osimage["profile"]
-    platform = platform_of(osvers)
-    if platform is None:
+    fam = family(osvers)
+    if fam is None:
         raise XcatError(f"osimage {imagename}: no install templates for osvers {osvers} "
                         "(RHEL family, Debian and Ubuntu are known)")
+    platform, kind = fam.platform, fam.format.name
     li = next(iter(db.rows("linuximage", keys=[imagename])), {})
     template = _template_file(paths, site, li, imagename, platform, profile, osvers, arch)
-    partitioning, script = _partitioning(paths, li, imagename, KINDS[platform])
-    return Image(imagename, osvers, arch, profile, platform, KINDS[platform], template,
+    partitioning, script = _partitioning(paths, li, imagename, fam.format)
+    return Image(imagename, osvers, arch, profile, platform, kind, template,
                  tuple(_packages(paths, site, li, profile, osvers, arch)), partitioning, script,
                  (split_list(li.get("pkgdir")) or [None])[0])
 
 
-def _template_file(paths: Paths, site: dict[str, str], li: dict, imagename: str, platform: str,
+def _template_file(paths: Paths, site: SiteValues, li: dict, imagename: str, platform: str,
                    profile: str, osvers: str, arch: str) -> Path:
     if li.get("template"):
         path = paths.under(li["template"])
@@ -174,7 +165,7 @@ def _template_file(paths: Paths, site: dict[str, str], li: dict, imagename: str,
     return found
 
 
-def _packages(paths: Paths, site: dict[str, str], li: dict, profile: str, osvers: str,
+def _packages(paths: Paths, site: SiteValues, li: dict, profile: str, osvers: str,
               arch: str) -> list[str]:
     """linuximage.pkglist (comma-separated files), else the template's own .pkglist."""
     if li.get("pkglist"):
@@ -212,7 +203,7 @@ def read_pkglist(paths: Paths, path: Path, what: str = "pkglist",
     return out
 
 
-def _partitioning(paths: Paths, li: dict, imagename: str, kind: str
+def _partitioning(paths: Paths, li: dict, imagename: str, fmt: InstallFormat
                   ) -> tuple[str | None, str | None]:
     """(partitioning text, partition script) from linuximage.partitionfile: a file of the
     install format's own partitioning, or ``s:<file>``, a %pre script (kickstart only)."""
@@ -224,9 +215,9 @@ def _partitioning(paths: Paths, li: dict, imagename: str, kind: str
     if re.match(r"^[a-z]:", name) or not name.startswith("/"):
         raise XcatError(f"osimage {imagename}: linuximage.partitionfile '{value}' is not an "
                         "absolute path or s:<absolute path>")
-    if script and kind != "kickstart":
+    if script and not fmt.partition_scripts:
         raise XcatError(f"osimage {imagename}: linuximage.partitionfile s: scripts work for "
-                        f"kickstart only, not {kind}")
+                        f"kickstart only, not {fmt.name}")
     try:
         text = paths.under(name).read_text().rstrip("\n")
     except OSError as exc:
@@ -292,14 +283,15 @@ def _crypt_openssl(value: str, prefix: str) -> str:
 
 
 # ---- per-node data ---------------------------------------------------------------------------
-def _site_values(site: dict[str, str]) -> dict[str, Any]:
+def _site_values(site: SiteValues) -> dict[str, Any]:
     """The values every node shares, checked once (a bad one fails the whole call)."""
     timezone = site.get("timezone") or "UTC"
     if not _TIMEZONE.match(timezone):
         raise XcatError(f"site.timezone '{timezone}' is not a time zone name (Europe/Paris)")
-    port = site.get("httpport") or "80"
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise XcatError(f"site.httpport '{port}' is not a port number")
+    try:
+        port = str(site.httpport())
+    except SiteValueError as exc:
+        raise XcatError(str(exc)) from None
     mode = (site.get("managedaddressmode") or "dhcp").lower()
     if mode not in ("dhcp", "static"):
         raise XcatError(f"site.managedaddressmode '{mode}' is not dhcp or static")
@@ -322,7 +314,7 @@ def _repo_path(image: Image, installdir: str) -> str:
     return "/install/" + image.pkgdir[len(base):].strip("/")
 
 
-def _node_values(node: str, v: Mapping[tuple[str, str], str], site: dict[str, str],
+def _node_values(node: str, v: Mapping[tuple[str, str], str], site: SiteValues,
                  nets: list[Network], shared: dict[str, Any], repo_path: str,
                  pkgdir_url: str | None) -> dict[str, Any]:
     """One node's template variables; _Bad names the attribute that cannot be used."""
@@ -385,7 +377,7 @@ def _node_values(node: str, v: Mapping[tuple[str, str], str], site: dict[str, st
     }
 
 
-def _nameservers(v: Mapping[tuple[str, str], str], row: dict, site: dict[str, str],
+def _nameservers(v: Mapping[tuple[str, str], str], row: dict, site: SiteValues,
                  master: str) -> list[str]:
     for where, value in (("noderes.nameservers", v.get(("noderes", "nameservers"))),
                          ("networks.nameservers", row.get("nameservers")),
@@ -418,24 +410,19 @@ def _sh(value: Any) -> str:
     return shlex.quote(str(value))
 
 
-def _yaml(value: Any) -> str:
-    return json.dumps(value)
-
-
-def install_environment(paths: Paths, site: dict[str, str], template: Path) -> jinja2.Environment:
+def install_environment(paths: Paths, site: SiteValues, template: Path) -> jinja2.Environment:
     """Jinja2 for install templates: the template's own directory, then the site's
     <installdir>/custom/install/<platform>, then the shipped one, so an ``{% include %}``
     finds the site's copy of a file first."""
     platform = template.parent.name
-    installdir = paths.under(site.get("installdir") or "/install")
-    dirs = [installdir / "custom" / "install" / platform, shipped_dir("install") / platform]
+    dirs = template_dirs(paths, site, "install", platform)
     if template.parent not in dirs:
         dirs.insert(0, template.parent)
     env = jinja2.Environment(loader=jinja2.FileSystemLoader([str(d) for d in dirs]),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
                              trim_blocks=True, lstrip_blocks=True, autoescape=False)
     env.filters["sh"] = _sh
-    env.filters["yaml"] = _yaml
+    env.filters["yaml"] = yaml_scalar
     env.tests["excluded"] = lambda name: str(name).startswith("-")
     return env
 
@@ -459,7 +446,7 @@ def _where(exc: BaseException, default: Path) -> str:
     return str(default)
 
 
-def render_install_files(db: Database, paths: Paths, site: dict[str, str], nodes: list[str],
+def render_install_files(db: Database, paths: Paths, site: SiteValues, nodes: list[str],
                          imagename: str, extra: dict[str, dict[str, str]] | None = None
                          ) -> Rendered:
     """The install files of ``nodes`` for osimage ``imagename``; a node whose data does not
@@ -468,14 +455,13 @@ def render_install_files(db: Database, paths: Paths, site: dict[str, str], nodes
     syntax error (file:line), no root password."""
     image = load_image(db, paths, site, imagename)
     shared = _site_values(site)
-    installdir = site.get("installdir") or "/install"
-    repo_path = _repo_path(image, installdir)
+    repo_path = _repo_path(image, site.directory("installdir", DEFAULT_INSTALLDIR))
     pkgdir_url = image.pkgdir if image.pkgdir and image.pkgdir.startswith(
         ("http://", "https://")) else None
     env = install_environment(paths, site, image.template)
     template = _load_template(env, image)
     shared.update(imagename=image.name, osvers=image.osvers, arch=image.arch,
-                  profile=image.profile, codename=CODENAMES.get(_major(image.osvers)),
+                  profile=image.profile, codename=_family(image).codename(image.osvers),
                   packages=list(image.packages), partitioning=image.partitioning,
                   partition_script=image.partition_script, root_crypted=root_password(db))
     values = db.resolve(nodes, NODE_COLUMNS)
@@ -496,7 +482,7 @@ def render_install_files(db: Database, paths: Paths, site: dict[str, str], nodes
                             f"{', '.join(clash)}")
         text = _render(template, image, node, {**shared, **mine, **more}, out)
         if text is not None:
-            out.files[node] = _files(image.kind, node, text)
+            out.files[node] = install_format(image.kind).files(node, text)
             out.boot[node] = _boot(image.kind, node, mine, shared)
     if out.errors:
         log.info("install files for %d of %d nodes (%s): %d not made", len(out.files),
@@ -519,307 +505,51 @@ def _render(template: jinja2.Template, image: Image, node: str, context: dict[st
         return None
 
 
-def _major(osvers: str) -> str:
-    m = re.match(r"[a-z]+\d*", osvers)
-    return m.group(0) if m else osvers
-
-
-def _files(kind: str, node: str, text: str) -> dict[str, str]:
-    if kind != "autoinstall":
-        return {node: text}
-    meta = f"instance-id: {_yaml('pyxcat-' + node)}\nlocal-hostname: {_yaml(node)}\n"
-    return {f"{node}/user-data": text, f"{node}/meta-data": meta}
+def _family(image: Image) -> OsFamily:
+    fam = family(image.osvers)
+    assert fam is not None  # load_image checked it
+    return fam
 
 
 def _boot(kind: str, node: str, mine: dict[str, Any], shared: dict[str, Any]) -> dict[str, str]:
-    file_url = f"http://{mine['master_hostport']}/install/autoinst/{node}"
-    if kind == "autoinstall":
-        file_url += "/"
+    file_url = install_format(kind).file_url(
+        f"http://{mine['master_hostport']}/install/autoinst/{node}")
     nic = mine["nic"] or mine["mac"] or ""
     return {"repo_url": mine["repo_url"], "nic": nic, "master": mine["master"],
             "httpport": shared["httpport"], "file_url": file_url,
             "kcmdline": install_kcmdline(kind, node, file_url, mine["repo_url"], nic or None)}
 
 
-# ---- the kernel command line -----------------------------------------------------------------
+# ---- the kernel command line and validation: the install format's ------------------------
 def install_kcmdline(kind: str, node: str, file_url: str, repo_url: str, nic: str | None, *,
                      loader: str = "ipxe") -> str:
-    """What the installer's kernel needs to find its install file and repository.
-
-    ``nic`` is an interface name, a MAC address or None (any interface with DHCP). ``loader``
-    says who parses the line: iPXE and pxelinux pass ``;`` through, GRUB ends a command at it,
-    so for "grub" the nocloud seed is single-quoted (quotes would reach the kernel from iPXE,
-    and cloud-init then misses the seed).
-    """
-    for what, value in (("file_url", file_url), ("repo_url", repo_url), ("nic", nic or ""),
-                        ("node", node)):
-        if re.search(r"[\s'\"]", value) or (what == "repo_url" and ";" in value):
-            raise XcatError(f"{node}: {what} '{value}' cannot go on a kernel command line")
-    if loader not in ("ipxe", "grub", "pxelinux"):
-        raise XcatError(f"unknown boot loader '{loader}' (ipxe, grub, pxelinux)")
-    mac = nic if nic and valid_mac(nic) else None
-    if kind == "kickstart":
-        # dracut takes a MAC in the PXE dash form as the interface of ip=
-        dev = mac.replace(":", "-") if mac else nic
-        return f"inst.ks={file_url} inst.repo={repo_url} ip={dev + ':' if dev else ''}dhcp"
-    if kind == "preseed":
-        return (f"auto=true priority=critical url={file_url} "
-                f"interface={nic if nic and not mac else 'auto'} hostname={node}")
-    if kind == "autoinstall":
-        seed = f"ds=nocloud-net;s={file_url if file_url.endswith('/') else file_url + '/'}"
-        if loader == "grub":
-            seed = f"'{seed}'"
-        parts = ["ip=dhcp" if not nic or mac else f"ip=:::::{nic}:dhcp"]
-        if mac:  # initramfs-tools picks the interface with this MAC
-            parts.append("BOOTIF=01-" + mac.replace(":", "-"))
-        if repo_url.endswith(".iso"):
-            # casper fetches the live ISO; cloud-init would read url= as cloud-config-url and
-            # download the ISO a second time without the null one
-            parts += [f"url={repo_url}", "cloud-config-url=/dev/null"]
-        return " ".join([*parts, "autoinstall", seed])
-    raise XcatError(f"unknown install file kind '{kind}' (kickstart, preseed, autoinstall)")
+    """What the installer's kernel needs to find its install file and repository (see
+    InstallFormat.kcmdline)."""
+    return install_format(kind).kcmdline(node, file_url, repo_url, nic, loader=loader)
 
 
-# ---- validation ------------------------------------------------------------------------------
 def validate(kind: str, text: str) -> None:
     """Raise XcatError (naming the line) unless ``text`` is a valid install file of ``kind``:
     kickstart through pykickstart (ksvalidator's parser, version from ``#version=``),
     preseed by line format and ``debconf-set-selections --checkonly`` when installed,
     autoinstall user-data (``#cloud-config``) or meta-data by YAML and required keys."""
-    if kind == "kickstart":
-        check_kickstart(text)
-    elif kind == "preseed":
-        check_preseed_format(text)
-        _debconf_check([text])
-    elif kind == "autoinstall":
-        check_autoinstall(text)
-    else:
-        raise XcatError(f"unknown install file kind '{kind}' (kickstart, preseed, autoinstall)")
+    install_format(kind).validate(text)
 
 
 def validate_rendered(rendered: Rendered) -> dict[str, str]:
     """node -> why its files are invalid, for every node of ``rendered`` (one
     debconf-set-selections run for all the preseeds, not one per node)."""
+    fmt = install_format(rendered.kind)
     bad: dict[str, str] = {}
-    preseeds: dict[str, str] = {}
+    whole: dict[str, str] = {}
     for node, files in rendered.files.items():
         for name, text in files.items():
             try:
-                if rendered.kind == "preseed":
-                    check_preseed_format(text)
-                    preseeds[node] = text
-                else:
-                    validate(rendered.kind, text)
+                fmt.check(text)
             except XcatError as exc:
                 bad[node] = f"{name}: {exc}"
                 break
-    if preseeds:
-        bad.update(_debconf_check_many(preseeds))
+        else:
+            whole[node] = "".join(files.values())
+    bad.update(fmt.check_together(whole))
     return bad
-
-
-# kickstart
-_KS_LOCK = threading.Lock()
-_KS_HANDLERS: dict[str, Any] = {}
-
-
-def check_kickstart(text: str) -> None:
-    """pykickstart's parser, as ksvalidator runs it (parse warnings are errors), in this
-    process; the ksvalidator program when the library is not importable."""
-    m = _KS_VERSION.search(text)
-    version = m.group(1) if m else "DEVEL"
-    try:
-        from pykickstart.errors import KickstartError, KickstartParseWarning
-        from pykickstart.parser import KickstartParser
-        from pykickstart.version import makeVersion
-    except ImportError:
-        _ksvalidator_program(text, version)
-        return
-    # warnings filters are process-wide: one parse at a time
-    with _KS_LOCK, warnings.catch_warnings():
-        warnings.simplefilter("error", KickstartParseWarning)
-        try:
-            if version not in _KS_HANDLERS:
-                _KS_HANDLERS[version] = makeVersion(version)
-            # a fresh handler per file (a parse fills it); copying one is twice as fast
-            handler = copy.deepcopy(_KS_HANDLERS[version])
-            parser = KickstartParser(handler, followIncludes=False, errorsAreFatal=True)
-            parser.readKickstartFromString(text)
-        except KickstartError as exc:
-            where = f"line {exc.lineno}: " if getattr(exc, "lineno", None) else ""
-            raise XcatError(f"kickstart rejected by pykickstart ({version}): {where}"
-                            f"{_one_line(getattr(exc, 'message', '') or str(exc))}") from None
-        except KickstartParseWarning as exc:
-            raise XcatError(f"kickstart rejected by pykickstart ({version}): "
-                            f"{_one_line(str(exc))}") from None
-
-
-def _ksvalidator_program(text: str, version: str) -> None:
-    exe = shutil.which("ksvalidator") or str(Path(sys.executable).with_name("ksvalidator"))
-    with tempfile.NamedTemporaryFile("w", suffix=".ks") as fh:
-        fh.write(text)
-        fh.flush()
-        try:
-            p = subprocess.run([exe, "-v", version, fh.name], capture_output=True, text=True,
-                               timeout=120, check=False)
-        except OSError:
-            raise XcatError("ksvalidator (pykickstart) is not installed: cannot check the "
-                            "kickstart") from None
-    if p.returncode != 0:
-        lines = [ln for ln in (p.stdout + p.stderr).splitlines()
-                 if ln.strip() and not ln.startswith("Checking kickstart")]
-        raise XcatError(f"ksvalidator -v {version} rejected the kickstart: "
-                        f"{_one_line(' '.join(lines))}")
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.replace("The following problem occurred on", "").split())
-
-
-# preseed
-PRESEED_TYPES = ("string", "boolean", "select", "multiselect", "note", "password", "text",
-                 "title", "seen")
-
-
-def _preseed_lines(text: str) -> Iterable[tuple[int, str]]:
-    """Logical lines as debconf-set-selections reads them (a trailing backslash joins the
-    next line), with the number of their last physical line."""
-    pending = ""
-    lineno = 0
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        line = raw.rstrip("\r")
-        if line.endswith("\\"):
-            pending += line[:-1]
-            continue
-        yield lineno, pending + line
-        pending = ""
-    if pending:
-        yield lineno, pending + "\\"
-
-
-def check_preseed_format(text: str) -> None:
-    """Each logical line is 'owner question type value' with a known type, and booleans are
-    true or false. Messages name the line and the question, never the value (one of them is
-    the root password's hash)."""
-    for lineno, line in _preseed_lines(text):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        if line.endswith("\\"):
-            raise XcatError(f"preseed line {lineno}: the file ends inside a continued line")
-        parts = line.split(None, 3)
-        if len(parts) < 3:
-            raise XcatError(f"preseed line {lineno}: expected 'owner question type value'")
-        _owner, question, typ = parts[:3]
-        value = parts[3].strip() if len(parts) > 3 else ""
-        if typ not in PRESEED_TYPES:
-            raise XcatError(f"preseed line {lineno}: {question} has unknown type '{typ}'")
-        if typ == "boolean" and value not in ("true", "false"):
-            raise XcatError(f"preseed line {lineno}: {question} is boolean, not "
-                            f"'{value[:20]}'")
-
-
-def _debconf_check(texts: list[str]) -> None:
-    bad = _debconf_check_many({str(i): t for i, t in enumerate(texts)})
-    if bad:
-        raise XcatError(next(iter(bad.values())))
-
-
-def _debconf_check_many(texts: dict[str, str]) -> dict[str, str]:
-    """debconf-set-selections --checkonly over all the texts at once; its line numbers are
-    mapped back to each text. Without the program the line-format check stands alone."""
-    exe = shutil.which("debconf-set-selections")
-    if exe is None or not texts:
-        return {}
-    names, starts, parts = [], [], []
-    line = 0
-    for name, text in texts.items():
-        if not text.endswith("\n"):
-            text += "\n"
-        names.append(name)
-        starts.append(line)
-        parts.append(text)
-        line += text.count("\n")
-    try:
-        p = subprocess.run([exe, "--checkonly"], input="".join(parts), capture_output=True,
-                           text=True, timeout=300, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        log.warning("debconf-set-selections could not check the preseeds: %s", exc)
-        return {}
-    bad: dict[str, str] = {}
-    for err in p.stderr.splitlines():
-        m = re.match(r"error: (.*?) on line (\d+)", err)
-        if m:
-            i = bisect_right(starts, int(m.group(2)) - 1) - 1
-            bad.setdefault(names[i], f"debconf-set-selections rejected the preseed: "
-                                     f"{m.group(1)} on line {int(m.group(2)) - starts[i]}")
-    if p.returncode != 0 and not bad:  # not the file's fault (a locked debconf database)
-        log.warning("debconf-set-selections failed without naming a line: %s",
-                    _one_line(p.stderr)[:200])
-    return bad
-
-
-# autoinstall
-def check_autoinstall(text: str) -> None:
-    """user-data (``#cloud-config``): YAML whose autoinstall has version 1 and identity or
-    user-data, and well-formed sections; otherwise meta-data: YAML with an instance-id.
-    Parsed with PyYAML when it is installed, else by a line check of the same keys."""
-    try:
-        import yaml
-    except ImportError:
-        _autoinstall_lines(text)
-        return
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    try:
-        doc = yaml.load(text, Loader=loader)  # safe: CSafeLoader or SafeLoader
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark else ""
-        raise XcatError(f"autoinstall file is not YAML: {where}"
-                        f"{getattr(exc, 'problem', None) or exc}") from None
-    if not text.startswith("#cloud-config"):
-        if not isinstance(doc, dict) or not doc.get("instance-id"):
-            raise XcatError("autoinstall meta-data has no instance-id (user-data must start "
-                            "with #cloud-config)")
-        return
-    ai = doc.get("autoinstall") if isinstance(doc, dict) else None
-    if not isinstance(ai, dict):
-        raise XcatError("autoinstall user-data has no autoinstall: section")
-    _autoinstall_keys(ai)
-
-
-def _autoinstall_keys(ai: dict) -> None:
-    if ai.get("version") != 1:
-        raise XcatError("autoinstall: version must be 1")
-    if "identity" not in ai and "user-data" not in ai:
-        raise XcatError("autoinstall: needs identity or user-data (the installed system "
-                        "would have no way to log in)")
-    ident = ai.get("identity")
-    if ident is not None and not (isinstance(ident, dict) and all(
-            ident.get(k) for k in ("hostname", "username", "password"))):
-        raise XcatError("autoinstall: identity needs hostname, username and password")
-    shapes = {"user-data": dict, "storage": dict, "network": dict, "apt": dict, "ssh": dict,
-              "packages": list, "early-commands": list, "late-commands": list,
-              "error-commands": list}
-    for key, shape in shapes.items():
-        if key in ai and not isinstance(ai[key], shape):
-            raise XcatError(f"autoinstall: {key} must be a {shape.__name__}")
-    for key in ("early-commands", "late-commands", "error-commands", "packages"):
-        for item in ai.get(key) or []:
-            if not isinstance(item, (str, list)):
-                raise XcatError(f"autoinstall: {key} has an entry that is not a command")
-
-
-def _autoinstall_lines(text: str) -> None:
-    """Without PyYAML: the same required keys, found by their lines."""
-    if "\t" in text:
-        raise XcatError("autoinstall file is not YAML: it has a tab")
-    if not text.startswith("#cloud-config"):
-        if not re.search(r"^instance-id:\s*\S", text, re.MULTILINE):
-            raise XcatError("autoinstall meta-data has no instance-id")
-        return
-    if not re.search(r"^autoinstall:\s*$", text, re.MULTILINE):
-        raise XcatError("autoinstall user-data has no autoinstall: section")
-    if not re.search(r"^  version:\s*1\s*$", text, re.MULTILINE):
-        raise XcatError("autoinstall: version must be 1")
-    if not re.search(r"^  (identity|user-data):\s*$", text, re.MULTILINE):
-        raise XcatError("autoinstall: needs identity or user-data")

@@ -5,12 +5,9 @@ xCAT names a distribution by its osvers (``rocky9.4``, ``alma8.10``, ``rhels9.4`
 ``debian12.5.0``, ``ubuntu24.04.1``) and an architecture in its own spelling (``x86_64``, not
 ``amd64``); the copy lands in ``<installdir>/<osvers>/<arch>``.
 
->>> normalise_arch("amd64"), normalise_arch("arm64"), normalise_arch("i686")
-('x86_64', 'aarch64', 'x86')
->>> boot_files("rocky9.4", "x86_64")
-('images/pxeboot/vmlinuz', 'images/pxeboot/initrd.img')
->>> boot_files("debian12.5.0", "aarch64")
-('install.a64/vmlinuz', 'install.a64/initrd.gz')
+Where the network install kernel sits on the media, and the architecture names, are the OS
+family's (xcatd.provision.osfamily).
+
 >>> osver_parts("alma8.10")
 ('alma', '8', '10')
 """
@@ -31,8 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+import pycdlib
+from pycdlib.pycdlibexception import PyCdlibException
+
 from xcatd.base.files import locked
-from xcatd.base.request import XcatError
+from xcatd.provision.osfamily import normalise_arch
 
 #: Files are served to nodes over HTTP and TFTP; install trees hold no secrets.
 FILE_MODE = 0o644
@@ -40,9 +40,6 @@ DIR_MODE = 0o755
 CHUNK = 1 << 20
 FINGERPRINT = ".fingerprint"
 
-ARCH_ALIASES = {"amd64": "x86_64", "x86-64": "x86_64", "x64": "x86_64", "arm64": "aarch64",
-                "ppc64el": "ppc64le", "i386": "x86", "i486": "x86", "i586": "x86",
-                "i686": "x86"}
 #: Debian's architecture words, as they appear in .disk/info and dists/*/Release.
 DEBIAN_ARCHES = ("amd64", "arm64", "i386", "ppc64el", "s390x", "armhf", "armel", "mips64el",
                  "riscv64")
@@ -52,39 +49,10 @@ class MediaError(Exception):
     """The media cannot be read or copied; the message names the file and the bad part."""
 
 
-def normalise_arch(arch: str) -> str:
-    """xCAT's name for an architecture (amd64 -> x86_64, arm64 -> aarch64, i686 -> x86)."""
-    arch = arch.strip()
-    return ARCH_ALIASES.get(arch.lower(), arch)
-
-
 def osver_parts(osvers: str) -> tuple[str, str, str]:
     """(basename, major, minor) as xCAT splits an osvers for the osdistro table."""
     m = re.match(r"(\D+)(\d*)\.*(\d*)", osvers)
     return (m.group(1), m.group(2), m.group(3)) if m else (osvers, "", "")
-
-
-# ---- boot files for nodeset ----------------------------------------------------------------
-_DEBIAN_INSTALLER_DIR = {"x86_64": "install.amd", "aarch64": "install.a64", "x86": "install.386",
-                         "ppc64le": "install", "s390x": "install"}
-
-
-def boot_files(osvers: str, arch: str) -> tuple[str, str]:
-    """The (kernel, initrd) paths, relative to the copied distribution directory, that a node
-    boots to start a network install of ``osvers`` on ``arch``."""
-    name = osvers.rstrip("0123456789.").lower()
-    arch = normalise_arch(arch)
-    if name in ("rhels", "rhel", "rocky", "alma", "centos", "ol", "fedora"):
-        return "images/pxeboot/vmlinuz", "images/pxeboot/initrd.img"
-    if name == "debian":
-        d = _DEBIAN_INSTALLER_DIR.get(arch)
-        if d is None:
-            raise XcatError(f"No network install kernel known for {osvers} on {arch}")
-        return f"{d}/vmlinuz", f"{d}/initrd.gz"
-    if name == "ubuntu":
-        return "casper/vmlinuz", "casper/initrd"
-    raise XcatError(f"No network install kernel known for {osvers}: not a distribution "
-                    "copycds recognises")
 
 
 # ---- reading media -------------------------------------------------------------------------
@@ -198,8 +166,6 @@ class IsoMedia(Media):
 
     def __init__(self, source: str) -> None:
         super().__init__(source)
-        import pycdlib
-        from pycdlib.pycdlibexception import PyCdlibException
         self._exc = PyCdlibException
         self.read_errors = (OSError, PyCdlibException)
         self.iso = pycdlib.PyCdlib()

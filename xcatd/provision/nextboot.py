@@ -50,7 +50,7 @@ from pathlib import Path, PurePosixPath
 
 import jinja2
 
-from xcatd.base.files import locked
+from xcatd.base.files import locked, write_atomic
 from xcatd.base.noderange import natural_key
 from xcatd.base.request import Response, XcatError
 from xcatd.base.site import SiteValues
@@ -60,6 +60,7 @@ from xcatd.db.netinfo import parse_macs
 from xcatd.netboot import loaders
 from xcatd.netboot.loaders import BootTarget, NodeBoot
 from xcatd.netconf import dhcp
+from xcatd.provision import installfiles, osfamily
 from xcatd.provision.media import inside_tree
 
 USAGE = ("Usage: nodeset <noderange> [shell|boot|runcmd=bmcsetup|osimage[=<imagename>]|"
@@ -153,17 +154,17 @@ class NodesetRun:
         self.site = ctx.site
         self.names = names
         self.values = ctx.db.resolve(names, ATTRS, groups=ctx.node_groups_if_loaded(names))
-        self.installdir = ctx.paths.under(self.site.get("installdir") or "/install")
+        self.installdir = ctx.installdir
         self.boot_env = environment(ctx.paths, self.site)  # templates/boot, site's own first
-        self.httpport = str(self.site.get("httpport") or "80")
+        self.httpport = str(self.site.httpport())
         self.master = self.site.get("master") or "127.0.0.1"
 
     def v(self, node: str, table: str, col: str) -> str | None:
         return self.values[node].get((table, col))
 
     def tftpdir(self, node: str) -> Path:
-        return self.ctx.paths.under(self.v(node, "noderes", "tftpdir")
-                                    or self.site.get("tftpdir") or "/tftpboot")
+        own = self.v(node, "noderes", "tftpdir")
+        return self.ctx.paths.under(own) if own else self.ctx.tftpdir
 
     def server(self, node: str) -> str:
         """The address the node reaches this server at (HTTP, callbacks)."""
@@ -298,7 +299,6 @@ class NodesetRun:
         return self.v(node, "noderes", "next_osimage")
 
     def _plan_install(self, image: str, nodes: list[str], out: Outcome) -> None:
-        from xcatd.provision import installfiles
         row = self.osimages[image]
         osvers, arch, profile = row["osvers"], row["osarch"], row["profile"]
         tokens = {n: secrets.token_urlsafe(32) for n in nodes}
@@ -393,9 +393,8 @@ class NodesetRun:
                 out: Outcome) -> tuple[str, str] | None:
         """Copy the installer's kernel and initrd into every TFTP root these nodes use
         (once, and only when they changed); their paths relative to the TFTP root."""
-        from xcatd.provision import media
         try:
-            krel, irel = media.boot_files(osvers, arch)
+            krel, irel = osfamily.boot_files(osvers, arch)
         except (XcatError, ValueError, KeyError) as exc:
             for n in nodes:
                 out.fail(n, f"osimage {image}: {exc}")
@@ -423,7 +422,7 @@ class NodesetRun:
     def _plan_genesis(self, state: str, nodes: list[str], out: Outcome) -> None:
         """shell, standby, shutdown, runcmd=, runimage=: the genesis kernel with
         destiny=<state>, as xCAT boots them."""
-        xcatdport = self.site.get("xcatdport") or "3001"
+        xcatdport = self.site.port("xcatdport", 3001)
         for node in nodes:
             arch = self.v(node, "nodetype", "arch")
             if not arch:
@@ -631,7 +630,6 @@ def snapshot(paths: list[Path]) -> list[tuple[Path, str, bytes | str | None, int
 def restore(before: list[tuple[Path, str, bytes | str | None, int]]) -> None:
     """Put back what ``snapshot`` saw, as far as it goes (best effort: this runs after a
     failure already reported)."""
-    from xcatd.base.files import write_atomic
     for p, kind, data, mode in before:
         try:
             if kind == "file":

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime
 from collections.abc import Iterator
 
+import pypureomapi
+
 from xcatd.base.files import run_check
 from xcatd.base.noderange import NodeRange
 from xcatd.base.request import ErrorKind, Response, XcatError
@@ -31,11 +33,6 @@ class IscDhcp(DhcpManager):
                                                 "the generated dhcpd.conf"))]
 
     def _omapi(self):
-        try:
-            import pypureomapi  # optional: only a running dhcpd needs it
-        except ImportError:
-            raise XcatError("pypureomapi is not installed: makedhcp cannot reach dhcpd",
-                            kind=ErrorKind.UPSTREAM) from None
         site = self.cluster.site
         key = omapi_key(self.cluster)
         server = site.text("omapiserver", "127.0.0.1")
