@@ -34,8 +34,8 @@ def mac(i: int) -> str:
 def call(paths, command: str, noderange: str | None = None, **args) -> list:
     """One request in process, as XCATBYPASS runs it; exits on any error line."""
     from xcatd.base.request import Request
-    from xcatd.daemon.dispatch import dispatch
-    out = list(dispatch(Request(command, noderange, args), paths))
+    from xcatd.daemon.pipeline import run_local
+    out = list(run_local(Request(command, noderange, args), paths))
     errors = [r for r in out if r.failed]
     if errors:
         raise SystemExit(f"{command} {noderange or ''} failed: "

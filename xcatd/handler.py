@@ -1,8 +1,9 @@
 """What a command handler is: how it registers, and what it is given.
 
-A plugin module registers handlers with ``@command``; the daemon finds plugin modules through
-the ``pyxcat.plugins`` entry-point group (setup.cfg lists the built-in ones), so the core
-never names a plugin and a third party adds one by installing a package. A handler gets the
+A plugin module registers handlers with ``@command``. The ``pyxcat.commands`` entry-point
+group maps each command name to the module that handles it (setup.cfg lists the built-in
+ones), so the core never names a plugin, a third party adds commands by installing a
+package, and a command run in process loads only its own plugin. A handler gets the
 Request, a Context (the cluster as this request sees it) and the expanded noderange, and
 yields Responses; it never parses argv, opens its own database connection or prints.
 
@@ -14,9 +15,10 @@ False
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 from xcatd.base.noderange import NodeRange
@@ -28,7 +30,7 @@ from xcatd.db.database import Database
 
 log = logging.getLogger("xcatd.handler")
 
-PLUGIN_GROUP = "pyxcat.plugins"
+COMMAND_GROUP = "pyxcat.commands"
 
 Handler = Callable[[Request, "Context", NodeRange | None], Iterable[Response] | None]
 
@@ -62,7 +64,9 @@ class CommandSpec:
 
 
 _REGISTRY: dict[str, CommandSpec] = {}
-_loaded = False
+_lock = threading.Lock()
+_entry_points: dict[str, list[EntryPoint]] | None = None
+_tried: set[str] = set()
 
 
 def command(name: str, *, noderange: str = "none",
@@ -92,16 +96,46 @@ def unregister(name: str) -> None:
     _REGISTRY.pop(name, None)
 
 
+def _commands() -> dict[str, list[EntryPoint]]:
+    """command name -> the entry points that handle it (read once: a scan of every
+    installed distribution)."""
+    global _entry_points
+    if _entry_points is None:
+        found: dict[str, list[EntryPoint]] = {}
+        for ep in entry_points(group=COMMAND_GROUP):
+            found.setdefault(ep.name, []).append(ep)
+        _entry_points = found
+    return _entry_points
+
+
+def _load(name: str) -> None:
+    """Import the module(s) the entry points name for ``name`` (with the lock held)."""
+    if name in _tried:
+        return
+    _tried.add(name)
+    for ep in _commands().get(name, []):
+        try:
+            ep.load()
+        except Exception:  # a broken third-party plugin must not take the rest down
+            log.exception("cannot load the plugin of %s (%s)", name, ep.value)
+
+
+def spec(name: str) -> CommandSpec | None:
+    """The handler of ``name``, its plugin loaded on first use; None when nothing handles
+    it."""
+    found = _REGISTRY.get(name)
+    if found is None:
+        with _lock:
+            _load(name)
+        found = _REGISTRY.get(name)
+    return found
+
+
 def registry() -> dict[str, CommandSpec]:
-    """Every registered command, the plugin modules loaded on first use."""
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        for ep in sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
-            try:
-                ep.load()
-            except Exception:  # a broken third-party plugin must not take the rest down
-                log.exception("cannot load plugin %s", ep.name)
+    """Every command, every plugin loaded (xcatd loads them all when it starts)."""
+    with _lock:
+        for name in _commands():
+            _load(name)
     return _REGISTRY
 
 

@@ -44,14 +44,17 @@ def test_a_bypass_run_is_audited_and_recorded_as_a_job(audited):
     assert [(j["user"], j["clienttype"], j["state"], j["exitcode"]) for j in jobs] == [
         ("root", "bypass", "done", "0")]
     assert f"job {jobs[0]['jobid']}" == audit[0]["comments"]
-    assert [r["data"] for r in rows(audited, "jobresults", jobid=jobs[0]["jobid"])] == [
-        None, None]  # nodels prints node names only
+    # the output went to the terminal: the record says so instead of keeping it
+    assert [r["warning"] for r in rows(audited, "jobresults", jobid=jobs[0]["jobid"])] == [
+        "2 output lines were not recorded (run in process: the output went to its terminal)"]
 
 
-def test_a_failed_bypass_run_is_recorded_with_its_exit_code(audited):
+def test_a_failed_bypass_run_is_recorded_with_its_exit_code_and_error(audited):
     assert audited.run("nodels", "nosuchnode").rc == 1
     job = rows(audited, "jobs", command="nodels")[0]
     assert (job["state"], job["exitcode"]) == ("failed", "1")
+    errors = [r["error"] for r in rows(audited, "jobresults", jobid=job["jobid"])]
+    assert errors == ["Invalid nodes and/or groups in noderange: nosuchnode"]
 
 
 def test_root_in_process_keeps_working_whatever_the_policy_table_says(audited):

@@ -22,7 +22,7 @@ from xcatd.base.site import SiteValueError
 from xcatd.db.database import DBError
 from xcatd.handler import NODE_ORIGIN, CommandSpec, Context
 
-log = logging.getLogger("xcatd.dispatch")
+log = logging.getLogger("xcatd.daemon.dispatch")
 
 DEFAULT_LOCK_TIMEOUT = 120.0
 

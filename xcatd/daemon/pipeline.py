@@ -27,8 +27,9 @@ from xcatd.db.cache import TableCache
 from xcatd.db.database import Database, DBError, split_list
 from xcatd.db.jobs import RESULT_BUDGET, Job, JobStore
 from xcatd.handler import NODE_ORIGIN, Context, registry
+from xcatd.handler import spec as command_spec
 
-log = logging.getLogger("xcatd.pipeline")
+log = logging.getLogger("xcatd.daemon.pipeline")
 
 POLICY_TTL = 1.0  # seconds a read of the policy/site tables is reused (writes reset it)
 
@@ -59,7 +60,8 @@ def _recordable(request: Request, resp: Response) -> Response:
 
 class Pipeline:
     def __init__(self, paths: Paths, *, locks: NodeLocks | None = None,
-                 background: bool = True, daemon: bool = False) -> None:
+                 background: bool = True, daemon: bool = False,
+                 record_output: bool = True) -> None:
         self.paths = paths
         self.db = Database.open(paths)
         self.db.check_ready()
@@ -68,14 +70,19 @@ class Pipeline:
         self.locks = locks or LOCAL_LOCKS
         #: True for xcatd's pipeline: its job store sees every live job
         self.daemon = daemon
+        #: keep the output lines in the job record (a command run in process prints them to
+        #: its terminal and records its errors and warnings only)
+        self.record_output = record_output
         self._syslog = os.path.exists("/dev/log")  # no syslog daemon: no per-request retries
-        registry()
+        if daemon:
+            registry()  # every plugin, once, before the first request
 
     @classmethod
     def local(cls, paths: Paths | None = None) -> Pipeline:
         """A pipeline for this process alone (XCATBYPASS, tools): the in-process locks,
-        records written at the end of each request."""
-        return cls(paths or Paths(), background=False)
+        records written at the end of each request, the output lines left to the terminal
+        (errors and warnings are recorded)."""
+        return cls(paths or Paths(), background=False, record_output=False)
 
     def close(self) -> None:
         self.jobs.close()
@@ -86,13 +93,17 @@ class Pipeline:
     # ---- one request ---------------------------------------------------------------------
     def new_job(self, request: Request, who: Identity) -> Job:
         request.user, request.client = who.user, who.host
-        try:
-            budget = self.site().integer("jobresultsmax", RESULT_BUDGET, low=0)
-        except SiteValueError:
-            budget = RESULT_BUDGET
+        if not self.record_output:
+            budget, why = 0, "run in process: the output went to its terminal"
+        else:
+            why = "over site.jobresultsmax bytes"
+            try:
+                budget = self.site().integer("jobresultsmax", RESULT_BUDGET, low=0)
+            except SiteValueError:
+                budget = RESULT_BUDGET
         return self.jobs.new(who.user, request.command, request.noderange,
                              args_text(request.args, request.stdin), who.host, who.clienttype,
-                             budget)
+                             budget, why)
 
     def stream(self, request: Request, who: Identity) -> Iterator[Response]:
         """Run a request as a job of ``who`` in this thread, yielding its responses."""
@@ -110,7 +121,7 @@ class Pipeline:
         """The job's steps; it is recorded as ended however the caller stops iterating."""
         self.jobs.start(job)
         code, denied, audit_after = 0, [], False
-        spec = registry().get(request.command)
+        spec = command_spec(request.command)
         site = SiteValues()
         try:
             policy, site = self.tables.policy(), self.site()
@@ -178,7 +189,7 @@ class Pipeline:
         (chdef -o, the REST object path): policy noderanges judge those."""
         if not any(r.get("noderange") for r in policy):
             return None
-        spec = registry().get(request.command)
+        spec = command_spec(request.command)
         try:
             ctx = Context(request, self.paths, self.db, self.site())
             if request.noderange:

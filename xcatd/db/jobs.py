@@ -7,8 +7,9 @@ and a result is on disk within ``FLUSH_INTERVAL`` of being produced. A short-liv
 (a command run with XCATBYPASS) keeps them in memory instead and commits them when it calls
 ``flush`` (``background=False``): no thread to start or to wait for.
 
-A job keeps at most ``site.jobresultsmax`` bytes of output lines (default 1 MiB); errors and
-warnings are always kept, and a last line says how many output lines were not.
+A job keeps at most ``site.jobresultsmax`` bytes of output lines (default 1 MiB; none for a
+command run in process, whose output went to its terminal); errors and warnings are always
+kept, and a last line says how many output lines were not.
 """
 from __future__ import annotations
 
@@ -56,9 +57,10 @@ class Job:
     results: list[Response] = field(default_factory=list)
     cancel: threading.Event = field(default_factory=threading.Event)
     finished: threading.Event = field(default_factory=threading.Event)
-    #: bytes of output lines it may still keep, and how many it did not keep
+    #: bytes of output lines it may still keep, how many it did not keep, and why
     budget: int = RESULT_BUDGET
     unrecorded: int = 0
+    unrecorded_why: str = "over site.jobresultsmax bytes"
 
     def row(self) -> dict[str, Any]:
         return {"jobid": self.jobid, "user": self.user, "client": self.client,
@@ -105,9 +107,10 @@ class JobStore:
 
     # ---- recording -----------------------------------------------------------------------
     def new(self, user: str, command: str, noderange: str | None, args: str, client: str,
-            clienttype: str, budget: int = RESULT_BUDGET) -> Job:
+            clienttype: str, budget: int = RESULT_BUDGET,
+            why: str = "over site.jobresultsmax bytes") -> Job:
         job = Job(str(uuid.uuid4()), user, command, noderange, args, client, clienttype,
-                  budget=budget)
+                  budget=budget, unrecorded_why=why)
         with self._lock:
             self.live[job.jobid] = job
         self._put(("insert", "jobs", job.row()))
@@ -135,8 +138,8 @@ class JobStore:
 
     def finish(self, job: Job, state: str, exitcode: int) -> None:
         if job.unrecorded:
-            self._record(job, Response(warning=f"{job.unrecorded} more output lines were not "
-                                               "recorded (site.jobresultsmax)"))
+            self._record(job, Response(warning=f"{job.unrecorded} output lines were not "
+                                               f"recorded ({job.unrecorded_why})"))
         job.state, job.exitcode = state, exitcode
         self._put(("update", "jobs", job.jobid,
                    {"state": state, "finished": now(), "exitcode": str(exitcode)}))

@@ -86,7 +86,7 @@ class HttpSite:
                  workers: int = WORKERS) -> None:
         self.paths = paths
         self._own_pipeline = pipeline is None
-        self.pipeline = pipeline or Pipeline.local(paths)
+        self.pipeline = pipeline or Pipeline(paths, background=False)
         self.db = self.pipeline.db
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="http")
         self._runner: web.AppRunner | None = None

@@ -22,7 +22,6 @@ from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from pyghmi import exceptions as pygexc
-from pyghmi.ipmi import command
 
 from xcatd.hardware.interfaces import (
     DEFAULT_LIMITS,
@@ -278,6 +277,9 @@ class PyghmiSession:
 def pyghmi_command(engine: Engine, session: Session, target: Target):
     """pyghmi's Command for the node, without pyghmi's session layer: the attributes its
     constructor would set, and our session as its ``ipmi_session``."""
+    # Imported on first use: pyghmi's Command pulls in every OEM decoder (about 120 ms), and
+    # power and boot-device control, the commands that must start fast, never need it.
+    from pyghmi.ipmi import command
     cmd = command.Command.__new__(command.Command)
     cmd.__dict__.update(onlogon=None, bmc=target.address, _sdrcachedir=None, _sdr=None,
                         _oem=None, _oemknown=False, _netchannel=None, _ipv6support=None,

@@ -374,7 +374,7 @@ class Engine:
 
     async def session(self, host: str, port: int, user: str, password: str, *,
                       timeout: float = 2.0, retries: int = 3) -> Session:
-        """A new logged-in session (the caller keeps it; see plugins/ipmi.py). Answers are
+        """A new logged-in session (the caller keeps it; see xcatd.hardware.ipmi). Answers are
         routed by session ID, so one BMC may hold sessions for several users at once."""
         try:
             addr = await self.resolve(host, port)

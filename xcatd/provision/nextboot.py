@@ -11,7 +11,7 @@ For an install osimage the work is done in bulk: one resolve for every node, the
 files rendered and validated (xcatd.provision.installfiles), the kernel and initrd copied once per
 osimage into ``<tftpdir>/xcat/osimage/<image>/`` (only when they changed), each node's boot
 files written (xcatd.netboot.loaders) only where they changed, one database transaction, then the
-DHCP server told about the nodes through the makedhcp plugin (unless site.dhcpsetup=n).
+DHCP server told about the nodes (xcatd.netconf.dhcp.update_nodes; not when site.dhcpsetup=n).
 A node whose files cannot be made gets one error line and keeps its previous boot files,
 install file, chain and token; the other nodes go on. To keep that promise the install files
 are written under temporary (hidden, never served) names, the boot files are written with
