@@ -418,6 +418,26 @@ def test_xcatd_serves_the_site_beside_its_https_port(mn_daemon):
         conn.close()
 
 
+@pytest.mark.parametrize("key,value", [("httpport", "8o"), ("httpbind", "10.0.0.1:http")])
+def test_a_typo_in_the_sites_address_is_logged_and_xcatd_serves_on(mn_sqlite, monkeypatch,
+                                                                    caplog, key, value):
+    """xcatd logs the bad setting, serves no HTTP site, and its commands go on working."""
+    from xcatd.lab.daemon import DaemonThread
+    from xcatd.lab.ports import free_port
+    mn_sqlite.ok("chtab", f"key={key}", f"site.value={value}")
+    mn_sqlite.ok("chtab", "key=tftpserver", "site.value=none")
+    thread = DaemonThread(mn_sqlite.paths, port=free_port())  # not 0: the site is read
+    try:
+        listening = thread.start()
+        assert listening.http_port is None
+        assert f"site.{key} '{value}'" in caplog.text and "Traceback" not in caplog.text
+        monkeypatch.delenv("XCATBYPASS")
+        monkeypatch.setenv("XCATHOST", f"127.0.0.1:{listening.port}")
+        assert mn_sqlite.ok("nodels").out == ""
+    finally:
+        thread.stop()
+
+
 @pytest.mark.parametrize("site,host,want", [
     ({}, None, (None, 80)),
     ({"httpport": "8080"}, "10.0.0.1", ("10.0.0.1", 8080)),
