@@ -33,14 +33,14 @@ def test_flags(value, want):
 
 def test_an_unset_flag_is_its_default_and_a_bad_one_an_error():
     assert SiteValues({}).flag("dhcpsetup", True) is True
-    with pytest.raises(SiteValueError, match="site.dhcpsetup 'maybe' is not yes or no"):
+    with pytest.raises(SiteValueError, match=r"site\.dhcpsetup 'maybe' is not yes or no"):
         SiteValues({"dhcpsetup": "maybe"}).flag("dhcpsetup", True)
 
 
 def test_numbers_have_bounds():
     site = SiteValues({"ipmitimeout": "0.05", "maxinstallboots": "x", "ipmimaxp": "0"})
     assert site.number("ipmitimeout", 2.0) == 0.05
-    with pytest.raises(SiteValueError, match="must be at least 0.1"):
+    with pytest.raises(SiteValueError, match=r"must be at least 0\.1"):
         site.number("ipmitimeout", 2.0, low=0.1)
     with pytest.raises(SiteValueError, match="'x' is not a whole number"):
         site.integer("maxinstallboots", 3)
@@ -68,7 +68,7 @@ def test_the_directories_every_part_shares_are_under_the_root():
     paths = Paths("/r")
     assert SiteValues({}).installdir(paths) == paths.under("/install")
     assert SiteValues({"tftpdir": "/srv/tftp/"}).tftpdir(paths) == paths.under("/srv/tftp")
-    with pytest.raises(SiteValueError, match="site.installdir 'install' is not an absolute"):
+    with pytest.raises(SiteValueError, match=r"site\.installdir 'install' is not an absolute"):
         SiteValues({"installdir": "install"}).installdir(paths)
 
 
