@@ -73,3 +73,11 @@ def test_a_mgt_with_no_driver_names_the_drivers_there_are(managed):
 def test_unregistering_a_driver_takes_it_away(managed):
     registry.unregister("pdu")
     assert "mgt=pdu is not supported" in managed.run("rpower", "p1", "stat").err
+
+
+def test_a_bad_ipmi_setting_is_an_error_naming_it_not_a_silent_default(managed):
+    managed.ok("chtab", "key=ipmitimeout", "site.value=2s")
+    r = managed.run("rpower", "f1", "stat")
+    assert (r.rc, r.err.strip()) == (1, "Error: site.ipmitimeout '2s' is not a number")
+    managed.ok("chtab", "key=ipmitimeout", "site.value=0")   # a number: raised to its floor
+    assert managed.ok("rpower", "f1", "stat").lines == ["f1: off"]

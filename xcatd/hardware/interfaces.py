@@ -11,6 +11,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from xcatd.base.site import SiteValues
+
 POWER_ACTIONS = ("on", "off", "softoff", "reset", "cycle", "nmi")
 BOOT_DEVICES = {"net": "network", "hd": "hd", "cd": "optical", "def": "default",
                 "floppy": "floppy", "setup": "setup"}
@@ -54,14 +56,12 @@ class Limits:
     retries: int = 3
 
     @classmethod
-    def from_site(cls, site: dict[str, str]) -> Limits:
-        def num(key: str, kind, default, low):
-            try:
-                return max(low, kind(site.get(key) or default))
-            except ValueError:
-                return default
-        return cls(num("ipmimaxp", int, 64, 1), num("ipmitimeout", float, 2.0, 0.1),
-                   num("ipmiretries", int, 3, 0))
+    def from_site(cls, site: SiteValues) -> Limits:
+        """The site's values, raised to their floor (1, 0.1 s, 0); SiteValueError names a
+        value that is not a number."""
+        return cls(max(1, site.integer("ipmimaxp", 64)),
+                   max(0.1, site.number("ipmitimeout", 2.0)),
+                   max(0, site.integer("ipmiretries", 3)))
 
 
 DEFAULT_LIMITS = Limits()
