@@ -69,6 +69,7 @@ bench: venv
 	$(BIN)/python bench/power.py
 	$(BIN)/python bench/nodeset.py
 	$(BIN)/python bench/idle.py
+	$(BIN)/python bench/bounds.py
 
 lint: venv
 	$(BIN)/pip install -q ruff

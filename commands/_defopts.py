@@ -5,6 +5,8 @@ import sys
 
 import click
 
+from xcatd.base.files import NotText, utf8
+
 
 def split_words(words: tuple[str, ...]) -> tuple[str | None, list[str]]:
     """'n[1-3] groups=all mgt=ipmi' -> ('n[1-3]', ['groups=all', 'mgt=ipmi'])."""
@@ -36,4 +38,14 @@ def where_option(f):
 
 
 def stdin_if(flag: bool) -> str | None:
-    return sys.stdin.read() if flag else None
+    """Standard input as text when ``flag`` (a stanza file): not UTF-8 is an error naming the
+    line."""
+    if not flag:
+        return None
+    stream = getattr(sys.stdin, "buffer", None)
+    if stream is None:  # already text (a test's StringIO)
+        return sys.stdin.read()
+    try:
+        return utf8(stream.read(), "standard input")
+    except NotText as exc:
+        raise click.UsageError(str(exc)) from None

@@ -9,6 +9,7 @@ import tempfile
 import click
 from xcatd.commands._cli import run, xcat_command
 
+from xcatd.base.files import NotText, utf8
 from xcatd.base.request import Request
 from xcatd.fronts.client import submit
 
@@ -42,8 +43,20 @@ def main(table):
             if _digest(path) == before:
                 click.echo("No file modifications detected, not restoring.")
                 return
-            with open(path, encoding="utf-8") as fh:
-                text = fh.read()
+            with open(path, "rb") as fh:
+                try:
+                    text = utf8(fh.read(), f"{table}.csv")
+                except NotText as exc:
+                    text, bad = "", str(exc)
+                else:
+                    bad = ""
+            if bad:
+                sys.stderr.write(f"Error: {bad}\n")
+                if not sys.stdin.isatty():
+                    sys.exit(1)
+                click.prompt("Hit enter to edit again, or ctrl-c to abort", default="",
+                             show_default=False)
+                continue
             failed = [r.render()[1] for r in submit(Request("tabrestore", args={"table": table},
                                                             stdin=text)) if r.failed]
             if not failed:

@@ -3,7 +3,7 @@ import click
 from xcatd.commands._cli import run, xcat_command
 
 
-@xcat_command(help="tabprune <auditlog|eventlog> [-V] -a | -n <count> | -i <recid> | "
+@xcat_command(help="tabprune <auditlog|eventlog|jobs> [-V] -a | -n <count> | -i <recid> | "
                    "-p <percent> | -d <days>")
 @click.option("-V", "verbose", is_flag=True, help="Print the removed records.")
 @click.option("-a", "all_", is_flag=True, help="Remove every record.")

@@ -3,7 +3,9 @@ import os
 import sys
 
 import click
-from xcatd.commands._cli import run, xcat_command
+from xcatd.commands._cli import fail, run, xcat_command
+
+from xcatd.base.files import NotText, utf8
 
 
 @xcat_command(help="Restore a table from <tablename>.csv; the table name comes from the file name.")
@@ -11,10 +13,12 @@ from xcatd.commands._cli import run, xcat_command
 @click.argument("filename")
 def main(addrows, filename):
     try:
-        with open(filename, encoding="utf-8") as fh:
-            text = fh.read()
+        with open(filename, "rb") as fh:
+            text = utf8(fh.read(), filename)
     except OSError:
         sys.stderr.write(f"Error: Unable to open {filename} for reading.\n")
         sys.exit(3)
+    except NotText as exc:
+        fail(str(exc))
     table = os.path.basename(filename).split(".", 1)[0]
     run("tabrestore", None, {"table": table, "append": addrows}, stdin=text)

@@ -19,7 +19,7 @@ from xcatd.plugins.tabutils import _root_only
 
 from xcatd.base.request import Request, Response, XcatError
 from xcatd.base.site import DEFAULT_INSTALLDIR
-from xcatd.handler import Context, command
+from xcatd.handler import FLAG, TEXT, TEXT_OR_TEXTS, Context, command
 from xcatd.provision.media import (
     Distro,
     Media,
@@ -91,7 +91,8 @@ def _text(args: dict, key: str) -> str | None:
     return value.lstrip("=")  # xCAT's own examples write -n=rhels6.4
 
 
-@command("copycds")
+@command("copycds", args={"sources": TEXT_OR_TEXTS, "name": TEXT, "arch": TEXT, "path": TEXT,
+                         "noosimage": FLAG, "nonoverwrite": FLAG, "inspection": FLAG})
 def copycds(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
     _root_only(req, "copycds")
     opts = Options.from_request(req)

@@ -9,8 +9,15 @@ from xcatd.tables import SECRET_MASK, is_secret
 
 from xcatd.base.request import ErrorKind, Request, Response, XcatError, conflict, not_found
 from xcatd.db.database import DBError, match_value, parse_where, split_list
-from xcatd.db.objects import DEFINABLE, SITE_OBJECT, ObjectStore, ObjectWriter, objtype
-from xcatd.handler import Context, command
+from xcatd.db.objects import (
+    DEFINABLE,
+    SITE_OBJECT,
+    ObjectStore,
+    ObjectWriter,
+    attr_columns,
+    objtype,
+)
+from xcatd.handler import ATTRS, FLAG, TEXT, TEXTS, Context, command
 
 STANZA_HEADER = "# <xCAT data object stanza file>"
 
@@ -57,19 +64,28 @@ def _names(req: Request, ctx: Context, store: ObjectStore, typename: str, *,
     return names
 
 
-def _where_filter(store: ObjectStore, typename: str, names: list[str], wheres: list[str],
-                  values: dict[str, dict[str, str]] | None = None) -> list[str]:
+def _where_filter(ctx: Context, store: ObjectStore, typename: str, names: list[str],
+                  wheres: list[str], values: dict[str, dict[str, str]] | None = None
+                  ) -> list[str]:
     if not wheres:
         return names
     conds = []
     for w in wheres:
         attr, op, value = parse_where(w)
+        ctx.check_selection(attr_columns(typename, attr), attr)
         if op in ("=~", "!~") and len(value) > 1 and value[0] == "/" and value[-1] == "/":
             value = value[1:-1]
         conds.append((attr, op, value))
     values = values if values is not None else store.read(typename, names)
     return [n for n in names
             if all(match_value(values.get(n, {}).get(a), op, v) for a, op, v in conds)]
+
+
+#: What lsdef, mkdef, chdef and rmdef take (each reads its own; the CLI sends the same set)
+DEF_ARGS = {"type": TEXT, "objects": TEXT, "where": TEXTS, "all": FLAG, "long": FLAG,
+            "short": FLAG, "info": TEXT, "compress": FLAG, "stanza": FLAG, "show_hidden": FLAG,
+            "show_secrets": FLAG, "force": FLAG, "dynamic": FLAG, "plus": FLAG, "minus": FLAG,
+            "newname": TEXT, "attributes": ATTRS}
 
 
 def _def_nodes(req: Request, ctx: Context):
@@ -82,7 +98,7 @@ def _def_nodes(req: Request, ctx: Context):
 
 
 # ---- lsdef ---------------------------------------------------------------------------------
-@command("lsdef", lock_nodes=_def_nodes)
+@command("lsdef", lock_nodes=_def_nodes, args=DEF_ARGS)
 def lsdef(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
     a = req.args
     types = list(DEFINABLE) if a.get("all") else _types(req)
@@ -103,7 +119,7 @@ def lsdef(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
                 names = _unhidden(store, names)
             need_values = long or a.get("where") or a.get("stanza")
             values = store.read(typename, names) if need_values else {}
-            names = _where_filter(store, typename, names, a.get("where") or [], values)
+            names = _where_filter(ctx, store, typename, names, a.get("where") or [], values)
             known = _known_attrs(typename)
             for bad in [w for w in wanted if known is not None and w not in known]:
                 raise not_found(f"'{bad}' is not a valid attribute name for an object type "
@@ -250,7 +266,7 @@ def _requests(req: Request, ctx: Context, store: ObjectStore, creating: bool
     return [(n, typename, dict(attrs)) for n in names]
 
 
-@command("mkdef", writes=True, lock_nodes=_def_nodes)
+@command("mkdef", writes=True, lock_nodes=_def_nodes, args=DEF_ARGS)
 def mkdef(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
     if req.args.get("plus") or req.args.get("minus"):
         raise XcatError("The '-p' and '-m' options are not valid for the mkdef command.")
@@ -261,7 +277,7 @@ def mkdef(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
     yield Response(data=f"{count} object definitions have been created or modified.")
 
 
-@command("chdef", writes=True, lock_nodes=_def_nodes)
+@command("chdef", writes=True, lock_nodes=_def_nodes, args=DEF_ARGS)
 def chdef(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
     a = req.args
     if a.get("force"):
@@ -279,7 +295,7 @@ def chdef(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
             for n, t, _ in items:
                 by_type.setdefault(t, []).append(n)
             keep = {(t, n) for t, ns in by_type.items()
-                    for n in _where_filter(writer, t, ns, a["where"])}
+                    for n in _where_filter(ctx, writer, t, ns, a["where"])}
             items = [i for i in items if (i[1], i[0]) in keep]
         if not any(attrs for _, _, attrs in items):
             raise XcatError("No attributes were specified to change.")
@@ -458,7 +474,7 @@ def _rename(req: Request, ctx: Context, writer: ObjectWriter) -> Iterator[Respon
 
 
 # ---- rmdef ---------------------------------------------------------------------------------
-@command("rmdef", writes=True, lock_nodes=_def_nodes)
+@command("rmdef", writes=True, lock_nodes=_def_nodes, args=DEF_ARGS)
 def rmdef(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
     a = req.args
     if a.get("where"):

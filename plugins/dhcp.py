@@ -7,11 +7,12 @@ from collections.abc import Iterator
 
 from xcatd.base.noderange import NodeRange, natural_key
 from xcatd.base.request import Request, Response, XcatError
-from xcatd.handler import Context, command
+from xcatd.handler import FLAG, Context, command
 from xcatd.netconf import dhcp
 
 
-@command("makedhcp", noderange="optional")
+@command("makedhcp", noderange="optional",
+         args={"new": FLAG, "all": FLAG, "delete": FLAG, "query": FLAG})
 def makedhcp(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Response]:
     a = req.args
     manager = dhcp.manager(ctx)

@@ -6,11 +6,11 @@ from collections.abc import Iterator
 
 from xcatd.base.noderange import NodeRange, natural_key
 from xcatd.base.request import Request, Response
-from xcatd.handler import Context, command
+from xcatd.handler import FLAG, Context, command
 from xcatd.netconf.bind import Bind
 
 
-@command("makedns", noderange="optional")
+@command("makedns", noderange="optional", args={"new": FLAG, "delete": FLAG})
 def makedns(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Response]:
     names = sorted(ctx.all_nodes(), key=natural_key) if nodes is None else nodes.sorted()
     bind = Bind(ctx, names)

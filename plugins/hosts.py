@@ -8,11 +8,12 @@ from collections.abc import Iterator
 
 from xcatd.base.noderange import NodeRange, natural_key
 from xcatd.base.request import Request, Response
-from xcatd.handler import Context, command
+from xcatd.handler import FLAG, Context, command
 from xcatd.netconf.hosts import HostsManager
 
 
-@command("makehosts", noderange="optional", writes=False)
+@command("makehosts", noderange="optional", writes=False,
+         args={"new": FLAG, "delete": FLAG, "longnamefirst": FLAG})
 def makehosts(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Response]:
     a = req.args
     names = nodes.sorted() if nodes is not None else sorted(ctx.all_nodes(), key=natural_key)

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from xcatd.base.noderange import NodeRange
 from xcatd.base.request import Request, Response, XcatError
 from xcatd.db.cluster import Cluster
-from xcatd.handler import Context, command
+from xcatd.handler import FLAG, TEXT, Context, command
 from xcatd.hardware.interfaces import (
     BOOT_DEVICES,
     BOOT_WORDS,
@@ -33,7 +33,7 @@ def _writes_rpower(req: Request) -> bool:
     return (req.args.get("action") or "stat") not in READ_ACTIONS
 
 
-@command("rpower", noderange="required", writes=_writes_rpower)
+@command("rpower", noderange="required", writes=_writes_rpower, args={"action": TEXT})
 def rpower(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Response]:
     action = (req.args.get("action") or "").lower()
     if action not in POWER_ACTIONS + READ_ACTIONS + ("boot",):
@@ -96,7 +96,8 @@ def _writes_rsetboot(req: Request) -> bool:
     return (req.args.get("device") or "stat") != "stat"
 
 
-@command("rsetboot", noderange="required", writes=_writes_rsetboot)
+@command("rsetboot", noderange="required", writes=_writes_rsetboot,
+         args={"device": TEXT, "persistent": FLAG, "uefi": FLAG})
 def rsetboot(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Response]:
     device = (req.args.get("device") or "").lower()
     if device != "stat" and device not in BOOT_DEVICES:

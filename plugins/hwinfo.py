@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 
 from xcatd.base.noderange import NodeRange
 from xcatd.base.request import Request, Response, XcatError
-from xcatd.handler import Context, command
+from xcatd.handler import FLAG, TEXT, TEXT_OR_TEXTS, Context, command
 from xcatd.hardware.interfaces import (
     INVENTORY,
     VITALS,
@@ -29,7 +29,7 @@ RINV_WORDS = INVENTORY + ("vpd", "mprom", "deviceid", "asset", "misc")
 RVITALS_WORDS = VITALS + ("wattage",)
 
 
-@command("rinv", noderange="required")
+@command("rinv", noderange="required", args={"what": TEXT_OR_TEXTS})
 def rinv(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Response]:
     what = _words(req, "rinv", RINV_WORDS)
     if len(what) > 1:
@@ -39,7 +39,7 @@ def rinv(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Respon
                             lambda hw, ts, lim: hw.inventory(ts, what[0], lim))
 
 
-@command("rvitals", noderange="required")
+@command("rvitals", noderange="required", args={"what": TEXT_OR_TEXTS})
 def rvitals(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Response]:
     what = ",".join(_words(req, "rvitals", RVITALS_WORDS))
     yield from _each_driver(ctx, nodes, SensorsInterface,
@@ -50,7 +50,8 @@ def _writes_reventlog(req: Request) -> bool:
     return _reventlog_words(req)[0] == "clear"
 
 
-@command("reventlog", noderange="required", writes=_writes_reventlog)
+@command("reventlog", noderange="required", writes=_writes_reventlog,
+         args={"what": TEXT, "sort": FLAG})
 def reventlog(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Response]:
     word, count = _reventlog_words(req)
     clear = word == "clear"

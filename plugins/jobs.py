@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from xcatd.base.request import Request, Response, XcatError, denied, not_found
 from xcatd.db.jobs import TERMINAL, find_job_ids, job_rows, list_jobs
-from xcatd.handler import Context, command
+from xcatd.handler import FLAG, NUMBER, TEXT, Context, command
 
 WAIT_POLL = 0.05
 
@@ -58,7 +58,8 @@ def _flush(ctx: Context) -> None:
         ctx.jobs.flush()
 
 
-@command("job")
+@command("job", args={"action": TEXT, "jobid": TEXT, "all": FLAG, "state": TEXT,
+                     "limit": NUMBER, "timeout": NUMBER})
 def job(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
     action = req.args.get("action") or "list"
     if action == "list":

@@ -13,7 +13,7 @@ import subprocess
 from collections.abc import Iterator
 
 from xcatd.base.request import Request, Response, XcatError
-from xcatd.handler import Context, command
+from xcatd.handler import FLAG, Context, command
 
 
 def _ip_json(*args: str) -> list[dict]:
@@ -53,7 +53,7 @@ def discover() -> list[dict[str, str]]:
     return list(found.values())
 
 
-@command("makenetworks", writes=True)
+@command("makenetworks", writes=True, args={"display": FLAG})
 def makenetworks(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
     rows = discover()
     existing = {(r["net"], r["mask"]) for r in ctx.db.rows("networks", include_disabled=True)}

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 from xcatd.base.noderange import NodeRange
 from xcatd.base.request import Request, Response, XcatError
-from xcatd.handler import NODE_ORIGIN, Context, command
+from xcatd.handler import NODE_ORIGIN, TEXT, Context, command
 from xcatd.provision import nodereports
 
 LOCK_TIMEOUT = 30.0
@@ -27,7 +27,7 @@ def _node(req: Request, _ctx: Context | None = None) -> NodeRange:
 
 
 @command("bootscript", origin=NODE_ORIGIN, writes=True, lock_nodes=_node,
-         lock_timeout=LOCK_TIMEOUT)
+         lock_timeout=LOCK_TIMEOUT, args={"node": TEXT})
 def bootscript(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
     node = _node(req).sorted()[0]
     script = nodereports.boot_script(ctx, node, req.client)
@@ -35,7 +35,8 @@ def bootscript(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
 
 
 @command("callback", origin=NODE_ORIGIN, writes=True, lock_nodes=_node,
-         authenticates=True, lock_timeout=LOCK_TIMEOUT)
+         authenticates=True, lock_timeout=LOCK_TIMEOUT,
+         args={"node": TEXT, "status": TEXT, "token": TEXT})
 def callback(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
     node = _node(req).sorted()[0]
     note = nodereports.report(ctx, node, str(req.args.get("status") or ""),

@@ -12,7 +12,7 @@ from xcatd.base.noderange import NodeRange, natural_key
 from xcatd.base.request import Request, Response, XcatError, not_found
 from xcatd.db.database import TABLES, apply_list_op, match_value, split_list
 from xcatd.db.objects import ObjectStore, ObjectWriter, node_column
-from xcatd.handler import Context, command
+from xcatd.handler import FLAG, TEXT, TEXTS, Context, command
 
 _FILTER = re.compile(r"^([A-Za-z_][\w.]*?)(==|!=|=~|!~)(.*)$", re.DOTALL)
 
@@ -65,7 +65,9 @@ def _visible(ctx: Context, nodes: set[str], show_hidden: bool) -> set[str]:
     return nodes - hidden
 
 
-@command("nodels", noderange="optional")
+@command("nodels", noderange="optional",
+         args={"attributes": TEXTS, "blame": FLAG, "show_hidden": FLAG, "show_secrets": FLAG,
+               "with_fieldname": FLAG})
 def nodels(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Response]:
     a = req.args
     if nodes is None:
@@ -78,6 +80,7 @@ def nodels(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Resp
         for n in ordered:
             yield Response(node=n)
         return
+    ctx.check_selection([(t.table, t.column) for t, _op, _v in filters])
     wanted: dict[str, list[str]] = defaultdict(list)
     for term in shown + [f[0] for f in filters]:
         wanted[term.table].append(term.column)
@@ -191,6 +194,7 @@ def write_assignments(ctx: Context, conn, nodes: list[str], assigns: list[Assign
 
 
 def _select(ctx: Context, conn, nodes: list[str], selects) -> list[str]:
+    ctx.check_selection([(t, c) for t, c, _op, _v in selects])
     if not selects:
         return nodes
     wanted: dict[str, list[str]] = defaultdict(list)
@@ -202,7 +206,7 @@ def _select(ctx: Context, conn, nodes: list[str], selects) -> list[str]:
 
 
 # ---- nodeadd / nodech / noderm / nodegrpch ---------------------------------------------------
-@command("nodeadd", noderange="new", writes=True)
+@command("nodeadd", noderange="new", writes=True, args={"assignments": TEXTS})
 def nodeadd(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Response]:
     assigns, _ = parse_assignments(list(req.args.get("assignments") or []), "nodeadd")
     if not any((a.table, a.column) == ("nodelist", "groups") for a in assigns):
@@ -226,7 +230,8 @@ def nodeadd(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Res
         write_assignments(ctx, conn, names, assigns)
 
 
-@command("nodech", noderange="required", writes=True)
+@command("nodech", noderange="required", writes=True,
+         args={"assignments": TEXTS, "delete": FLAG})
 def nodech(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Response]:
     names = nodes.sorted() if nodes else []
     words = list(req.args.get("assignments") or [])
@@ -251,7 +256,7 @@ def nodech(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Resp
     return iter(())
 
 
-@command("noderm", noderange="required", writes=True)
+@command("noderm", noderange="required", writes=True, args={})
 def noderm(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Response]:
     names = nodes.sorted() if nodes else []
     with ctx.db.begin() as conn:
@@ -259,7 +264,7 @@ def noderm(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Resp
     return iter(())
 
 
-@command("nodegrpch", writes=True)
+@command("nodegrpch", writes=True, args={"groups": TEXT, "assignments": TEXTS})
 def nodegrpch(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
     groups = split_list(req.args.get("groups"))
     words = list(req.args.get("assignments") or [])

@@ -10,21 +10,21 @@ from collections.abc import Iterator
 
 from xcatd.base.noderange import NodeRange
 from xcatd.base.request import Request, Response, XcatError
-from xcatd.handler import Context, command
+from xcatd.handler import TEXT, Context, command
 from xcatd.provision.nextboot import USAGE, NodesetRun, Outcome, set_states, split_chain, stat
 
 
 def _writes(req: Request) -> bool:
-    return str(req.args.get("state") or "").split(",")[0].strip() != "stat"
+    states = split_chain(str(req.args.get("state") or ""))
+    return not states or states[0] != "stat"
 
 
-@command("nodeset", noderange="required", writes=_writes)
+@command("nodeset", noderange="required", writes=_writes, args={"state": TEXT})
 def nodeset(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Response]:
-    text = str(req.args.get("state") or "").strip()
-    if not text:
+    states = split_chain(str(req.args.get("state") or ""))
+    if not states:  # none given, or only separators (nodeset n1 ,)
         raise XcatError(USAGE)
     names = nodes.sorted() if nodes else []
-    states = split_chain(text)
     first, rest = states[0], ",".join(states[1:]) or None
     if first == "stat":
         yield from stat(ctx, names)

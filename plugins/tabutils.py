@@ -10,7 +10,7 @@ from pathlib import Path
 
 from xcatd.tables import SECRET_MASK, is_secret
 
-from xcatd.base.files import write_atomic
+from xcatd.base.files import NotText, utf8, write_atomic
 from xcatd.base.request import Request, Response, XcatError, not_found
 from xcatd.db.database import (
     TABLES,
@@ -18,11 +18,13 @@ from xcatd.db.database import (
     active,
     apply_list_op,
     check_column,
+    parse_where,
     split_list,
     table_def,
     where_clause,
 )
-from xcatd.handler import Context, command
+from xcatd.db.jobs import count_finished, delete_oldest
+from xcatd.handler import ASSIGNMENTS, ATTRS, FLAG, NUMBER, TEXT, TEXTS, Context, command
 
 LOG_TABLES = ("auditlog", "eventlog")
 #: Our own job history: not configuration, dumped and restored only with -a.
@@ -141,7 +143,8 @@ def restore_table(ctx: Context, conn, table: str, text: str, append: bool) -> in
 
 
 # ---- tabdump -------------------------------------------------------------------------------
-@command("tabdump")
+@command("tabdump", args={"table": TEXT, "describe": FLAG, "where": TEXTS, "number": NUMBER,
+                         "show_secrets": FLAG})
 def tabdump(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
     a = req.args
     table = a.get("table")
@@ -163,6 +166,7 @@ def tabdump(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
         if where:
             raise XcatError("You  cannot use the -n and -w flag together. ")
     if where:
+        ctx.check_selection([(table, parse_where(w)[0]) for w in where])
         rows = ctx.db.rows(table, where=where_clause(table, where))
     else:
         rows = ctx.db.rows(table, include_disabled=True)
@@ -198,7 +202,7 @@ def _tabs(name: str) -> str:
 
 
 # ---- tabrestore ----------------------------------------------------------------------------
-@command("tabrestore", writes=True)
+@command("tabrestore", writes=True, args={"table": TEXT, "append": FLAG})
 def tabrestore(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
     table = req.args.get("table") or ""
     if table not in TABLES:
@@ -233,7 +237,8 @@ def _assignments(args: dict) -> list[tuple[str, str, str, str]]:
     return out
 
 
-@command("chtab", writes=True)
+@command("chtab", writes=True,
+         args={"keys": ATTRS, "assignments": ASSIGNMENTS, "delete": FLAG, "tables": TEXTS})
 def chtab(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
     a = req.args
     keys = _keys(a)
@@ -247,6 +252,7 @@ def chtab(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
             for table in tables:
                 if table not in TABLES:
                     raise not_found(f"Table {table} does not exist.")
+                ctx.check_selection([(table, k) for k in keys])
                 ctx.db.delete_match(conn, table, keys)
             return iter(())
         per_table: dict[str, dict[str, tuple[str, str]]] = {}
@@ -257,6 +263,7 @@ def chtab(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
             per_table.setdefault(table, {})[col] = (op, value)
         if not per_table:
             raise XcatError("Missing table.column=value argument.")
+        ctx.check_selection([(table, k) for table in per_table for k in keys])
         for table, cols in per_table.items():
             _chtab_one(ctx, conn, table, keys, cols)
     return iter(())
@@ -296,7 +303,8 @@ def _chtab_one(ctx: Context, conn, table: str, keys: dict[str, str],
 
 
 # ---- gettab --------------------------------------------------------------------------------
-@command("gettab")
+@command("gettab", args={"keys": ATTRS, "columns": TEXTS, "with_fieldname": FLAG,
+                        "show_secrets": FLAG})
 def gettab(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
     a = req.args
     keys = _keys(a)
@@ -312,6 +320,7 @@ def gettab(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
         for k in keys:
             if k not in TABLES[table].columns:
                 raise XcatError(f"Unknown key {k} to {table}")
+        ctx.check_selection([(table, k) for k in keys])
         rows = ctx.db.match(table, keys)
         for r in rows:
             value = r.get(col) or ""
@@ -321,7 +330,7 @@ def gettab(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
 
 
 # ---- tabgrep -------------------------------------------------------------------------------
-@command("tabgrep")
+@command("tabgrep", args={"node": TEXT})
 def tabgrep(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
     node = req.args.get("node")
     if not node:
@@ -335,13 +344,18 @@ def tabgrep(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
 
 
 # ---- tabprune ------------------------------------------------------------------------------
-@command("tabprune", writes=True)
+@command("tabprune", writes=True,
+         args={"table": TEXT, "verbose": FLAG, "all": FLAG, "number": NUMBER, "recid": NUMBER,
+               "percent": NUMBER, "days": NUMBER})
 def tabprune(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
     a = req.args
     table = a.get("table")
     if not table:
         raise XcatError("Table name required.")
-    if table not in LOG_TABLES:
+    if table == "jobresults":
+        raise XcatError("jobresults rows go with the jobs they belong to: prune the jobs "
+                        "table instead (tabprune jobs -n, -p, -d or -a).")
+    if table not in LOG_TABLES and table != "jobs":
         raise XcatError(f"Table {table} not supported, see tabprune -h for supported tables.")
     chosen = [o for o in ("all", "number", "recid", "percent", "days")
               if a.get(o) is not None and a.get(o) is not False]
@@ -350,16 +364,20 @@ def tabprune(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
     if len(chosen) > 1:
         raise XcatError("Only one option -p or -i or -n or -a or -d may be used at a time.")
     opt = chosen[0]
-    if opt == "percent" and not 0 <= float(a["percent"]) <= 100:
-        raise XcatError("-p takes a percentage between 0 and 100.")
-    criterion: dict = {
-        "all": {"everything": True},
-        "number": {"oldest": int(a["number"] or 0)},
-        "percent": {"percent": float(a["percent"] or 0)},
-        "recid": {"below_recid": int(a["recid"] or 0)},
-        "days": {"older_than": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(
-            time.time() - float(a["days"] or 0) * 86400))},
-    }[opt]
+    if opt != "all" and (a[opt] < 0 or (opt == "percent" and a[opt] > 100)):
+        raise XcatError("-p takes a percentage between 0 and 100." if opt == "percent" else
+                        f"-{PRUNE_FLAGS[opt]} takes a number of 0 or more, not {a[opt]}.")
+    if table == "jobs":
+        yield from _prune_jobs(ctx, opt, a)
+        return
+    if opt == "all":
+        criterion: dict = {"everything": True}
+    elif opt == "days":
+        criterion = {"older_than": _days_ago(a["days"])}
+    elif opt == "percent":
+        criterion = {"percent": float(a["percent"])}
+    else:
+        criterion = {"oldest" if opt == "number" else "below_recid": int(a[opt])}
     with ctx.db.begin() as conn:
         deleted = ctx.db.prune_log(conn, table, **criterion)
     if deleted is None:
@@ -370,6 +388,42 @@ def tabprune(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
             yield Response(data=line)
     else:
         yield Response(data=f"tabprune of {table} complete.")
+
+
+PRUNE_FLAGS = {"number": "n", "recid": "i", "percent": "p", "days": "d"}
+
+
+def _days_ago(days: float) -> str:
+    """The local time ``days`` ago, as the log tables write it (no earlier than year 1)."""
+    then = max(time.time() - min(days, 10**6) * 86400, -62_000_000_000)
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(then))
+    except (OverflowError, OSError, ValueError):
+        return "0001-01-01 00:00:00"
+
+
+def _prune_jobs(ctx: Context, opt: str, a: dict) -> Iterator[Response]:
+    """tabprune jobs: finished jobs (never queued or running ones), oldest first (by when
+    they ended), each with its results (jobresults), a bounded transaction at a time."""
+    if opt == "recid":
+        raise XcatError("-i removes records below a recid, and jobs have none (job ids are "
+                        "random): use -n, -p, -d or -a.")
+    before = None
+    if opt == "days":
+        before = _days_ago(a["days"])
+    total, older = count_finished(ctx.db, before)
+    if not total:
+        raise XcatError("Nothing to prune from jobs (no finished job).")
+    count = {"all": total, "number": int(a.get("number") or 0), "days": older,
+             "percent": int(total * float(a.get("percent") or 0) / 100)}[opt]
+    verbose = bool(a.get("verbose"))
+    _, deleted = delete_oldest(ctx.db, count, rows=verbose)
+    if verbose:
+        yield Response(data=csv_header("jobs"))
+        for line in csv_rows("jobs", deleted, False):
+            yield Response(data=line)
+    else:
+        yield Response(data="tabprune of jobs complete.")
 
 
 # ---- dumpxCATdb / restorexCATdb ------------------------------------------------------------
@@ -386,7 +440,7 @@ def _root_only(req: Request, what: str) -> None:
                         "only root may run it")
 
 
-@command("dumpxCATdb")
+@command("dumpxCATdb", args={"path": TEXT, "all": FLAG, "verbose": FLAG})
 def dumpxcatdb(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
     _root_only(req, "dumpxCATdb")
     path = Path(req.args.get("path") or "")
@@ -415,7 +469,7 @@ def _write_private(path: Path, text: str) -> None:
     write_atomic(path, text, mode=0o600)
 
 
-@command("restorexCATdb", writes=True)
+@command("restorexCATdb", writes=True, args={"path": TEXT, "all": FLAG, "verbose": FLAG})
 def restorexcatdb(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
     _root_only(req, "restorexCATdb")
     if not req.args.get("path"):
@@ -436,8 +490,8 @@ def restorexcatdb(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
             if table in skip:
                 continue
             try:
-                restore_table(ctx, conn, table, f.read_text(encoding="utf-8"), False)
-            except DBError as exc:
+                restore_table(ctx, conn, table, utf8(f.read_bytes(), f.name), False)
+            except (DBError, NotText) as exc:
                 raise XcatError(f"{f.name}: {exc}; nothing was restored") from None
             if req.args.get("verbose"):
                 messages.append(f"Restoring {table}.")

@@ -49,3 +49,12 @@ def test_the_examples_in_the_mapped_packages_docstrings_hold():
     results = [doctest.testmod(m) for m in modules]
     assert sum(r.attempted for r in results) > 0
     assert [r.failed for r in results] == [0] * len(results)
+
+
+def test_every_built_in_command_declares_its_arguments():
+    """Arguments are checked before a handler runs (a wrong type is an error naming it):
+    only third-party commands may leave them undeclared."""
+    undeclared = sorted(name for name, spec in handler.registry().items()
+                        if spec.handler.__module__.startswith("xcatd.plugins.")
+                        and spec.args is None)
+    assert undeclared == []

@@ -23,10 +23,12 @@ from typing import Any
 
 from xcatd.base.noderange import NodeRange
 from xcatd.base.paths import Paths
-from xcatd.base.request import Request, Response
+from xcatd.base.request import Request, Response, denied
 from xcatd.base.site import SiteValues
 from xcatd.db.cluster import Cluster
 from xcatd.db.database import Database
+from xcatd.db.objects import node_column
+from xcatd.tables import is_secret
 
 log = logging.getLogger("xcatd.handler")
 
@@ -38,6 +40,59 @@ Handler = Callable[[Request, "Context", NodeRange | None], Iterable[Response] | 
 #: "unix"), XCATBYPASS ("bypass"), REST ("rest"), the node API ("node") and calls made by
 #: the toolkit itself ("internal").
 NODE_ORIGIN = "node"
+
+
+# ---- argument types: what a command declares it takes ----------------------------------
+@dataclass(frozen=True)
+class Arg:
+    """One type of argument: how an error names it, and the check of a value (None, an
+    unset argument, is always accepted)."""
+
+    name: str
+    check: Callable[[Any], bool]
+
+    def accepts(self, value: Any) -> bool:
+        return value is None or self.check(value)
+
+
+def _strings(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+TEXT = Arg("a string", lambda v: isinstance(v, str))
+FLAG = Arg("true or false", lambda v: isinstance(v, bool))
+#: A number a 64-bit integer column can hold: NaN, infinities and anything larger are not.
+NUMBER = Arg("a finite number of at most 64 bits",
+             lambda v: isinstance(v, int | float) and not isinstance(v, bool)
+             and -2**63 <= v < 2**63)  # False for NaN too
+TEXTS = Arg("a list of strings", _strings)
+TEXT_OR_TEXTS = Arg("a string or a list of strings", lambda v: isinstance(v, str) or _strings(v))
+ATTRS = Arg("an object of names and string values",
+            lambda v: isinstance(v, dict) and all(isinstance(k, str) and isinstance(x, str)
+                                                  for k, x in v.items()))
+ASSIGNMENTS = Arg("a list of [table, column, op, value]",
+                  lambda v: isinstance(v, list) and all(_strings(x) and len(x) == 4 for x in v))
+
+#: Cap on the arguments of one request, whatever the command: keys, and list lengths.
+MAX_ARGS = 64
+
+
+def check_args(spec: CommandSpec, args: dict[str, Any]) -> str | None:
+    """Why ``args`` do not fit ``spec``'s declared arguments (naming the argument), or None.
+    A command that declares none takes any (third-party plugins)."""
+    if len(args) > MAX_ARGS:
+        return f"{spec.name}: {len(args)} arguments, more than {MAX_ARGS}"
+    if spec.args is None:
+        return None
+    for key, value in args.items():
+        kind = spec.args.get(key)
+        if kind is None:
+            return f"{spec.name}: unknown argument '{str(key)[:40]}'"
+        if not kind.accepts(value):
+            got = (repr(value)[:40] if isinstance(value, int | float)
+                   and not isinstance(value, bool) else type(value).__name__)
+            return f"{spec.name}: argument '{key}' must be {kind.name}, not {got}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -58,6 +113,8 @@ class CommandSpec:
     authenticates: bool = False
     #: Seconds to wait for the nodes' locks (None: site.nodelocktimeout).
     lock_timeout: float | None = None
+    #: The arguments it takes and their types (None: any, unchecked)
+    args: dict[str, Arg] | None = None
 
     def changes_nodes(self, request: Request) -> bool:
         return bool(self.writes(request) if callable(self.writes) else self.writes)
@@ -73,8 +130,10 @@ def command(name: str, *, noderange: str = "none",
             writes: bool | Callable[[Request], bool] = False,
             lock_nodes: Callable[[Request, Context], NodeRange | None] | None = None,
             origin: str = "any", authenticates: bool = False,
-            lock_timeout: float | None = None) -> Callable[[Handler], Handler]:
-    """Register a plugin function as the handler of ``name``."""
+            lock_timeout: float | None = None,
+            args: dict[str, Arg] | None = None) -> Callable[[Handler], Handler]:
+    """Register a plugin function as the handler of ``name``; ``args`` declares the
+    arguments it takes (checked before it runs)."""
     if noderange not in ("required", "optional", "new", "none"):
         raise ValueError(noderange)
     if origin not in ("any", NODE_ORIGIN):
@@ -82,7 +141,7 @@ def command(name: str, *, noderange: str = "none",
 
     def deco(fn: Handler) -> Handler:
         register(CommandSpec(name, fn, noderange, writes, lock_nodes, origin, authenticates,
-                             lock_timeout))
+                             lock_timeout, args))
         return fn
 
     return deco
@@ -144,13 +203,37 @@ class Context(Cluster):
 
     def __init__(self, request: Request, paths: Paths | None = None,
                  db: Database | None = None, site: SiteValues | None = None, *,
-                 jobs: Any = None, daemon: bool = False) -> None:
+                 jobs: Any = None, daemon: bool = False,
+                 may_see_secrets: Callable[[], bool] | None = None) -> None:
         super().__init__(paths, db, site)
         self.request = request
         #: xcatd.db.jobs.JobStore of the pipeline running this request
         self.jobs = jobs
         #: True inside xcatd (live jobs of other requests can be seen and cancelled)
         self.daemon = daemon
+        self._may_see_secrets = may_see_secrets or (lambda: False)
+        self._secrets_allowed: bool | None = None
+
+    # ---- secrets ----------------------------------------------------------------------------
+    def may_see_secrets(self) -> bool:
+        """Whether policy would let this request show secrets (the pipeline's answer for
+        the same request with show_secrets; asked once)."""
+        if self._secrets_allowed is None:
+            self._secrets_allowed = bool(self._may_see_secrets())
+        return self._secrets_allowed
+
+    def check_selection(self, columns: Iterable[tuple[str, str]], what: str = "") -> None:
+        """Refuse a comparison on a secret column (a selector, -w, a filter, a key) to a
+        caller who may not see secrets: each answer would leak a bit of the secret (473
+        requests recovered a BMC password with ``ipmi.password=~^prefix``)."""
+        secret = sorted({f"{t}.{c}" for t, c in columns if is_secret(t, c)})
+        if secret and not self.may_see_secrets():
+            raise denied(f"Permission denied: comparing {what or ', '.join(secret)} needs the "
+                         "right to see secrets (policy for show_secrets)")
+
+    def select_nodes(self, attr: str, op: str, value: str) -> set[str]:
+        self.check_selection([node_column(attr)], attr)
+        return super().select_nodes(attr, op, value)
 
     def expand(self, noderange: str, *, verify: bool = True,
                env: dict[str, str] | None = None, allow_files: bool | None = None

@@ -1,4 +1,9 @@
 """tabdump (CSV, -d, -w) and tabrestore (replace, append, all-or-nothing on bad input)."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 NODELIST_HDR = ("#node,groups,status,statustime,appstatus,appstatustime,primarysn,hidden,"
@@ -227,3 +232,21 @@ def test_tabrestore_autoincrement_column_is_renumbered(mn_sqlite, tmp_path):
 def test_tabdump_bad_selection_prints_no_header(mn_sqlite):
     r = mn_sqlite.run("tabdump", "-w", "bogus==1", "nodelist")
     assert r.rc == 1 and "bogus" in r.err and r.out == ""
+
+
+def test_tabrestore_of_a_file_that_is_not_utf8_names_the_line(mn_sqlite, tmp_path):
+    f = tmp_path / "site.csv"
+    f.write_bytes(b'#key,value,comments,disable\n"domain","caf\xe9.example",,\n')
+    before = mn_sqlite.db.rows("site")
+    r = mn_sqlite.sh("tabrestore", str(f))
+    assert r.rc == 1 and "Traceback" not in r.err
+    assert r.err.strip() == (f"Error: {f}: line 2 is not UTF-8 text (byte 0xe9 at column 14)")
+    assert mn_sqlite.db.rows("site") == before  # nothing restored
+
+
+def test_mkdef_z_of_a_stanza_that_is_not_utf8_names_the_line(mn_sqlite):
+    p = subprocess.run([str(Path(sys.executable).parent / "mkdef"), "-z"],
+                       input=b"n1:\n  objtype=node\n  groups=caf\xe9\n", capture_output=True,
+                       env={**os.environ, "XCATROOT": str(mn_sqlite.root)}, timeout=60)
+    assert p.returncode == 1 and b"Traceback" not in p.stderr, p.stderr
+    assert b"standard input: line 3 is not UTF-8 text" in p.stderr

@@ -118,3 +118,101 @@ def test_tabprune_empty_table_says_nothing_to_prune(mn, table):
     r = mn.run("tabprune", table, "-a")
     assert r.rc == 1
     assert f"Nothing to prune from {table}" in r.err
+
+
+# ---- jobs: finished jobs go with their results; queued and running ones stay ---------------
+JOBS_HDR = ("#jobid,user,client,clienttype,command,noderange,args,state,created,started,"
+            "finished,exitcode,comments,disable")
+
+
+def fill_jobs(mn, n, results=2):
+    """n finished jobs c1..cN (job-001..), ended a day apart in 2020, oldest first, each with
+    ``results`` results; and a job 'r' running since 2019, with results too."""
+    with mn.db.begin() as conn:
+        for i in range(1, n + 1):
+            mn.db.insert_row(conn, "jobs", {
+                "jobid": f"job-{i:03d}", "command": f"c{i}", "state": "done",
+                "created": f"2020-01-{i:02d} 00:00:00.000",
+                "finished": f"2020-01-{i:02d} 00:00:01.000"})
+        mn.db.insert_row(conn, "jobs", {"jobid": "job-run", "command": "r", "state": "running",
+                                        "created": "2019-01-01 00:00:00.000"})
+        for jobid in [f"job-{i:03d}" for i in range(1, n + 1)] + ["job-run"]:
+            for seq in range(results):
+                mn.db.insert_row(conn, "jobresults", {"jobid": jobid, "seq": seq,
+                                                      "data": f"line {seq}"})
+
+
+def jobs_left(mn):
+    """Commands of the jobs fill_jobs made that are still there, each with its number of
+    results."""
+    counts: dict[str, int] = {}
+    for r in mn.db.rows("jobresults"):
+        counts[r["jobid"]] = counts.get(r["jobid"], 0) + 1
+    mine = [j for j in mn.db.rows("jobs") if j["jobid"].startswith("job-")]
+    return {j["command"]: counts.get(j["jobid"], 0) for j in mine}
+
+
+def kept(*commands):
+    return {c: 2 for c in commands}
+
+
+@pytest.mark.parametrize("opt, left", [
+    (["-a"], kept("r")),
+    (["-n", "3"], kept(*names(range(4, 11)), "r")),
+    (["-n", "99"], kept("r")),
+    (["-n", "0"], kept(*names(range(1, 11)), "r")),
+])
+def test_tabprune_jobs_removes_oldest_finished_jobs_with_their_results(mn, opt, left):
+    fill_jobs(mn, 10)
+    r = mn.ok("tabprune", "jobs", *opt)
+    assert r.lines == ["tabprune of jobs complete."]
+    assert jobs_left(mn) == left
+    orphans = {x["jobid"] for x in mn.db.rows("jobresults")} - \
+        {j["jobid"] for j in mn.db.rows("jobs")}
+    assert not orphans
+
+
+def test_tabprune_jobs_p_counts_finished_jobs(mn_sqlite):
+    fill_jobs(mn_sqlite, 10)
+    mn_sqlite.ok("tabprune", "jobs", "-p", "50")
+    assert jobs_left(mn_sqlite) == kept(*names(range(6, 11)), "r")
+
+
+def test_tabprune_jobs_d_removes_jobs_that_ended_earlier(mn):
+    fill_jobs(mn, 3)
+    recent = time.strftime("%Y-%m-%d %H:%M:%S.000", time.localtime(time.time() - 3600))
+    with mn.db.begin() as conn:
+        mn.db.insert_row(conn, "jobs", {"jobid": "job-new", "command": "c4", "state": "failed",
+                                        "created": recent, "finished": recent})
+        mn.db.insert_row(conn, "jobresults", {"jobid": "job-new", "seq": 0, "error": "x"})
+    mn.ok("tabprune", "jobs", "-d", "1")
+    assert jobs_left(mn) == {"c4": 1, "r": 2}
+
+
+def test_tabprune_jobs_V_prints_the_removed_jobs(mn_sqlite):
+    fill_jobs(mn_sqlite, 3)
+    r = mn_sqlite.ok("tabprune", "jobs", "-V", "-n", "2")
+    assert r.lines == [
+        JOBS_HDR,
+        '"job-001",,,,"c1",,,"done","2020-01-01 00:00:00.000",,"2020-01-01 00:00:01.000",,,',
+        '"job-002",,,,"c2",,,"done","2020-01-02 00:00:00.000",,"2020-01-02 00:00:01.000",,,']
+    assert jobs_left(mn_sqlite) == kept("c3", "r")
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["jobs", "-i", "3"], "jobs have none"),
+    (["jobresults", "-a"], "prune the jobs table instead"),
+    (["jobresults", "-n", "1"], "prune the jobs table instead"),
+])
+def test_tabprune_jobs_refusals(mn_sqlite, args, needle):
+    fill_jobs(mn_sqlite, 3)
+    r = mn_sqlite.run("tabprune", *args)
+    assert r.rc == 1
+    assert needle in r.err
+    assert jobs_left(mn_sqlite) == kept("c1", "c2", "c3", "r")
+
+
+def test_tabprune_jobs_without_finished_jobs_says_nothing_to_prune(mn_sqlite):
+    r = mn_sqlite.run("tabprune", "jobs", "-a")
+    assert r.rc == 1
+    assert "Nothing to prune from jobs" in r.err

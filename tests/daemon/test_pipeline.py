@@ -2,13 +2,16 @@
 the same policy decision, audit row, job record and node locks as the daemon's requests."""
 from __future__ import annotations
 
+import time
+
 import pytest
 from support.cluster import AUDITED, nodech, nodes
 
-from xcatd.base.request import ErrorKind, Request
+from xcatd.base.request import ErrorKind, Request, Response
 from xcatd.daemon.fence import fence_node
 from xcatd.daemon.pipeline import Pipeline, run_local
 from xcatd.daemon.policy import Identity
+from xcatd.handler import CommandSpec, register, unregister
 from xcatd.hardware import registry
 from xcatd.hardware.fake import FakeDriver
 from xcatd.hardware.interfaces import Target
@@ -55,6 +58,17 @@ def test_a_failed_bypass_run_is_recorded_with_its_exit_code_and_error(audited):
     assert (job["state"], job["exitcode"]) == ("failed", "1")
     errors = [r["error"] for r in rows(audited, "jobresults", jobid=job["jobid"])]
     assert errors == ["Invalid nodes and/or groups in noderange: nosuchnode"]
+
+
+def test_a_word_that_is_no_utf8_is_refused_and_still_audited(audited):
+    """A byte that is no UTF-8 in argv arrives as a lone surrogate: the request is refused
+    naming it, and its audit row and job record are stored with the byte escaped."""
+    got = audited.run("nodels", "n\udcff")
+    assert got.rc == 1
+    assert "noderange: not Unicode text (a lone surrogate, '\\udcff')" in got.err
+    audit = rows(audited, "auditlog", command="nodels")
+    assert [r["noderange"] for r in audit] == ["n\\udcff"]
+    assert [j["noderange"] for j in rows(audited, "jobs", command="nodels")] == ["n\\udcff"]
 
 
 def test_root_in_process_keeps_working_whatever_the_policy_table_says(audited):
@@ -131,3 +145,22 @@ def test_identity_names_the_front(audited):
 
 def _target(node):
     return Target(node, "10.0.0.1", 623, "", "")
+
+
+@pytest.fixture
+def ticking():
+    """A command that only reads and answers a line every 0.1 s, five times."""
+    def tick(req, ctx, nodes):
+        for i in range(5):
+            time.sleep(0.1)
+            yield Response(data=f"tick {i}")
+    register(CommandSpec("ticktest", tick, "none"))
+    yield "ticktest"
+    unregister("ticktest")
+
+
+def test_a_request_that_only_reads_stops_at_site_requesttimeout(audited, ticking):
+    audited.ok("chtab", "key=requesttimeout", "site.value=0.05")
+    out = list(run_local(Request(ticking), audited.paths))
+    assert [r.data for r in out if r.data] == ["tick 0"]
+    assert out[-1].kind == ErrorKind.BUSY and "site.requesttimeout (0.05 s)" in out[-1].error

@@ -52,9 +52,10 @@ def rrq(name: str, mode: str = "octet", **options: str) -> bytes:
     return struct.pack("!H", tftp.RRQ) + name.encode() + b"\0" + mode.encode() + b"\0" + opts
 
 
-def client_socket() -> socket.socket:
+def client_socket(host: str = LO) -> socket.socket:
+    """A client on ``host`` (any of 127.0.0.0/8: every one is a local address)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind((LO, 0))
+    sock.bind((host, 0))
     sock.settimeout(30)
     return sock
 
@@ -64,6 +65,40 @@ def ask(port: int, packet: bytes) -> tuple[bytes, tuple]:
     with client_socket() as sock:
         sock.sendto(packet, (LO, port))
         return sock.recvfrom(70000)
+
+
+def options_of(oack: bytes) -> dict[bytes, bytes]:
+    assert struct.unpack("!H", oack[:2])[0] == tftp.OACK, oack[:4]
+    fields = oack[2:].split(b"\0")[:-1]
+    return dict(zip(fields[::2], fields[1::2]))
+
+
+def fetch(port: int, name: str, host: str = LO, tries: int = 10) -> bytes:
+    """A minimal client, as a boot ROM's: the request (no options), sent again each second
+    until answered, at most ``tries`` times, then each block acknowledged; the file."""
+    with client_socket(host) as sock:
+        sock.settimeout(1.0)
+        for _ in range(tries):
+            sock.sendto(rrq(name), (LO, port))
+            try:
+                data, tid = sock.recvfrom(70000)
+                break
+            except TimeoutError:
+                continue
+        else:
+            raise AssertionError(f"{host}: no answer to {tries} requests for {name}")
+        sock.settimeout(30)
+        got, want = b"", 1
+        while True:
+            opcode, block = struct.unpack("!HH", data[:4])
+            assert opcode == tftp.DATA, error_of(data)
+            if block == want & 0xFFFF:
+                got += data[4:]
+                want += 1
+            sock.sendto(struct.pack("!HH", tftp.ACK, block), tid)
+            if block == (want - 1) & 0xFFFF and len(data) - 4 < 512:
+                return got
+            data = sock.recv(70000)
 
 
 def error_of(packet: bytes) -> tuple[int, str]:
@@ -144,7 +179,8 @@ def test_busybox_fetches_three_megabytes(server, tree, tmp_path, blksize):
     r = busybox_get(server.port, "big", out, blksize)
     assert r.returncode == 0, r.stderr
     assert out.read_bytes() == (tree / "big").read_bytes()
-    assert server.server.completed == 1
+    # the client may exit before the server has taken its last ACK
+    wait_until(lambda: server.server.completed == 1, "the transfer to be counted complete")
 
 
 def test_block_numbers_roll_over_past_65535(server, tree, tmp_path):
@@ -292,6 +328,118 @@ def test_transfers_beyond_the_limit_are_dropped_until_a_slot_frees(tree):
         assert drain(b) == [] and srv.server.dropped == 1
         b.sendto(rrq("b513"), (LO, srv.port))  # the client asks again: now it is served
         assert struct.unpack("!HH", b.recv(70000)[:4]) == (tftp.DATA, 1)
+
+
+# ---- what one client can hold ------------------------------------------------------------------
+ATTACKER = "127.0.0.2"  # another loopback address: the server tells clients apart by address
+
+
+def test_one_address_with_many_unacknowledged_transfers_cannot_starve_the_others(server, tree):
+    """The report: 130 requests asking timeout=255 and never acknowledging filled every slot
+    for 25 minutes. Now that address holds MAX_PER_CLIENT transfers, and others are served."""
+    attackers = []
+    try:
+        for _ in range(tftp.MAX_TRANSFERS + 2):
+            sock = client_socket(ATTACKER)
+            attackers.append(sock)
+            sock.sendto(rrq("big", timeout="255", blksize="1468"), (LO, server.port))
+        # requests on the well-known port are taken in order: these come after the flood
+        assert fetch(server.port, "b3585") == (tree / "b3585").read_bytes()
+        assert fetch(server.port, "b513", host="127.0.0.3") == (tree / "b513").read_bytes()
+        answers = [drain(sock) for sock in attackers]
+    finally:
+        for sock in attackers:
+            sock.close()
+    served = [packets[0] for packets in answers if packets]
+    assert len(served) == tftp.MAX_PER_CLIENT  # the rest were dropped, never answered
+    assert all(options_of(oack) == {b"blksize": b"1468"} for oack in served)  # no timeout
+    assert server.server.dropped_per_client == len(attackers) - tftp.MAX_PER_CLIENT
+    assert server.server.dropped == 0  # the limit of all transfers was never reached
+
+
+def test_requests_beyond_the_per_address_limit_are_dropped_until_one_ends(tree):
+    with TftpServerThread(tree, max_per_client=1) as srv, \
+            client_socket() as a, client_socket() as b:
+        a.sendto(rrq("b513"), (LO, srv.port))
+        _, tid = a.recvfrom(70000)
+        b.sendto(rrq("b513"), (LO, srv.port))  # the same address, another port
+        wait_until(lambda: srv.server.dropped_per_client == 1, "b's request to be dropped")
+        assert fetch(srv.port, "b512", host=ATTACKER) == (tree / "b512").read_bytes()
+        a.sendto(struct.pack("!HH", tftp.ACK, 1), tid)
+        assert struct.unpack("!HH", a.recv(70000)[:4]) == (tftp.DATA, 2)
+        a.sendto(struct.pack("!HH", tftp.ACK, 2), tid)
+        wait_until(lambda: srv.server.active == 0, "a's transfer to end")
+        assert drain(b) == []
+        b.sendto(rrq("b513"), (LO, srv.port))  # b asks again: now it is served
+        assert struct.unpack("!HH", b.recv(70000)[:4]) == (tftp.DATA, 1)
+    assert srv.server.dropped_per_client == 1 and srv.server.dropped == 0
+
+
+@pytest.mark.parametrize("asked", ["1", str(tftp.MAX_TIMEOUT), str(tftp.MAX_TIMEOUT + 1),
+                                   "60", "255"])
+def test_the_negotiated_timeout_never_exceeds_the_cap(server, asked):
+    assert tftp.MAX_TIMEOUT <= 5  # "a few seconds"
+    oack, _ = ask(server.port, rrq("b4405", timeout=asked, tsize="0"))
+    options = options_of(oack)
+    if int(asked) <= tftp.MAX_TIMEOUT:
+        assert options == {b"timeout": asked.encode(), b"tsize": b"4405"}
+    else:  # RFC 2349: the server acknowledges the client's value or leaves it out
+        assert options == {b"tsize": b"4405"}
+
+
+def test_an_unacknowledged_transfer_asking_timeout_255_is_given_up_on(tree):
+    """The retransmit interval is the server's own (0.2 s here), not the 255 s asked for:
+    the transfer gives up after its retries and frees its slot."""
+    with TftpServerThread(tree, timeout=0.2, retries=2) as srv, client_socket() as sock:
+        sock.sendto(rrq("big", timeout="255", tsize="0"), (LO, srv.port))
+        first = sock.recv(70000)
+        assert options_of(first) == {b"tsize": str(BIG).encode()}
+        wait_until(lambda: srv.server.active == 0, "the transfer to give up")
+        assert [first, *drain(sock)] == [first] * 3
+    assert srv.server.timed_out == 1 and srv.server.completed == 0
+
+
+def test_an_unacknowledged_transfer_ends_within_its_life_bound(tree):
+    """However many retransmissions it has left (1000 x 0.2 s here), a transfer ends at its
+    life bound (about a second here), with an error packet, and frees its slot."""
+    with TftpServerThread(tree, timeout=0.2, retries=1000, life_base=1.0,
+                          min_block_rate=1e6) as srv, client_socket() as sock:
+        sock.sendto(rrq("big"), (LO, srv.port))
+        assert struct.unpack("!HH", sock.recv(70000)[:4]) == (tftp.DATA, 1)
+        assert srv.server.active == 1
+        wait_until(lambda: srv.server.active == 0, "the transfer's life to end")
+        packets = drain(sock)
+    assert packets and error_of(packets[-1])[1] == "transfer took too long"
+    assert srv.server.expired == 1 and srv.server.completed == 0
+
+
+def test_a_client_pacing_its_acknowledgements_is_cut_off_at_the_life_bound(tree):
+    """A client that acknowledges every block, slowly (never letting a block time out), still
+    holds its slot no longer than the transfer's life."""
+    with TftpServerThread(tree, life_base=1.0, min_block_rate=1e6) as srv, \
+            client_socket() as sock:
+        sock.sendto(rrq("big"), (LO, srv.port))  # 6145 blocks: 10 minutes at this pace
+        deadline = time.monotonic() + 30
+        while True:
+            packet, tid = sock.recvfrom(70000)
+            opcode, number = struct.unpack("!HH", packet[:4])
+            if opcode == tftp.ERROR:
+                break
+            assert time.monotonic() < deadline, "the transfer outlived its life bound"
+            time.sleep(0.1)  # well inside the server's 1-second retransmit interval
+            sock.sendto(struct.pack("!HH", tftp.ACK, number), tid)
+        wait_until(lambda: srv.server.active == 0, "the slot to be freed")
+    assert srv.server.expired == 1 and srv.server.completed == 0
+
+
+def test_a_transfers_life_grows_with_its_blocks():
+    srv = tftp.TftpServer(Path("/"))
+    assert srv.life(0, 512) == pytest.approx(tftp.TRANSFER_LIFE_BASE, abs=1)
+    # a 100 MiB initrd: 71,430 blocks of 1468 bytes; a LAN sends it in a minute or two
+    initrd = srv.life(100 << 20, 1468)
+    assert 30 * 60 <= initrd <= 60 * 60
+    assert srv.life(100 << 20, 512) > initrd  # more blocks, more round trips
+    assert srv.life(1000, 512, "netascii") > srv.life(1000, 512)
 
 
 def test_stop_ends_transfers_and_frees_the_port(tree):

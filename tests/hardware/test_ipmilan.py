@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from xcatd.hardware.interfaces import Limits, Target
-from xcatd.hardware.ipmilan import Engine, IpmiError, IpmiTimeout, Session
+from xcatd.hardware.ipmilan import Engine, IpmiError, IpmiTimeout, LoginRefused, Session
 from xcatd.lab.bmcfleet import Fleet
 from xcatd.lab.ipmisim import IpmiSim
 from xcatd.lab.ports import free_port
@@ -77,6 +77,91 @@ def test_a_silent_bmc_times_out_after_its_retries(engine):
         assert received == 3
     finally:
         silent.close()
+
+
+def _silent_bmc() -> socket.socket:
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    silent.setblocking(False)
+    return silent
+
+
+def _received(silent: socket.socket) -> int:
+    """The packets the silent BMC was sent since the last call."""
+    n = 0
+    while True:
+        try:
+            silent.recv(4096)
+        except BlockingIOError:
+            return n
+        n += 1
+
+
+def test_nodes_behind_one_silent_bmc_share_one_login_and_its_timeout(manager):
+    """Many nodes with one dead ipmi.bmc once cost one login budget each, one after the other
+    (each waited for the key's lock, then tried again: 200 nodes, 1,600 s). The first failed
+    login of a key now fails the request's other nodes on that key at once; another user on
+    the same BMC is another key and logs in on its own; the next request tries again."""
+    silent = _silent_bmc()
+    port = silent.getsockname()[1]
+    try:
+        limits = Limits(maxp=64, timeout=0.2, retries=2)
+        admin = [Target(f"a{i}", "127.0.0.1", port, "admin", "x") for i in range(12)]
+        oper = [Target(f"o{i}", "127.0.0.1", port, "operator", "y") for i in range(4)]
+        timeout = f"timeout: no answer from the BMC at 127.0.0.1:{port}"
+        out = list(manager.power_state(admin + oper, limits))
+        assert sorted(o.node for o in out) == sorted(t.node for t in admin + oper)
+        assert {o.error for o in out} == {timeout}
+        assert _received(silent) == 2 * 3  # two keys: one login each, 1 attempt + 2 retries
+        out = list(manager.power_state(admin[:4], limits))
+        assert [o.error for o in out] == [timeout] * 4
+        assert _received(silent) == 3
+    finally:
+        silent.close()
+
+
+@needs_ipmi_sim
+def test_a_wrong_password_fails_its_own_key_once_per_request(tmp_path, manager, monkeypatch):
+    """Nodes sharing a BMC, user and wrong password: one failed login per request, not one
+    per node (BMCs lock accounts after a few); the right password on the same BMC is
+    another key and is not failed with it."""
+    logins = []
+    original = Session.login
+
+    async def counting(self):
+        logins.append(self._key.decode())
+        await original(self)
+    monkeypatch.setattr(Session, "login", counting)
+    with IpmiSim(tmp_path / "bmc") as bmc:
+        good = [Target(f"g{i}", "127.0.0.1", bmc.port, bmc.user, bmc.password)
+                for i in range(3)]
+        bad = [Target(f"b{i}", "127.0.0.1", bmc.port, bmc.user, "not-it") for i in range(3)]
+        want = {**{t.node: ("off", None) for t in good},
+                **{t.node: (None, "Incorrect password provided") for t in bad}}
+        for _ in range(2):
+            assert {o.node: (o.value, o.error)
+                    for o in manager.power_state(good + bad, FAST)} == want
+        # the good key's session is kept; the bad key is tried again by the second request
+        assert sorted(logins) == sorted([bmc.password, "not-it", "not-it"])
+
+
+def test_insufficient_resources_is_not_held_against_the_next_node(manager, monkeypatch):
+    """A BMC out of sessions may have one a moment later: each node tries. A refusal that
+    will not change (an unknown user) fails the key's other nodes at once."""
+    calls = []
+
+    async def refusing(host, port, user, password, **kw):
+        calls.append(user)
+        raise LoginRefused(0x01 if user == "busy" else 0x0D, "opening the session")
+    monkeypatch.setattr(manager.engine, "session", refusing)
+    ts = [Target(f"{u}{i}", "127.0.0.1", 623, u, "x") for u in ("busy", "nobody")
+          for i in range(3)]
+    got = {o.node: o.error for o in manager.power_state(ts, FAST)}
+    assert got == {**{f"busy{i}": "insufficient resources to create a session (opening the "
+                                  "session)" for i in range(3)},
+                   **{f"nobody{i}": "Unauthorized name (opening the session)"
+                      for i in range(3)}}
+    assert sorted(calls) == ["busy"] * 3 + ["nobody"]
 
 
 def test_many_bmcs_at_once_share_one_socket_and_all_answer(engine):

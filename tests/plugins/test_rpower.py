@@ -1,9 +1,14 @@
 """rpower / rsetboot / fence_node against real BMCs: a pyghmi fleet and ipmi_sim."""
 import shutil
+import socket
+import time
 
 import pytest
-from support.cluster import behind_fleet, build, nodes
+from support.cluster import behind_fleet, build, nodes, site
 
+from xcatd.base.request import Request
+from xcatd.daemon.pipeline import run_local
+from xcatd.hardware import registry
 from xcatd.lab.bmcfleet import Fleet
 from xcatd.lab.ipmisim import IpmiSim
 
@@ -83,3 +88,46 @@ def test_rpower_against_ipmi_sim_with_ipmitool_as_judge(mn_daemon, tmp_path):
         assert mn_daemon.ok("rpower", "s1", "off").lines == ["s1: off"]
         assert bmc.ipmitool("chassis", "power", "status").stdout.strip() == \
             "Chassis Power is off"
+
+
+@pytest.mark.parametrize("cmd, args", [("rpower", {"action": "stat"}),
+                                       ("rpower", {"action": "boot"}),
+                                       ("rinv", {"what": "model"})])
+def test_closing_a_request_cancels_its_bmc_work(mn_sqlite, cmd, args):
+    """job cancel closes the handler's generator between two responses: the close reaches
+    the IPMI driver through rpower (and its boot helper) or rinv, the BMC logins still in
+    flight stop and their site.ipmimaxp slots are free at once."""
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    silent.setblocking(False)
+    port = silent.getsockname()[1]
+
+    def received() -> int:
+        n = 0
+        while True:
+            try:
+                silent.recv(4096)
+            except BlockingIOError:
+                return n
+            n += 1
+    try:
+        with Fleet(count=1, badpass=[0]) as fleet:
+            # the silent BMC's logins would go on for 10 s; three users, three logins
+            build(mn_sqlite, site(ipmimaxp="4", ipmitimeout="0.5", ipmiretries="20"),
+                  nodes("bad", "nodehm.mgt=ipmi", "ipmi.bmc=127.0.0.1",
+                        f"ipmi.bmcport={fleet.port(0)}", "ipmi.username=admin",
+                        "ipmi.password=secret"),
+                  *(nodes(f"s{i}", "nodehm.mgt=ipmi", "ipmi.bmc=127.0.0.1",
+                          f"ipmi.bmcport={port}", f"ipmi.username=u{i}", "ipmi.password=x")
+                    for i in range(1, 4)))
+            responses = run_local(Request(cmd, "bad,s1-s3", args=args), mn_sqlite.paths)
+            first = next(r for r in responses if r.node)
+            assert (first.node, first.error) == ("bad", "Incorrect password provided")
+            responses.close()
+            gate = registry.driver("ipmi")._gate(4)
+            assert gate._value == 4
+            received()
+            time.sleep(2.0)  # four retransmission periods
+            assert received() == 0
+    finally:
+        silent.close()

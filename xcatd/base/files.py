@@ -88,3 +88,25 @@ def write_checked(path: Path, text: str, check: Callable[[Path], None] | None = 
             pass
         write_atomic(path, text, mode=mode, check=check)
     return True
+
+
+class NotText(ValueError):
+    """Input that is not UTF-8 text; the message names the line and the column."""
+
+
+def utf8(data: bytes, what: str) -> str:
+    """``data`` decoded as UTF-8, or NotText naming ``what``, the line and the column of the
+    first bad byte (a table file saved in Latin-1, say), never a traceback.
+
+    >>> utf8(b"key,value\\n\\"domain\\",\\"caf\\xe9\\"\\n", "site.csv")
+    Traceback (most recent call last):
+    ...
+    xcatd.base.files.NotText: site.csv: line 2 is not UTF-8 text (byte 0xe9 at column 14)
+    """
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise NotText(f"{what}: line {line} is not UTF-8 text (byte 0x{data[exc.start]:02x} "
+                      f"at column {column})") from None

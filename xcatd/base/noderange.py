@@ -17,13 +17,17 @@ resolves a full noderange against a cluster (groups, attribute selectors, regexe
 """
 from __future__ import annotations
 
+import contextvars
 import os
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from typing import Protocol
 
-__all__ = ["InvalidNodes", "NodeRange", "NodeRangeError", "expand", "fold", "natural_key"]
+from xcatd.base.patterns import PatternError, PatternTimeout, compile_pattern, fullmatch
+
+__all__ = ["InvalidNodes", "NodeRange", "NodeRangeError", "TooManyNodes", "expand", "fold",
+           "natural_key"]
 
 
 class NodeRangeError(ValueError):
@@ -35,12 +39,52 @@ class NodeRangeError(ValueError):
 
 
 class InvalidNodes(NodeRangeError):
-    """Names in a noderange that are neither nodes nor groups."""
+    """Names in a noderange that are neither nodes nor groups; the message lists the first
+    few and counts the rest (a bad range can name millions).
+
+    >>> str(InvalidNodes(f"x{i}" for i in range(1, 13)))
+    'Invalid nodes and/or groups in noderange: x1,x2,x3,x4,x5,x6,x7,x8,x9,x10 and 2 more'
+    """
+
+    SHOWN = 10
 
     def __init__(self, bad: Iterable[str]) -> None:
         self.bad = list(dict.fromkeys(bad))
-        text = ",".join(self.bad)
-        super().__init__(f"Invalid nodes and/or groups in noderange: {text}", text)
+        text = ",".join(self.bad[:self.SHOWN])
+        more = len(self.bad) - self.SHOWN
+        super().__init__("Invalid nodes and/or groups in noderange: " + text
+                         + (f" and {more:,} more" if more > 0 else ""), text)
+
+
+class TooManyNodes(NodeRangeError):
+    """A noderange that names more nodes than one request may expand (site.noderangemax)."""
+
+
+#: Names one expansion may create from ranges, brackets and comma terms together, counted
+#: before any is made (site.noderangemax in xcatd).
+DEFAULT_LIMIT = 1_000_000
+
+
+class _Budget:
+    def __init__(self, limit: int) -> None:
+        self.limit, self.left = limit, limit
+
+
+_budget: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("noderange_budget",
+                                                                        default=None)
+
+
+def _charge(count: int, token: str) -> None:
+    """Count ``count`` names about to be made for ``token`` against the expansion's limit."""
+    b = _budget.get()
+    if b is None:
+        b = _Budget(DEFAULT_LIMIT)
+        if count <= b.left:
+            return
+    if count > b.left:
+        raise TooManyNodes(f"The noderange names more than {b.limit:,} nodes (at {token!r}: "
+                           f"{count:,} more); site.noderangemax sets the limit", token)
+    b.left -= count
 
 
 # ---- names as (prefix, suffix, padding) + integer ------------------------------------------
@@ -228,8 +272,6 @@ def _spans(text: str, token: str) -> list[Span]:
         lo, hi = int(a), int(b)
         if hi < lo:
             raise NodeRangeError(f"Invalid range {piece!r} in {token!r}: end before start", token)
-        if hi - lo > 10_000_000:
-            raise NodeRangeError(f"Range {piece!r} in {token!r} is too large", token)
         width = len(a) if a[0] == "0" and len(a) > 1 else 0
         out.append((lo, hi, width))
     return out
@@ -251,7 +293,8 @@ def expand_pattern(token: str) -> NodeRange | None:
     if m:
         prefix, start, suffix, extra = m.groups()
         width = len(start) if start[0] == "0" and len(start) > 1 else 0
-        return _from_spans([prefix], [(int(start), int(start) + int(extra), width)], suffix)
+        return _from_spans([prefix], [(int(start), int(start) + int(extra), width)], suffix,
+                           token)
     for sep in (":", "-"):
         if sep in token:
             result = _expand_dash(token, sep)
@@ -260,8 +303,11 @@ def expand_pattern(token: str) -> NodeRange | None:
     return None
 
 
-def _from_spans(prefixes: list[str], spans: list[Span], suffix: str) -> NodeRange:
+def _from_spans(prefixes: list[str], spans: list[Span], suffix: str,
+                token: str = "", charged: bool = False) -> NodeRange:
     """Names prefix + number + suffix; integer-only when the split is the canonical one."""
+    if not charged:
+        _charge(len(prefixes) * sum(hi - lo + 1 for lo, hi, _w in spans), token or suffix)
     groups: Groups = {}
     if not _CHUNKS.search(suffix):
         for pre in prefixes:
@@ -290,6 +336,12 @@ def _expand_brackets(token: str) -> NodeRange:
     tail = token[pos:]
     if "[" in tail or "]" in tail:
         raise NodeRangeError(f"Unbalanced brackets in {token!r}", token)
+    # the product of every bracket's size, counted before a single name is made
+    total = 1
+    for piece in pieces:
+        if not isinstance(piece, str):
+            total *= sum(hi - lo + 1 for lo, hi, _w in piece)
+    _charge(total, token)
     prefixes = [""]
     for piece in pieces[:-1]:
         if isinstance(piece, str):
@@ -297,7 +349,7 @@ def _expand_brackets(token: str) -> NodeRange:
         else:
             nums = _span_strings(piece)
             prefixes = [p + n for p in prefixes for n in nums]
-    return _from_spans(prefixes, pieces[-1], tail)  # type: ignore[arg-type]
+    return _from_spans(prefixes, pieces[-1], tail, token, charged=True)  # type: ignore[arg-type]
 
 
 def _expand_dash(token: str, sep: str) -> NodeRange | None:
@@ -317,7 +369,7 @@ def _expand_dash(token: str, sep: str) -> NodeRange | None:
             prefix, a, suffix, b = lm.group(1), lm.group(2), lm.group(3), rm.group(2)
         if int(b) < int(a):
             raise NodeRangeError(f"Invalid range {token!r}: end before start", token)
-        return _from_spans([prefix], _spans(f"{a}-{b}", token), suffix)
+        return _from_spans([prefix], _spans(f"{a}-{b}", token), suffix, token)
     return None
 
 
@@ -660,11 +712,13 @@ class _Expander:
 
     def regex(self, pattern: str) -> NodeRange:
         try:
-            rx = re.compile(pattern)
-        except re.error as exc:
-            raise NodeRangeError(f"Invalid regular expression {pattern!r}: {exc}",
-                                 pattern) from None
-        return NodeRange(n for n in self.all_nodes.names if rx.fullmatch(n))
+            compile_pattern(pattern)
+        except PatternTimeout:
+            raise
+        except PatternError as exc:
+            raise NodeRangeError(str(exc), pattern) from None
+        # with the request's time budget, without holding the interpreter (patterns)
+        return NodeRange(n for n in self.all_nodes.names if fullmatch(pattern, n))
 
     def from_file(self, path: str) -> NodeRange:
         if not self.allow_files:
@@ -691,10 +745,22 @@ def _is_digit_range(atom: str) -> bool:
 
 
 def expand(noderange: str, cluster: Cluster | None, *, verify: bool = True,
-           env: dict[str, str] | None = None, allow_files: bool = True) -> NodeRange:
+           env: dict[str, str] | None = None, allow_files: bool = True,
+           limit: int = DEFAULT_LIMIT) -> NodeRange:
     """Expand a noderange. With a cluster, names must be nodes or groups (else InvalidNodes);
     ``site.excludenodes`` is removed from the result. All-digit atoms take
-    ``XCAT_NODE_PREFIX`` (default ``node``) and ``XCAT_NODE_SUFFIX`` from ``env``."""
+    ``XCAT_NODE_PREFIX`` (default ``node``) and ``XCAT_NODE_SUFFIX`` from ``env``. Ranges,
+    brackets and comma terms together may make at most ``limit`` names (TooManyNodes,
+    raised before they are made)."""
+    token = _budget.set(_Budget(limit))
+    try:
+        return _expand(noderange, cluster, verify, env, allow_files)
+    finally:
+        _budget.reset(token)
+
+
+def _expand(noderange: str, cluster: Cluster | None, verify: bool,
+            env: dict[str, str] | None, allow_files: bool) -> NodeRange:
     exp = _Expander(cluster, verify, env, allow_files)
     result = exp.expression(noderange)
     if exp.bad:

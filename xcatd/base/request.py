@@ -12,12 +12,59 @@ front picks its answer (an HTTP status, say) from the kind, never from the wordi
 >>> e = XcatError("No job 42", kind=ErrorKind.NOT_FOUND)
 >>> e.response().kind, e.response().render()
 ('not_found', ('err', 'Error: No job 42'))
+>>> json_problem({"args": {"a": [[["x"]]]}}), json_problem({"noderange": "n\\ud800"})
+(None, "noderange: not Unicode text (a lone surrogate, '\\\\ud800')")
+>>> storable("n\\udcff")
+'n\\\\udcff'
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+#: How deep a request's JSON may nest (its arguments are at most lists of lists of strings).
+MAX_DEPTH = 32
+
+
+def json_problem(value: Any, where: str = "") -> str | None:
+    """What makes decoded JSON unfit for a request, naming where it is, or None: nesting
+    deeper than MAX_DEPTH, or a string that is no Unicode text (a lone surrogate, which JSON
+    escapes allow and no database or terminal takes). Walks without recursion."""
+    stack: list[tuple[Any, str, int]] = [(value, where, 0)]
+    while stack:
+        item, at, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return f"{at or 'the request'}: nested more than {MAX_DEPTH} deep"
+        if isinstance(item, str):
+            bad = _lone_surrogate(item)
+            if bad is not None:
+                return (f"{at or 'the request'}: not Unicode text (a lone surrogate, "
+                        f"'\\u{ord(bad):04x}')")
+        elif isinstance(item, dict):
+            for key, sub in item.items():
+                name = f"{at}.{key}" if at else str(key)
+                stack.append((key, name, depth + 1))
+                stack.append((sub, name, depth + 1))
+        elif isinstance(item, list):
+            stack.extend((sub, f"{at}[{i}]", depth + 1) for i, sub in enumerate(item))
+    return None
+
+
+def _lone_surrogate(text: str) -> str | None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return text[exc.start]
+    return None
+
+
+def storable(text: str) -> str:
+    """``text`` as a database and a terminal take it: a lone surrogate (from a request or a
+    byte that is no UTF-8) is written as its escape."""
+    if _lone_surrogate(text) is None:
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class ErrorKind(StrEnum):
@@ -61,6 +108,14 @@ class Request:
         if not isinstance(self.env, dict) or not all(
                 isinstance(k, str) and isinstance(v, str) for k, v in self.env.items()):
             raise TypeError("env must be an object of strings")
+
+    def problem(self) -> str | None:
+        """What makes the request's values unfit (json_problem), or None."""
+        for name in ("command", "noderange", "args", "env", "stdin"):
+            why = json_problem(getattr(self, name), name)
+            if why:
+                return why
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         return {"command": self.command, "noderange": self.noderange, "args": self.args,

@@ -10,25 +10,46 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator
 
 from sqlalchemy import exc as sa_exc
 
+from xcatd.base import cancel as cancelling
 from xcatd.base.locks import LockTimeout, NodeLocks
 from xcatd.base.noderange import InvalidNodes, NodeRange, NodeRangeError
+from xcatd.base.patterns import PatternError
 from xcatd.base.regexval import RegexValueError
 from xcatd.base.request import ErrorKind, Request, Response, XcatError
 from xcatd.base.site import SiteValueError
 from xcatd.db.database import DBError
-from xcatd.handler import NODE_ORIGIN, CommandSpec, Context
+from xcatd.handler import NODE_ORIGIN, CommandSpec, Context, check_args
 
 log = logging.getLogger("xcatd.daemon.dispatch")
 
 DEFAULT_LOCK_TIMEOUT = 120.0
+#: Seconds a request that only reads may run (site.requesttimeout), checked between two of
+#: its responses.
+DEFAULT_REQUEST_TIMEOUT = 3600.0
+
+
+#: Characters of an error message: an error that quotes its input (a 10 MB argument, a
+#: million bad node names) is cut, in the answer and in the job record alike.
+MAX_ERROR = 2000
 
 
 def error(message: str, kind: ErrorKind, node: str | None = None) -> Response:
     return Response(node=node, error=message, errorcode=1, kind=kind.value)
+
+
+def bounded(resp: Response) -> Response:
+    """``resp`` with its error or warning cut to MAX_ERROR characters, saying so."""
+    for field in ("error", "warning"):
+        text = getattr(resp, field)
+        if text is not None and len(text) > MAX_ERROR:
+            setattr(resp, field, f"{text[:MAX_ERROR]}... ({len(text) - MAX_ERROR:,} more "
+                                 "characters)")
+    return resp
 
 
 def dispatch(spec: CommandSpec | None, request: Request, ctx: Context, *, locks: NodeLocks,
@@ -41,6 +62,10 @@ def dispatch(spec: CommandSpec | None, request: Request, ctx: Context, *, locks:
     """
     if spec is None:
         yield error(f"Unsupported command: {request.command}", ErrorKind.BAD_REQUEST)
+        return
+    why = request.problem() or check_args(spec, request.args)
+    if why:
+        yield error(why, ErrorKind.BAD_REQUEST)
         return
     if spec.origin == NODE_ORIGIN and origin != NODE_ORIGIN:
         yield error(f"{request.command} is for nodes reporting about themselves, through "
@@ -65,7 +90,10 @@ def dispatch(spec: CommandSpec | None, request: Request, ctx: Context, *, locks:
         owner = owner or f"{request.command} (pid {os.getpid()}, {id(request):x})"
         timeout = spec.lock_timeout or ctx.site.number("nodelocktimeout",
                                                        DEFAULT_LOCK_TIMEOUT, low=0)
-        with locks.hold(held, owner, timeout) as waited:
+        limit = None if held or spec.changes_nodes(request) else \
+            ctx.site.number("requesttimeout", DEFAULT_REQUEST_TIMEOUT, low=0.01)
+        deadline = time.monotonic() + limit if limit else None
+        with locks.hold(held, owner, timeout) as waited, cancelling.bound(cancel):
             if waited > 0.5:
                 yield Response(warning=f"waited {waited:.1f}s for nodes another request was "
                                        "changing")
@@ -73,11 +101,18 @@ def dispatch(spec: CommandSpec | None, request: Request, ctx: Context, *, locks:
             if result is not None:
                 for resp in result:
                     yield resp
+                    stop = None
                     if cancel is not None and cancel.is_set():
+                        stop = error("cancelled", ErrorKind.CONFLICT)
+                    elif deadline is not None and time.monotonic() > deadline:
+                        stop = error(f"{request.command} ran longer than site.requesttimeout "
+                                     f"({limit:g} s) allows a request that only reads: "
+                                     "stopped", ErrorKind.BUSY)
+                    if stop is not None:
                         close = getattr(result, "close", None)
                         if close:
                             close()
-                        yield error("cancelled", ErrorKind.CONFLICT)
+                        yield stop
                         return
     except XcatError as exc:
         yield exc.response()
@@ -85,7 +120,7 @@ def dispatch(spec: CommandSpec | None, request: Request, ctx: Context, *, locks:
         yield error(str(exc), ErrorKind.NOT_FOUND)
     except LockTimeout as exc:
         yield error(str(exc), ErrorKind.BUSY)
-    except (NodeRangeError, RegexValueError) as exc:
+    except (NodeRangeError, RegexValueError, PatternError) as exc:
         yield error(str(exc), ErrorKind.BAD_REQUEST)
     except SiteValueError as exc:
         yield error(str(exc), ErrorKind.CONFLICT)

@@ -15,23 +15,28 @@ import logging
 import os
 import pwd
 import syslog
+import threading
 from collections.abc import Callable, Iterator
 
 from xcatd.base.locks import NodeLocks
 from xcatd.base.paths import Paths
+from xcatd.base.patterns import DEFAULT_BUDGET, end_budget, start_budget
 from xcatd.base.request import ErrorKind, Request, Response, XcatError
 from xcatd.base.site import SiteValueError, SiteValues
-from xcatd.daemon.dispatch import dispatch, error
+from xcatd.daemon.dispatch import bounded, dispatch, error
 from xcatd.daemon.policy import DENIED, UNKNOWN_NODES, Decision, Identity, args_text, decide
 from xcatd.db.cache import TableCache
 from xcatd.db.database import Database, DBError, split_list
 from xcatd.db.jobs import RESULT_BUDGET, Job, JobStore
-from xcatd.handler import NODE_ORIGIN, Context, registry
+from xcatd.handler import NODE_ORIGIN, CommandSpec, Context, registry
 from xcatd.handler import spec as command_spec
 
 log = logging.getLogger("xcatd.daemon.pipeline")
 
 POLICY_TTL = 1.0  # seconds a read of the policy/site tables is reused (writes reset it)
+#: Requests one user may have running at once in xcatd (site.maxuserrequests), so one
+#: user's scripts cannot take every worker.
+DEFAULT_USER_REQUESTS = 32
 
 #: Fronts whose requests run in this process: root's are trusted (see Pipeline._decide)
 ROOT_IN_PROCESS = ("bypass", "internal")
@@ -74,6 +79,8 @@ class Pipeline:
         #: its terminal and records its errors and warnings only)
         self.record_output = record_output
         self._syslog = os.path.exists("/dev/log")  # no syslog daemon: no per-request retries
+        self._running: dict[str, int] = {}          # user -> requests running (xcatd only)
+        self._running_lock = threading.Lock()
         if daemon:
             registry()  # every plugin, once, before the first request
 
@@ -123,21 +130,33 @@ class Pipeline:
         code, denied, audit_after = 0, [], False
         spec = command_spec(request.command)
         site = SiteValues()
+        matching = None  # every regex of the request shares one time budget (patterns)
+        counted = False  # the request counts against its user's site.maxuserrequests
         try:
             policy, site = self.tables.policy(), self.site()
+            matching = start_budget(site.number("regextimeout", DEFAULT_BUDGET, low=0.01))
             decision = self._decide(policy, who, request, job)
+            busy = self._enter(who, site) if decision.allowed else None
+            counted = self.daemon and decision.allowed and not busy
+            if busy:
+                decision = Decision(False, "busy", None)
             audit_after = decision.allowed and spec is not None and spec.authenticates
             if not audit_after:
                 self._audit(site, who, request, job,
-                            "Allowed" if decision.allowed else "Denied")
+                            "Allowed" if decision.allowed else "Denied", busy or "")
                 if self.jobs.inline:
                     self.jobs.flush()  # the audit row stays, whatever happens next
+            if busy:
+                code = 1
+                yield self._record(job, request, error(busy, ErrorKind.BUSY))
+                return
             if not decision.allowed:
                 code = 1
                 yield self._record(job, request, error(DENIED, ErrorKind.DENIED))
                 return
             ctx = Context(request, self.paths, self.db, site, jobs=self.jobs,
-                          daemon=self.daemon)
+                          daemon=self.daemon,
+                          may_see_secrets=lambda: self._secrets_allowed(policy, who, request))
             for resp in dispatch(spec, request, ctx, locks=self.locks,
                                  owner=f"job {job.jobid} ({request.command} by {who.user})",
                                  cancel=job.cancel, origin=who.clienttype):
@@ -146,7 +165,7 @@ class Pipeline:
                     if resp.kind == ErrorKind.DENIED:
                         denied.append(resp.error or "")
                 yield self._record(job, request, resp)
-            if spec is not None and spec.changes_nodes(request):
+            if spec is not None and _changed(spec, request):
                 self.tables.invalidate()
         except GeneratorExit:
             code = code or 1
@@ -157,6 +176,10 @@ class Pipeline:
             yield self._record(job, request, error(f"internal error: {exc}",
                                                    ErrorKind.INTERNAL))
         finally:
+            if matching is not None:
+                end_budget(matching)
+            if counted:
+                self._leave(who)
             if audit_after:  # the handler checked the caller's proof: say how that went
                 self._audit(site, who, request, job, "Denied" if denied else "Allowed",
                             "; ".join(denied) or self._notes(job))
@@ -175,7 +198,43 @@ class Pipeline:
         return decide(policy, who, request.command, self._policy_nodes(policy, request),
                       job.args, self._expander(request))
 
+    def _enter(self, who: Identity, site: SiteValues) -> str | None:
+        """Count a request of ``who`` as running in xcatd; why not, when the user has
+        site.maxuserrequests running already. Requests run in process are not counted
+        (each process runs its own)."""
+        if not self.daemon:
+            return None
+        try:
+            cap = site.integer("maxuserrequests", DEFAULT_USER_REQUESTS, low=1)
+        except SiteValueError:
+            cap = DEFAULT_USER_REQUESTS
+        with self._running_lock:
+            now = self._running.get(who.user, 0)
+            if now >= cap:
+                return (f"{who.user} has {now} requests running, as many as "
+                        "site.maxuserrequests allows: wait for one to end")
+            self._running[who.user] = now + 1
+        return None
+
+    def _leave(self, who: Identity) -> None:
+        with self._running_lock:
+            left = self._running.get(who.user, 1) - 1
+            if left > 0:
+                self._running[who.user] = left
+            else:
+                self._running.pop(who.user, None)
+
+    def _secrets_allowed(self, policy: list[dict], who: Identity, request: Request) -> bool:
+        """Whether policy lets ``who`` run this request with show_secrets: the one right that
+        both shows secrets and allows comparisons on them (selectors, -w, filters)."""
+        if who.user == "root" and who.clienttype in ROOT_IN_PROCESS:
+            return True
+        shown = {**request.args, "show_secrets": True}
+        return decide(policy, who, request.command, self._policy_nodes(policy, request),
+                      args_text(shown, request.stdin), self._expander(request)).allowed
+
     def _record(self, job: Job, request: Request, resp: Response) -> Response:
+        resp = bounded(resp)
         self.jobs.result(job, _recordable(request, resp))
         return resp
 
@@ -230,6 +289,15 @@ class Pipeline:
             syslog.syslog(syslog.LOG_INFO | syslog.LOG_AUTH,
                           f"xcatd: {status} {who.user}@{who.host} {request.command} "
                           f"{request.noderange or ''} {job.args}")
+
+
+def _changed(spec: CommandSpec, request: Request) -> bool:
+    """Whether the request may have changed the tables (one whose words do not say is
+    refused by dispatch before it runs: then nothing changed)."""
+    try:
+        return spec.changes_nodes(request)
+    except XcatError:
+        return False
 
 
 def run_local(request: Request, paths: Paths | None = None, user: str | None = None,

@@ -148,7 +148,9 @@ def mask_args(args: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in args.items():
         value = as_words(value)
-        if any(s in key.lower() for s in ("password", "secret", "token")) and value:
+        if isinstance(value, bool):  # a flag (show_secrets) is no secret: policy matches it
+            out[key] = value
+        elif any(s in key.lower() for s in ("password", "secret", "token")) and value:
             out[key] = SECRET_MASK
         elif isinstance(value, str):
             out[key] = mask_word(value)

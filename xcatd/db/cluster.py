@@ -12,10 +12,10 @@ from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
 
-from xcatd.base.noderange import NodeRange, expand
+from xcatd.base.noderange import DEFAULT_LIMIT, NodeRange, expand
 from xcatd.base.paths import Paths
 from xcatd.base.site import SiteValues
-from xcatd.db.database import SA_TABLES, Database, split_list
+from xcatd.db.database import MAX_LIKE, SA_TABLES, Database, split_list
 from xcatd.db.objects import ObjectStore
 
 
@@ -98,7 +98,9 @@ class Cluster:
         else:  # only the rows that can name the group, not the whole nodelist
             t = SA_TABLES["nodelist"]
             like = "%" + name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            rows = self.db.rows("nodelist", where=t.c.groups.like(like, escape="\\"))
+            # a name past what LIKE takes (no group is named so) is looked for in every row
+            rows = self.db.rows("nodelist", where=t.c.groups.like(like, escape="\\")
+                                if len(like.encode("utf-8", "replace")) <= MAX_LIKE else None)
             members = [r["node"] for r in rows if name in split_list(r["groups"])]
         if members:
             return set(members)
@@ -117,5 +119,7 @@ class Cluster:
     def expand(self, noderange: str, *, verify: bool = True,
                env: dict[str, str] | None = None, allow_files: bool = False) -> NodeRange:
         """The nodes of a noderange (names must exist unless ``verify`` is False); ``^file``
-        terms only with ``allow_files`` (they are read with this process's rights)."""
-        return expand(noderange, self, verify=verify, env=env, allow_files=allow_files)
+        terms only with ``allow_files`` (they are read with this process's rights); at most
+        site.noderangemax names made from ranges (TooManyNodes)."""
+        return expand(noderange, self, verify=verify, env=env, allow_files=allow_files,
+                      limit=self.site.integer("noderangemax", DEFAULT_LIMIT, low=1))

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from xcatd.base.paths import Paths
+from xcatd.base.patterns import PatternError, compile_pattern, search
 from xcatd.base.regexval import RegexValueError, compute, is_regex_value
 from xcatd.base.request import ErrorKind
 from xcatd.base.site import SiteValues
@@ -515,17 +516,23 @@ def where_clause(table: str, exprs: Iterable[str]) -> sa.ColumnElement | None:
     return sa.and_(*clauses) if clauses else None
 
 
+#: The longest LIKE pattern taken (SQLite refuses patterns over 50,000 bytes)
+MAX_LIKE = 10_000
+
+
 def _like(value: str) -> str:
     if len(value) > 1 and value.startswith("/") and value.endswith("/"):
-        return value[1:-1]
+        value = value[1:-1]
+    if len(value.encode("utf-8", "replace")) > MAX_LIKE:
+        raise DBError(f"The pattern '{value[:40]}...' is longer than {MAX_LIKE:,} bytes")
     return value
 
 
 def _check_regex(value: str) -> None:
     try:
-        re.compile(value)
-    except re.error as exc:
-        raise DBError(f"Invalid regular expression {value!r}: {exc}") from None
+        compile_pattern(value)
+    except PatternError as exc:
+        raise DBError(str(exc)) from None
 
 
 def match_value(value: str | None, op: str, target: str) -> bool:
@@ -535,10 +542,10 @@ def match_value(value: str | None, op: str, target: str) -> bool:
         return v == target
     if op == "!=":
         return v != target
-    if op == "=~":
-        return re.search(target, v) is not None
+    if op == "=~":  # with the request's time budget, without holding the interpreter
+        return search(target, v)
     if op == "!~":
-        return re.search(target, v) is None
+        return not search(target, v)
     if op == "<":
         return v < target
     if op == ">":

@@ -17,6 +17,7 @@ from importlib import resources
 from sqlalchemy.engine import Connection
 
 from xcatd.base.noderange import natural_key
+from xcatd.base.patterns import PatternError, compile_pattern
 from xcatd.db.database import TABLES, Database, DBError, match_value, parse_where, split_list
 
 SITE_OBJECT = "clustersite"
@@ -130,6 +131,11 @@ def node_column(attr: str) -> tuple[str, str]:
     if not defs:
         raise DBError(f"{attr} not a valid table.column description")
     return defs[0].table, defs[0].column
+
+
+def attr_columns(typename: str, attr: str) -> list[tuple[str, str]]:
+    """The (table, column)s an attribute of ``typename`` may live in ([] for none)."""
+    return [(d.table, d.column) for d in objtype(typename).attrs.get(attr, [])]
 
 
 # ---- reading objects -----------------------------------------------------------------------
@@ -272,9 +278,9 @@ class ObjectStore:
             value = value[1:-1]
         if op in ("=~", "!~"):
             try:
-                re.compile(value)
-            except re.error as exc:
-                raise DBError(f"Invalid regular expression {value!r}: {exc}") from None
+                compile_pattern(value)
+            except PatternError as exc:
+                raise DBError(str(exc)) from None
         values = self.db.resolve(nodes, {table: [col]}, conn=self.conn)
         return {n for n in nodes if match_value(values[n].get((table, col)), op, value)}
 

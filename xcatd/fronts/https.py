@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
-from xcatd.base.request import Request, Response
+from xcatd.base.request import Request, Response, json_problem
 from xcatd.daemon.pipeline import Pipeline
 from xcatd.daemon.policy import Identity
 from xcatd.db.jobs import Job
@@ -85,9 +85,11 @@ async def authenticate(request: web.Request, handler):
 
 
 async def read_json(request: web.Request):
-    """The body as JSON, read within BODY_TIMEOUT: a client that stalls mid-body is dropped."""
+    """The body as JSON, read within BODY_TIMEOUT: a client that stalls mid-body is dropped.
+    JSON that parses but no request could hold (nested too deep, lone surrogates, numbers of
+    thousands of digits) is a 400 here, before anything is made of it."""
     try:
-        return await asyncio.wait_for(request.json(), BODY_TIMEOUT)
+        body = await asyncio.wait_for(request.json(), BODY_TIMEOUT)
     except TimeoutError:
         raise _json_http(web.HTTPRequestTimeout, "request body not received in time") from None
     except web.HTTPRequestEntityTooLarge as exc:
@@ -98,6 +100,17 @@ async def read_json(request: web.Request):
             content_type="application/json", headers={"Connection": "close"}) from None
     except (ConnectionResetError, asyncio.IncompleteReadError) as exc:
         raise _json_http(web.HTTPBadRequest, f"request body incomplete: {exc}") from None
+    except RecursionError:  # JSON nested thousands deep: the parser's recursion ran out
+        raise _json_http(web.HTTPBadRequest, "the request body is nested too deeply") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise
+    except ValueError as exc:  # an integer of more digits than Python converts
+        raise _json_http(web.HTTPBadRequest,
+                         f"the request body is not usable JSON: {str(exc)[:200]}") from None
+    why = json_problem(body)
+    if why:
+        raise _json_http(web.HTTPBadRequest, f"the request body is unusable: {why}")
+    return body
 
 
 def _json_http(cls, message: str) -> web.HTTPException:
@@ -108,7 +121,11 @@ def _json_http(cls, message: str) -> web.HTTPException:
 
 class Relay:
     """Responses from a job's thread to its connection: whatever has arrived goes out in one
-    write, and the thread wakes the event loop once per batch, not once per response."""
+    write, and the thread wakes the event loop once per batch, not once per response.
+
+    A job outlives its connection, and may outlive the event loop too (xcatd stopping: the
+    job is recorded interrupted and its thread is not waited for); once the loop has closed,
+    what the job emits is dropped here (its record has it), never an error in its thread."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -117,22 +134,35 @@ class Relay:
         self._done = False
         self._code = 0
         self._wake_pending = False
+        self._orphaned = False  # the loop has closed: nobody will take what comes
         self._event = asyncio.Event()
 
     def _notify(self) -> None:  # in the worker thread, with the lock held
-        if not self._wake_pending:
+        if self.loop.is_closed():
+            self._orphan()
+        elif not self._wake_pending:
             self._wake_pending = True
-            self.loop.call_soon_threadsafe(self._event.set)
+            try:
+                self.loop.call_soon_threadsafe(self._event.set)
+            except RuntimeError:  # "Event loop is closed": it closed just now
+                self._orphan()
+
+    def _orphan(self) -> None:
+        self._orphaned = True
+        self._items.clear()
 
     def emit(self, resp: Response) -> None:
         with self._lock:
+            if self._orphaned:
+                return
             self._items.append(resp)
             self._notify()
 
     def close(self, code: int) -> None:
         with self._lock:
             self._done, self._code = True, code
-            self._notify()
+            if not self._orphaned:
+                self._notify()
 
     @classmethod
     def start(cls, app: web.Application, job: Job, req: Request, who: Identity) -> Relay:

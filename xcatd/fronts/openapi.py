@@ -61,7 +61,7 @@ def _object_paths(resource: str, objtype: str, what: str) -> dict[str, Any]:
             "get": {"summary": f"Show {what} definitions (lsdef -t {objtype} -l)",
                     "tags": [resource], "parameters": [SECRETS],
                     "responses": {"200": _json(OBJECTS, "definitions"),
-                                  **_errors(401, 403, 404)}},
+                                  **_errors(400, 401, 403, 404)}},
             "post": {"summary": f"Create (mkdef -t {objtype})", "tags": [resource],
                      "requestBody": BODY,
                      "responses": {"201": _json(MESSAGES, "created"),
@@ -72,7 +72,7 @@ def _object_paths(resource: str, objtype: str, what: str) -> dict[str, Any]:
                                   **_errors(400, 401, 403, 404)}},
             "delete": {"summary": f"Remove (rmdef -t {objtype})", "tags": [resource],
                        "responses": {"200": _json(MESSAGES, "removed"),
-                                     **_errors(401, 403, 404)}}},
+                                     **_errors(400, 401, 403, 404)}}},
     }
 
 
@@ -204,7 +204,7 @@ def spec() -> dict[str, Any]:
         "parameters": [_param("name", "a noderange"),
                        _param("attrs", "comma-separated attribute names"), SECRETS],
         "responses": {"200": _json(OBJECTS, "node -> attribute -> value"),
-                      **_errors(401, 403, 404)}}}
+                      **_errors(400, 401, 403, 404)}}}
     paths.update(_node_action_paths())
     paths["/xcatws/site"] = {
         "get": {"summary": "Show the site settings (lsdef -t site)", "tags": ["site"],
@@ -247,7 +247,7 @@ def spec() -> dict[str, Any]:
                 "responses": {"200": _json({"type": "object", "required": ["job", "results"],
                                             "properties": {"job": JOB, "results": {
                                                 "type": "array", "items": RESULT}}},
-                                           "the job"), **_errors(401, 403, 404)}},
+                                           "the job"), **_errors(400, 401, 403, 404)}},
         "delete": {"summary": "Cancel a running job (job cancel)", "tags": ["jobs"],
                    "responses": {"200": _json(MESSAGES, "cancel requested"),
                                  **_errors(400, 401, 403, 404)}}}

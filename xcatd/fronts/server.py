@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import ssl
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,7 @@ log = logging.getLogger("xcatd.fronts.server")
 
 DEFAULT_PORT = 3001              # site.xcatdport
 HANDSHAKE_TIMEOUT = 10.0         # a connection that never finishes TLS is closed
+CLIENT_WATCH = 0.5               # seconds between looks at a waiting job's connection
 KEEPALIVE_TIMEOUT = 30.0
 WORKERS = 64
 SHUTDOWN_TIMEOUT = 2.0           # stop promptly: unfinished jobs are marked interrupted at start
@@ -87,33 +89,53 @@ async def handle_request(request: web.Request) -> web.StreamResponse:
                                                 "async": True}}),
                             content_type="application/x-ndjson", headers=headers)
     relay = Relay.start(request.app, job, req, who)
-    items, finished, code = await relay.take()
-    first = [line({"r": item.to_dict()}) for item in items]
-    if finished:  # a quick job: headers and all its records in one write
-        first.append(_end(job, code))
-        return web.Response(body=b"".join(first), content_type="application/x-ndjson",
-                            headers=headers)
-    resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson", **headers})
-    connected = True
+    # A client that goes away cancels its job (as xCAT's xcatd ends the plugin): its BMC
+    # logins, locks and slots are freed at once. --async jobs are the ones that outlive
+    # their client.
+    watch = asyncio.ensure_future(_watch_client(request, job))
     try:
-        await resp.prepare(request)
-        await resp.write(b"".join(first))
-    except (ConnectionResetError, RuntimeError):
-        connected = False  # the client went away; the job goes on
-    while not finished:
         items, finished, code = await relay.take()
-        chunk = [line({"r": item.to_dict()}) for item in items]
-        if finished:
-            chunk.append(_end(job, code))
-        if connected and chunk:
-            try:
-                await resp.write(b"".join(chunk))
-            except (ConnectionResetError, RuntimeError):
-                connected = False
-    if connected:
-        with contextlib.suppress(ConnectionResetError, RuntimeError):
-            await resp.write_eof()
-    return resp
+        first = [line({"r": item.to_dict()}) for item in items]
+        if finished:  # a quick job: headers and all its records in one write
+            first.append(_end(job, code))
+            return web.Response(body=b"".join(first), content_type="application/x-ndjson",
+                                headers=headers)
+        resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson", **headers})
+        connected = True
+        try:
+            await resp.prepare(request)
+            await resp.write(b"".join(first))
+        except (ConnectionResetError, RuntimeError):
+            connected = False
+            job.cancel.set()
+        while not finished:
+            items, finished, code = await relay.take()
+            chunk = [line({"r": item.to_dict()}) for item in items]
+            if finished:
+                chunk.append(_end(job, code))
+            if connected and chunk:
+                try:
+                    await resp.write(b"".join(chunk))
+                except (ConnectionResetError, RuntimeError):
+                    connected = False
+                    job.cancel.set()
+        if connected:
+            with contextlib.suppress(ConnectionResetError, RuntimeError):
+                await resp.write_eof()
+        return resp
+    finally:
+        watch.cancel()
+
+
+async def _watch_client(request: web.Request, job) -> None:
+    """Cancel the job when its client's connection closes, even while the job says nothing
+    (it waits for BMCs that do not answer)."""
+    while True:
+        await asyncio.sleep(CLIENT_WATCH)
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            job.cancel.set()
+            return
 
 
 def _end(job, code: int) -> bytes:
@@ -171,6 +193,7 @@ class Daemon:
         self.pool: ThreadPoolExecutor | None = None
         self.http = None  # xcatd.fronts.nodeapi.HttpSite
         self.tftp = None  # xcatd.fronts.tftp.TftpServer
+        self.left_running = 0  # jobs still under way at stop, recorded interrupted
 
     def _lock_pidfile(self) -> None:
         path = pid_path(self.paths)
@@ -236,6 +259,11 @@ class Daemon:
             raise
 
     async def stop(self) -> None:
+        """Stop in order: the ports close (requests under way get SHUTDOWN_TIMEOUT to end,
+        then their connections close), queued jobs never start, the jobs still under way are
+        recorded interrupted, the job writer writes what it holds and stops, and those jobs
+        are told to stop at their next response. Their threads are not waited for:
+        ``left_running`` says how many there were (see serve_forever)."""
         if self.tftp is not None:
             await self.tftp.stop()
             self.tftp = None
@@ -245,10 +273,13 @@ class Daemon:
         await close_listeners(self._servers, self._runner)
         self._runner = None
         if self.pool is not None:
-            self.pool.shutdown(wait=False, cancel_futures=False)
+            self.pool.shutdown(wait=False, cancel_futures=True)
         if self.pipeline is not None:
+            jobs = self._interrupt_jobs()
             self.pipeline.close()
             self.pipeline = None
+            for job in jobs:  # after the writer has stopped: their records stay interrupted
+                job.cancel.set()
         if self.listening and self.listening.unix:
             with contextlib.suppress(FileNotFoundError):
                 self.listening.unix.unlink()
@@ -258,10 +289,36 @@ class Daemon:
             os.close(self._pidfile)
             self._pidfile = None
 
+    def _interrupt_jobs(self) -> list:
+        """The live jobs, recorded interrupted (a database that cannot be written is logged:
+        the next start marks them)."""
+        jobs = self.pipeline.jobs
+        try:
+            interrupted = jobs.interrupt_live()
+        except Exception as exc:  # one line, no traceback: xcatd is stopping all the same
+            interrupted = list(jobs.live.values())
+            log.error("could not record %d jobs under way as interrupted (the next start "
+                      "will): %s: %s", len(interrupted), exc.__class__.__name__,
+                      (str(exc).splitlines() or [""])[0])
+        else:
+            if interrupted:
+                log.warning("%d jobs under way were recorded as interrupted: %s%s",
+                            len(interrupted), " ".join(j.jobid for j in interrupted[:10]),
+                            " ..." if len(interrupted) > 10 else "")
+        self.left_running += len(interrupted)
+        return interrupted
+
 
 def serve_forever(paths: Paths, host: str, port: int | None, ready=None) -> None:
-    """Run in the foreground until SIGTERM/SIGINT (systemd Type=simple)."""
+    """Run in the foreground until SIGTERM/SIGINT (systemd Type=simple), then stop in order
+    (Daemon.stop) and exit. Jobs still under way were recorded interrupted, so the exit does
+    not wait for their threads (a BMC that never answers holds one for minutes): the process
+    ends with os._exit once the logs are flushed (BMC sessions are not logged out then: the
+    BMCs time them out)."""
+    left_running = 0
+
     async def main() -> None:
+        nonlocal left_running
         daemon = Daemon(paths, host, port)
         listening = await daemon.start()
         stop = asyncio.Event()
@@ -273,6 +330,15 @@ def serve_forever(paths: Paths, host: str, port: int | None, ready=None) -> None
         if ready:
             ready(listening)
         await stop.wait()
+        log.info("xcatd stopping")
         await daemon.stop()
+        left_running = daemon.left_running
 
     asyncio.run(main())
+    log.info("xcatd stopped")
+    if left_running:
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(0)

@@ -6,10 +6,20 @@ options of RFC 2347/2348/2349: blksize, tsize, timeout); a write request gets an
 packet. It serves what the HTTP site serves under /tftpboot/ (xcatd.base.safepath):
 regular, world-readable files inside the tree, no ``..``, no hidden names, no symlink out.
 A refused name gets the same "File not found" as a missing one. Each client (address and
-port) has one transfer at a time, from its own port (its transfer ID); at most
-``max_transfers`` run at once and further requests are dropped (the client asks again).
-Block numbers roll over from 65535 to 0 (as tftpd-hpa does), so files beyond 65535 blocks
-go through. Transfers are logged at debug level, file contents never.
+port) has one transfer at a time, from its own port (its transfer ID). Block numbers roll
+over from 65535 to 0 (as tftpd-hpa does), so files beyond 65535 blocks go through.
+Transfers are logged at debug level, file contents never.
+
+One client address cannot take every slot, and no transfer holds its slot for long, so a
+flood of requests that are never acknowledged leaves the other clients served: at most
+``MAX_PER_CLIENT`` transfers run at once for one client address and ``max_transfers`` in
+all (further requests are dropped: the client asks again); a client's timeout option is
+honoured up to ``MAX_TIMEOUT`` seconds, so a block nobody acknowledges frees its slot
+within (RETRIES + 1) x MAX_TIMEOUT; and every transfer ends, with an error packet, when it
+outlives its bound (``TftpServer.life``, from its size: TRANSFER_LIFE_BASE and
+MIN_BLOCK_RATE), however its client paces its acknowledgements. The counters (``dropped``,
+``dropped_per_client``, ``timed_out``, ``expired``) say how often; a warning of each kind
+is logged at most once a minute.
 
 Who serves TFTP, where, and with which block size is xcatd.netconf.tftpd's (the site
 settings, read by xcatconfig for tftpd-hpa too).
@@ -51,10 +61,33 @@ DEFAULT_BLKSIZE = 512            # RFC 1350's block, when the client asks for no
 MIN_BLKSIZE = 8                  # RFC 2348
 DEFAULT_TIMEOUT = 1.0            # seconds before a block is sent again
 RETRIES = 5                      # sends of one block after the first, then give up
+# The largest retransmit interval a client may ask for (RFC 2349's timeout option, which
+# allows 1..255). A block nobody acknowledges holds its transfer's slot for (RETRIES + 1)
+# intervals: 6 x 255 s is 25 minutes, 6 x 5 s half a minute. RFC 2349 lets the server
+# acknowledge the client's own value only, so a larger one is left out of the OACK (the
+# transfer then uses DEFAULT_TIMEOUT): RFC 2347 clients take an OACK without an option they
+# asked for. 5 is what U-Boot asks for (its 5000 ms default); PXE ROMs, iPXE, pxelinux and
+# GRUB ask for blksize and tsize only.
+MAX_TIMEOUT = 5
 MAX_TRANSFERS = 128
+# Transfers at once from one client address: a booting node fetches one file at a time
+# (4 leaves room for a client that restarted while its old transfer still times out).
+# Further requests from that address are dropped, not refused: the client asks again and is
+# served once a slot of its own frees, and no error packet goes to a (spoofable) sender.
+MAX_PER_CLIENT = 4
+# A transfer's whole life, however its client paces its acknowledgements (a client that
+# acknowledges each block just before the timeout would otherwise hold a slot for days):
+# TRANSFER_LIFE_BASE seconds, plus one second per MIN_BLOCK_RATE blocks of the file.
+# TFTP is lock-step, one block per round trip, so a file's time goes with its blocks: a
+# 100 MiB initrd is 71,430 blocks of 1468 bytes, 60 + 2857 s (49 minutes) allowed, where a
+# LAN (round trips under 1 ms) takes a minute or two; in 512-byte blocks, 204,800 blocks and
+# 2.3 hours. That is room for round trips of 40 ms on average, and a 70 KB boot loader
+# gets a little over a minute.
+TRANSFER_LIFE_BASE = 60.0
+MIN_BLOCK_RATE = 25.0            # blocks a second
 READ_CHUNK = 65536               # bytes read from disk at once, in a worker thread
 QUEUE_MAX = 64                   # packets held for a transfer before more are dropped
-BUSY_WARN_EVERY = 60.0
+BUSY_WARN_EVERY = 60.0           # seconds between two warnings of one kind
 
 RRQ, WRQ, DATA, ACK, ERROR, OACK = 1, 2, 3, 4, 5, 6
 # RFC 1350 error codes
@@ -111,7 +144,14 @@ def oack_packet(options: dict[str, str]) -> bytes:
 def negotiate(req: ReadRequest, size: int, limit: int,
               default_timeout: float) -> tuple[dict[str, str], int, float]:
     """The options to acknowledge, the block size and the retransmit interval. Values we
-    cannot honour are lowered (blksize) or left out of the OACK (RFC 2347)."""
+    cannot honour are lowered (blksize) or left out of the OACK (RFC 2347; a timeout above
+    MAX_TIMEOUT: RFC 2349 lets the server acknowledge the client's value only).
+
+    >>> negotiate(ReadRequest("f", "octet", {"timeout": "255"}), 10, 1468, 1.0)
+    ({}, 512, 1.0)
+    >>> negotiate(ReadRequest("f", "octet", {"timeout": "5"}), 10, 1468, 1.0)
+    ({'timeout': '5'}, 512, 5.0)
+    """
     accepted: dict[str, str] = {}
     blksize, timeout = DEFAULT_BLKSIZE, default_timeout
     value = req.options.get("blksize", "")
@@ -119,7 +159,7 @@ def negotiate(req: ReadRequest, size: int, limit: int,
         blksize = min(int(value), limit)
         accepted["blksize"] = str(blksize)
     value = req.options.get("timeout", "")
-    if value.isdigit() and 1 <= int(value) <= 255:
+    if value.isdigit() and 1 <= int(value) <= MAX_TIMEOUT:
         timeout = float(value)
         accepted["timeout"] = value
     if "tsize" in req.options and req.mode == "octet":  # netascii's size is not the file's
@@ -215,6 +255,14 @@ class TransferFailed(Exception):
     pass
 
 
+class NoAcknowledgement(TransferFailed):
+    """The client did not acknowledge a block, however often it was sent."""
+
+
+class TransferExpired(TransferFailed):
+    """The transfer outlived its bound (TftpServer.life)."""
+
+
 class _Channel(asyncio.DatagramProtocol):
     """The packets that reach one transfer's socket, handed to its coroutine."""
 
@@ -279,19 +327,26 @@ class TftpServer:
 
     def __init__(self, tftpdir: Path | Callable[[], Path], *,
                  max_blksize: int = DEFAULT_MAX_BLKSIZE, max_transfers: int = MAX_TRANSFERS,
-                 timeout: float = DEFAULT_TIMEOUT, retries: int = RETRIES) -> None:
+                 max_per_client: int = MAX_PER_CLIENT, timeout: float = DEFAULT_TIMEOUT,
+                 retries: int = RETRIES, life_base: float = TRANSFER_LIFE_BASE,
+                 min_block_rate: float = MIN_BLOCK_RATE) -> None:
         self._tftpdir = tftpdir if callable(tftpdir) else (lambda: Path(tftpdir))
         self.max_blksize = max(MIN_BLKSIZE, min(max_blksize, MAX_BLKSIZE))
-        self.max_transfers = max_transfers
+        self.max_transfers, self.max_per_client = max_transfers, max(1, max_per_client)
         self.timeout, self.retries = timeout, retries
+        self.life_base, self.min_block_rate = life_base, min_block_rate
         self.port: int | None = None
         self.completed = 0      # transfers that ended with the client's last ACK
         self.dropped = 0        # requests dropped at the limit of concurrent transfers
+        self.dropped_per_client = 0  # requests dropped at the limit for one client address
+        self.timed_out = 0      # transfers given up: a block never acknowledged
+        self.expired = 0        # transfers ended at their life bound (see life)
         self._sock: socket.socket | None = None
         self._bound: tuple | None = None
         self._active: dict[tuple, asyncio.Task] = {}
+        self._per_client: dict[str, int] = {}  # transfers under way by client address
         self._pool = ThreadPoolExecutor(4, thread_name_prefix="tftp")
-        self._busy_warned = 0.0
+        self._warned: dict[str, float] = {}
 
     @property
     def active(self) -> int:
@@ -349,20 +404,40 @@ class TftpServer:
         except BadPacket as exc:
             self._send_error(local, peer, E_ILLEGAL, str(exc))
             return
+        ip = client[0]
+        if self._per_client.get(ip, 0) >= self.max_per_client:
+            self.dropped_per_client += 1  # dropped, as below: it asks again, or it gives up
+            self._warn("client", "tftp: %s has %d transfers under way, the limit for one "
+                       "address: its further requests are dropped until one ends (%d "
+                       "dropped so far)", ip, self.max_per_client, self.dropped_per_client)
+            return
         if len(self._active) >= self.max_transfers:
             self.dropped += 1
-            self._warn_busy()
+            self._warn("busy", "tftp: %d transfers under way, the limit: further requests "
+                       "are dropped until one ends (%d dropped so far)", self.max_transfers,
+                       self.dropped)
             return  # dropped: the client repeats its request, by then a slot may be free
         task = asyncio.get_running_loop().create_task(self._transfer(req, local, peer))
         self._active[key] = task
-        task.add_done_callback(lambda _t, k=key: self._active.pop(k, None))
+        self._per_client[ip] = self._per_client.get(ip, 0) + 1
+        task.add_done_callback(lambda _t, k=key: self._ended(k))
 
-    def _warn_busy(self) -> None:
+    def _ended(self, key: tuple) -> None:
+        if self._active.pop(key, None) is None:
+            return
+        left = self._per_client.get(key[0], 1) - 1
+        if left > 0:
+            self._per_client[key[0]] = left
+        else:
+            self._per_client.pop(key[0], None)
+
+    def _warn(self, kind: str, message: str, *args: object) -> None:
+        """A warning of this kind at most every BUSY_WARN_EVERY seconds (the counters have
+        the rest): a flood of requests must not flood the log too."""
         now = time.monotonic()
-        if now - self._busy_warned > BUSY_WARN_EVERY:
-            self._busy_warned = now
-            log.warning("tftp: %d transfers under way, the limit: further requests are "
-                        "dropped until one ends", self.max_transfers)
+        if now - self._warned.get(kind, -BUSY_WARN_EVERY) >= BUSY_WARN_EVERY:
+            self._warned[kind] = now
+            log.warning(message, *args)
 
     def _send_error(self, local: tuple, peer: tuple, code: int, message: str) -> None:
         try:
@@ -409,28 +484,56 @@ class TftpServer:
             self.completed += 1
             log.debug("tftp: sent %s to %s (%s): %d bytes in %d blocks of %d", req.filename,
                       who, req.mode, sent, blocks, blksize)
+        except TransferExpired as exc:
+            self.expired += 1
+            self._warn("life", "tftp: %s to %s ended unfinished: %s (%d transfers ended so "
+                       "far)", req.filename, who, exc, self.expired)
         except TransferFailed as exc:
+            if isinstance(exc, NoAcknowledgement):
+                self.timed_out += 1
             log.debug("tftp: %s to %s failed: %s", req.filename, who, exc)
         except OSError as exc:
             log.debug("tftp: %s to %s failed: %s", req.filename, who, exc)
         finally:
             transport.close()
 
+    def life(self, size: int, blksize: int, mode: str = "octet") -> float:
+        """The seconds a transfer of ``size`` bytes in blocks of ``blksize`` may take in all:
+        ``life_base`` plus a second per ``min_block_rate`` blocks (see TRANSFER_LIFE_BASE).
+
+        >>> round(TftpServer(Path("/")).life(100 << 20, 1468) / 60)
+        49
+        """
+        if mode == "netascii":
+            size *= 2  # at most: every byte a line end
+        return self.life_base + (size // blksize + 1) / self.min_block_rate
+
     async def _send(self, req: ReadRequest, fh: Any, size: int, transport: Any,
                     channel: _Channel, dest: tuple) -> tuple[int, int, int]:
         accepted, blksize, timeout = negotiate(req, size, self.max_blksize, self.timeout)
-        if accepted:
-            await self._exchange(oack_packet(accepted), 0, transport, channel, dest, timeout)
-        source = _Source(fh, req.mode == "netascii", self._pool)
-        block, sent = 0, 0
-        while True:
-            payload = await source.block(blksize)
-            block += 1
-            await self._exchange(data_packet(block, payload), block & 0xFFFF, transport,
-                                 channel, dest, timeout)
-            sent += len(payload)
-            if len(payload) < blksize:
-                return sent, block, blksize
+        life = self.life(size, blksize, req.mode)
+        bound = asyncio.timeout(life)
+        try:
+            async with bound:
+                if accepted:
+                    await self._exchange(oack_packet(accepted), 0, transport, channel, dest,
+                                         timeout)
+                source = _Source(fh, req.mode == "netascii", self._pool)
+                block, sent = 0, 0
+                while True:
+                    payload = await source.block(blksize)
+                    block += 1
+                    await self._exchange(data_packet(block, payload), block & 0xFFFF,
+                                         transport, channel, dest, timeout)
+                    sent += len(payload)
+                    if len(payload) < blksize:
+                        return sent, block, blksize
+        except TimeoutError:
+            if not bound.expired():
+                raise
+            transport.sendto(error_packet(E_UNDEF, "transfer took too long"), dest)
+            raise TransferExpired(f"not done after {life:.0f} s (its bound for {size} "
+                                  f"bytes in blocks of {blksize})") from None
 
     async def _exchange(self, packet: bytes, want: int, transport: Any, channel: _Channel,
                         dest: tuple, timeout: float) -> None:
@@ -457,8 +560,8 @@ class TftpServer:
                 if opcode == ERROR:
                     message = data[4:].split(b"\0")[0].decode("ascii", "replace")
                     raise TransferFailed(f"the client ended it: {number} {message}")
-        raise TransferFailed(f"no acknowledgement of block {want} after {self.retries + 1} "
-                             "sends")
+        raise NoAcknowledgement(f"no acknowledgement of block {want} after "
+                                f"{self.retries + 1} sends")
 
 
 # ---- running it inside xcatd ------------------------------------------------------------------

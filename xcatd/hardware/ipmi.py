@@ -3,7 +3,9 @@
 Packets go through ``xcatd.hardware.ipmilan``: one event loop for every BMC, sessions kept between
 commands (a second ``rpower`` does not log in again), at most ``site.ipmimaxp`` nodes in
 flight across all requests, ``site.ipmitimeout`` seconds per attempt and ``site.ipmiretries`` more
-attempts. A BMC that does not answer costs its own node that budget and nothing else.
+attempts. A BMC that does not answer costs its own node that budget and nothing else; nodes
+sharing one BMC address, user and password share one login, and its failure, within a request.
+A request whose consumer goes away (``job cancel``, a closed generator) stops its BMC work.
 
 Above the packets, pyghmi is the IPMI library: rinv, rvitals and reventlog run pyghmi's
 Command (its SDR, FRU and SEL decoding) in a small thread pool, with our session under it
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import concurrent.futures
 import datetime
 import hashlib
 import math
@@ -23,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from pyghmi import exceptions as pygexc
 
+from xcatd.base import cancel as cancelling
 from xcatd.hardware.interfaces import (
     DEFAULT_LIMITS,
     BootDeviceInterface,
@@ -35,12 +39,22 @@ from xcatd.hardware.interfaces import (
     SensorsInterface,
     Target,
 )
-from xcatd.hardware.ipmilan import CompletionError, Engine, IpmiError, Session, completion_text
+from xcatd.hardware.ipmilan import (
+    CompletionError,
+    Engine,
+    IpmiError,
+    IpmiTimeout,
+    LoginRefused,
+    Session,
+    completion_text,
+)
 
 CONFIRM_WAIT = 20.0   # seconds a power change has to show in the power state
 CONFIRM_POLL = 0.25
 SESSION_IDLE = 30.0   # BMCs drop a session idle for about a minute: log in again before that
 DECODER_THREADS = 16  # pyghmi decoding (rinv, rvitals, reventlog) runs in threads
+CANCEL_WAIT = 5.0     # seconds a closed request waits for its BMC work to unwind (it is quick)
+CANCELLED = "the request was cancelled"
 
 CONTROL = {"off": 0, "on": 1, "cycle": 2, "reset": 3, "nmi": 4, "softoff": 5}
 BOOT_CODES = {"network": 1, "hd": 2, "optical": 5, "setup": 6, "floppy": 0xF}
@@ -60,10 +74,21 @@ class _SessionCache:
         # the password only as a digest, so a changed password is a new session
         return t.address, t.port, t.username, hashlib.sha256(t.password.encode()).digest()
 
-    async def get(self, t: Target, limits: Limits) -> tuple[Session, bool]:
-        """A logged-in session for the node's BMC, and whether it was reused."""
+    async def get(self, t: Target, limits: Limits,
+                  failed: dict[tuple, IpmiError] | None = None) -> tuple[Session, bool]:
+        """A logged-in session for the node's BMC, and whether it was reused.
+
+        ``failed`` is the request's memory of failed logins by key (``IpmiManager._run``):
+        the nodes waiting here behind a login that failed fail at once with its error,
+        instead of each spending a whole login budget on the same dead BMC or the same
+        wrong password in turn. Only the same key counts (address, port, user, password):
+        another user on the same BMC logs in on its own."""
         key = self.key(t)
+        if failed is not None and key in failed:  # no need to queue behind another login
+            raise _again(failed[key])
         async with self._locks.setdefault(key, asyncio.Lock()):
+            if failed is not None and key in failed:  # it failed while this node waited
+                raise _again(failed[key])
             s = self._live.get(key)
             if s is not None and s.logged_in and \
                     self.engine.loop.time() - s.last_used < SESSION_IDLE:
@@ -71,8 +96,14 @@ class _SessionCache:
                 return s, True
             if s is not None:
                 self.drop(t)
-            s = await self.engine.session(t.address, t.port, t.username, t.password,
-                                          timeout=limits.timeout, retries=limits.retries)
+            try:
+                s = await self.engine.session(t.address, t.port, t.username, t.password,
+                                              timeout=limits.timeout, retries=limits.retries)
+            except IpmiError as exc:
+                # not 'insufficient resources': the BMC may have a session free for the next
+                if failed is not None and not (isinstance(exc, LoginRefused) and exc.transient):
+                    failed[key] = exc
+                raise
             self._live[key] = s
             return s, False
 
@@ -80,6 +111,19 @@ class _SessionCache:
         s = self._live.pop(self.key(t), None)
         if s is not None:
             self.engine.forget(s)
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+def _again(exc: IpmiError) -> IpmiError:
+    """The error of a remembered failed login, for another node: the same text (and a
+    timeout stays a timeout), a fresh exception (each node raises its own)."""
+    return (IpmiTimeout if isinstance(exc, IpmiTimeout) else IpmiError)(str(exc))
 
 
 class IpmiManager(Driver, PowerInterface, BootDeviceInterface, InventoryInterface,
@@ -104,15 +148,24 @@ class IpmiManager(Driver, PowerInterface, BootDeviceInterface, InventoryInterfac
     # ---- running one coroutine per node, results in the caller's thread as they come ----
     def _run(self, targets: list[Target], limits: Limits,
              work: Callable[[Target, Session], Awaitable[Outcome]]) -> Iterator[Outcome]:
+        """Each node's Outcome as it comes. The request's memory of failed logins lives as
+        long as this call: a later request tries again. (No negative cache across requests:
+        a BMC that was down answers the next rpower the moment it is back, and a wrong
+        password fixed in the table takes at once; one dead BMC costs a request one login
+        budget per key.) Closing the generator (the consumer went away: ``job cancel``)
+        cancels the request's work on the engine and frees its slots before close() returns."""
         results: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
+        failed: dict[tuple, IpmiError] = {}  # this request's failed logins, by session key
+        running: list[asyncio.Task] = []
 
         async def all_nodes() -> None:
+            running.append(asyncio.current_task())
             gate = self._gate(limits.maxp)
 
             async def one(t: Target) -> None:
                 async with gate:
                     try:
-                        out = await self._with_session(t, limits, work)
+                        out = await self._with_session(t, limits, work, failed)
                     except IpmiError as exc:
                         out = Outcome(t.node, error=str(exc))
                     except Exception as exc:  # a bug here must still be one node's line
@@ -125,25 +178,51 @@ class IpmiManager(Driver, PowerInterface, BootDeviceInterface, InventoryInterfac
             return
         done = self.engine.submit(all_nodes())
         pending = {t.node for t in targets}
-        while pending:
-            try:
-                out = results.get(timeout=0.5)
-            except queue.Empty:  # every node answers or times out; a dead loop must not hang us
-                if done.done() or not self.engine.loop.is_running():
-                    why = "the IPMI engine has stopped"
-                    yield from (Outcome(n, error=why) for n in sorted(pending))
-                    return
-                continue
-            pending.discard(out.node)
-            yield out
+        try:
+            while pending:
+                if cancelling.requested():  # job cancel, or its client went away: stop now
+                    return  # (the finally below cancels the work and frees its slots)
+                try:
+                    out = results.get(timeout=0.5)
+                except queue.Empty:  # every node answers or times out; a dead loop must not
+                    if done.done() or not self.engine.loop.is_running():  # hang us
+                        why = "the IPMI engine has stopped"
+                        yield from (Outcome(n, error=why) for n in sorted(pending))
+                        return
+                    continue
+                pending.discard(out.node)
+                yield out
+        finally:  # nodes left: the consumer stopped early (close, an exception of its own)
+            if pending and not done.done():
+                self._cancel(done, running)
+
+    def _cancel(self, done: concurrent.futures.Future, running: list[asyncio.Task]) -> None:
+        """Cancel a request's work on the engine (its logins, commands, power waits and
+        decoders) and wait, briefly, until it has unwound: its ``ipmimaxp`` slots are free
+        and its BMCs hear nothing more from it when this returns."""
+        async def unwind() -> None:
+            tasks = [t for t in running if not t.done()]
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.wait(tasks, timeout=CANCEL_WAIT)
+
+        if self.engine.loop.is_running() and not _on_loop(self.engine.loop):
+            try:  # (on the loop itself it could not wait: done.cancel() alone, below)
+                self.engine.call(unwind(), timeout=CANCEL_WAIT + 1)
+            except Exception:  # the loop stopped meanwhile: nothing of ours runs there
+                pass
+        done.cancel()  # cancels the task if unwind did not run (the loop's own thread)
 
     async def _with_session(self, t: Target, limits: Limits,
-                            work: Callable[[Target, Session], Awaitable[Outcome]]) -> Outcome:
+                            work: Callable[[Target, Session], Awaitable[Outcome]],
+                            failed: dict[tuple, IpmiError] | None = None) -> Outcome:
         """Run ``work`` on the node's session. A kept session the BMC no longer knows (it
         was reset, or dropped us) gets one fresh login; a fresh one that fails is the node's
-        error."""
+        error (and, for the rest of the request, that of every node on the same key:
+        ``failed``)."""
         while True:
-            s, reused = await self.sessions.get(t, limits)
+            s, reused = await self.sessions.get(t, limits, failed)
             try:
                 return await work(t, s)
             except CompletionError:
@@ -201,7 +280,12 @@ class IpmiManager(Driver, PowerInterface, BootDeviceInterface, InventoryInterfac
         session; fn returns the node's output lines."""
         async def work(t, s):
             cmd = pyghmi_command(self.engine, s, t)
-            lines = await self.engine.loop.run_in_executor(self._decoders, fn, cmd)
+            ours = cmd.ipmi_session  # fn may wrap it (_FruChunks)
+            try:
+                lines = await self.engine.loop.run_in_executor(self._decoders, fn, cmd)
+            except asyncio.CancelledError:  # the thread runs on: stop its calls to the BMC
+                ours.cancel()
+                raise
             return Outcome(t.node, lines=lines)
         return self._run(targets, limits, work)
 
@@ -259,12 +343,33 @@ class PyghmiSession:
         self._engine, self._session = engine, session
         self.userid = target.username
         self.bmc = target.address
+        self._cancelled = False
+        self._call: concurrent.futures.Future | None = None  # the command in flight
+
+    def cancel(self) -> None:
+        """The request was cancelled: the command in flight stops, the next one fails
+        without reaching the BMC (any thread)."""
+        self._cancelled = True
+        call = self._call
+        if call is not None:
+            call.cancel()
 
     def raw_command(self, netfn, command, bridge_request=(), data=(), retry=True,
                     delay_xmit=None, timeout=None, rslun=0):
         if bridge_request:
             raise IpmiError("bridged IPMI requests are not supported")
-        code, body = self._engine.call(self._session.raw(netfn, command, bytes(data), rslun))
+        if self._cancelled:
+            raise IpmiError(CANCELLED)
+        self._call = call = self._engine.submit(
+            self._session.raw(netfn, command, bytes(data), rslun))
+        if self._cancelled:  # cancel() ran between the check and the submit
+            call.cancel()
+        try:
+            code, body = call.result()
+        except concurrent.futures.CancelledError:
+            raise IpmiError(CANCELLED) from None
+        finally:
+            self._call = None
         rsp = {"netfn": netfn + 1, "command": command, "code": code, "data": bytearray(body)}
         if code:
             rsp["error"] = completion_text(netfn, command, code)

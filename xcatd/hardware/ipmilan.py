@@ -60,6 +60,23 @@ class IpmiTimeout(IpmiError):
     pass
 
 
+class LoginRefused(IpmiError):
+    """The BMC answered a login step with an RMCP+ status code (``status``, table 13-15)."""
+
+    #: insufficient resources (for a session, at the role): a session may be free a moment
+    #: later, unlike a wrong name, role or algorithm
+    TRANSIENT = (0x01, 0x0B)
+
+    def __init__(self, status: int, step: str) -> None:
+        self.status = status
+        text = RMCPP_STATUS.get(status, f"RMCP+ status 0x{status:02x}")
+        super().__init__(f"{text} ({step})")
+
+    @property
+    def transient(self) -> bool:
+        return self.status in self.TRANSIENT
+
+
 class CompletionError(IpmiError):
     """The BMC answered with a non-zero completion code."""
 
@@ -191,8 +208,7 @@ class Session:
 
     def _check_status(self, status: int, step: str) -> None:
         if status:
-            text = RMCPP_STATUS.get(status, f"RMCP+ status 0x{status:02x}")
-            raise IpmiError(f"{text} ({step})")
+            raise LoginRefused(status, step)
 
     # ---- commands inside the session ----
     async def command(self, netfn: int, cmd: int, data: bytes = b"", lun: int = 0) -> bytes:
