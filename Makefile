@@ -7,7 +7,8 @@ BIN     = $(VENV)/bin
 # BIND, OpenIPMI's ipmi_sim with ipmitool, and the provisioning lab: QEMU with iPXE, tftpd-hpa,
 # radvd, busybox-static and cpio for the test initrd, xorriso for the test install media.
 TEST_DEBS = postgresql iproute2 isc-dhcp-server isc-dhcp-client kea-dhcp4-server bind9 bind9-utils \
-            openipmi ipmitool qemu-system-x86 ipxe-qemu tftpd-hpa radvd busybox-static cpio xorriso
+            openipmi ipmitool qemu-system-x86 ipxe-qemu tftpd-hpa radvd busybox-static cpio xorriso \
+            ipxe pxelinux syslinux-common grub-efi-amd64-signed shim-signed ovmf
 DEMO_ROOT ?= /tmp/pyxcat-demo
 
 .PHONY: all demo test test-all debs debs-python venv lab-assets bench lint imports golden clean

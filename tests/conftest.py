@@ -27,6 +27,7 @@ from xcatd.daemon.initialize import initialize
 from xcatd.db.database import Database
 from xcatd.lab import postgres as pg
 from xcatd.lab.daemon import DaemonThread
+from xcatd.netboot.bootfiles import copy_tree, place
 
 
 def pytest_configure(config):
@@ -118,11 +119,27 @@ def _own_home(tmp_path_factory, monkeypatch):
 
 
 def make_mn(tmp_path: Path, url: str | None) -> MN:
+    """A management node as xcatconfig leaves it: initialised, with the boot loaders in its
+    TFTP root (copied from one tree mknb's ``place`` filled for the whole session)."""
     root = tmp_path / "root"
     root.mkdir()
     paths = Paths(root)
     initialize(paths, db_url=url)
+    copy_tree(_loaders(tmp_path), paths.under("/tftpboot"))
     return MN(root, paths.db_url())
+
+
+_LOADER_TREE: list[Path] = []
+
+
+def _loaders(tmp_path: Path) -> Path:
+    """The session's loader tree, beside the test directories."""
+    if not _LOADER_TREE:
+        tree = tmp_path.parent.parent / "loaders"
+        for _ in place(tree):  # a missing package: makedhcp's error names it in the test
+            pass
+        _LOADER_TREE.append(tree)
+    return _LOADER_TREE[0]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres),

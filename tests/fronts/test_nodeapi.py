@@ -90,9 +90,8 @@ def test_files_are_served_with_ranges(cluster_sqlite, site):
     assert headers["Content-Range"] == "bytes 3-6/10000"
     code, body, headers = fetch(site, path, method="HEAD")
     assert code == 200 and body == b"" and headers["Content-Length"] == "10000"
-    (cluster_sqlite.root / "tftpboot/xcat").mkdir(parents=True)
-    (cluster_sqlite.root / "tftpboot/xcat/xnba.kpxe").write_bytes(b"IPXE")
-    assert fetch(site, "/tftpboot/xcat/xnba.kpxe")[:2] == (200, b"IPXE")
+    loader = (cluster_sqlite.root / "tftpboot/xcat/xnba.kpxe").read_bytes()  # mknb's
+    assert fetch(site, "/tftpboot/xcat/xnba.kpxe")[:2] == (200, loader)
 
 
 @pytest.fixture
@@ -407,13 +406,12 @@ def test_xcatd_serves_the_site_beside_its_https_port(mn_daemon):
     mn = mn_daemon
     port = mn.daemon.listening.http_port
     assert port
-    (mn.root / "tftpboot/xcat").mkdir(parents=True)
-    (mn.root / "tftpboot/xcat/xnba.kpxe").write_bytes(b"IPXE")
+    loader = (mn.root / "tftpboot/xcat/xnba.kpxe").read_bytes()  # mknb's
     conn = http_client(port, N1)
     try:
         conn.request("GET", "/tftpboot/xcat/xnba.kpxe")
         r = conn.getresponse()
-        assert (r.status, r.read()) == (200, b"IPXE")
+        assert (r.status, r.read()) == (200, loader)
     finally:
         conn.close()
 

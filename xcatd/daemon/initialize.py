@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 from xcatd.base.paths import Paths
 from xcatd.db.cluster import Cluster
 from xcatd.db.database import Database, split_list
+from xcatd.netboot.bootfiles import place
 from xcatd.netconf.tftpd import configure_tftpd_hpa
 from xcatd.security.credentials import (
     client_dir,
@@ -151,6 +152,22 @@ def initialize(paths: Paths, *, db_url: str | None = None, force: bool = False,
     done += configure_tftpd_hpa(Cluster(paths, db))
     done.append(f"Management node ready under {paths.root} ({_safe_url(db.url)})")
     return done
+
+
+def place_loaders(paths: Paths, arch: str = "x86_64") -> tuple[list[str], list[str]]:
+    """mknb's work for xcatconfig: the boot loaders makedhcp hands out, placed in the TFTP
+    root; (what was done, errors naming each missing package or bad file)."""
+    db = Database.open(paths)
+    tftpdir = db.site().tftpdir(paths)
+    done, errors = [], []
+    placed = 0
+    for p in place(tftpdir, arch):
+        if p.error:
+            errors.append(f"{p.file.name}: {p.error}")
+        placed += p.changed
+    if placed:
+        done.append(f"Placed {placed} boot loader files in {tftpdir} (mknb {arch})")
+    return done, errors
 
 
 def _private_sqlite(db: Database) -> None:

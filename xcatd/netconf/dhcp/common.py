@@ -16,6 +16,7 @@ from xcatd.base.noderange import NodeRange, natural_key
 from xcatd.base.request import ErrorKind, Response, XcatError
 from xcatd.db.cluster import Cluster
 from xcatd.db.netinfo import Network, gather, network_of, networks, valid_ip, valid_mac
+from xcatd.netboot.bootfiles import LoaderFile, missing_message, needed
 from xcatd.netboot.loaders import LOADERS
 from xcatd.netconf.manager import ConfigManager
 
@@ -32,6 +33,8 @@ class HostBlock:
     bios: str
     uefi: str
     ipxe: str | None
+    #: the UEFI loader as a URL, for UEFI HTTP boot clients (vendor class HTTPClient)
+    http: str = ""
 
 
 @dataclass
@@ -97,6 +100,16 @@ def plan_hosts(cluster: Cluster, names: list[str], nets: list[Network]
     problems: list[str] = []
     by_mac: dict[str, list[str]] = defaultdict(list)
     by_ip: dict[str, list[str]] = defaultdict(list)
+    # the boot loaders DHCP would hand out: only those in the TFTP root (mknb puts them)
+    tftpdir = cluster.tftpdir
+    seen: dict[str, bool] = {}
+
+    def present(f: LoaderFile) -> bool:
+        if f.name not in seen:
+            seen[f.name] = (tftpdir / f.name).is_file()
+        return seen[f.name]
+
+    unplaced: dict[tuple[LoaderFile, ...], list[str]] = {}
     for node in names:
         nn = data[node]
         if not nn.macs:
@@ -116,15 +129,22 @@ def plan_hosts(cluster: Cluster, names: list[str], nets: list[Network]
         by_ip[nn.ip].append(node)
         server = nn.tftpserver or nn.xcatmaster or net.row.get("tftpserver") or master
         # an unknown netboot boots like xnba here; nodeset names the bad value
-        loader = LOADERS.get((nn.netboot or "xnba").lower(), LOADERS["xnba"])
-        boot = loader.dhcp(node, server, port)
+        netboot = (nn.netboot or "xnba").lower()
+        netboot = netboot if netboot in LOADERS else "xnba"
+        boot = LOADERS[netboot].dhcp(node, server, port)
+        lacking = [f for f in needed([netboot]) if not present(f)]
+        if lacking:
+            unplaced.setdefault(tuple(lacking), []).append(node)
+            continue
         for i, (mac, _name) in enumerate(nn.macs):
             if not valid_mac(mac):
                 problems.append(f"{node}: '{mac}' is not a MAC address (mac.mac)")
                 continue
             by_mac[mac].append(node)
             hosts.append(HostBlock(node if i == 0 else f"{node}-{i + 1}", mac, nn.ip, node,
-                                   server, boot.bios, boot.uefi, boot.ipxe))
+                                   server, boot.bios, boot.uefi, boot.ipxe,
+                                   f"http://{server}:{port}/tftpboot/{boot.uefi}"))
+    problems += [missing_message(tftpdir, list(files), ns) for files, ns in unplaced.items()]
     problems += [f"MAC {mac} belongs to more than one node: {','.join(ns)}"
                  for mac, ns in by_mac.items() if len(set(ns)) > 1]
     problems += [f"IP {ip} belongs to more than one node: {','.join(ns)}"

@@ -114,7 +114,9 @@ def render_dhcpd(cluster: Cluster, nets: list[Network], hosts: list[HostBlock]) 
 
 def host_statements(h: HostBlock) -> str:
     """The per-host statements OMAPI carries: the same boot choice as the file."""
-    choose = (f'if option client-architecture = 00:07 or option client-architecture = 00:09 '
+    choose = (f'if substring(option vendor-class-identifier, 0, 10) = "HTTPClient" '
+              f'{{ option vendor-class-identifier "HTTPClient"; filename "{h.http}"; }} '
+              f'elsif option client-architecture = 00:07 or option client-architecture = 00:09 '
               f'{{ filename "{h.uefi}"; }} else {{ filename "{h.bios}"; }}')
     if h.ipxe:
         choose = (f'if exists user-class and option user-class = "iPXE" '

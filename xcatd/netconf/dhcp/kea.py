@@ -4,7 +4,8 @@ change sends the whole configuration: ~0.5 s at 10,000 hosts).
 
 Kea cannot choose a per-host boot file by client class, so iPXE clients get one chain
 script (xcat/xnba/boot.ipxe, written here) that fetches their node's script by the host name
-the reservation hands out; BIOS and UEFI loaders come from two client classes, and nodes
+the reservation hands out; BIOS, UEFI and UEFI HTTP boot (vendor class HTTPClient, given
+the iPXE EFI image as a URL) loaders come from client classes, and nodes
 that boot another way (pxe, grub2) carry their boot file in their reservation.
 """
 from __future__ import annotations
@@ -76,6 +77,10 @@ def config(cluster: Cluster, nets: list[Network], hosts: list[HostBlock]) -> dic
         "client-classes": [
             {"name": "XCAT_IPXE", "test": "substring(option[77].hex,0,4) == 'iPXE'",
              "boot-file-name": f"http://{master}:{port}/tftpboot/xcat/xnba/boot.ipxe"},
+            {"name": "XCAT_HTTPBOOT",  # UEFI HTTP boot: the iPXE EFI image, as a URL
+             "test": "substring(option[60].hex,0,10) == 'HTTPClient'",
+             "boot-file-name": f"http://{master}:{port}/tftpboot/xcat/xnba.efi",
+             "option-data": [{"name": "vendor-class-identifier", "data": "HTTPClient"}]},
             {"name": "XCAT_UEFI",
              "test": "option[93].hex == 0x0007 or option[93].hex == 0x0009",
              "boot-file-name": "xcat/xnba.efi"},
