@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from support.cluster import MASTER, MGT_DHCP, NET, nodes, site
 
-from xcatd.netboot.bootfiles import FILES, efi_problem, place
+from xcatd.netboot.bootfiles import FILES, TEXTS, efi_problem, place
 from xcatd.netboot.loaders import LOADERS
 
 needs_dhcpd = pytest.mark.skipif(not shutil.which("dhcpd"), reason="isc-dhcp-server missing")
-PACKAGES_MISSING = [f.source for f in FILES if not Path(f.source).is_file()]
+PACKAGES_MISSING = [f.source for f in FILES if f.source and not Path(f.source).is_file()]
 needs_packages = pytest.mark.skipif(bool(PACKAGES_MISSING),
                                     reason=f"loader packages missing: {PACKAGES_MISSING}")
 
@@ -25,7 +25,7 @@ def sources(tmp_path: Path, leave_out: str = "", garbage: str = "") -> Path:
     ``leave_out``, and with ``garbage``'s file replaced by text."""
     root = tmp_path / "src"
     for f in FILES:
-        if f.package == leave_out:
+        if f.package == leave_out or not f.source:
             continue
         dest = root / f.source.lstrip("/")
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -44,7 +44,8 @@ def test_mknb_places_every_loader_world_readable_and_checked(mn_sqlite, tmp_path
     assert len(r.lines) == len(FILES) and all(line.endswith("(placed)") for line in r.lines)
     for f in FILES:
         data = (tftp / f.name).read_bytes()
-        assert data == Path(f.source).read_bytes(), f.name
+        assert data == (TEXTS[f.name].encode() if f.kind == "text"
+                        else Path(f.source).read_bytes()), f.name
         assert stat.S_IMODE((tftp / f.name).stat().st_mode) == 0o644, f.name
         assert f.problem(data) is None, f.name
     assert efi_problem((tftp / "boot/grub2/grub2.x86_64").read_bytes()) is None  # shim
@@ -98,8 +99,9 @@ def test_a_fresh_xcatconfig_leaves_every_loader_makedhcp_may_name(bare_root):
             if name.startswith("boot/grub2/grub2-"):  # nodeset's link to the loader
                 name = "boot/grub2/grub2.x86_64"
             assert (tftp / name).is_file(), (netboot, name)
-        if isinstance(ld, type(LOADERS["grub2"])):  # shim loads grubx64.efi beside itself
-            assert (tftp / "boot/grub2/grubx64.efi").is_file()
+        if isinstance(ld, type(LOADERS["grub2"])):  # shim loads grubx64.efi beside itself,
+            assert (tftp / "boot/grub2/grubx64.efi").is_file()  # which reads /grub/grub.cfg
+            assert "/boot/grub2/grub.cfg-01-" in (tftp / "grub/grub.cfg").read_text()
         assert os.access(tftp / name, os.R_OK)
 
 

@@ -16,6 +16,9 @@ boot/grub2/grub2.x86_64    shim, signed by Microsoft's UEFI CA: what      shim-s
                            grub2-<node> links to
 boot/grub2/grubx64.efi     GRUB's network image, signed by Debian: shim    grub-efi-amd64-signed
                            loads it from its own directory
+grub/grub.cfg              written here: that image looks in /grub (its    (none)
+                           built-in prefix); this sends it on to the
+                           node's boot/grub2/grub.cfg-01-<mac>
 =========================  =============================================  ====================
 
 Both iPXE images chain to the node's script over HTTP (DHCP hands iPXE clients its URL).
@@ -24,7 +27,7 @@ GRUB, which loads the signed Debian kernel, so one ``noderes.netboot=grub2`` ser
 
 >>> [f.name for f in FILES if "xnba" in f.loaders]
 ['xcat/xnba.kpxe', 'xcat/xnba.efi']
->>> sorted({f.package for f in needed(["grub2"])})
+>>> sorted({f.package for f in needed(["grub2"]) if f.package})
 ['grub-efi-amd64-signed', 'shim-signed']
 """
 from __future__ import annotations
@@ -50,11 +53,15 @@ class LoaderFile:
     source: str            # the file the Debian package installs
     package: str
     what: str
-    kind: str              # "efi" (a PE32+ x86-64 image), "elf" (a syslinux module), "raw"
+    #: "efi" (a PE32+ x86-64 image), "elf" (a syslinux module), "raw", or "text" (written
+    #: by mknb itself: TEXTS)
+    kind: str
     loaders: tuple[str, ...]  # the noderes.netboot values whose nodes DHCP hands it (or needs)
 
     def problem(self, data: bytes) -> str | None:
         """What is wrong with ``data`` as this file, or None."""
+        if self.kind == "text":
+            return None
         if len(data) < 512:
             return f"{len(data)} bytes is too small for {self.what}"
         if self.kind == "efi":
@@ -80,7 +87,18 @@ FILES = (
     LoaderFile("boot/grub2/grubx64.efi",
                "/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed",
                "grub-efi-amd64-signed", "GRUB's network image (signed)", "efi", _GRUB),
+    LoaderFile("grub/grub.cfg", "", "", "GRUB's first configuration", "text", _GRUB),
 )
+
+#: The files mknb writes itself. Debian's signed GRUB network image has /grub built in as
+#: its prefix and reads $prefix/grub.cfg; nodeset writes each node's file under boot/grub2/
+#: by its MAC (as GRUB2 names them: grub.cfg-01-aa-bb-cc-dd-ee-ff), so this goes there.
+_MAC = r"\:".join(["([0-9a-f]{1,2})"] * 6)
+TEXTS = {"grub/grub.cfg": (
+    "# Written by mknb. The signed GRUB reads this first; each node's own file comes next.\n"
+    "regexp --set=1:m1 --set=2:m2 --set=3:m3 --set=4:m4 --set=5:m5 --set=6:m6 "
+    f"'^{_MAC}$' \"$net_default_mac\"\n"
+    'configfile "/boot/grub2/grub.cfg-01-${m1}-${m2}-${m3}-${m4}-${m5}-${m6}"\n')}
 
 
 def efi_problem(data: bytes) -> str | None:
@@ -110,11 +128,12 @@ def missing(tftpdir: Path, netboots: Iterable[str]) -> list[LoaderFile]:
 
 def missing_message(tftpdir: Path, files: list[LoaderFile], nodes: list[str]) -> str:
     shown = ",".join(nodes[:10]) + (f" and {len(nodes) - 10} more" if len(nodes) > 10 else "")
-    packages = sorted({f.package for f in files})
+    packages = sorted({f.package for f in files if f.package})
+    where = (f" (Debian package{'s' if len(packages) > 1 else ''} {', '.join(packages)})"
+             if packages else "")
     return (f"{', '.join(f.name for f in files)} {'is' if len(files) == 1 else 'are'} not in "
             f"{tftpdir}, and DHCP would hand {'it' if len(files) == 1 else 'them'} to "
-            f"{shown}: run mknb x86_64 (Debian package{'s' if len(packages) > 1 else ''} "
-            f"{', '.join(packages)})")
+            f"{shown}: run mknb x86_64{where}")
 
 
 @dataclass(frozen=True)
@@ -136,7 +155,7 @@ def place(tftpdir: Path, arch: str = "x86_64", source_root: Path = Path("/")
     for f in FILES:
         src = source_root / f.source.lstrip("/")
         try:
-            data = src.read_bytes()
+            data = TEXTS[f.name].encode() if f.kind == "text" else src.read_bytes()
         except FileNotFoundError:
             yield Placed(f, error=f"{src} is missing: install the Debian package {f.package}")
             continue
