@@ -19,6 +19,7 @@ removed by the next lab that starts.
         (www / "vmlinuz").symlink_to(assets.kernel())    #   xcatcallback=<url> xcattoken=<t>
         (www / "n1.ipxe").write_text(IPXE_SCRIPT)        #   initrd <url>/initrd.gz / boot
         vm = lab.add_vm("n1", "52:54:00:77:00:11")       # tap + ipmi_sim BMC, powered off
+                                                         # (firmware="uefi": OVMF's own PXE)
         web = lab.start_http(www)                        # GETs files, records POSTs
         lab.start_dhcpd(conf)                            # your dhcpd.conf for lab.subnet
         lab.ipmitool(vm, "chassis", "power", "on")       # ipmi_sim starts QEMU -> iPXE
@@ -29,7 +30,14 @@ Run a daemon of your own (xcatd, a second dhcpd) with ``lab.popen(argv)``: it is
 stopped with the lab. ``vm.bmc_addr``/``vm.bmc_port``/``vm.bmc_user``/``vm.bmc_password`` are
 what an ipmi table row needs, reachable from inside the namespace only. A complete, working
 scene (dhcpd.conf with the iPXE user-class switch included) is ``_pxe_scene`` in
-tests/xcatd/test_vm_lab.py.
+tests/lab/test_vm_lab.py.
+
+Firmware (``add_vm(..., firmware=)``): ``bios`` is SeaBIOS running the NIC's iPXE option ROM
+(``-boot n``); ``uefi`` is OVMF with no option ROM, so the firmware's own PXE asks DHCP (option
+93 arch 7) and loads a UEFI binary over TFTP; ``uefi-sb`` is OVMF's Secure Boot build with
+Microsoft's keys enrolled (q35 with SMM), which loads only signed binaries (shim, then the
+GRUB and kernel shim trusts). Each UEFI VM keeps its own copy of the variable store (its NVRAM)
+in its directory, across power cycles. tests/provision/test_netboot_lab.py boots each.
 """
 from __future__ import annotations
 
@@ -64,6 +72,12 @@ ROMS = {"virtio-net-pci": "pxe-virtio.rom", "e1000": "pxe-e1000.rom"}
 # for a matching device: a transitional virtio-net (1af4:1000) would never PXE-boot.
 NIC_PROPS = {"virtio-net-pci": ",disable-legacy=on", "e1000": ""}
 BMC_PORT_BASE, VM_PORT_BASE = 6230, 9100  # + VM index, on the namespace's loopback
+OVMF_DIR = Path("/usr/share/OVMF")
+#: firmware -> (OVMF code, OVMF variable store template); "bios" is SeaBIOS, QEMU's default.
+#: The 4M builds; the Secure Boot code needs SMM (q35), its store has Microsoft's keys and SB on.
+OVMF = {"uefi": ("OVMF_CODE_4M.fd", "OVMF_VARS_4M.fd"),
+        "uefi-sb": ("OVMF_CODE_4M.secboot.fd", "OVMF_VARS_4M.ms.fd")}
+FIRMWARES = ("bios", *OVMF)
 # (tool, Debian package): the lab itself; the services check theirs when started.
 REQUIRED = (("ip", "iproute2"), ("qemu-system-x86_64", "qemu-system-x86"),
             ("ipmi_sim", "openipmi"), ("ipmitool", "ipmitool"), ("radvd", "radvd"))
@@ -102,6 +116,7 @@ class Vm:
     tap: str
     dir: Path
     bmc: IpmiSim
+    firmware: str = "bios"
 
     @property
     def bmc_addr(self) -> str:
@@ -130,6 +145,11 @@ class Vm:
     @property
     def pid_file(self) -> Path:
         return self.dir / "qemu.pid"
+
+    @property
+    def vars_file(self) -> Path:
+        """The UEFI variable store (NVRAM) of this VM (firmware uefi, uefi-sb)."""
+        return self.dir / "OVMF_VARS.fd"
 
 
 @dataclass
@@ -357,13 +377,21 @@ class VmLab:
     def add_vm(self, name: str, mac: str, *, nic: str = "virtio-net-pci",
                memory: int | None = None, paused: bool = False,
                extra_args: tuple[str, ...] = (), user: str = "admin",
-               password: str = "secret") -> Vm:
+               password: str = "secret", firmware: str = "bios") -> Vm:
         """A powered-off VM: a tap on the bridge and its ipmi_sim BMC (started and answering).
-        ``paused`` (-S) saves CPU where only power matters; ``nic`` is virtio-net-pci or e1000."""
+        ``paused`` (-S) saves CPU where only power matters; ``nic`` is virtio-net-pci or e1000;
+        ``firmware`` is bios (SeaBIOS + the NIC's iPXE ROM), uefi (OVMF's own PXE, no option
+        ROM) or uefi-sb (OVMF Secure Boot, Microsoft keys; LabUnavailable without ovmf)."""
         if name in self.vms:
             raise LabError(f"VM {name} already exists in this lab")
         if nic not in ROMS:
             raise LabError(f"unknown NIC model {nic}: one of {', '.join(ROMS)}")
+        if firmware not in FIRMWARES:
+            raise LabError(f"unknown firmware {firmware}: one of {', '.join(FIRMWARES)}")
+        for f in OVMF.get(firmware, ()):
+            if not (OVMF_DIR / f).is_file():
+                raise LabUnavailable(f"firmware {firmware} needs {OVMF_DIR / f} "
+                                     "(Debian package ovmf)")
         index = len(self.vms)
         d = self.dir / f"vm-{name}"
         d.mkdir(parents=True, exist_ok=True)
@@ -373,7 +401,9 @@ class VmLab:
         start = d / "start.sh"
         bmc = IpmiSim(d / "bmc", user, password, BMC_PORT_BASE + index, startcmd=start,
                       vm_port=VM_PORT_BASE + index, wrap=self.wrap([]))
-        vm = Vm(name, mac, index, tap, d, bmc)
+        vm = Vm(name, mac, index, tap, d, bmc, firmware)
+        if firmware in OVMF:  # the VM's own NVRAM, kept across power cycles
+            shutil.copyfile(OVMF_DIR / OVMF[firmware][1], vm.vars_file)
         start.write_text(self._start_script(vm, nic, memory or self.memory, paused, extra_args))
         start.chmod(0o755)
         vm.serial_log.touch()
@@ -385,14 +415,28 @@ class VmLab:
                       extra: tuple[str, ...]) -> str:
         """ipmi_sim's startcmd: exec QEMU, so the BMC's pid for the VM is QEMU's own."""
         q = shlex.quote
-        argv = ["qemu-system-x86_64", "-name", vm.name, "-accel", "tcg", "-nodefaults",
-                "-nographic", "-m", str(memory), "-pidfile", str(vm.pid_file),
+        machine: list[str] = []
+        firmware: list[str] = []
+        boot = ["-boot", "n"]  # SeaBIOS: the NIC's option ROM first
+        rom = f"romfile={ROM_DIR / ROMS[nic]}"
+        if vm.firmware in OVMF:
+            # OVMF drives the NIC itself (VirtioNetDxe) and PXE-boots with its own stack: no
+            # option ROM; it ignores -boot and follows bootindex.
+            code = OVMF_DIR / OVMF[vm.firmware][0]
+            firmware = ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
+                        "-drive", f"if=pflash,format=raw,unit=1,file={vm.vars_file}"]
+            boot, rom = [], "romfile=,bootindex=1"
+            if vm.firmware == "uefi-sb":  # the Secure Boot build runs its variable store in SMM
+                machine = ["-machine", "q35,smm=on",
+                           "-global", "driver=cfi.pflash01,property=secure,value=on"]
+        argv = ["qemu-system-x86_64", "-name", vm.name, "-accel", "tcg", *machine,
+                "-nodefaults", "-nographic", "-m", str(memory), "-pidfile", str(vm.pid_file),
+                *firmware,
                 "-chardev", f"file,id=serial0,path={vm.serial_log},append=on",
                 "-serial", "chardev:serial0",
                 "-netdev", f"tap,id=net0,ifname={vm.tap},script=no,downscript=no",
-                "-device", f"{nic},netdev=net0,mac={vm.mac},romfile={ROM_DIR / ROMS[nic]}"
-                           f"{NIC_PROPS[nic]}",
-                "-boot", "n",
+                "-device", f"{nic},netdev=net0,mac={vm.mac},{rom}{NIC_PROPS[nic]}",
+                *boot,
                 "-chardev", f"socket,id=ipmi0,host=127.0.0.1,port={vm.bmc.vm_port},reconnect=10",
                 "-device", "ipmi-bmc-extern,id=bmc0,chardev=ipmi0",
                 "-device", "isa-ipmi-bt,bmc=bmc0", *(["-S"] if paused else []), *extra]

@@ -120,5 +120,6 @@ def host_statements(h: HostBlock) -> str:
               f'{{ filename "{h.uefi}"; }} else {{ filename "{h.bios}"; }}')
     if h.ipxe:
         choose = (f'if exists user-class and option user-class = "iPXE" '
-                  f'{{ filename "{h.ipxe}"; }} else {{ {choose} }}')
+                  f'{{ option vendor-class-identifier "PXEClient"; filename "{h.ipxe}"; }} '
+                  f'else {{ {choose} }}')
     return f"next-server {h.nextserver}; {choose}"

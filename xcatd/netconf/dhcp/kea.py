@@ -76,7 +76,9 @@ def config(cluster: Cluster, nets: list[Network], hosts: list[HostBlock]) -> dic
         "option-data": options,
         "client-classes": [
             {"name": "XCAT_IPXE", "test": "substring(option[77].hex,0,4) == 'iPXE'",
-             "boot-file-name": f"http://{master}:{port}/tftpboot/xcat/xnba/boot.ipxe"},
+             "boot-file-name": f"http://{master}:{port}/tftpboot/xcat/xnba/boot.ipxe",
+             # iPXE then waits for no ProxyDHCP offer (about 3 s a boot)
+             "option-data": [{"name": "vendor-class-identifier", "data": "PXEClient"}]},
             {"name": "XCAT_HTTPBOOT",  # UEFI HTTP boot: the iPXE EFI image, as a URL
              "test": "substring(option[60].hex,0,10) == 'HTTPClient'",
              "boot-file-name": f"http://{master}:{port}/tftpboot/xcat/xnba.efi",
