@@ -3,6 +3,7 @@ files), each node's own files only to it, the counted boot script with its insta
 and the authenticated callback. Real HTTP on 127.0.0.1 (n1) and 127.0.0.2 (n2)."""
 import hashlib
 import http.client
+import json
 import os
 import re
 from pathlib import Path
@@ -306,6 +307,54 @@ def test_an_install_loop_ends_in_failed_and_a_local_boot(cluster_sqlite, site):
     assert callback(site, "n1", token)[0] == 403        # that install's token is spent
     fetch(site, "/tftpboot/xcat/xnba/nodes/n1")
     assert status(cluster_sqlite, "n1") == "booting"
+
+
+def _diskless(mn):
+    """n1 set to a packed netboot image (the files packimage leaves, with a manifest)."""
+    image = "debian12-x86_64-netboot-compute"
+    mn.ok("chtab", f"imagename={image}", "osimage.provmethod=netboot", "osimage.osvers=debian12",
+          "osimage.osarch=x86_64", "osimage.profile=compute")
+    where = mn.root / "install/netboot/debian12/x86_64/compute"
+    where.mkdir(parents=True)
+    for name in ("kernel", "initrd-stateless.gz", "rootimg.sfs"):
+        (where / name).write_bytes(name.encode())
+    (where / "manifest.json").write_text(json.dumps({"files": {
+        "kernel": {"name": "kernel"}, "initrd": {"name": "initrd-stateless.gz"},
+        "rootimg": {"name": "rootimg.sfs",
+                    "sha256": hashlib.sha256(b"rootimg.sfs").hexdigest()}}}))
+    mn.ok("nodeset", "n1", f"osimage={image}")
+    return image
+
+
+def test_a_diskless_node_reports_netbooting_then_booted_every_boot(cluster_sqlite, site):
+    image = _diskless(cluster_sqlite)
+    token = token_of(cluster_sqlite, "n1")
+    for _boot in range(3):  # the token serves every boot's reports
+        assert b"xcat.image=" in fetch(site, "/tftpboot/xcat/xnba/nodes/n1")[1]
+        assert status(cluster_sqlite, "n1") == "netbooting"
+        assert callback(site, "n1", token, status="netbooting")[0] == 200
+        assert status(cluster_sqlite, "n1") == "netbooting"
+        assert callback(site, "n1", token, status="booted")[0] == 200
+        assert status(cluster_sqlite, "n1") == "booted"
+        assert cluster_sqlite.db.rows("bootstate", keys=["n1"])[0]["installboots"] == 0
+    assert chain(cluster_sqlite, "n1")[0] == f"netboot {image}"
+
+
+def test_a_diskless_node_that_never_reports_booted_ends_in_failed(cluster_sqlite, site):
+    cluster_sqlite.ok("chtab", "key=maxinstallboots", "site.value=2")
+    _diskless(cluster_sqlite)
+    for _ in range(2):
+        assert b"xcat.image=" in fetch(site, "/tftpboot/xcat/xnba/nodes/n1")[1]
+    assert fetch(site, "/tftpboot/xcat/xnba/nodes/n1")[1] == b"#!ipxe\n#boot\nexit\n"
+    assert status(cluster_sqlite, "n1") == "failed" and chain(cluster_sqlite, "n1")[0] == "boot"
+
+
+def test_a_diskless_node_reporting_failed_stops_netbooting(cluster_sqlite, site):
+    _diskless(cluster_sqlite)
+    token = token_of(cluster_sqlite, "n1")
+    assert callback(site, "n1", token, status="failed")[0] == 200
+    assert status(cluster_sqlite, "n1") == "failed" and chain(cluster_sqlite, "n1")[0] == "boot"
+    assert callback(site, "n1", token, status="booted")[0] == 403  # its token is retired
 
 
 # ---- the callback ------------------------------------------------------------------------------

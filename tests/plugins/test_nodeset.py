@@ -1,6 +1,7 @@
 """nodeset: chain semantics, each boot loader's files, stat/next/offline, a failing render that
 keeps a node's old files, and DHCP told about the nodes (a real Kea in a namespace)."""
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -211,11 +212,63 @@ def test_a_later_bare_osimage_may_use_the_image_an_earlier_state_sets(cluster):
     assert chain(cluster, "n1") == (STATE, "boot,osimage")
 
 
-def test_an_osimage_that_is_not_for_install_is_refused(cluster):
-    cluster.ok("chtab", "imagename=dl", "osimage.provmethod=netboot", "osimage.osvers=rocky9.4",
-               "osimage.osarch=x86_64", "osimage.profile=compute")
-    r = cluster.run("nodeset", "n1", "osimage=dl")
-    assert r.rc == 1 and "provmethod=netboot" in r.err
+def test_an_osimage_that_is_neither_install_nor_netboot_is_refused(cluster):
+    cluster.ok("chtab", "imagename=sl", "osimage.provmethod=statelite",
+               "osimage.osvers=rocky9.4", "osimage.osarch=x86_64", "osimage.profile=compute")
+    r = cluster.run("nodeset", "n1", "osimage=sl")
+    assert r.rc == 1 and "provmethod=statelite is not supported" in r.err
+
+
+DL = "debian12-x86_64-netboot-compute"
+
+
+def diskless(cluster, packed: bool = True):
+    """A netboot osimage, and (``packed``) the files packimage leaves: kernel, initrd, the
+    root image and its manifest."""
+    cluster.ok("chtab", f"imagename={DL}", "osimage.provmethod=netboot", "osimage.osvers=debian12",
+               "osimage.osarch=x86_64", "osimage.profile=compute", "osimage.imagetype=linux")
+    where = cluster.root / "install/netboot/debian12/x86_64/compute"
+    if packed:
+        where.mkdir(parents=True)
+        (where / "kernel").write_bytes(b"KERNEL")
+        (where / "initrd-stateless.gz").write_bytes(b"INITRD")
+        (where / "rootimg.sfs").write_bytes(b"SQUASHFS")
+        sha = hashlib.sha256(b"SQUASHFS").hexdigest()
+        (where / "manifest.json").write_text(json.dumps({"files": {
+            "kernel": {"name": "kernel"}, "initrd": {"name": "initrd-stateless.gz"},
+            "rootimg": {"name": "rootimg.sfs", "sha256": sha}}}))
+    return where
+
+
+def test_a_netboot_image_that_is_not_packed_names_the_commands_to_run(cluster):
+    diskless(cluster, packed=False)
+    r = cluster.run("nodeset", "n1", f"osimage={DL}")
+    assert r.rc == 1 and f"osimage {DL} is not packed" in r.err
+    assert f"run genimage {DL} and packimage {DL}" in r.err
+
+
+def test_a_netboot_image_boots_its_kernel_with_the_image_url_sha256_and_a_token(cluster):
+    diskless(cluster)
+    assert cluster.ok("nodeset", "n1", f"osimage={DL}").lines == [f"n1: netboot {DL}"]
+    script = (cluster.root / "tftpboot/xcat/xnba/nodes/n1").read_text()
+    sha = hashlib.sha256(b"SQUASHFS").hexdigest()
+    url = "http://10.77.0.1:80/install/netboot/debian12/x86_64/compute/rootimg.sfs"
+    assert f"xcat.image={url} xcat.sha256={sha} xcat.node=n1" in script
+    assert "xcatcallback=http://10.77.0.1:80/xcat/callback/n1 xcattoken=" in script
+    assert f"/tftpboot/xcat/osimage/{DL}/kernel" in script
+    assert (cluster.root / f"tftpboot/xcat/osimage/{DL}/initrd-stateless.gz").read_bytes() == \
+        b"INITRD"
+    assert chain(cluster, "n1") == (f"netboot {DL}", f"osimage={DL}")
+    assert cluster.ok("nodeset", "n1", "stat").lines == [f"n1: netboot {DL}"]
+
+
+def test_a_netboot_manifest_without_a_sha256_is_refused(cluster):
+    where = diskless(cluster)
+    (where / "manifest.json").write_text(json.dumps({"files": {
+        "kernel": {"name": "kernel"}, "initrd": {"name": "initrd-stateless.gz"},
+        "rootimg": {"name": "rootimg.sfs", "sha256": "x"}}}))
+    r = cluster.run("nodeset", "n1", f"osimage={DL}")
+    assert r.rc == 1 and "holds no sha256" in r.err
 
 
 def test_missing_media_fails_the_image_nodes_and_keeps_their_state(cluster):

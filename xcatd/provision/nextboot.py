@@ -37,6 +37,7 @@ from __future__ import annotations
 import datetime
 import errno
 import hashlib
+import json
 import os
 import re
 import secrets
@@ -69,6 +70,10 @@ GENESIS_STATES = ("shell", "standby", "shutdown")
 GENESIS_PREFIXES = ("runcmd=", "runimage=")
 #: chain.currstate values a boot-script fetch counts as an install boot.
 INSTALL_PREFIX = "install"
+#: provmethod of diskless images, and the first word of their chain state
+NETBOOT = "netboot"
+#: What packimage writes beside a diskless image (xcatd.provision.packimage)
+MANIFEST = "manifest.json"
 
 ATTRS = {
     "nodetype": ["os", "arch", "profile", "provmethod"],
@@ -215,7 +220,9 @@ class NodesetRun:
             if state == "osimage" or state.startswith("osimage="):
                 for image, members in images.items():
                     todo = [n for n in nodes if n in members]
-                    if todo:
+                    if todo and self.osimages[image].get("provmethod") == NETBOOT:
+                        self._plan_netboot(image, todo, out)
+                    elif todo:
                         self._plan_install(image, todo, out)
             elif state == "boot":
                 for n in nodes:
@@ -265,9 +272,9 @@ class NodesetRun:
             pm = row.get("provmethod")
             if not pm:
                 raise XcatError(f"osimage.provmethod for {image} must be set.")
-            if pm != "install":
+            if pm not in ("install", NETBOOT):
                 raise XcatError(f"osimage {image}: provmethod={pm} is not supported by nodeset "
-                                "yet (only install)")
+                                "yet (install and netboot are)")
             for attr in ("osvers", "osarch", "profile"):
                 if not row.get(attr):
                     raise XcatError(f"osimage {image}: {attr} is not set")
@@ -344,6 +351,50 @@ class NodesetRun:
                 nodetype={"provmethod": image, "os": osvers, "arch": arch, "profile": profile},
                 noderes={"current_osimage": image},
                 autoinst=rendered.files[node])
+
+    def _plan_netboot(self, image: str, nodes: list[str], out: Outcome) -> None:
+        """A diskless image (provmethod=netboot): its packed kernel and initrd into the TFTP
+        roots, and a kernel command line naming the root image's URL and sha256 (from the
+        image's manifest), the node, and the node's callback with a token of its own. The
+        state stays ``netboot <image>`` (its chain: the same image again): every boot
+        netboots, and the token is kept for the reports of every boot (the initrd's
+        ``netbooting``, systemd's ``booted``)."""
+        row, linux = self.osimages[image], self.linuximages.get(image, {})
+        osvers, arch, profile = row["osvers"], row["osarch"], row["profile"]
+        try:
+            packed = diskless_image(self.installdir, image, osvers, arch, profile,
+                                    linux.get("rootimgdir"), self.ctx.paths)
+        except XcatError as exc:
+            for n in nodes:
+                out.fail(n, str(exc))
+            return
+        dest_rel = f"xcat/osimage/{image}"
+        for tftpdir in sorted({self.tftpdir(n) for n in nodes}):
+            try:
+                for src in (packed.kernel, packed.initrd):
+                    copy_if_changed(src, tftpdir / dest_rel / src.name)
+            except OSError as exc:
+                for n in nodes:
+                    out.fail(n, f"osimage {image}: cannot copy its kernel/initrd "
+                                f"({exc.strerror or exc}: {exc.filename}); run packimage")
+                return
+        kernel, initrd = f"{dest_rel}/{packed.kernel.name}", f"{dest_rel}/{packed.initrd.name}"
+        rel = packed.rootimg.relative_to(self.installdir).as_posix()
+        addk = " ".join(split_words(linux.get("addkcmdline")))
+        state = f"{NETBOOT} {image}"
+        for node in nodes:
+            url = f"http://{url_host(self.server(node))}:{self.httpport}/install/{rel}"
+            kcmd = " ".join(p for p in (
+                f"xcat.image={url}", f"xcat.sha256={packed.sha256}", f"xcat.node={node}",
+                self.console(node), addk, self.v(node, "bootparams", "addkcmdline") or "",
+                f"xcatcallback={self.callback_url(node)}") if p)
+            token = secrets.token_urlsafe(32)
+            out.changes[node] = Change(  # nodeset next: the same image again
+                node, state, currchain=f"osimage={image}",
+                target=BootTarget(state, kernel, initrd, f"{kcmd} xcattoken={token}"),
+                token=token, bootparams={"kernel": kernel, "initrd": initrd, "kcmdline": kcmd},
+                nodetype={"provmethod": image, "os": osvers, "arch": arch, "profile": profile},
+                noderes={"current_osimage": image})
 
     def _validate(self, installfiles, rendered, nodes: list[str],
                   extra: dict[str, dict[str, str]]) -> dict[str, str]:
@@ -435,7 +486,7 @@ class NodesetRun:
             if not (tftp / kernel).is_file() or fs is None:
                 out.fail(node, f"cannot set {state}: the genesis kernel and initrd "
                                f"({tftp / kernel}, {tftp}/xcat/genesis.fs.{arch}.gz) are "
-                               "missing (mknb builds them)")
+                               "missing (pyxcat does not build the genesis image yet)")
                 continue
             token = secrets.token_urlsafe(32)
             kcmd = " ".join(p for p in (
@@ -559,6 +610,46 @@ class NodesetRun:
             wanted[node] = (first, ",".join(rest) if rest else
                             (None if first.startswith("osimage") else first))
         return wanted
+
+
+@dataclass(frozen=True)
+class PackedImage:
+    """A diskless image as packimage left it: the files a node boots, and the root image's
+    sha256 the initrd checks."""
+
+    kernel: Path
+    initrd: Path
+    rootimg: Path
+    sha256: str
+
+
+def diskless_image(installdir: Path, image: str, osvers: str, arch: str, profile: str,
+                   rootimgdir: str | None, paths) -> PackedImage:
+    """The packed image of ``image`` (its manifest, written by packimage), checked: under
+    <installdir> (where the HTTP site serves it), with its kernel, initrd and root image
+    there. XcatError says what is missing and which command makes it."""
+    where = (paths.under(rootimgdir) if rootimgdir
+             else installdir / "netboot" / osvers / arch / profile)
+    manifest = where / MANIFEST
+    try:
+        info = json.loads(manifest.read_text())
+        files = info["files"]
+        root = files["rootimg"]
+        packed = PackedImage(where / files["kernel"]["name"], where / files["initrd"]["name"],
+                             where / root["name"], str(root["sha256"]))
+    except FileNotFoundError:
+        raise XcatError(f"osimage {image} is not packed ({manifest} is missing): run "
+                        f"genimage {image} and packimage {image}") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise XcatError(f"osimage {image}: {manifest} is unreadable ({exc}): run packimage "
+                        f"{image} again") from None
+    for f in (packed.kernel, packed.initrd, packed.rootimg):
+        if not inside_tree(f, installdir) or not f.is_file():
+            raise XcatError(f"osimage {image}: {f} is missing or outside {installdir}: run "
+                            f"packimage {image} again")
+    if not re.fullmatch(r"[0-9a-f]{64}", packed.sha256):
+        raise XcatError(f"osimage {image}: {manifest} holds no sha256 of the root image")
+    return packed
 
 
 def split_words(text: str | None) -> list[str]:

@@ -1,16 +1,18 @@
 """What nodes tell the management node while they boot and install, and what it does about
 it: each network boot's script fetch is counted (no endless install loop), and a node's
-authenticated report (``installed``, ``booted``, ``failed``) moves its chain along.
+authenticated report (``installed``, ``netbooting``, ``booted``, ``failed``) moves its chain
+along.
 
 The node API (xcatd.fronts.nodeapi) runs these through the request pipeline, as the
 ``bootscript`` and ``callback`` commands (plugins/nodereports.py), so they are authorized,
 audited, recorded as jobs and hold the node's lock like any other request.
 
 - A boot-script fetch while chain.currstate is ``install ...`` counts one install boot
-  (bootstate) and sets nodelist.status ``installing``; in state ``boot`` the status becomes
-  ``booting``. More install boots than ``site.maxinstallboots`` (default 3) without a
-  report from the node: status ``failed``, chain set to ``boot``, and the node gets the
-  local-boot script.
+  (bootstate) and sets nodelist.status ``installing``; ``netboot ...`` (a diskless image)
+  counts the same way and sets ``netbooting``, and the image's ``booted`` report starts the
+  count again; in state ``boot`` the status becomes ``booting``. More install boots than
+  ``site.maxinstallboots`` (default 3) without a report from the node: status ``failed``,
+  chain set to ``boot``, and the node gets the local-boot script.
 - A report carries the token nodeset put on the node's kernel command line (only its
   SHA-256 is stored) and, unless site.httpsourcecheck=no, comes from the node's own address.
   ``installed`` removes the node's install files and moves the chain along (to ``boot``: the
@@ -34,12 +36,19 @@ import shutil
 from xcatd.base.request import XcatError, denied, not_found
 from xcatd.db.cluster import Cluster
 from xcatd.provision import nextboot
-from xcatd.provision.nextboot import INSTALL_PREFIX, NodesetRun, Outcome, now_text, token_hash
+from xcatd.provision.nextboot import (
+    INSTALL_PREFIX,
+    NETBOOT,
+    NodesetRun,
+    Outcome,
+    now_text,
+    token_hash,
+)
 
 log = logging.getLogger("xcatd.provision.nodereports")
 
 DEFAULT_MAX_INSTALL_BOOTS = 3
-STATUSES = ("installed", "booted", "failed")
+STATUSES = ("installed", "netbooting", "booted", "failed")
 
 
 def plain_ip(addr: str | None) -> str | None:
@@ -137,6 +146,8 @@ def boot_script(cluster: Cluster, node: str, ip: str | None) -> str:
     state = run.v(node, "chain", "currstate") or ""
     if state.startswith(INSTALL_PREFIX):
         _count_install_boot(cluster, run, node)
+    elif state.startswith(NETBOOT + " "):
+        _count_install_boot(cluster, run, node, "netbooting")
     elif state == "boot":
         set_status(cluster, node, "booting")
     path = run.tftpdir(node) / "xcat/xnba/nodes" / node
@@ -146,13 +157,17 @@ def boot_script(cluster: Cluster, node: str, ip: str | None) -> str:
         raise not_found(f"{node} has no boot script (nodeset)") from None
 
 
-def _count_install_boot(cluster: Cluster, run: NodesetRun, node: str) -> None:
+def _count_install_boot(cluster: Cluster, run: NodesetRun, node: str,
+                        status: str = "installing") -> None:
+    """One more network boot into an installer (or a diskless image: ``netbooting``) with
+    no report yet; past site.maxinstallboots the node is failed and set to boot."""
     limit = cluster.site.integer("maxinstallboots", DEFAULT_MAX_INSTALL_BOOTS, low=1)
     rows = cluster.db.rows("bootstate", keys=[node])
     count = int((rows[0].get("installboots") if rows else 0) or 0) + 1
     if count > limit:
-        log.warning("%s fetched its install boot script %d times without reporting: "
-                    "status failed, booting from disk", node, count)
+        log.warning("%s fetched its %s boot script %d times without reporting: "
+                    "status failed, booting from disk", node,
+                    "install" if status == "installing" else "diskless", count)
         for _ in nextboot.set_states(cluster, {node: ("boot", None)}, dhcp_server=False,
                                      status={node: "failed"}, run=run):
             pass
@@ -161,7 +176,7 @@ def _count_install_boot(cluster: Cluster, run: NodesetRun, node: str) -> None:
         cluster.db.set_rows(conn, "bootstate", {(node,): {
             "installboots": count, "lastfetch": now_text()}})
         cluster.db.set_rows(conn, "nodelist", {(node,): {
-            "status": "installing", "statustime": now_text()}})
+            "status": status, "statustime": now_text()}})
 
 
 # ---- a node reports -------------------------------------------------------------------------
@@ -189,9 +204,12 @@ def _act(cluster: Cluster, node: str, status: str) -> str:
     it should, the node is set to ``boot`` (its next boot is from its disk); where even
     that fails, the status is still recorded and the token retired. Returns what went
     wrong, for the node and the audit log, or ""."""
-    if status == "booted":
+    if status in ("booted", "netbooting"):
         try:
-            set_status(cluster, node, "booted")
+            set_status(cluster, node, status)
+            if status == "booted":  # this boot worked: a diskless node's count starts again
+                with cluster.db.begin() as conn:
+                    cluster.db.set_rows(conn, "bootstate", {(node,): {"installboots": 0}})
         except Exception:
             log.exception("cannot record %s's report %s", node, status)
             return "the report could not be recorded (see xcatd's log)"
