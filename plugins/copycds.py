@@ -1,5 +1,6 @@
 """copycds: copy a distribution's DVD/ISO (or a directory holding one) into the install tree,
-record it in the osdistro table and define the osimages its templates allow.
+record it in the osdistro table and define the osimages its templates allow (install,
+netboot and statelite).
 
 Messages and options follow xCAT's copycds and its anaconda/debian plugins. Existing osimages
 are never overwritten: copycds fills only the attributes an image does not have yet, and
@@ -248,13 +249,17 @@ def _record_osdistro(ctx: Context, conn, osvers: str, arch: str, pkgdir: str,
 
 def _image_rows(ctx: Context, osvers: str, arch: str, pkgdir: str, installdir: str,
                 osdistroname: str) -> dict[str, dict[str, dict[str, str]]]:
-    """{imagename: {'osimage': {...}, 'linuximage': {...}}} as xCAT's copycds fills them, for
-    every profile with an install template (.tmpl) or a netboot package list (.pkglist).
+    """{imagename: {'osimage': {...}, 'linuximage': {...}}} as xCAT's copycds fills them: an
+    ``install`` image for every profile with an install template (.tmpl), and a ``netboot``
+    and a ``statelite`` image for every profile with a netboot package list (.pkglist). The
+    statelite image shares the netboot profile's files and its rootimgdir, as in xCAT (one
+    genimage serves both; liteimg adds the statelite layer). Like xCAT, rootfstype is left
+    empty: nodeset's default applies until an admin picks one.
 
     Files from the site's custom directory are recorded as management-node paths
     (/install/custom/...). Shipped files are not recorded: their path is inside the Python
-    installation and moves with every upgrade, and nodeset finds them itself when the
-    attribute is empty."""
+    installation and moves with every upgrade, and nodeset and genimage find them
+    themselves when the attribute is empty."""
     site, paths = ctx.site, ctx.paths
 
     def find(kind: str, profile: str, ext: str) -> str | None:
@@ -267,22 +272,24 @@ def _image_rows(ctx: Context, osvers: str, arch: str, pkgdir: str, installdir: s
 
     otherpkgdir = f"{installdir}/post/otherpkgs/{osvers}/{arch}"
     out: dict[str, dict[str, dict[str, str]]] = {}
-    for method, ext in (("install", "tmpl"), ("netboot", "pkglist")):
-        for profile in profiles(paths, site, method, osvers, arch, ext):
-            osimage = {"imagetype": "linux", "provmethod": method, "profile": profile,
-                       "osname": "Linux", "osvers": osvers, "osarch": arch,
-                       "osdistroname": osdistroname,
-                       "synclists": find(method, profile, "synclist")}
-            linux = {"pkgdir": pkgdir, "pkglist": find(method, profile, "pkglist"),
-                     "otherpkglist": find(method, profile, "otherpkgs.pkglist"),
+    for kind, ext, methods in (("install", "tmpl", ("install",)),
+                               ("netboot", "pkglist", ("netboot", "statelite"))):
+        for profile in profiles(paths, site, kind, osvers, arch, ext):
+            linux = {"pkgdir": pkgdir, "pkglist": find(kind, profile, "pkglist"),
+                     "otherpkglist": find(kind, profile, "otherpkgs.pkglist"),
                      "otherpkgdir": otherpkgdir}
-            if method == "install":
-                linux["template"] = find(method, profile, "tmpl")
+            if kind == "install":
+                linux["template"] = find(kind, profile, "tmpl")
             else:
-                linux.update(exlist=find(method, profile, "exlist"),
-                             postinstall=find(method, profile, "postinstall"),
+                linux.update(exlist=find(kind, profile, "exlist"),
+                             postinstall=find(kind, profile, "postinstall"),
                              rootimgdir=f"{installdir}/netboot/{osvers}/{arch}/{profile}")
-            out[f"{osvers}-{arch}-{method}-{profile}"] = {
-                "osimage": {k: v for k, v in osimage.items() if v},
-                "linuximage": {k: v for k, v in linux.items() if v}}
+            synclists = find(kind, profile, "synclist")
+            for method in methods:
+                osimage = {"imagetype": "linux", "provmethod": method, "profile": profile,
+                           "osname": "Linux", "osvers": osvers, "osarch": arch,
+                           "osdistroname": osdistroname, "synclists": synclists}
+                out[f"{osvers}-{arch}-{method}-{profile}"] = {
+                    "osimage": {k: v for k, v in osimage.items() if v},
+                    "linuximage": {k: v for k, v in linux.items() if v}}
     return out

@@ -172,6 +172,64 @@ def test_noosimage_records_the_distribution_only(mn, media):
     assert rows(mn, "osimage") == {} and rows(mn, "linuximage") == {}
 
 
+
+def test_a_statelite_osimage_beside_each_netboot_one_sharing_its_files(mn, media):
+    custom_templates(mn)
+    mn.ok("copycds", str(media["rocky9.4.iso"]))
+    osimages, linux = rows(mn, "osimage"), rows(mn, "linuximage")
+    net, lite = "rocky9.4-x86_64-netboot-testprof", "rocky9.4-x86_64-statelite-testprof"
+    assert osimages[lite]["provmethod"] == "statelite"
+    assert {k: v for k, v in osimages[lite].items() if k not in ("imagename", "provmethod")} \
+        == {k: v for k, v in osimages[net].items() if k not in ("imagename", "provmethod")}
+    assert osimages[lite]["rootfstype"] is None  # as xCAT: nodeset's default until set
+    assert {k: v for k, v in linux[lite].items() if k != "imagename"} == \
+        {k: v for k, v in linux[net].items() if k != "imagename"}
+    assert linux[lite]["rootimgdir"] == "/install/netboot/rocky9.4/x86_64/testprof"
+    assert linux[lite]["pkglist"] == "/install/custom/netboot/rh/testprof.rhels9.pkglist"
+    # only the netboot package list makes netboot and statelite images
+    assert "rocky9.4-x86_64-statelite-testprof" in mn.ok("lsdef", "-t", "osimage").out
+    assert not any(n.startswith("rocky9.4-x86_64-install-") and o["provmethod"] != "install"
+                   for n, o in osimages.items())
+
+
+def test_the_shipped_debian_compute_profile_gives_netboot_and_statelite_images(mn_sqlite,
+                                                                              media):
+    mn = mn_sqlite
+    mn.ok("copycds", str(media["debian12.5.0.iso"]))
+    osimages, linux = rows(mn, "osimage"), rows(mn, "linuximage")
+    for method in ("netboot", "statelite"):
+        name = f"debian12.5.0-x86_64-{method}-compute"
+        assert (osimages[name]["provmethod"], osimages[name]["profile"]) == (method, "compute")
+        li = linux[name]
+        assert li["rootimgdir"] == "/install/netboot/debian12.5.0/x86_64/compute"
+        assert li["pkgdir"] == "/install/debian12.5.0/x86_64"
+        # shipped files stay out of the table: genimage finds them itself
+        assert (li["pkglist"], li["exlist"], li["postinstall"]) == (None, None, None)
+
+
+def test_mkdef_takes_the_diskless_linuximage_attributes(mn):
+    attrs = {"pkglist": "/install/custom/netboot/debian/a.pkglist,/install/custom/b.pkglist",
+             "otherpkglist": "/install/custom/netboot/debian/compute.otherpkgs.pkglist",
+             "otherpkgdir": "/install/post/otherpkgs/debian12/x86_64",
+             "pkgdir": "http://deb.debian.org/debian",
+             "exlist": "/install/custom/netboot/debian/compute.exlist",
+             "postinstall": "/install/custom/netboot/debian/compute.postinstall",
+             "rootimgdir": "/install/netboot/debian12/x86_64/mine",
+             "kernelver": "6.1.0-26-amd64", "netdrivers": "virtio_net,e1000",
+             "permission": "755"}
+    image = {"rootfstype": "ramdisk", "synclists": "/install/custom/netboot/sync.synclist",
+             "postscripts": "syslog,remoteshell", "postbootscripts": "mine"}
+    mn.ok("mkdef", "-t", "osimage", "-o", "debian12-x86_64-netboot-mine", "imagetype=linux",
+          "provmethod=netboot", "profile=mine", "osvers=debian12", "osarch=x86_64",
+          *(f"{k}={v}" for k, v in {**attrs, **image}.items()))
+    li = rows(mn, "linuximage")["debian12-x86_64-netboot-mine"]
+    assert {k: li[k] for k in attrs} == attrs
+    o = rows(mn, "osimage")["debian12-x86_64-netboot-mine"]
+    assert {k: o[k] for k in image} == image
+    out = mn.ok("lsdef", "-t", "osimage", "-o", "debian12-x86_64-netboot-mine").out
+    for k, v in {**attrs, **image}.items():
+        assert f"    {k}={v}" in out.splitlines(), k
+
 # ---- names, architectures, inspection -----------------------------------------------------
 def test_name_and_arch_options_override_and_check_the_media(mn, media):
     r = mn.ok("copycds", "-n", "rhels9.4", "-a", "x86_64", str(media["rocky9.4.iso"]))
