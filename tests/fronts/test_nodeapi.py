@@ -318,10 +318,10 @@ def _diskless(mn):
     where.mkdir(parents=True)
     for name in ("kernel", "initrd-stateless.gz", "rootimg.sfs"):
         (where / name).write_bytes(name.encode())
-    (where / "manifest.json").write_text(json.dumps({"files": {
-        "kernel": {"name": "kernel"}, "initrd": {"name": "initrd-stateless.gz"},
-        "rootimg": {"name": "rootimg.sfs",
-                    "sha256": hashlib.sha256(b"rootimg.sfs").hexdigest()}}}))
+    (where / "manifest.json").write_text(json.dumps({
+        "kernel": {"file": "kernel"}, "initrd": {"file": "initrd-stateless.gz"},
+        "rootimg": {"file": "rootimg.sfs",
+                    "sha256": hashlib.sha256(b"rootimg.sfs").hexdigest()}}))
     mn.ok("nodeset", "n1", f"osimage={image}")
     return image
 

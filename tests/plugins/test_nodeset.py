@@ -234,9 +234,9 @@ def diskless(cluster, packed: bool = True):
         (where / "initrd-stateless.gz").write_bytes(b"INITRD")
         (where / "rootimg.sfs").write_bytes(b"SQUASHFS")
         sha = hashlib.sha256(b"SQUASHFS").hexdigest()
-        (where / "manifest.json").write_text(json.dumps({"files": {
-            "kernel": {"name": "kernel"}, "initrd": {"name": "initrd-stateless.gz"},
-            "rootimg": {"name": "rootimg.sfs", "sha256": sha}}}))
+        (where / "manifest.json").write_text(json.dumps({
+            "kernel": {"file": "kernel"}, "initrd": {"file": "initrd-stateless.gz"},
+            "rootimg": {"file": "rootimg.sfs", "sha256": sha}}))
     return where
 
 
@@ -264,9 +264,9 @@ def test_a_netboot_image_boots_its_kernel_with_the_image_url_sha256_and_a_token(
 
 def test_a_netboot_manifest_without_a_sha256_is_refused(cluster):
     where = diskless(cluster)
-    (where / "manifest.json").write_text(json.dumps({"files": {
-        "kernel": {"name": "kernel"}, "initrd": {"name": "initrd-stateless.gz"},
-        "rootimg": {"name": "rootimg.sfs", "sha256": "x"}}}))
+    (where / "manifest.json").write_text(json.dumps({
+        "kernel": {"file": "kernel"}, "initrd": {"file": "initrd-stateless.gz"},
+        "rootimg": {"file": "rootimg.sfs", "sha256": "x"}}))
     r = cluster.run("nodeset", "n1", f"osimage={DL}")
     assert r.rc == 1 and "holds no sha256" in r.err
 

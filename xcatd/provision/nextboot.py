@@ -633,10 +633,12 @@ def diskless_image(installdir: Path, image: str, osvers: str, arch: str, profile
     manifest = where / MANIFEST
     try:
         info = json.loads(manifest.read_text())
-        files = info["files"]
-        root = files["rootimg"]
-        packed = PackedImage(where / files["kernel"]["name"], where / files["initrd"]["name"],
-                             where / root["name"], str(root["sha256"]))
+        if not info.get("initrd"):
+            raise XcatError(f"osimage {image} has no initrd beside it ({where}): run genimage "
+                            f"{image} again")
+        root = info["rootimg"]
+        packed = PackedImage(where / info["kernel"]["file"], where / info["initrd"]["file"],
+                             where / root["file"], str(root["sha256"]))
     except FileNotFoundError:
         raise XcatError(f"osimage {image} is not packed ({manifest} is missing): run "
                         f"genimage {image} and packimage {image}") from None
