@@ -8,7 +8,8 @@ BIN     = $(VENV)/bin
 # radvd, busybox-static and cpio for the test initrd, xorriso for the test install media.
 TEST_DEBS = postgresql iproute2 isc-dhcp-server isc-dhcp-client kea-dhcp4-server bind9 bind9-utils \
             openipmi ipmitool qemu-system-x86 ipxe-qemu tftpd-hpa radvd busybox-static cpio xorriso \
-            ipxe pxelinux syslinux-common grub-efi-amd64-signed shim-signed ovmf
+            ipxe pxelinux syslinux-common grub-efi-amd64-signed shim-signed ovmf \
+            mmdebstrap squashfs-tools zstd pigz rpm createrepo-c dnf
 DEMO_ROOT ?= /tmp/pyxcat-demo
 
 .PHONY: all demo test test-all debs debs-python venv lab-assets bench lint imports golden clean
@@ -71,6 +72,7 @@ bench: venv
 	$(BIN)/python bench/nodeset.py
 	$(BIN)/python bench/idle.py
 	$(BIN)/python bench/bounds.py
+	$(BIN)/python bench/packimage.py
 
 lint: venv
 	$(BIN)/pip install -q ruff

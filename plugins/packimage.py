@@ -1,0 +1,215 @@
+"""packimage and rmimage (xcatd.provision.packimage): pack a netboot osimage's tree into the
+file its nodes fetch, with a manifest; remove an image's files (and, with --xcatdef, its
+definition). Options, messages and exit codes follow xCAT's; the differences are squashfs
+with zstd as the default, zstd as a compressor, and a pack that never copies the tree."""
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from xcatd.plugins.tabutils import _root_only
+
+from xcatd.base.request import ErrorKind, Request, Response, XcatError
+from xcatd.db.objects import ObjectWriter
+from xcatd.handler import FLAG, TEXT, Context, command
+from xcatd.provision.packimage import (
+    COMPRESSIONS,
+    COMPRESSORS,
+    METHODS,
+    PackError,
+    check_mn_path,
+    default_rootimgdir,
+    image_files,
+    image_lock,
+    image_spec_hash,
+    inside,
+    installed_packages,
+    load_image,
+    mounts_under,
+    need,
+    pack,
+    read_exlist,
+    remove,
+    remove_other_packs,
+    root_hash,
+    set_root_password,
+    write_manifest,
+)
+
+log = logging.getLogger("xcatd.plugins.packimage")
+
+
+def _mn(ctx: Context, path: Path) -> str:
+    """A path as the admin knows it (relative to XCATROOT)."""
+    try:
+        return "/" + path.relative_to(ctx.paths.root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+@command("packimage", args={"imagename": TEXT, "method": TEXT, "compress": TEXT,
+                            "nosyncfiles": FLAG, "osver": TEXT, "arch": TEXT, "profile": TEXT})
+def packimage(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
+    _root_only(req, "packimage")
+    a = req.args
+    if a.get("osver") or a.get("arch") or a.get("profile"):
+        raise XcatError("-o, -p and -a options are obsoleted, please use 'packimage <osimage "
+                        "name>' instead.")
+    name = a.get("imagename")
+    if not name:
+        raise XcatError("An image name is required, use 'packimage <osimage name>'.")
+    method = a.get("method") or "squashfs"
+    if method not in METHODS:
+        raise XcatError(f"Invalid archive method '{method}' requested (use "
+                        f"{', '.join(METHODS)})")
+    compress = a.get("compress") or ("zstd" if method == "squashfs" else _default_gzip())
+    if compress not in COMPRESSIONS:
+        raise XcatError(f"Invalid compress method '{compress}' requested (use "
+                        f"{', '.join(COMPRESSIONS)})")
+    compressor = COMPRESSORS[compress]
+    if method == "squashfs":
+        need("mksquashfs", "squashfs-tools")
+    else:
+        need(compressor.argv[0], compressor.package)
+        need(method, method)
+    image = load_image(ctx.db, ctx.site, name)
+    if image.provmethod != "netboot":
+        raise XcatError(f"'{name}' cannot be used to build diskless image. Make sure "
+                        "osimage.provmethod is 'netboot'.")
+    destdir = ctx.paths.under(image.rootimgdir)
+    rootimg = destdir / "rootimg"
+    if not rootimg.is_dir():
+        raise PackError(f"{image.rootimgdir}/rootimg does not exist, run genimage {name} on "
+                        "a server with matching architecture", ErrorKind.NOT_FOUND)
+    if rootimg.is_symlink() and not inside(rootimg, destdir):
+        raise PackError(f"{image.rootimgdir}/rootimg leads out of {image.rootimgdir}: "
+                        "refusing to pack it")
+    exlist = read_exlist(ctx.paths, image.exlist)
+    hashed = root_hash(ctx.db, ctx.site)
+    if image.osimage.get("synclists") and not a.get("nosyncfiles"):
+        yield Response(warning=f"osimage {name} has synclists: packimage does not sync files "
+                               "into the image yet (they are not in it)")
+    tree = Path(os.path.realpath(rootimg))
+    with image_lock(destdir, name, "packimage"):
+        if hashed is None:
+            yield Response(warning="No root password in passwd key=system username=root: "
+                                   "the image's root account is left as it is")
+        else:
+            set_root_password(tree, hashed)
+        yield Response(data=f"Packing contents of {image.rootimgdir}/rootimg")
+        yield Response(data=f"archive method:{method}")
+        yield Response(data=f"compress method:{compress}")
+        packed = pack(tree, destdir, method, compressor, exlist.rules(),
+                      lambda line: log.info("packimage %s: %s", name, line))
+        for old in remove_other_packs(destdir, packed.file.name):
+            yield Response(data=f"Removed the previous pack {image.rootimgdir}/{old}")
+        manifest = write_manifest(destdir, image, method, compressor, packed,
+                                  image_spec_hash(ctx.paths, image), exlist,
+                                  installed_packages(tree))
+    for what in ("kernel", "initrd"):
+        if manifest[what] is None:
+            yield Response(warning=f"No {what} beside the image in {image.rootimgdir}: "
+                                   "run genimage before nodeset")
+    yield Response(data=f"{_mn(ctx, packed.file)}: {packed.size} bytes, sha256 "
+                        f"{packed.sha256}", obj={"file": _mn(ctx, packed.file),
+                                                 "size": packed.size,
+                                                 "sha256": packed.sha256})
+
+
+def _default_gzip() -> str:
+    """xCAT's default for cpio and tar: pigz where it is installed, else gzip."""
+    import shutil
+    return "pigz" if shutil.which("pigz") else "gzip"
+
+
+NETBOOT_METHODS = ("netboot", "statelite", "raw", "sysclone")
+
+
+@command("rmimage", args={"imagename": TEXT, "osver": TEXT, "arch": TEXT,
+                                       "profile": TEXT, "xcatdef": FLAG, "verbose": FLAG})
+def rmimage(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
+    _root_only(req, "rmimage")
+    a = req.args
+    name = a.get("imagename")
+    osver, arch, profile = a.get("osver"), a.get("arch"), a.get("profile")
+    verbose = bool(a.get("verbose"))
+    if name:
+        if osver or arch or profile:
+            raise XcatError("-o, -a and -p options are not allowed when a image name is "
+                            "specified.")
+        imagedir = _image_dir(ctx, name)
+    else:
+        if not (osver and arch and profile):
+            raise XcatError("Missing flag -o, -a or -p")
+        if a.get("xcatdef"):
+            raise XcatError("--xcatdef can not be used with the -o, -a or -p")
+        for word, value in (("-o", osver), ("-a", arch), ("-p", profile)):
+            if "/" in value or value in (".", ".."):
+                raise XcatError(f"Invalid value '{value}' for {word}")
+        imagedir = default_rootimgdir(ctx.site, osver, arch, profile)
+    if verbose:
+        yield Response(data=f"image directory is {imagedir}")
+    check_mn_path(imagedir, "the image directory")
+    destdir = ctx.paths.under(imagedir)
+    installdir = ctx.site.installdir(ctx.paths)
+    if not inside(destdir, installdir):
+        raise PackError(f"rmimage: the image directory {imagedir} is not under "
+                        f"site.installdir ({_mn(ctx, installdir)}): refusing to remove it",
+                        ErrorKind.CONFLICT)
+    if not destdir.is_dir():
+        raise PackError(f"Image directory {imagedir} does not exist", ErrorKind.NOT_FOUND)
+    with image_lock(destdir, name or imagedir, "rmimage"):
+        files = image_files(destdir)
+        mounted = [m for f in files if f.is_dir() and not f.is_symlink()
+                   for m in mounts_under(f)]
+        if mounted:
+            raise PackError(f"rmimage: {', '.join(mounted[:5])} mounted in the image: "
+                            "unmount before removing it (nothing was removed)",
+                            ErrorKind.CONFLICT)
+        for f in files:
+            if f.is_dir() and not f.is_symlink():
+                yield Response(data=f"Removing directory {_mn(ctx, f)}")
+            else:
+                yield Response(data=f"Removing file {_mn(ctx, f)}")
+            remove(f)
+    if name:
+        tftp = ctx.site.tftpdir(ctx.paths) / "xcat" / "osimage" / name
+        if "/" not in name and tftp.is_dir() and inside(tftp, ctx.site.tftpdir(ctx.paths)):
+            yield Response(data=f"Removing directory {_mn(ctx, tftp)}")
+            remove(tftp)
+    yield Response(data="Image files have been removed successfully from this management "
+                        "node.")
+    if name and a.get("xcatdef"):
+        yield Response(data=f"Removing osimage definition for {name}.")
+        with ctx.db.begin() as conn:
+            ObjectWriter(ctx.db, conn).delete("osimage", [name])
+        yield Response(data=f"osimage definition for {name} is removed successfully.")
+
+
+def _image_dir(ctx: Context, name: str) -> str:
+    """The image's directory: linuximage.rootimgdir, else made from the osimage (or, as xCAT
+    does, from the name <os>-<arch>-<method>-<profile> when there is no definition)."""
+    rows = ctx.db.rows("osimage", keys=[name])
+    osimage = rows[0] if rows else {}
+    method = osimage.get("provmethod")
+    if method and method not in NETBOOT_METHODS:
+        raise XcatError(f'Invalid method "{method}", the rmimage command can only be used to '
+                        "remove the netboot, statelite, sysclone or raw image files")
+    linux = (ctx.db.rows("linuximage", keys=[name]) or [{}])[0]
+    if linux.get("rootimgdir"):
+        return linux["rootimgdir"].rstrip("/")
+    osver, arch, profile = (osimage.get(k) for k in ("osvers", "osarch", "profile"))
+    if not (osver and arch and profile):
+        parts = name.split("-", 3)
+        if len(parts) != 4 or not all(parts):
+            raise XcatError(f"Invalid image name {name}", kind=ErrorKind.NOT_FOUND)
+        osver, arch, method, profile = parts
+        if method not in NETBOOT_METHODS:
+            raise XcatError(f'Invalid method "{method}", the rmimage command can only be used '
+                            "to remove the netboot, statelite, sysclone or raw image files")
+    for value in (osver, arch, profile):
+        if "/" in value or value in (".", ".."):
+            raise XcatError(f"osimage {name}: '{value}' cannot be part of a directory name")
+    return default_rootimgdir(ctx.site, osver, arch, profile)
