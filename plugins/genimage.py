@@ -11,8 +11,6 @@ pkgdir, else ``site.debianmirror``, else the Debian mirror.
 """
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import os
 import platform
 import re
@@ -24,6 +22,7 @@ from xcatd.plugins.tabutils import _root_only
 from xcatd.base.request import ErrorKind, Request, Response, XcatError
 from xcatd.base.site import DEFAULT_INSTALLDIR
 from xcatd.handler import TEXT, Context, command
+from xcatd.netboot.diskless import build_initrd, install_into_image
 from xcatd.provision.imagebuild import (
     CACHE_ENV,
     DEFAULT_DEBIAN_MIRROR,
@@ -58,7 +57,9 @@ def genimage(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
     osimage, linux = _define(ctx, name, a)
     spec = image_spec(ctx, name, osimage, linux)
     yield Response(data=f"Building osimage {name} in {linux['rootimgdir']}")
-    build = build_image(spec, cache=_cache(), initrd_builder=_initrd_builder())
+    build = build_image(spec, cache=_cache(), initrd_builder=build_initrd,
+                        image_hooks=(("the booted report (xcat-booted.service)",
+                                      install_into_image),))
     try:
         while True:
             yield Response(data=f"  {next(build)}")
@@ -79,13 +80,6 @@ def genimage(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
 def _cache() -> Path | None:
     value = os.environ.get(CACHE_ENV, "").strip()
     return Path(value) if value else None
-
-
-def _initrd_builder():
-    """D's diskless initrd builder, where it is installed."""
-    if importlib.util.find_spec("xcatd.netboot.diskless") is None:
-        return None
-    return getattr(importlib.import_module("xcatd.netboot.diskless"), "build_initrd", None)
 
 
 # ---- the osimage definition --------------------------------------------------------------

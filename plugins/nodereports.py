@@ -36,9 +36,10 @@ def bootscript(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
 
 @command("callback", origin=NODE_ORIGIN, writes=True, lock_nodes=_node,
          authenticates=True, lock_timeout=LOCK_TIMEOUT,
-         args={"node": TEXT, "status": TEXT, "token": TEXT})
+         args={"node": TEXT, "status": TEXT, "token": TEXT, "reason": TEXT})
 def callback(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
     node = _node(req).sorted()[0]
     note = nodereports.report(ctx, node, str(req.args.get("status") or ""),
-                              str(req.args.get("token") or ""), req.client)
+                              str(req.args.get("token") or ""), req.client,
+                              reason=str(req.args.get("reason") or ""))
     yield Response(node=node, warning=note) if note else Response(node=node, data="ok")

@@ -352,7 +352,10 @@ def test_a_diskless_node_that_never_reports_booted_ends_in_failed(cluster_sqlite
 def test_a_diskless_node_reporting_failed_stops_netbooting(cluster_sqlite, site):
     _diskless(cluster_sqlite)
     token = token_of(cluster_sqlite, "n1")
-    assert callback(site, "n1", token, status="failed")[0] == 200
+    why = "xcat: FAILED: image http://mn/x answered 404 after 5 tries: check packimage"
+    code, body, _ = callback(site, "n1", token, status=f"failed&reason={why}\x07")
+    assert code == 200 and why.encode() in body
+    assert any(why in (r["comments"] or "") for r in audit(cluster_sqlite))  # kept
     assert status(cluster_sqlite, "n1") == "failed" and chain(cluster_sqlite, "n1")[0] == "boot"
     assert callback(site, "n1", token, status="booted")[0] == 403  # its token is retired
 

@@ -210,7 +210,10 @@ class HttpSite:
             body = await asyncio.wait_for(request.read(), 30)
         except (web.HTTPRequestEntityTooLarge, TimeoutError):
             raise web.HTTPBadRequest(text="bad request\n") from None
-        status = (parse_qs(body.decode("utf-8", "replace")).get("status") or [""])[0].strip()
+        form = parse_qs(body.decode("utf-8", "replace"))
+        status = (form.get("status") or [""])[0].strip()
+        # why a boot failed, as the node says it (the diskless initrd's FAILED line)
+        reason = "".join(c for c in (form.get("reason") or [""])[0] if c.isprintable())
         if status not in STATUSES:
             raise web.HTTPBadRequest(text=f"status must be one of {', '.join(STATUSES)}\n")
         if not safe_name(node):
@@ -218,14 +221,20 @@ class HttpSite:
         auth = request.headers.get("Authorization", "")
         scheme, _, token = auth.partition(" ")
         token = token.strip() if scheme.lower() == "bearer" else ""
-        out = await self._blocking(self.run, "callback", node, ip,
-                                   {"status": status, "token": token})
+        args = {"status": status, "token": token}
+        if reason.strip():
+            args["reason"] = reason.strip()[:MAX_REASON]
+        out = await self._blocking(self.run, "callback", node, ip, args)
         failed = [r for r in out if r.error]
         if failed:
             log.warning("callback for %s from %s refused: %s", node, ip, failed[0].error)
             raise _http(failed[0], "forbidden\n" if failed[0].kind == "denied" else None)
         note = "; ".join(r.warning for r in out if r.warning and r.node == node)
         return web.Response(text=f"ok: {note}\n" if note else "ok\n")
+
+
+#: How much of a node's reason for a failed boot is kept
+MAX_REASON = 300
 
 
 def _http(failed: Response, text: str | None = None) -> web.HTTPException:

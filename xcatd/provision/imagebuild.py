@@ -459,11 +459,13 @@ class BuildResult:
 
 
 def build_image(spec: ImageSpec, *, cache: Path | None = None,
-                initrd_builder: Callable[[Path, Path], object] | None = None
+                initrd_builder: Callable[[Path, Path], object] | None = None,
+                image_hooks: tuple[tuple[str, Callable[[Path], object]], ...] = ()
                 ) -> Generator[str, None, BuildResult]:
     """Build ``spec`` aside and publish it (see the module docstring), yielding a progress
     line per stage and returning the BuildResult; ``initrd_builder(rootimg, out)`` makes the
-    diskless initrd."""
+    diskless initrd; each ``(stage, hook)`` of ``image_hooks`` is called with the image root
+    after the packages and postinstall scripts (and after the cache), before the kernel."""
     if spec.family not in ("debian", "rhel"):
         raise ImageBuildError(f"genimage cannot build {spec.osvers} images (Debian, Ubuntu "
                               "and the RHEL family only)")
@@ -480,7 +482,8 @@ def build_image(spec: ImageSpec, *, cache: Path | None = None,
         build = Path(tempfile.mkdtemp(prefix=".build-", dir=rootimgdir))
         try:
             with open(log_path, "w", encoding="utf-8") as log:
-                result = yield from _build(spec, build, log, cache, initrd_builder)
+                result = yield from _build(spec, build, log, cache, initrd_builder,
+                                           image_hooks)
             yield "publishing"
             publish(build, rootimgdir)
             result.rootimg = rootimgdir / "rootimg"
@@ -501,7 +504,7 @@ def build_image(spec: ImageSpec, *, cache: Path | None = None,
 
 
 def _build(spec: ImageSpec, build: Path, log, cache: Path | None,
-           initrd_builder) -> Generator[str, None, BuildResult]:
+           initrd_builder, image_hooks=()) -> Generator[str, None, BuildResult]:
     rootimg = build / "rootimg"
     digest = spec.digest()
     archive = cached_tree(cache, digest) if cache is not None else None
@@ -533,6 +536,12 @@ def _build(spec: ImageSpec, build: Path, log, cache: Path | None,
     if archive is not None and not cached:
         yield "saving the image in the cache"
         save_tree(rootimg, archive)
+    for stage, hook in image_hooks:
+        yield stage
+        try:
+            hook(rootimg)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise ImageBuildError(f"stage '{stage}' failed: {exc}") from None
     result = BuildResult(rootimg, None, None, digest, cached)
     kernel = find_kernel(rootimg, spec.kernelver)
     if kernel is None:

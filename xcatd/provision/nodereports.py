@@ -180,10 +180,13 @@ def _count_install_boot(cluster: Cluster, run: NodesetRun, node: str,
 
 
 # ---- a node reports -------------------------------------------------------------------------
-def report(cluster: Cluster, node: str, status: str, token: str, ip: str | None) -> str:
+def report(cluster: Cluster, node: str, status: str, token: str, ip: str | None, *,
+           reason: str = "") -> str:
     """Check the report and act on it; the caller holds the node's lock (a replay waits,
     then finds the token retired). DENIED (the reason never holds the token) for a report
-    that does not prove itself; else what went wrong while acting on it, or ""."""
+    that does not prove itself; else what went wrong while acting on it, or "". A
+    ``failed`` report's ``reason`` (what the node says went wrong) is logged and returned
+    with that, so the job and audit records keep it."""
     if status not in STATUSES:
         raise XcatError(f"status must be one of {', '.join(STATUSES)}")
     exists, want = node_ip(cluster, node)
@@ -195,7 +198,11 @@ def report(cluster: Cluster, node: str, status: str, token: str, ip: str | None)
     stored = (rows[0].get("tokenhash") if rows else None) or ""
     if not token or not stored or not hmac.compare_digest(token_hash(token), stored):
         raise denied("bad or retired token")
-    return _act(cluster, node, status)
+    note = _act(cluster, node, status)
+    if status == "failed" and reason:
+        log.warning("%s reported failed: %s", node, reason)
+        note = _join(f"the node says: {reason}", note)
+    return note
 
 
 def _act(cluster: Cluster, node: str, status: str) -> str:
