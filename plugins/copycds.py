@@ -16,11 +16,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from xcatd.plugins.tabutils import _root_only
-
 from xcatd.base.request import Request, Response, XcatError
 from xcatd.base.site import DEFAULT_INSTALLDIR
-from xcatd.handler import FLAG, TEXT, TEXT_OR_TEXTS, Context, command
+from xcatd.handler import FLAG, TEXT, TEXT_OR_TEXTS, Context, command, root_only
 from xcatd.provision.media import (
     Distro,
     Media,
@@ -95,7 +93,7 @@ def _text(args: dict, key: str) -> str | None:
 @command("copycds", args={"sources": TEXT_OR_TEXTS, "name": TEXT, "arch": TEXT, "path": TEXT,
                          "noosimage": FLAG, "nonoverwrite": FLAG, "inspection": FLAG})
 def copycds(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
-    _root_only(req, "copycds")
+    root_only(req, "copycds")
     opts = Options.from_request(req)
     for source in opts.sources:
         yield from _one_source(ctx, opts, source)

@@ -17,11 +17,9 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from xcatd.plugins.tabutils import _root_only
-
 from xcatd.base.request import ErrorKind, Request, Response, XcatError
 from xcatd.base.site import DEFAULT_INSTALLDIR
-from xcatd.handler import TEXT, Context, command
+from xcatd.handler import TEXT, Context, command, root_only
 from xcatd.netboot.diskless import build_initrd, install_into_image
 from xcatd.provision.imagebuild import (
     CACHE_ENV,
@@ -42,7 +40,7 @@ _URL = re.compile(r"https?://", re.I)
          args={"imagename": TEXT, "osvers": TEXT, "arch": TEXT, "profile": TEXT,
                "netdrivers": TEXT, "kernelver": TEXT})
 def genimage(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
-    _root_only(req, "genimage")
+    root_only(req, "genimage")
     a = req.args
     name = (a.get("imagename") or "").strip()
     for key in ("osvers", "arch", "profile"):

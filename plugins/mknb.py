@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from xcatd.base.request import ErrorKind, Request, Response, XcatError
-from xcatd.handler import TEXT, Context, command
+from xcatd.handler import TEXT, Context, command, root_only
 from xcatd.netboot.bootfiles import ARCHES, place
 
 
@@ -17,9 +17,7 @@ def mknb(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
         raise XcatError(f"Usage: mknb <arch> ({', '.join(ARCHES)})" if not arch else
                         f"mknb: architecture '{arch}' is not supported (use "
                         f"{', '.join(ARCHES)})")
-    if req.user != "root":
-        raise XcatError("mknb writes the TFTP root as root: only root may run it",
-                        kind=ErrorKind.DENIED)
+    root_only(req, "mknb")
     tftpdir = ctx.tftpdir
     for p in place(tftpdir, arch):
         if p.error:

@@ -9,11 +9,9 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from xcatd.plugins.tabutils import _root_only
-
 from xcatd.base.request import ErrorKind, Request, Response, XcatError
 from xcatd.db.objects import ObjectWriter
-from xcatd.handler import FLAG, TEXT, Context, command
+from xcatd.handler import FLAG, TEXT, Context, command, root_only
 from xcatd.provision.packimage import (
     COMPRESSIONS,
     COMPRESSORS,
@@ -52,7 +50,7 @@ def _mn(ctx: Context, path: Path) -> str:
 @command("packimage", args={"imagename": TEXT, "method": TEXT, "compress": TEXT,
                             "nosyncfiles": FLAG, "osver": TEXT, "arch": TEXT, "profile": TEXT})
 def packimage(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
-    _root_only(req, "packimage")
+    root_only(req, "packimage")
     a = req.args
     if a.get("osver") or a.get("arch") or a.get("profile"):
         raise XcatError("-o, -p and -a options are obsoleted, please use 'packimage <osimage "
@@ -130,7 +128,7 @@ NETBOOT_METHODS = ("netboot", "statelite", "raw", "sysclone")
 @command("rmimage", args={"imagename": TEXT, "osver": TEXT, "arch": TEXT,
                                        "profile": TEXT, "xcatdef": FLAG, "verbose": FLAG})
 def rmimage(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
-    _root_only(req, "rmimage")
+    root_only(req, "rmimage")
     a = req.args
     name = a.get("imagename")
     osver, arch, profile = a.get("osver"), a.get("arch"), a.get("profile")

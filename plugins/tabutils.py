@@ -24,7 +24,7 @@ from xcatd.db.database import (
     where_clause,
 )
 from xcatd.db.jobs import count_finished, delete_oldest
-from xcatd.handler import ASSIGNMENTS, ATTRS, FLAG, NUMBER, TEXT, TEXTS, Context, command
+from xcatd.handler import ASSIGNMENTS, ATTRS, FLAG, NUMBER, TEXT, TEXTS, Context, command, root_only
 
 LOG_TABLES = ("auditlog", "eventlog")
 #: Our own job history: not configuration, dumped and restored only with -a.
@@ -434,15 +434,9 @@ def _skipped(ctx: Context, include_logs: bool) -> set[str]:
     return skip
 
 
-def _root_only(req: Request, what: str) -> None:
-    if req.user != "root":
-        raise XcatError(f"{what} reads and writes files on the management node as root: "
-                        "only root may run it")
-
-
 @command("dumpxCATdb", args={"path": TEXT, "all": FLAG, "verbose": FLAG})
 def dumpxcatdb(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
-    _root_only(req, "dumpxCATdb")
+    root_only(req, "dumpxCATdb")
     path = Path(req.args.get("path") or "")
     if not req.args.get("path"):
         raise XcatError(" Requires -p with path to directory to hold db files.")
@@ -471,7 +465,7 @@ def _write_private(path: Path, text: str) -> None:
 
 @command("restorexCATdb", writes=True, args={"path": TEXT, "all": FLAG, "verbose": FLAG})
 def restorexcatdb(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
-    _root_only(req, "restorexCATdb")
+    root_only(req, "restorexCATdb")
     if not req.args.get("path"):
         raise XcatError(" -p with path to database files is required")
     path = Path(req.args["path"])

@@ -23,7 +23,7 @@ from typing import Any
 
 from xcatd.base.noderange import NodeRange
 from xcatd.base.paths import Paths
-from xcatd.base.request import Request, Response, denied
+from xcatd.base.request import ErrorKind, Request, Response, XcatError, denied
 from xcatd.base.site import SiteValues
 from xcatd.db.cluster import Cluster
 from xcatd.db.database import Database
@@ -75,6 +75,14 @@ ASSIGNMENTS = Arg("a list of [table, column, op, value]",
 
 #: Cap on the arguments of one request, whatever the command: keys, and list lengths.
 MAX_ARGS = 64
+
+
+def root_only(req: Request, what: str) -> None:
+    """Refuse (DENIED) a command that reads or writes the management node's files as root,
+    for anyone but root, whatever policy allows."""
+    if req.user != "root":
+        raise XcatError(f"{what} reads and writes files on the management node as root: "
+                        "only root may run it", kind=ErrorKind.DENIED)
 
 
 def check_args(spec: CommandSpec, args: dict[str, Any]) -> str | None:
