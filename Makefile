@@ -73,6 +73,8 @@ bench: venv
 	$(BIN)/python bench/idle.py
 	$(BIN)/python bench/bounds.py
 	$(BIN)/python bench/packimage.py
+	$(BIN)/python bench/genimage.py
+	$(BIN)/python bench/bootstorm.py
 
 lint: venv
 	$(BIN)/pip install -q ruff
