@@ -539,6 +539,7 @@ def test_a_relay_outliving_its_event_loop_drops_what_comes_quietly():
     loop = asyncio.new_event_loop()
     relay = https.Relay(loop)
     loop.close()
-    relay.emit(Response(data="after the loop"))
+    relay.emit(Response(data="after the loop"))  # before the fix: RuntimeError here
     relay.emit(Response(data="and again"))
     relay.close(0)
+    assert relay._orphaned and relay._items == []  # dropped, not held for nobody

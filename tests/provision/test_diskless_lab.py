@@ -417,7 +417,10 @@ def test_an_image_url_that_answers_404_ends_in_failed(mn_sqlite, vmlab, tmp_path
     vm, where, _xcatd, _log = _scene(mn, lab, tmp_path, f"xcat.faildelay={FAILDELAY}")
     (where / "rootimg.sfs").unlink()  # after nodeset: the URL answers 404
     _rpower(mn, "on")
+    # _failed asserts the FAILED line, the failed report and the reboot
     seconds = _failed(mn, lab, vm, r"rootimg\.sfs: .*404.* after 5 tries: check packimage")
+    assert _status(mn) == "failed"
+    assert mn.db.rows("chain", keys=["n1"])[0]["currstate"] == "boot"  # no endless netboot
     print(f"\n404: power-on to failed {seconds:.1f} s")
 
 
