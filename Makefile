@@ -9,7 +9,8 @@ BIN     = $(VENV)/bin
 TEST_DEBS = postgresql iproute2 isc-dhcp-server isc-dhcp-client kea-dhcp4-server bind9 bind9-utils \
             openipmi ipmitool qemu-system-x86 ipxe-qemu tftpd-hpa radvd busybox-static cpio xorriso \
             ipxe pxelinux syslinux-common grub-efi-amd64-signed shim-signed ovmf \
-            mmdebstrap squashfs-tools zstd pigz rpm createrepo-c dnf
+            mmdebstrap squashfs-tools zstd pigz rpm createrepo-c dnf \
+            nfs-ganesha nfs-ganesha-vfs
 DEMO_ROOT ?= /tmp/pyxcat-demo
 
 .PHONY: all demo test test-all debs debs-python venv lab-assets bench lint imports golden clean
@@ -65,6 +66,7 @@ lab-assets:
 
 bench: venv
 	$(BIN)/python bench/noderange.py
+	$(BIN)/python bench/completion.py
 	$(BIN)/python bench/db.py
 	$(BIN)/python bench/daemon.py
 	$(BIN)/python bench/netservices.py

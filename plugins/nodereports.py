@@ -1,5 +1,6 @@
 """What booting nodes send through the node API: ``bootscript`` (a network boot fetches its
-iPXE script) and ``callback`` (an installer or a booted node reports). Only the node API may
+iPXE script), ``callback`` (an installer or a booted node reports) and ``liteplan`` (a
+statelite initrd fetches its plan). Only the node API may
 send them (origin "node"); the work is xcatd.provision.nodereports'.
 
 The node's name comes in ``args["node"]`` rather than as a noderange: it is one name from a
@@ -43,3 +44,13 @@ def callback(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
                               str(req.args.get("token") or ""), req.client,
                               reason=str(req.args.get("reason") or ""))
     yield Response(node=node, warning=note) if note else Response(node=node, data="ok")
+
+
+@command("liteplan", origin=NODE_ORIGIN, lock_nodes=_node, authenticates=True,
+         lock_timeout=LOCK_TIMEOUT, args={"node": TEXT, "token": TEXT})
+def liteplan(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
+    """A statelite node's initrd asks what to mount and where its files come from; the
+    boot's token proves it (checked, not spent)."""
+    node = _node(req).sorted()[0]
+    plan = nodereports.lite_plan(ctx, node, str(req.args.get("token") or ""), req.client)
+    yield Response(node=node, obj={"plan": plan})

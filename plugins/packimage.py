@@ -5,7 +5,6 @@ with zstd as the default, zstd as a compressor, and a pack that never copies the
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,30 +20,20 @@ from xcatd.provision.packimage import (
     default_rootimgdir,
     image_files,
     image_lock,
-    image_spec_hash,
     inside,
-    installed_packages,
     load_image,
+    mn_path,
     mounts_under,
     need,
-    pack,
-    read_exlist,
+    pack_osimage,
     remove,
-    remove_other_packs,
-    root_hash,
-    set_root_password,
-    write_manifest,
 )
 
 log = logging.getLogger("xcatd.plugins.packimage")
 
 
 def _mn(ctx: Context, path: Path) -> str:
-    """A path as the admin knows it (relative to XCATROOT)."""
-    try:
-        return "/" + path.relative_to(ctx.paths.root).as_posix()
-    except ValueError:
-        return str(path)
+    return mn_path(ctx.paths, path)
 
 
 @command("packimage", args={"imagename": TEXT, "method": TEXT, "compress": TEXT,
@@ -76,44 +65,8 @@ def packimage(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
     if image.provmethod != "netboot":
         raise XcatError(f"'{name}' cannot be used to build diskless image. Make sure "
                         "osimage.provmethod is 'netboot'.")
-    destdir = ctx.paths.under(image.rootimgdir)
-    rootimg = destdir / "rootimg"
-    if not rootimg.is_dir():
-        raise PackError(f"{image.rootimgdir}/rootimg does not exist, run genimage {name} on "
-                        "a server with matching architecture", ErrorKind.NOT_FOUND)
-    if rootimg.is_symlink() and not inside(rootimg, destdir):
-        raise PackError(f"{image.rootimgdir}/rootimg leads out of {image.rootimgdir}: "
-                        "refusing to pack it")
-    exlist = read_exlist(ctx.paths, image.exlist)
-    hashed = root_hash(ctx.db, ctx.site)
-    if image.osimage.get("synclists") and not a.get("nosyncfiles"):
-        yield Response(warning=f"osimage {name} has synclists: packimage does not sync files "
-                               "into the image yet (they are not in it)")
-    tree = Path(os.path.realpath(rootimg))
-    with image_lock(destdir, name, "packimage"):
-        if hashed is None:
-            yield Response(warning="No root password in passwd key=system username=root: "
-                                   "the image's root account is left as it is")
-        else:
-            set_root_password(tree, hashed)
-        yield Response(data=f"Packing contents of {image.rootimgdir}/rootimg")
-        yield Response(data=f"archive method:{method}")
-        yield Response(data=f"compress method:{compress}")
-        packed = pack(tree, destdir, method, compressor, exlist.rules(),
-                      lambda line: log.info("packimage %s: %s", name, line))
-        for old in remove_other_packs(destdir, packed.file.name):
-            yield Response(data=f"Removed the previous pack {image.rootimgdir}/{old}")
-        manifest = write_manifest(destdir, image, method, compressor, packed,
-                                  image_spec_hash(ctx.paths, image), exlist,
-                                  installed_packages(tree))
-    for what in ("kernel", "initrd"):
-        if manifest[what] is None:
-            yield Response(warning=f"No {what} beside the image in {image.rootimgdir}: "
-                                   "run genimage before nodeset")
-    yield Response(data=f"{_mn(ctx, packed.file)}: {packed.size} bytes, sha256 "
-                        f"{packed.sha256}", obj={"file": _mn(ctx, packed.file),
-                                                 "size": packed.size,
-                                                 "sha256": packed.sha256})
+    yield from pack_osimage(ctx, image, method, compressor,
+                            nosyncfiles=bool(a.get("nosyncfiles")))
 
 
 def _default_gzip() -> str:

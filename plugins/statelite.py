@@ -1,8 +1,9 @@
 """liteimg and lslite (xcatd.provision.statelite): check a statelite osimage's litefile list
 and write it, with the image's own copy of each listed file, into the image root; show the
 statelite setup of an image or of nodes. Options, output and exit codes follow xCAT's;
-liteimg writes ``.statelite/litefile.table`` and ``.default/`` but no symlinks (the node
-mounts overlays and binds over the real paths, so permissions stay real)."""
+liteimg writes ``.statelite/litefile.table`` and ``.default/`` but no symlinks (the node's
+initrd binds persistent and ro files over the real paths, so permissions stay real), then
+packs the image as packimage does (squashfs, zstd): a statelite node fetches it into RAM."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -10,7 +11,7 @@ from dataclasses import asdict
 
 from xcatd.base.request import ErrorKind, Request, Response, XcatError
 from xcatd.handler import TEXT, Context, command, root_only
-from xcatd.provision.packimage import image_lock, load_image
+from xcatd.provision.packimage import COMPRESSORS, image_lock, load_image, need, pack_osimage
 from xcatd.provision.statelite import (
     LiteError,
     litefile_entries,
@@ -32,6 +33,11 @@ def liteimg(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
     if image.provmethod != "statelite":
         raise LiteError(f"'{name}' is not a statelite image (osimage.provmethod is "
                         f"'{image.provmethod}'): liteimg works on statelite osimages only")
+    rootfs = (image.osimage.get("rootfstype") or "").strip()
+    if rootfs not in ("", "ramdisk"):
+        raise LiteError(f"osimage {name}: rootfstype={rootfs} is not supported: a statelite "
+                        "node fetches its packed image into RAM (set osimage.rootfstype="
+                        "ramdisk); the root over NFS is not built")
     entries = load_entries(ctx.db, name)
     destdir = ctx.paths.under(image.rootimgdir)
     rootimg = destdir / "rootimg"
@@ -51,6 +57,10 @@ def liteimg(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
     yield Response(data=f"{len(entries)} litefile entries written to "
                         f"{image.rootimgdir}/rootimg/.statelite/litefile.table",
                    obj={"entries": [asdict(e) for e in entries]})
+    # rootfstype ramdisk (the only one built): the nodes fetch the packed image into RAM,
+    # as packimage packs a netboot image (xCAT's liteimg does the same for ramdisk)
+    need("mksquashfs", "squashfs-tools")
+    yield from pack_osimage(ctx, image, "squashfs", COMPRESSORS["zstd"])
 
 
 def _file_lines(entries) -> list[str]:

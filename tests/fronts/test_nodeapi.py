@@ -360,6 +360,88 @@ def test_a_diskless_node_reporting_failed_stops_netbooting(cluster_sqlite, site)
     assert callback(site, "n1", token, status="booted")[0] == 403  # its token is retired
 
 
+def _statelite(mn, *, statemnt: bool = True, rootfstype: str = ""):
+    """n1 and n2 set to a packed statelite image: /var/lib/data/ persistent on their NFS
+    area (statelite.statemnt), /etc/motd ro from a litetree directory."""
+    image = "debian12-x86_64-statelite-compute"
+    mn.ok("chtab", f"imagename={image}", "osimage.provmethod=statelite",
+          "osimage.osvers=debian12", "osimage.osarch=x86_64", "osimage.profile=compute",
+          f"osimage.rootfstype={rootfstype}")
+    where = mn.root / "install/netboot/debian12/x86_64/compute"
+    where.mkdir(parents=True)
+    for name in ("kernel", "initrd-stateless.gz", "rootimg.sfs"):
+        (where / name).write_bytes(name.encode())
+    (where / "manifest.json").write_text(json.dumps({
+        "kernel": {"file": "kernel"}, "initrd": {"file": "initrd-stateless.gz"},
+        "rootimg": {"file": "rootimg.sfs",
+                    "sha256": hashlib.sha256(b"rootimg.sfs").hexdigest()}}))
+    mn.ok("chtab", f"image={image},file=/var/lib/data/", "litefile.options=persistent")
+    mn.ok("chtab", "image=ALL,file=/etc/motd", "litefile.options=ro")
+    mn.ok("chtab", "priority=1", "litetree.directory=/lite/$node", f"litetree.image={image}")
+    if statemnt:
+        mn.ok("chtab", "node=n1", "statelite.statemnt=10.9.0.1:/state",
+              "statelite.mntopts=vers=4.2")
+        mn.ok("chtab", "node=n2", "statelite.statemnt=10.9.0.1:/state")
+    return image
+
+
+def plan(site, node, token, source=N1):
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    return fetch(site, f"/xcat/statelite/{node}", source=source, headers=headers)
+
+
+def test_a_statelite_node_gets_its_plan_with_its_boot_token(cluster_sqlite, site):
+    image = _statelite(cluster_sqlite)
+    assert cluster_sqlite.ok("nodeset", "n1", f"osimage={image}").lines == [
+        f"n1: statelite {image}"]
+    script = fetch(site, "/tftpboot/xcat/xnba/nodes/n1")[1].decode()
+    assert f"xcat.statelite=http://{N1}:" in script and "/xcat/statelite/n1 " in script
+    assert status(cluster_sqlite, "n1") == "netbooting"
+    token = token_of(cluster_sqlite, "n1")
+    code, body, headers = plan(site, "n1", token)
+    assert code == 200 and headers["Cache-Control"] == "no-store"
+    # the litetree directory has no server: the node's management server (site.master)
+    assert body.decode().splitlines() == [
+        f"# statelite of n1 ({image})", "state 10.9.0.1 /state n1 vers=4.2",
+        f"tree {N1} /lite/n1 -", "file ro /etc/motd", "file persistent /var/lib/data/"]
+    assert plan(site, "n1", token)[0] == 200            # not spent: every boot asks again
+    assert callback(site, "n1", token, status="booted")[0] == 200
+    assert chain(cluster_sqlite, "n1")[0] == f"statelite {image}"
+
+
+@pytest.mark.parametrize("node,token,source,code,why", [
+    ("n1", "wrong-token", N1, 403, "bad or retired token"),
+    ("n1", None, N1, 403, "bad or retired token"),
+    ("n1", "n1", N2, 403, "source address 127.0.0.2 is not the node's"),
+    ("n9", "n1", N1, 403, "not a node"),
+    ("n2", "n2", N2, 404, "n2 is not set to boot a statelite image"),
+])
+def test_a_plan_needs_the_nodes_token_address_and_statelite_state(cluster_sqlite, site, node,
+                                                                 token, source, code, why):
+    image = _statelite(cluster_sqlite)
+    cluster_sqlite.ok("nodeset", "n1", f"osimage={image}")
+    cluster_sqlite.ok("nodeset", "n2", f"osimage={IMG}")   # n2 installs: no plan for it
+    if token in ("n1", "n2"):
+        token = token_of(cluster_sqlite, token)
+    got, body, _ = plan(site, node, token, source=source)
+    assert got == code and b"state " not in body
+    rows = [r for r in cluster_sqlite.db.rows("auditlog") if r["command"] == "liteplan"]
+    assert why in (rows[-1]["comments"] or "")
+    assert token is None or token not in str(rows)
+
+
+def test_nodeset_checks_each_statelite_node_and_the_rootfstype(cluster_sqlite):
+    image = _statelite(cluster_sqlite, statemnt=False)
+    r = cluster_sqlite.run("nodeset", "n1", f"osimage={image}")
+    assert r.rc == 1 and "n1: " in r.err
+    assert "has persistent litefile entries, but n1 has no statelite.statemnt" in r.err
+    cluster_sqlite.ok("chtab", "node=n1", "statelite.statemnt=10.9.0.1:/state")
+    cluster_sqlite.ok("nodeset", "n1", f"osimage={image}")
+    cluster_sqlite.ok("chtab", f"imagename={image}", "osimage.rootfstype=nfs")
+    r = cluster_sqlite.run("nodeset", "n1", f"osimage={image}")
+    assert r.rc == 1 and "rootfstype=nfs is not supported" in r.err
+
+
 # ---- the callback ------------------------------------------------------------------------------
 def test_installed_moves_the_chain_to_boot_and_spends_the_token(cluster_sqlite, site):
     cluster_sqlite.ok("nodeset", "n1", f"osimage={IMG}")

@@ -6,9 +6,11 @@ The image is the lab's (xcatd.lab.diskimage: mmdebstrap, cached under the lab ca
 packed here the way packimage does (mksquashfs -comp zstd, a manifest.json with the sha256)
 and cached with its initrd keyed by everything that goes into them, so a warm run only links
 three files. nodeset (provmethod=netboot) writes the node's iPXE script; rpower starts the
-VM through its BMC. Fault tests (lab mark): the image URL answers 404, the image is
-corrupt, the HTTP site is down; each ends in ``failed`` with one ``xcat: FAILED:`` line on
-the console and a reboot. Times from power-on are printed (``-rP``), never asserted.
+VM through its BMC. Fault tests (boots that never get past the image, so they boot the lab
+kernel with the product's initrd built from its modules): the image URL answers 404, the
+image is corrupt, the HTTP site is down; each ends in ``failed`` with one ``xcat: FAILED:``
+line on the console and a reboot. Statelite: persistent files on an NFS server in the lab
+survive a reset, tmpfs ones do not, ro ones come from litetree. Times from power-on are printed (``-rP``), never asserted.
 """
 from __future__ import annotations
 
@@ -86,6 +88,21 @@ def test_the_initrd_loads_the_images_own_modules_after_their_dependencies(tmp_pa
     assert order == ["failover", "net_failover", "virtio_net", "e1000", "squashfs", "overlay"]
     assert diskless.build_initrd(root, tmp_path / "again.gz", netdrivers=["virtio_net",
                                  "e1000"]).read_bytes() == out.read_bytes()  # reproducible
+
+
+def test_the_nfs_client_goes_in_when_the_kernel_has_it_for_statelite(tmp_path):
+    if not any(Path(p).is_file() for p in diskless.BUSYBOX_PATHS):
+        pytest.skip("busybox-static is not installed")
+    root = _fake_image(tmp_path / "img", deps={
+        "kernel/drivers/net/virtio_net.ko": [], "kernel/fs/squashfs/squashfs.ko": [],
+        "kernel/fs/overlayfs/overlay.ko": [],
+        "kernel/fs/nfs/nfsv4.ko": ["kernel/fs/nfs/nfs.ko", "kernel/net/sunrpc/sunrpc.ko"],
+        "kernel/fs/nfs/nfs.ko": ["kernel/net/sunrpc/sunrpc.ko"],
+        "kernel/net/sunrpc/sunrpc.ko": []})
+    names = _cpio_names(diskless.build_initrd(root, tmp_path / "i.gz", netdrivers=["virtio_net"]))
+    order = [n.removeprefix("lib/modules/").removesuffix(".ko") for n in names
+             if n.startswith("lib/modules/") and n.endswith(".ko")]
+    assert order == ["virtio_net", "squashfs", "overlay", "sunrpc", "nfs", "nfsv4"]
 
 
 def test_a_module_the_image_lacks_is_an_error_naming_it(tmp_path):
@@ -192,6 +209,33 @@ def _packed() -> Path:
     return out
 
 
+def _fault_pack(tmp_path: Path) -> Path:
+    """For the fault tests, whose boots never get past the image: the lab kernel, the
+    product's diskless initrd built from that kernel's modules (xcatd.lab.assets), and a
+    small stand-in root image with its sha256 in the manifest."""
+    from xcatd.lab import assets
+    try:
+        kernel, mods, kver = assets.kernel(), assets.modules_dir(), assets.kernel_version()
+    except assets.AssetsMissing as exc:
+        pytest.skip(str(exc))
+    root, out = tmp_path / "fault-root", tmp_path / "fault-pack"
+    moddir = root / "lib/modules" / kver
+    moddir.mkdir(parents=True)
+    out.mkdir()
+    deps = []
+    for ko in sorted(mods.glob("*.ko")):
+        (moddir / ko.name).symlink_to(ko)
+        deps.append(f"{ko.name}: {' '.join(d + '.ko' for d in assets.module_depends(ko))}\n")
+    (moddir / "modules.dep").write_text("".join(deps))
+    diskless.build_initrd(root, out / FILES["initrd"], kernelver=kver,
+                          netdrivers=["virtio_net", "virtio_pci"])
+    shutil.copyfile(kernel, out / FILES["kernel"])
+    (out / FILES["rootimg"]).write_bytes(os.urandom(1 << 20))
+    (out / "manifest.json").write_text(json.dumps(
+        {k: {"file": n, "sha256": _sha256(out / n)} for k, n in FILES.items()}))
+    return out
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -248,11 +292,14 @@ def _start_xcatd(mn, lab, log: Path):
 
 
 def _scene(mn, lab, tmp_path, addkcmdline: str = "", initrd: Path | None = None,
-           kernel: Path | None = None, image: str | None = None):
+           kernel: Path | None = None, image: str | None = None, node_attrs: tuple = (),
+           method: str = "netboot", packed: Path | None = None):
     """n1 (SeaBIOS + iPXE ROM, xnba) with its BMC, the packed image placed and defined as
     a netboot osimage (or ``image``, built and packed by the test), nodeset done, dhcpd and
     xcatd running; returns (vm, image dir, xcatd, its log)."""
-    if image is None:
+    if packed is not None:
+        where = _place(packed, mn)
+    elif image is None:
         where = _place(_packed(), mn, initrd, kernel)
     else:
         where = mn.root / "install/netboot" / OSVERS / ARCH / image.rsplit("-", 1)[1]
@@ -270,11 +317,11 @@ def _scene(mn, lab, tmp_path, addkcmdline: str = "", initrd: Path | None = None,
           "nodetype.arch=x86_64", "nodehm.serialport=0", "nodehm.serialspeed=115200",
           "noderes.netboot=xnba", "nodehm.mgt=ipmi", f"ipmi.bmc={vm.bmc_addr}",
           f"ipmi.bmcport={vm.bmc_port}", f"ipmi.username={vm.bmc_user}",
-          f"ipmi.password={vm.bmc_password}")
+          f"ipmi.password={vm.bmc_password}", *node_attrs)
     mn.ok("makedhcp", "-n")
     lab.start_dhcpd(mn.root / "etc/dhcp/dhcpd.conf")
     image = image or IMAGE
-    assert mn.ok("nodeset", "n1", f"osimage={image}").lines == [f"n1: netboot {image}"]
+    assert mn.ok("nodeset", "n1", f"osimage={image}").lines == [f"n1: {method} {image}"]
     log = tmp_path / "xcatd.log"
     return vm, where, _start_xcatd(mn, lab, log), log
 
@@ -348,6 +395,114 @@ def test_genimage_packimage_nodeset_rpower_boot_a_vm_diskless_into_systemd(
           f"{seconds:.1f} s")
 
 
+LITE_IMAGE = "debian12-x86_64-statelite-lab"
+#: a unit added to the image: each boot appends its boot id to a persistent file and to a
+#: tmpfs one, tries to write the ro one, and prints what it found on the console
+PROBE = """#!/bin/sh
+id=$(cat /proc/sys/kernel/random/boot_id)
+echo "$id" >> /var/lib/lite/boots.log
+echo "$id" >> /etc/lite-tmpfs.log
+if echo x >> /etc/lite-ro.conf 2>/dev/null; then ro=writable; else ro=read-only; fi
+echo "LITEPROBE persistent=$(wc -l < /var/lib/lite/boots.log) \
+tmpfs=$(wc -l < /etc/lite-tmpfs.log) seed=$(cat /var/lib/lite/seed) \
+ro=$ro:$(cat /etc/lite-ro.conf) mounts=$(grep -c ' nfs4 ' /proc/mounts)" > /dev/console
+"""
+PROBE_UNIT = """[Unit]
+Description=statelite probe (test)
+After=local-fs.target
+[Service]
+Type=oneshot
+ExecStart=/usr/local/sbin/lite-probe
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def _lab_image_files(mn) -> list[str]:
+    """The lab image's pkglist and postinstall under the site's custom directory (the same
+    spec as the genimage test's: genimage restores the tree from the cache)."""
+    from xcatd.lab import diskimage
+    custom = mn.root / "install/custom/netboot/debian"
+    custom.mkdir(parents=True, exist_ok=True)
+    (custom / "lab.pkglist").write_text("\n".join(diskimage.PACKAGES) + "\n")
+    post = custom / "lab.postinstall"  # the lab image's customisation, as a postinstall
+    post.write_text("#!/bin/sh\nset -e\n" + "\n".join(diskimage.CUSTOMIZE) + "\n")
+    post.chmod(0o755)
+    return ["pkglist=/install/custom/netboot/debian/lab.pkglist",
+            "postinstall=/install/custom/netboot/debian/lab.postinstall"]
+
+
+def test_statelite_keeps_persistent_files_across_a_reset_and_shows_litetree_ro_files(
+        mn_sqlite, vmlab, tmp_path, monkeypatch):
+    """A statelite osimage (the lab image): litefile says /var/lib/lite/ is persistent,
+    /etc/lite-tmpfs.log tmpfs and /etc/lite-ro.conf ro; litetree and statelite.statemnt
+    ($noderes.nfsserver) are on an NFS server in the lab's namespace. genimage, liteimg,
+    nodeset, rpower on: the probe unit sees one boot in both files and the litetree copy,
+    read-only. rpower reset: the persistent file has both boots (and is on the server),
+    the tmpfs one only the new one."""
+    from xcatd.lab import assets
+    if not shutil.which("mmdebstrap") or not shutil.which("mksquashfs"):
+        pytest.skip("needs mmdebstrap and squashfs-tools")
+    if not shutil.which("ganesha.nfsd"):
+        pytest.skip("needs nfs-ganesha and nfs-ganesha-vfs (make test installs them)")
+    mn, lab = mn_sqlite, vmlab
+    monkeypatch.setenv("PYXCAT_IMAGE_CACHE", str(assets.assets_dir() / "genimage"))
+    mn.ok("mkdef", "-t", "osimage", "-o", LITE_IMAGE, "imagetype=linux", "provmethod=statelite",
+          f"osvers={OSVERS}", f"osarch={ARCH}", "profile=lab", "osname=Linux",
+          *_lab_image_files(mn))
+    built = mn.run("genimage", LITE_IMAGE)
+    if built.rc and "mirror" in built.err.lower():
+        pytest.skip(f"the Debian mirror cannot be reached: {built.err[-300:]}")
+    assert built.rc == 0, built.err
+    where = mn.root / "install/netboot" / OSVERS / ARCH / "lab"
+    root = where / "rootimg"
+    (root / "usr/local/sbin/lite-probe").write_text(PROBE)
+    (root / "usr/local/sbin/lite-probe").chmod(0o755)
+    (root / "etc/systemd/system/lite-probe.service").write_text(PROBE_UNIT)
+    (root / "etc/systemd/system/multi-user.target.wants/lite-probe.service").symlink_to(
+        "/etc/systemd/system/lite-probe.service")
+    (root / "var/lib/lite").mkdir()
+    (root / "var/lib/lite/seed").write_text("from-the-image\n")
+    (root / "etc/lite-ro.conf").write_text("from-the-image\n")
+    export = tmp_path / "nfs"
+    (export / "litetree/etc").mkdir(parents=True)
+    (export / "state").mkdir()
+    (export / "litetree/etc/lite-ro.conf").write_text("from-litetree\n")
+    for path, opts in (("/var/lib/lite/", "persistent"), ("/etc/lite-tmpfs.log", "tmpfs"),
+                       ("/etc/lite-ro.conf", "ro")):
+        mn.ok("chtab", f"image={LITE_IMAGE},file={path}", f"litefile.options={opts}")
+    mn.ok("chtab", "priority=1", f"litetree.directory={lab.server_ip}:{export}/litetree",
+          f"litetree.image={LITE_IMAGE}")
+    mn.ok("chtab", "node=n1", f"statelite.statemnt=$noderes.nfsserver:{export}/state")
+    out = mn.ok("liteimg", LITE_IMAGE).out
+    assert "3 litefile entries written" in out and "rootimg.sfs" in out, out
+    lab.start_nfs(export)
+    vm, _where, _xcatd, _log = _scene(mn, lab, tmp_path, image=LITE_IMAGE, method="statelite",
+                                      node_attrs=(f"noderes.nfsserver={lab.server_ip}",))
+    _rpower(mn, "on")
+    first = lab.wait_serial(vm, r"LITEPROBE (.*)$", timeout=BOOT_WAIT)
+    assert first.group(1).split() == [
+        "persistent=1", "tmpfs=1", "seed=from-the-image", "ro=read-only:from-litetree",
+        "mounts=4"], lab.serial_text(vm)[-4000:]  # the two NFS mounts and the two binds
+    _until("booted", lambda: _status(mn) == "booted", BOOT_WAIT)
+    console = lab.serial_text(vm)
+    assert re.search(r"xcat: statelite: 3 files placed, persistent on "
+                     r"/\.statelite/persistent/n1", console), console[-4000:]
+    mark = lab.serial_mark(vm)
+    _rpower(mn, "reset")
+    second = lab.wait_serial(vm, r"LITEPROBE (.*)$", timeout=BOOT_WAIT, start=mark)
+    assert second.group(1).split()[:4] == [
+        "persistent=2", "tmpfs=1", "seed=from-the-image", "ro=read-only:from-litetree"], \
+        lab.serial_text(vm, mark)[-4000:]
+    # the node's persistent files are on the NFS server, under <statemnt>/<node>
+    boots = (export / "state/n1/var/lib/lite/boots.log").read_text().split()
+    assert len(boots) == 2 and boots[0] != boots[1]
+    assert (export / "state/n1/var/lib/lite/seed").read_text() == "from-the-image\n"
+    assert (export / "litetree/etc/lite-ro.conf").read_text() == "from-litetree\n"
+    _until("booted after the reset", lambda: _status(mn) == "booted", BOOT_WAIT)
+    assert "FAILED" not in lab.serial_text(vm)
+
+
 @pytest.mark.lab
 def test_a_diskless_node_boots_the_image_into_systemd_and_reports_booted(mn_sqlite, vmlab,
                                                                            tmp_path):
@@ -393,6 +548,7 @@ def test_a_bare_kernel_and_initrd_that_only_reports_for_comparison(mn_sqlite, vm
 
 # ---- faults: each ends in failed, bounded, with one line on the console ----------------------
 FAILDELAY = 10
+FAULT_ARGS = f"xcat.faildelay={FAILDELAY} xcat.retries=3"
 
 
 def _failed(mn, lab, vm, why: str) -> float:
@@ -411,44 +567,45 @@ def _failed(mn, lab, vm, why: str) -> float:
     return seconds
 
 
-@pytest.mark.lab
 def test_an_image_url_that_answers_404_ends_in_failed(mn_sqlite, vmlab, tmp_path):
     mn, lab = mn_sqlite, vmlab
-    vm, where, _xcatd, _log = _scene(mn, lab, tmp_path, f"xcat.faildelay={FAILDELAY}")
+    vm, where, _xcatd, _log = _scene(mn, lab, tmp_path, FAULT_ARGS,
+                                     packed=_fault_pack(tmp_path))
     (where / "rootimg.sfs").unlink()  # after nodeset: the URL answers 404
     _rpower(mn, "on")
     # _failed asserts the FAILED line, the failed report and the reboot
-    seconds = _failed(mn, lab, vm, r"rootimg\.sfs: .*404.* after 5 tries: check packimage")
+    seconds = _failed(mn, lab, vm, r"rootimg\.sfs: .*404.* after 3 tries: check packimage")
     assert _status(mn) == "failed"
     assert mn.db.rows("chain", keys=["n1"])[0]["currstate"] == "boot"  # no endless netboot
     print(f"\n404: power-on to failed {seconds:.1f} s")
 
 
-@pytest.mark.lab
 def test_a_corrupt_image_fails_its_sha256_check(mn_sqlite, vmlab, tmp_path):
     mn, lab = mn_sqlite, vmlab
-    vm, where, _xcatd, _log = _scene(mn, lab, tmp_path, f"xcat.faildelay={FAILDELAY}")
+    vm, where, _xcatd, _log = _scene(mn, lab, tmp_path, FAULT_ARGS,
+                                     packed=_fault_pack(tmp_path))
     sfs = where / "rootimg.sfs"
     data = bytearray(sfs.read_bytes())
     data[len(data) // 2] ^= 0xFF
     sfs.unlink()  # a new file: never write through the link to the cache
     sfs.write_bytes(bytes(data))
     _rpower(mn, "on")
-    _failed(mn, lab, vm, r"sha256 [0-9a-f]{64} is not xcat\.sha256 .*run packimage")
+    seconds = _failed(mn, lab, vm, r"sha256 [0-9a-f]{64} is not xcat\.sha256 .*run packimage")
     assert "switch_root" not in lab.serial_text(vm)
+    print(f"\ncorrupt image: power-on to failed {seconds:.1f} s")
 
 
-@pytest.mark.lab
 def test_the_http_site_down_ends_in_failed_once_it_is_back(mn_sqlite, vmlab, tmp_path):
     """xcatd stops once the initrd runs: every image try is refused, the FAILED line shows;
     xcatd comes back within the reboot deadline and the initrd's report of failed lands."""
     mn, lab = mn_sqlite, vmlab
-    vm, _where, xcatd, log = _scene(mn, lab, tmp_path, "xcat.faildelay=60")
+    vm, _where, xcatd, log = _scene(mn, lab, tmp_path, "xcat.faildelay=60 xcat.retries=3",
+                                    packed=_fault_pack(tmp_path))
     _rpower(mn, "on")
     lab.wait_serial(vm, r"xcat: diskless initrd on", timeout=BOOT_WAIT)
     lab.kill(xcatd)
     line = lab.wait_serial(vm, r"^xcat: FAILED: (.*)$", timeout=180).group(1)
-    assert re.search(r"rootimg\.sfs: .*(refused|can't connect).* after 5 tries", line), line
+    assert re.search(r"rootimg\.sfs: .*(refused|can't connect).* after 3 tries", line), line
     _start_xcatd(mn, lab, log)
     _watch(mn, "failed", 90)
     lab.wait_serial(vm, r"xcat: reported failed: HTTP/1\.[01] 200", timeout=60)

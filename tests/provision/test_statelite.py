@@ -15,6 +15,7 @@ from xcatd.provision.statelite import (
     lite_sources,
     litefile_entries,
     load_entries,
+    node_plan,
     parse_options,
     state_mount,
 )
@@ -144,6 +145,43 @@ def test_persistent_area_per_node(cluster_sqlite):
     mn.ok("chtab", "node=n20", "statelite.statemnt=nocolon")
     with pytest.raises(LiteError, match=r"statelite\.statemnt of n20 is 'nocolon'"):
         state_mount(mn.db, "n20")
+
+
+def test_the_node_plan_resolves_servers_and_lists_parents_first(cluster_sqlite):
+    mn = cluster_sqlite
+    define_image(mn)
+    build(mn, command("chdef", "compute", "nfsserver=10.0.0.9"),
+          command("chdef", "n2", "ip=10.0.0.2"))
+    for argv in (lite("ALL", "/etc/ssh/", "persistent"),
+                 lite("ALL", "/etc/ssh/sshd_config", "persistent"), lite(IMAGE, "/etc/motd", "con"),
+                 tree("2", "$noderes.nfsserver:/lite/$node", IMAGE), tree("1", "n2:/lite/all"),
+                 tree("3", "/bare")):
+        mn.ok(*argv)
+    mn.ok("chtab", "node=compute", "statelite.statemnt=$noderes.nfsserver:/state",
+          "statelite.mntopts=vers=4.2, soft")
+    assert node_plan(mn.db, "n3", IMAGE, "192.0.2.1").splitlines() == [
+        f"# statelite of n3 ({IMAGE})", "state 10.0.0.9 /state n3 vers=4.2,soft",
+        "tree 10.0.0.2 /lite/all -",           # a node's name: its hosts.ip
+        "tree 10.0.0.9 /lite/n3 -", "tree 192.0.2.1 /bare -",   # no server: the node's MN
+        "file con /etc/motd", "file persistent /etc/ssh/", "file persistent /etc/ssh/sshd_config"]
+    mn.ok(*tree("4", "nosuchhost.invalid:/x"))
+    with pytest.raises(LiteError, match=r"litetree priority 4 .*cannot resolve the server "
+                                        r"'nosuchhost\.invalid'"):
+        node_plan(mn.db, "n3", IMAGE, "192.0.2.1")
+    mn.ok("chtab", "-d", "priority=4", "litetree")
+    mn.ok(*tree("5", "mn:relative/path"))
+    with pytest.raises(LiteError, match=r"litetree priority 5 is 'mn:relative/path': the path "
+                                        "must be absolute"):
+        node_plan(mn.db, "n3", IMAGE, "192.0.2.1")
+    mn.ok("chtab", "-d", "priority=5", "litetree")
+    mn.ok("chtab", "-d", "node=compute", "statelite")
+    with pytest.raises(LiteError, match=r"has persistent litefile entries, but n3 has no "
+                                        r"statelite\.statemnt"):
+        node_plan(mn.db, "n3", IMAGE, "192.0.2.1")
+    mn.ok(*lite("ALL", "/etc/my file"))
+    with pytest.raises(LiteError, match=r"'ALL /etc/my file tmpfs': the path must not hold "
+                                        "white space"):
+        node_plan(mn.db, "n3", IMAGE, "192.0.2.1")
 
 
 def test_lslite_for_an_image_and_for_nodes(cluster_sqlite):

@@ -40,6 +40,7 @@ DEFAULT_POLICY = [  # (priority, name, commands, rule)
     ("4.6", None, "syncfiles", "allow"),
     # nodes fetching their boot scripts and reporting (the node API; each proves itself)
     ("4.7", None, "bootscript,callback", "allow"),
+    ("4.8", None, "liteplan", "allow"),  # a statelite initrd fetching its plan
 ]
 
 

@@ -112,6 +112,7 @@ class HttpSite:
         app.router.add_get("/install/{path:.*}", self.handle_install)
         app.router.add_get("/tftpboot/{path:.*}", self.handle_tftpboot)
         app.router.add_post("/xcat/callback/{node}", self.handle_callback)
+        app.router.add_get("/xcat/statelite/{node}", self.handle_liteplan)
         return app
 
     async def start(self, host: str | None, port: int) -> int:
@@ -231,6 +232,27 @@ class HttpSite:
             raise _http(failed[0], "forbidden\n" if failed[0].kind == "denied" else None)
         note = "; ".join(r.warning for r in out if r.warning and r.node == node)
         return web.Response(text=f"ok: {note}\n" if note else "ok\n")
+
+
+    async def handle_liteplan(self, request: web.Request) -> web.Response:
+        """GET /xcat/statelite/<node> with the boot's bearer token: the node's statelite
+        plan (xcatd.provision.statelite.node_plan), never cached."""
+        node = request.match_info["node"]
+        if not safe_name(node):
+            raise web.HTTPForbidden(text="forbidden\n")
+        ip = self.client_ip(request, self.site())
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        token = token.strip() if scheme.lower() == "bearer" else ""
+        out = await self._blocking(self.run, "liteplan", node, ip, {"token": token})
+        failed = [r for r in out if r.error]
+        if failed:
+            log.warning("statelite plan for %s from %s refused: %s", node, ip, failed[0].error)
+            raise _http(failed[0], "forbidden\n" if failed[0].kind == "denied" else None)
+        plan = next((r.obj["plan"] for r in out if r.obj and "plan" in r.obj), None)
+        if plan is None:
+            raise web.HTTPNotFound()
+        return web.Response(text=plan, content_type="text/plain",
+                            headers={"Cache-Control": "no-store"})
 
 
 #: How much of a node's reason for a failed boot is kept

@@ -353,6 +353,43 @@ class VmLab:
                                       f"{self.server_ip}:69", "--user", user, "--secure",
                                       Path(root_dir)], "udp", 69)
 
+    def start_nfs(self, export_dir: str | os.PathLike[str]) -> subprocess.Popen[Any]:
+        """An NFSv4 server exporting ``export_dir`` (read-write, root not squashed) on port
+        2049 in the namespace, its pseudo path the same as its path (``server_ip:<dir>``).
+
+        It is NFS-Ganesha, a user-space server: the kernel NFS server needs the nfsd
+        module, which kernels of CI machines (this one's among them) may not have, and
+        kernel nfsd state (exports, /var/lib/nfs) is the host's, not the namespace's."""
+        _need("ganesha.nfsd", "nfs-ganesha")
+        d = self.dir / "nfs"
+        (d / "recovery").mkdir(parents=True, exist_ok=True)
+        conf, path = d / "ganesha.conf", Path(export_dir).resolve()
+        conf.write_text(f"""NFS_CORE_PARAM {{
+    Protocols = 4;
+    NFS_Port = 2049;
+    Enable_NLM = false;
+    Enable_RQUOTA = false;
+}}
+NFSV4 {{
+    Graceless = true;
+    RecoveryBackend = fs;
+    RecoveryRoot = "{d / 'recovery'}";
+}}
+EXPORT {{
+    Export_Id = 1;
+    Path = "{path}";
+    Pseudo = "{path}";
+    Access_Type = RW;
+    Squash = No_Root_Squash;
+    Protocols = 4;
+    Transports = TCP;
+    SecType = sys;
+    FSAL {{ Name = VFS; }}
+}}
+""")
+        return self._daemon("nfs", ["ganesha.nfsd", "-F", "-L", "/dev/stderr", "-f", conf,
+                                    "-p", d / "ganesha.pid", "-N", "NIV_EVENT"], "tcp", 2049)
+
     def start_http(self, root_dir: str | os.PathLike[str], port: int = 8080) -> HttpServer:
         """An HTTP server on server_ip:port: GET serves ``root_dir``, POST is recorded."""
         posts = self.dir / f"http-{port}.posts"

@@ -37,8 +37,9 @@ network.target multi-user.target) runs ``/usr/lib/xcat/xcat-booted`` which POSTs
 
 Kernel modules come from the image itself (its /lib/modules/<kver>, the kernel genimage put
 beside the image): the NIC drivers (``linuximage.netdrivers`` or NETDRIVERS) and loop,
-squashfs and overlay, each after what it depends on (modules.dep); modules built into the
-kernel (modules.builtin) are skipped, a module that is neither is an error naming it.
+squashfs and overlay (and nfsv4, for statelite, when the kernel has it), each after what it
+depends on (modules.dep); modules built into the kernel (modules.builtin) are skipped, a
+module that is neither is an error naming it.
 Busybox is busybox-static from the management node. Nothing per node goes into the initrd or
 the image: one initrd serves every node of the image.
 
@@ -62,6 +63,8 @@ from pathlib import Path
 
 NETDRIVERS = ("virtio_net", "virtio_pci", "e1000", "e1000e", "igb")
 FS_MODULES = ("loop", "squashfs", "overlay")
+#: for statelite (its NFS mounts): in the initrd when the image's kernel has them
+NFS_MODULES = ("nfsv4",)
 BUSYBOX_PATHS = ("/bin/busybox", "/usr/bin/busybox")
 UNIT = "xcat-booted.service"
 REPORTER = "usr/lib/xcat/xcat-booted"
@@ -152,6 +155,15 @@ def module_closure(moddir: Path, wanted: Iterable[str]) -> list[Path]:
     return order
 
 
+def optional_modules(moddir: Path) -> list[str]:
+    """The NFS_MODULES the image's kernel has (as modules or built in)."""
+    text = (moddir / "modules.dep").read_text()
+    builtin = moddir / "modules.builtin"
+    text += builtin.read_text() if builtin.is_file() else ""
+    have = {_name(line.partition(":")[0]) for line in text.splitlines() if line.strip()}
+    return [m for m in NFS_MODULES if m in have]
+
+
 def _name(path: str) -> str:
     return Path(path.strip()).name.split(".ko")[0].replace("-", "_")
 
@@ -177,7 +189,7 @@ def build_initrd(rootimg: Path, out: Path, kernelver: str | None = None,
     kver = kernel_version(rootimg, kernelver)
     moddir = _modules_root(rootimg) / kver
     drivers = [d for d in (netdrivers or NETDRIVERS) if d]
-    mods = module_closure(moddir, [*drivers, *FS_MODULES])
+    mods = module_closure(moddir, [*drivers, *FS_MODULES, *optional_modules(moddir)])
     w = _Newc()
     for d in ("bin", "sbin", "dev", "etc", "lib", "lib/modules", "mnt", "newroot", "proc",
               "root", "run", "sys", "tmp"):

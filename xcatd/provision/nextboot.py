@@ -63,6 +63,7 @@ from xcatd.netboot.loaders import BootTarget, NodeBoot
 from xcatd.netconf import dhcp
 from xcatd.provision import installfiles, osfamily
 from xcatd.provision.media import inside_tree
+from xcatd.provision.statelite import node_plan
 
 USAGE = ("Usage: nodeset <noderange> [shell|boot|runcmd=bmcsetup|osimage[=<imagename>]|"
          "offline|shutdown|stat|next]")
@@ -72,6 +73,9 @@ GENESIS_PREFIXES = ("runcmd=", "runimage=")
 INSTALL_PREFIX = "install"
 #: provmethod of diskless images, and the first word of their chain state
 NETBOOT = "netboot"
+STATELITE = "statelite"
+#: osimage.rootfstype values a statelite image boots with (the packed image into RAM)
+LITE_ROOTFS = ("", "ramdisk")
 #: What packimage writes beside a diskless image (xcatd.provision.packimage)
 MANIFEST = "manifest.json"
 
@@ -220,8 +224,9 @@ class NodesetRun:
             if state == "osimage" or state.startswith("osimage="):
                 for image, members in images.items():
                     todo = [n for n in nodes if n in members]
-                    if todo and self.osimages[image].get("provmethod") == NETBOOT:
-                        self._plan_netboot(image, todo, out)
+                    method = self.osimages[image].get("provmethod")
+                    if todo and method in (NETBOOT, STATELITE):
+                        self._plan_netboot(image, todo, out, method)
                     elif todo:
                         self._plan_install(image, todo, out)
             elif state == "boot":
@@ -272,9 +277,15 @@ class NodesetRun:
             pm = row.get("provmethod")
             if not pm:
                 raise XcatError(f"osimage.provmethod for {image} must be set.")
-            if pm not in ("install", NETBOOT):
+            if pm not in ("install", NETBOOT, STATELITE):
                 raise XcatError(f"osimage {image}: provmethod={pm} is not supported by nodeset "
-                                "yet (install and netboot are)")
+                                "yet (install, netboot and statelite are)")
+            rootfs = (row.get("rootfstype") or "").strip()
+            if pm == STATELITE and rootfs not in LITE_ROOTFS:
+                raise XcatError(f"osimage {image}: rootfstype={rootfs} is not supported: a "
+                                "statelite node fetches its packed image into RAM (set "
+                                "osimage.rootfstype=ramdisk, then liteimg); the root over "
+                                "NFS is not built")
             for attr in ("osvers", "osarch", "profile"):
                 if not row.get(attr):
                     raise XcatError(f"osimage {image}: {attr} is not set")
@@ -352,13 +363,16 @@ class NodesetRun:
                 noderes={"current_osimage": image},
                 autoinst=rendered.files[node])
 
-    def _plan_netboot(self, image: str, nodes: list[str], out: Outcome) -> None:
-        """A diskless image (provmethod=netboot): its packed kernel and initrd into the TFTP
-        roots, and a kernel command line naming the root image's URL and sha256 (from the
-        image's manifest), the node, and the node's callback with a token of its own. The
-        state stays ``netboot <image>`` (its chain: the same image again): every boot
-        netboots, and the token is kept for the reports of every boot (the initrd's
-        ``netbooting``, systemd's ``booted``)."""
+    def _plan_netboot(self, image: str, nodes: list[str], out: Outcome,
+                      method: str = NETBOOT) -> None:
+        """A diskless image (provmethod=netboot or statelite): its packed kernel and initrd
+        into the TFTP roots, and a kernel command line naming the root image's URL and
+        sha256 (from the image's manifest), the node, and the node's callback with a token
+        of its own. The state stays ``netboot <image>`` (``statelite <image>``; its chain:
+        the same image again): every boot netboots, and the token is kept for the reports
+        of every boot (the initrd's ``netbooting``, systemd's ``booted``). A statelite node
+        also gets ``xcat.statelite=<URL>`` where its initrd fetches its plan (what to mount
+        and place), checked here for each node first."""
         row, linux = self.osimages[image], self.linuximages.get(image, {})
         osvers, arch, profile = row["osvers"], row["osarch"], row["profile"]
         try:
@@ -381,11 +395,20 @@ class NodesetRun:
         kernel, initrd = f"{dest_rel}/{packed.kernel.name}", f"{dest_rel}/{packed.initrd.name}"
         rel = packed.rootimg.relative_to(self.installdir).as_posix()
         addk = " ".join(split_words(linux.get("addkcmdline")))
-        state = f"{NETBOOT} {image}"
+        state = f"{method} {image}"
         for node in nodes:
-            url = f"http://{url_host(self.server(node))}:{self.httpport}/install/{rel}"
+            site = f"http://{url_host(self.server(node))}:{self.httpport}"
+            url = f"{site}/install/{rel}"
+            lite = ""
+            if method == STATELITE:
+                try:
+                    node_plan(self.ctx.db, node, image, self.server(node))
+                except XcatError as exc:
+                    out.fail(node, str(exc))
+                    continue
+                lite = f"xcat.statelite={site}/xcat/statelite/{node}"
             kcmd = " ".join(p for p in (
-                f"xcat.image={url}", f"xcat.sha256={packed.sha256}", f"xcat.node={node}",
+                f"xcat.image={url}", f"xcat.sha256={packed.sha256}", f"xcat.node={node}", lite,
                 self.console(node), addk, self.v(node, "bootparams", "addkcmdline") or "",
                 f"xcatcallback={self.callback_url(node)}") if p)
             token = secrets.token_urlsafe(32)

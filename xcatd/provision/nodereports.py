@@ -39,11 +39,13 @@ from xcatd.provision import nextboot
 from xcatd.provision.nextboot import (
     INSTALL_PREFIX,
     NETBOOT,
+    STATELITE,
     NodesetRun,
     Outcome,
     now_text,
     token_hash,
 )
+from xcatd.provision.statelite import node_plan
 
 log = logging.getLogger("xcatd.provision.nodereports")
 
@@ -146,7 +148,7 @@ def boot_script(cluster: Cluster, node: str, ip: str | None) -> str:
     state = run.v(node, "chain", "currstate") or ""
     if state.startswith(INSTALL_PREFIX):
         _count_install_boot(cluster, run, node)
-    elif state.startswith(NETBOOT + " "):
+    elif state.startswith((NETBOOT + " ", STATELITE + " ")):
         _count_install_boot(cluster, run, node, "netbooting")
     elif state == "boot":
         set_status(cluster, node, "booting")
@@ -189,6 +191,17 @@ def report(cluster: Cluster, node: str, status: str, token: str, ip: str | None,
     with that, so the job and audit records keep it."""
     if status not in STATUSES:
         raise XcatError(f"status must be one of {', '.join(STATUSES)}")
+    check_token(cluster, node, token, ip)
+    note = _act(cluster, node, status)
+    if status == "failed" and reason:
+        log.warning("%s reported failed: %s", node, reason)
+        note = _join(f"the node says: {reason}", note)
+    return note
+
+
+def check_token(cluster: Cluster, node: str, token: str, ip: str | None) -> None:
+    """DENIED unless ``token`` is the node's current one and the request comes from the
+    node's address (when site.httpsourcecheck asks for that)."""
     exists, want = node_ip(cluster, node)
     if not exists:
         raise denied("not a node")
@@ -198,11 +211,19 @@ def report(cluster: Cluster, node: str, status: str, token: str, ip: str | None,
     stored = (rows[0].get("tokenhash") if rows else None) or ""
     if not token or not stored or not hmac.compare_digest(token_hash(token), stored):
         raise denied("bad or retired token")
-    note = _act(cluster, node, status)
-    if status == "failed" and reason:
-        log.warning("%s reported failed: %s", node, reason)
-        note = _join(f"the node says: {reason}", note)
-    return note
+
+
+# ---- a statelite node asks for its plan ------------------------------------------------------
+def lite_plan(cluster: Cluster, node: str, token: str, ip: str | None) -> str:
+    """The statelite plan of a node that nodeset set to ``statelite <image>``, for its
+    initrd (xcatd.provision.statelite.node_plan); the token is checked, not spent."""
+    check_token(cluster, node, token, ip)
+    run = NodesetRun(cluster, [node])
+    state = run.v(node, "chain", "currstate") or ""
+    if not state.startswith(STATELITE + " "):
+        raise not_found(f"{node} is not set to boot a statelite image (its state is "
+                        f"'{state or 'unset'}'): run nodeset {node} osimage=<statelite image>")
+    return node_plan(cluster.db, node, state.split(" ", 1)[1].strip(), run.server(node))
 
 
 def _act(cluster: Cluster, node: str, status: str) -> str:

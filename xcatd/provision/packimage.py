@@ -37,6 +37,7 @@ import fcntl
 import fnmatch
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -50,10 +51,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from xcatd.base.paths import Paths
-from xcatd.base.request import ErrorKind, XcatError
+from xcatd.base.request import ErrorKind, Response, XcatError
 from xcatd.base.site import DEFAULT_INSTALLDIR, SiteValues
 from xcatd.db.database import Database
 from xcatd.provision.installfiles import crypt_password
+
+_log = logging.getLogger("xcatd.provision.packimage")
 
 #: the per-image lock genimage, packimage, liteimg and rmimage share (flock on this file in
 #: the image's rootimgdir): one of them at a time on one image
@@ -771,3 +774,60 @@ def remove(path: Path) -> None:
         shutil.rmtree(path)
     else:
         path.unlink(missing_ok=True)
+
+
+# ---- packimage (and liteimg): pack an image, say what was done -------------------------------
+def pack_osimage(ctx, image: NetbootImage, method: str, compressor: Compressor, *,
+                 nosyncfiles: bool = False) -> Iterator[Response]:
+    """Pack a diskless osimage's tree (``rootimg`` under its rootimgdir) with its root
+    password hash and exlist, write its manifest, and say so as packimage does (liteimg
+    packs a statelite image the same way)."""
+    name = image.name
+    compress = compressor.name
+    destdir = ctx.paths.under(image.rootimgdir)
+    rootimg = destdir / "rootimg"
+    if not rootimg.is_dir():
+        raise PackError(f"{image.rootimgdir}/rootimg does not exist, run genimage {name} on "
+                        "a server with matching architecture", ErrorKind.NOT_FOUND)
+    if rootimg.is_symlink() and not inside(rootimg, destdir):
+        raise PackError(f"{image.rootimgdir}/rootimg leads out of {image.rootimgdir}: "
+                        "refusing to pack it")
+    exlist = read_exlist(ctx.paths, image.exlist)
+    hashed = root_hash(ctx.db, ctx.site)
+    if image.osimage.get("synclists") and not nosyncfiles:
+        yield Response(warning=f"osimage {name} has synclists: packimage does not sync files "
+                               "into the image yet (they are not in it)")
+    tree = Path(os.path.realpath(rootimg))
+    with image_lock(destdir, name, "packimage"):
+        if hashed is None:
+            yield Response(warning="No root password in passwd key=system username=root: "
+                                   "the image's root account is left as it is")
+        else:
+            set_root_password(tree, hashed)
+        yield Response(data=f"Packing contents of {image.rootimgdir}/rootimg")
+        yield Response(data=f"archive method:{method}")
+        yield Response(data=f"compress method:{compress}")
+        packed = pack(tree, destdir, method, compressor, exlist.rules(),
+                      lambda line: _log.info("packimage %s: %s", name, line))
+        for old in remove_other_packs(destdir, packed.file.name):
+            yield Response(data=f"Removed the previous pack {image.rootimgdir}/{old}")
+        manifest = write_manifest(destdir, image, method, compressor, packed,
+                                  image_spec_hash(ctx.paths, image), exlist,
+                                  installed_packages(tree))
+    for what in ("kernel", "initrd"):
+        if manifest[what] is None:
+            yield Response(warning=f"No {what} beside the image in {image.rootimgdir}: "
+                                   "run genimage before nodeset")
+    yield Response(data=f"{mn_path(ctx.paths, packed.file)}: {packed.size} bytes, sha256 "
+                        f"{packed.sha256}", obj={"file": mn_path(ctx.paths, packed.file),
+                                                 "size": packed.size,
+                                                 "sha256": packed.sha256})
+
+
+
+def mn_path(paths, path: Path) -> str:
+    """A path as the admin knows it (relative to XCATROOT)."""
+    try:
+        return "/" + path.relative_to(paths.root).as_posix()
+    except ValueError:
+        return str(path)

@@ -17,9 +17,11 @@ name ``$table.column`` values (``$noderes.nfsserver``) and ``$node``, resolved p
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import shutil
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,6 +137,8 @@ def check_entries(entries: Iterable[LiteFile]) -> list[str]:
             errors.append(f"{e.label()}: the path must not have '..', '.' or empty parts")
         elif e.path == "/":
             errors.append(f"{e.label()}: the root directory cannot be a litefile")
+        elif any(c.isspace() for c in e.file):
+            errors.append(f"{e.label()}: the path must not hold white space")
         if e.options not in OPTIONS:
             errors.append(f"{e.label()}: unknown option '{e.options}' (use one of "
                           f"{', '.join(OPTIONS)})")
@@ -253,6 +257,68 @@ def state_mount(db: Database, node: str) -> StateMount | None:
                         "server:/path")
     return StateMount(statemnt, got.get(("statelite", "mntopts")) or "",
                       f"{statemnt.rstrip('/')}/{node}")
+
+
+# ---- the node's plan: what its initrd mounts and places at boot ----------------------------
+def _host_path(db: Database, text: str, default_server: str, what: str) -> tuple[str, str]:
+    """(server address, path) of ``server:/path`` (a bare ``/path`` is on
+    ``default_server``); a server named by host name is resolved here, since the initrd
+    mounts by address."""
+    host, sep, path = text.rpartition(":")
+    if not sep:
+        host, path = default_server, text
+    if not path.startswith("/") or any(c.isspace() for c in path) or ".." in path.split("/"):
+        raise LiteError(f"{what} is '{text}': the path must be absolute, with no white space "
+                        "or '..'")
+    host = host.strip("[]")
+    try:
+        ipaddress.ip_address(host)
+        return host, path
+    except ValueError:
+        pass
+    got = db.resolve([host], {"hosts": ["ip"]}).get(host, {}).get(("hosts", "ip")) \
+        if db.rows("nodelist", keys=[host]) else None
+    if not got:
+        try:
+            got = socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
+        except (OSError, UnicodeError):
+            raise LiteError(f"{what} is '{text}': cannot resolve the server '{host}'",
+                            ErrorKind.NOT_FOUND) from None
+    return str(got), path
+
+
+def node_plan(db: Database, node: str, image: str, default_server: str) -> str:
+    """The text the node's initrd follows, one directive a line (fields never hold white
+    space): ``state <server> <path> <node> <mntopts|->`` (its persistent area is
+    ``<path>/<node>`` on that NFS server), ``tree <server> <path> <mntopts|->`` for each
+    litetree directory by priority, ``file <options> <path>`` for each litefile entry, parents
+    first. LiteError names what stops it: a bad entry, an unset value, persistent entries
+    without a statelite row."""
+    entries = load_entries(db, image)
+    lines = [f"# statelite of {node} ({image})"]
+    mount = state_mount(db, node)
+    if mount is not None:
+        server, path = _host_path(db, mount.statemnt, default_server,
+                                  f"statelite.statemnt of {node}")
+        lines.append(f"state {server} {path} {node} {_opts(mount.mntopts)}")
+    elif any(e.persistent for e in entries):
+        raise LiteError(f"{image} has persistent litefile entries, but {node} has no "
+                        "statelite.statemnt (server:/path) to keep them on",
+                        ErrorKind.NOT_FOUND)
+    for t in litetree_dirs(db, image):
+        what = f"litetree priority {t.priority}"
+        server, path = _host_path(db, substitute(db, node, t.directory, what),
+                                  default_server, what)
+        lines.append(f"tree {server} {path} {_opts(t.mntopts)}")
+    lines += [f"file {e.options} {e.file}" for e in entries]
+    return "\n".join(lines) + "\n"
+
+
+def _opts(text: str) -> str:
+    opts = ",".join(w.strip() for w in (text or "").split(",") if w.strip())
+    if any(c.isspace() for c in opts):
+        raise LiteError(f"mount options '{text}' must not hold white space")
+    return opts or "-"
 
 
 # ---- liteimg: the lists and the defaults into the image root -------------------------------
