@@ -5,7 +5,11 @@ from xcatd.commands._cli import run, xcat_command
 
 @xcat_command(help="reventlog <noderange> [<number-of-entries>|all] [-s] | clear")
 @click.option("-s", "sort", is_flag=True, help="Newest entries first.")
-@click.argument("noderange")
+@click.argument("noderange", required=False, metavar="NODERANGE")
 @click.argument("what", required=False, default="all")
-def main(sort, noderange, what):
+@click.pass_context
+def main(ctx, sort, noderange, what):
+    if not noderange:  # xCAT's reventlog alone prints its usage and succeeds
+        click.echo(ctx.get_help())
+        ctx.exit(0)
     run("reventlog", noderange, {"what": what, "sort": sort})

@@ -32,7 +32,7 @@ from xcatd.provision.media import (
     open_media,
     osver_parts,
 )
-from xcatd.provision.osfamily import find_os_file, profiles, shipped_dir
+from xcatd.provision.osfamily import FAMILIES, family, find_os_file, profiles, shipped_dir
 
 UNKNOWN = "copycds could not identify the ISO supplied, you may wish to try -n <osver>"
 _SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
@@ -140,6 +140,10 @@ def _inspect(opts: Options, source: str, distro: Distro | None) -> Iterator[Resp
 
 def _copy(ctx: Context, opts: Options, source: str, media: Media,
           distro: Distro | None) -> Iterator[Response]:
+    refused = _name_refused(opts.name, distro, source) if opts.name else None
+    if refused:
+        yield Response(error=refused, errorcode=1)
+        return
     osvers = opts.name or (distro.osvers if distro else None)
     if osvers is None:
         yield Response(error=f"{UNKNOWN} ({source})", errorcode=1)
@@ -183,6 +187,27 @@ def _copy(ctx: Context, opts: Options, source: str, media: Media,
         _link_default(ctx.paths.under(default), dest)
     yield Response(data="Media copy operation successful")
     yield from _record(ctx, osvers, arch, mn_path, installdir, not opts.noosimage)
+
+
+def _name_refused(name: str, distro: Distro | None, source: str) -> str | None:
+    """Why a -n name cannot be used for this media, or None. As with xCAT's copycds, whose
+    OS plugins each take only names of their own family (anaconda: the RHEL family, debian:
+    Debian and Ubuntu) and nothing answers for the rest: a distribution we do not provision
+    (aix, sles, windows) is refused, and so is a name of another family than the media's.
+    Media that does not say what it is takes a RHEL-family name, as xCAT's anaconda plugin
+    does; Debian and Ubuntu names need their media's .disk/info."""
+    wanted = family(name)
+    if wanted is None:
+        known = ", ".join(n for f in FAMILIES for n in f.names)
+        return f"{UNKNOWN} ({source}: -n {name} is not a distribution copycds can copy: " \
+               f"{known})"
+    held = distro.platform if distro else ""
+    if held and held != wanted.platform:
+        what = distro.osvers or f"{held} media"
+        return f"{UNKNOWN} ({source} holds {what}, not {name})"
+    if not held and wanted.platform != "rh":
+        return f"{UNKNOWN} ({source} is not {wanted.platform} media: no .disk/info names it)"
+    return None
 
 
 def _nested(a: str, b: str) -> bool:

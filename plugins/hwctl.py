@@ -99,9 +99,10 @@ def _writes_rsetboot(req: Request) -> bool:
 @command("rsetboot", noderange="required", writes=_writes_rsetboot,
          args={"device": TEXT, "persistent": FLAG, "uefi": FLAG})
 def rsetboot(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Response]:
-    device = (req.args.get("device") or "").lower()
+    device = (req.args.get("device") or "stat").lower()  # xCAT: no word is 'stat'
     if device != "stat" and device not in BOOT_DEVICES:
-        raise XcatError(f"Unsupported boot device {device!r}: use net, hd, cd, def or stat")
+        raise XcatError(f"Unsupported command: rsetboot {device} (use "
+                        f"{', '.join(BOOT_DEVICES)} or stat)")
     found, errors = routes(ctx, nodes.sorted(), BootDeviceInterface)
     yield from errors
     limits = Limits.from_site(ctx.site)

@@ -92,7 +92,7 @@ def test_a_consumer_that_drops_the_generator_cancels_too(manager, silent):
     with Fleet(count=1, badpass=[0]) as fleet:
         bad = Target("bad", "127.0.0.1", fleet.port(0), "admin", "secret")
         outcomes = manager.power_state([bad, *stuck], SLOW)
-        assert next(outcomes).error == "Incorrect password provided"
+        assert next(outcomes).error == "ERROR: Incorrect password provided"
         del outcomes
         assert free_slots(manager, SLOW.maxp) == SLOW.maxp
         silent.received()

@@ -243,9 +243,37 @@ def test_name_and_arch_options_override_and_check_the_media(mn, media):
     # media that says nothing: -n names it, -a must give the architecture
     r = mn.run("copycds", "-n", "rocky9.4", str(media["unknown"]))
     assert r.rc == 1 and "give it with -a" in r.err and not install(mn, "rocky9.4").exists()
-    r = mn.ok("copycds", "--name=custom1.0", "-a", "amd64", str(media["unknown"]))
-    assert r.lines[0] == "Copying media to /install/custom1.0/x86_64"
-    assert install(mn, "custom1.0/x86_64/stuff/readme.txt").is_file()
+    # a RHEL-family name takes media that says nothing, as xCAT's anaconda plugin does
+    r = mn.ok("copycds", "--name=rocky9.4", "-a", "amd64", str(media["unknown"]))
+    assert r.lines[0] == "Copying media to /install/rocky9.4/x86_64"
+    assert install(mn, "rocky9.4/x86_64/stuff/readme.txt").is_file()
+
+
+UNIDENTIFIED = "Error: copycds could not identify the ISO supplied, you may wish to try -n <osver>"
+
+
+@pytest.mark.parametrize("name,key,why", [
+    ("aix", "rocky9.4.iso", "-n aix is not a distribution copycds can copy"),
+    ("aix7.2", "unknown", "-n aix7.2 is not a distribution copycds can copy"),
+    ("sles15.5", "rocky9.4.iso", "-n sles15.5 is not a distribution copycds can copy"),
+    ("custom1.0", "unknown", "-n custom1.0 is not a distribution copycds can copy"),
+    ("debian12.5", "rocky9.4.iso", "holds rocky9.4, not debian12.5"),
+    ("rocky9.4", "debian12.5.0.iso", "holds debian12.5.0, not rocky9.4"),
+    ("ubuntu24.04", "debian12.5.0", "holds debian12.5.0, not ubuntu24.04"),
+    ("debian12.5", "unknown", "is not debian media"),
+])
+def test_a_name_copycds_cannot_handle_or_not_the_medias_is_refused(mn, media, name, key,
+                                                                   why):
+    """xCAT: each OS plugin takes only names of its own family and media it recognises;
+    when none answers, copycds says it could not identify the ISO, exit 1, nothing
+    copied."""
+    before = tree_state(install(mn))
+    r = mn.run("copycds", "-n", name, "-a", "x86_64", str(media[key]))
+    assert r.rc == 1 and r.out == "", r.out
+    assert r.err.startswith(UNIDENTIFIED) and why in r.err and str(media[key]) in r.err, r.err
+    assert len(r.err.splitlines()) == 1
+    assert rows(mn, "osdistro") == {} and rows(mn, "osimage") == {}
+    assert tree_state(install(mn)) == before and not leftovers(mn)
 
 
 def test_inspection_says_what_the_media_is_and_copies_nothing(mn, media):

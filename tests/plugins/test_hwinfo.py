@@ -9,7 +9,7 @@ import pytest
 
 from xcatd.base.request import Request
 from xcatd.handler import registry
-from xcatd.lab.bmcdata import DEFAULT_SENSORS, BmcData, lab_emu
+from xcatd.lab.bmcdata import DEFAULT_SENSORS, BmcData, Dimm, lab_emu
 from xcatd.lab.bmcfleet import Fleet
 from xcatd.lab.ipmisim import IpmiSim
 
@@ -163,6 +163,85 @@ def test_a_sensor_past_its_threshold_says_which_one(mn_daemon, tmp_path):
             "hot1: CPU Temp: 92 C (198 F) (At or above upper critical threshold)"]
 
 
+@pytest.fixture
+def bare(mn_daemon, tmp_path):
+    """Node b1 behind an ipmi_sim holding nothing: no FRU data, no SDRs, an empty SEL."""
+    with IpmiSim(tmp_path / "bare") as bmc:
+        _add_sim_node(mn_daemon, "b1", bmc)
+        yield mn_daemon, bmc
+
+
+@needs_ipmi_sim
+def test_an_empty_sel_is_a_state_reported_in_xcats_words(bare):
+    """xCAT reads Get SEL Info first: no entries is 'no SEL entries', exit 0, whether the
+    admin reads all, some or clears."""
+    mn, bmc = bare
+    assert ipmitool_fields(bmc.ipmitool("sel", "info").stdout)["Entries"] == "0"
+    for args in ((), ("all",), ("5",), ("5", "-s"), ("all", "-s"), ("clear",)):
+        r = mn.run("reventlog", "b1", *args)
+        assert (r.rc, r.out, r.err) == (0, "b1: no SEL entries\n", ""), (args, r)
+
+
+@needs_ipmi_sim
+def test_rinv_all_prints_what_it_can_read_and_a_line_for_the_fru_it_cannot(bare):
+    mn, bmc = bare
+    judge = bmc.ipmitool("fru", "print", "0", check=False).stdout
+    assert "Device not present (Invalid data field in request)" in judge
+    r = mn.run("rinv", "b1", "all")
+    assert (r.rc, r.err) == (0, ""), r.err
+    inv = labelled(r.lines, "b1")
+    assert list(inv) == ["System FRU", "Device ID", "UUID/GUID", "Manufacturer ID",
+                         "BMC Firmware", "Product ID"]
+    assert inv["System FRU"] == "Unable to read (Invalid data field in request)"
+    mc = ipmitool_fields(bmc.ipmitool("mc", "info").stdout)
+    assert inv["BMC Firmware"] == mc["Firmware Revision"]
+    assert inv["Device ID"] == mc["Device ID"]
+    assert inv["Manufacturer ID"] == mc["Manufacturer ID"]
+    guid = "".join(bmc.ipmitool("raw", "0x06", "0x37").stdout.split()).upper()
+    assert inv["UUID/GUID"].replace("-", "") == guid
+    # one word that needs the FRU: the line saying why, still not a failure
+    r = mn.run("rinv", "b1", "serial")
+    assert (r.rc, r.lines) == (0, ["b1: System FRU: Unable to read (Invalid data field "
+                                   "in request)"])
+    assert mn.ok("rinv", "b1", "firm").lines == [f"b1: BMC Firmware: {mc['Firmware Revision']}"]
+
+
+@needs_ipmi_sim
+def test_a_bmc_without_sensors_gives_its_power_state(bare):
+    mn, bmc = bare
+    assert mn.ok("rvitals", "b1", "all").lines == ["b1: Power Status: off"]
+    assert mn.ok("rvitals", "b1", "temp").lines == []
+    bmc.ipmitool("chassis", "power", "on")
+    assert mn.ok("rvitals", "b1", "power").lines == ["b1: Power Status: on"]
+
+
+@needs_ipmi_sim
+def test_a_fru_the_bmc_cannot_give_is_one_line_among_the_parts_it_can(mn_daemon, tmp_path):
+    """A FRU locator for a DIMM whose FRU device holds nothing: its line says so, in
+    xCAT's words, and every other part still prints."""
+    ghost = Dimm(9, "DIMM C1").locator(20)
+    extra = (f"main_sdr_add 0x20 {' '.join(f'0x{b:02x}' for b in ghost)}",)
+    with IpmiSim(tmp_path / "ghost", emu_extra=lab_emu(BmcData(extra=extra))) as bmc:
+        _add_sim_node(mn_daemon, "g1", bmc)
+        reason = bmc.ipmitool("fru", "print", "9", check=False).stdout
+        assert reason.strip() == "Device not present (Invalid data field in request)"
+        r = mn_daemon.run("rinv", "g1", "all")
+        assert (r.rc, r.err) == (0, ""), r.err
+        inv = labelled(r.lines, "g1")
+        assert inv["DIMM C1"] == "Unable to read (Invalid data field in request)"
+        assert inv["System Serial Number"] == "S1234567"
+        assert inv["DIMM A1 Serial Number"] and inv["DIMM B1 Serial Number"]
+        assert inv["BMC Firmware"] == "9.08"
+        dimm = labelled(mn_daemon.ok("rinv", "g1", "dimm").lines, "g1")
+        assert dimm["DIMM C1"] == inv["DIMM C1"] and "DIMM A1 Part Number" in dimm
+
+
+def test_reventlog_alone_prints_its_usage_and_succeeds(mn_sqlite):
+    for r in (mn_sqlite.run("reventlog"), mn_sqlite.sh("reventlog")):
+        assert r.rc == 0, r.err
+        assert r.out.startswith("Usage: reventlog ") and r.err == ""
+
+
 @needs_ipmi_sim
 def test_a_dead_bmc_and_a_wrong_password_are_one_error_line_each(sim):
     mn, _bmc = sim
@@ -183,6 +262,7 @@ def test_a_dead_bmc_and_a_wrong_password_are_one_error_line_each(sim):
             errors = r.err.splitlines()
             assert sorted(e.split(":")[0] for e in errors) == ["f0", "f1"], r.err
             assert all(e.startswith(("f0: Error: ", "f1: Error: ")) for e in errors)
+            assert "f1: Error: ERROR: Incorrect password provided" in errors  # xCAT's words
             assert "secret" not in r.out + r.err
 
 

@@ -41,6 +41,8 @@ def test_a_dead_bmc_and_a_wrong_password_are_one_error_line_each(fleet_cluster):
     assert len(errors) == 2
     assert errors[0].startswith(("n4: Error: ", "n5: Error: "))
     assert {e.split(":")[0] for e in errors} == {"n4", "n5"}
+    # xCAT's words for bad credentials, as its client prints them (its own tests grep this)
+    assert "n5: Error: ERROR: Incorrect password provided" in errors
     assert "secret" not in r.err
 
 
@@ -49,8 +51,26 @@ def test_boot_device(fleet_cluster):
     assert mn.ok("rsetboot", "n1", "stat").lines == ["n1: boot override inactive"]
     assert mn.ok("rsetboot", "n1", "net").lines == ["n1: Network"]
     assert mn.ok("rsetboot", "n1", "stat").lines == ["n1: Network"]
-    r = mn.run("rsetboot", "n1", "usb")
-    assert r.rc == 1 and "usb" in r.err
+    assert mn.ok("rsetboot", "n1").lines == ["n1: Network"]  # no word: stat, as in xCAT
+
+
+@pytest.mark.parametrize("word", ["default", "def", "DEFAULT"])
+def test_rsetboot_default_and_def_both_restore_the_bios_order(fleet_cluster, word):
+    mn = fleet_cluster
+    assert mn.ok("rsetboot", "n2", "hd").lines == ["n2: Hard Drive"]
+    assert mn.ok("rsetboot", "n2", word).lines == ["n2: boot override inactive"]
+    assert mn.ok("rsetboot", "n2", "stat").lines == ["n2: boot override inactive"]
+
+
+@pytest.mark.parametrize("word", ["dsdf", "usb", "boot"])
+def test_an_unknown_rsetboot_action_is_xcats_unsupported_command(fleet_cluster, word):
+    mn = fleet_cluster
+    mn.ok("rsetboot", "n3", "cd")
+    r = mn.run("rsetboot", "n3", word)
+    assert (r.rc, r.out) == (1, "")
+    assert r.err.startswith(f"Error: Unsupported command: rsetboot {word} (use "), r.err
+    assert len(r.err.splitlines()) == 1
+    assert mn.ok("rsetboot", "n3", "stat").lines == ["n3: CD/DVD"]  # the BMC was not asked
 
 
 def test_bad_input_names_the_problem(fleet_cluster):
@@ -122,7 +142,7 @@ def test_closing_a_request_cancels_its_bmc_work(mn_sqlite, cmd, args):
                     for i in range(1, 4)))
             responses = run_local(Request(cmd, "bad,s1-s3", args=args), mn_sqlite.paths)
             first = next(r for r in responses if r.node)
-            assert (first.node, first.error) == ("bad", "Incorrect password provided")
+            assert (first.node, first.error) == ("bad", "ERROR: Incorrect password provided")
             responses.close()
             gate = registry.driver("ipmi")._gate(4)
             assert gate._value == 4

@@ -134,7 +134,7 @@ def _node_action_paths() -> dict[str, Any]:
             "put": {"summary": "Set the next boot device (rsetboot <order> [-p] [-u])",
                     "tags": tags,
                     "requestBody": _action_body({"order": "net"}, {
-                        "order": {**STR, "enum": ["net", "hd", "cd", "def", "floppy",
+                        "order": {**STR, "enum": ["net", "hd", "cd", "def", "default", "floppy",
                                                   "setup"]},
                         "persistent": {"type": "boolean", "description": "rsetboot -p"},
                         "uefi": {"type": "boolean", "description": "rsetboot -u"}}),

@@ -60,7 +60,7 @@ class FakeDriver(Driver, PowerInterface, BootDeviceInterface, InventoryInterface
                 yield Outcome(t.node, error=f"timeout: no answer from the BMC at "
                                             f"{t.address}:{t.port}")
             elif t.password == "wrong":
-                yield Outcome(t.node, error="Incorrect password provided")
+                yield Outcome(t.node, error="ERROR: Incorrect password provided")  # xCAT's
             else:
                 yield fn(t, self.machine(t))
 
@@ -106,6 +106,8 @@ class FakeDriver(Driver, PowerInterface, BootDeviceInterface, InventoryInterface
     def event_log(self, targets: list[Target], count: int | None, clear: bool,
                   limits: Limits = DEFAULT_LIMITS) -> Iterator[Outcome]:
         def do(t: Target, m: Machine) -> Outcome:
+            if not m.events:  # xCAT's words for an empty log, read or cleared
+                return Outcome(t.node, lines=["no SEL entries"])
             if clear:
                 m.events.clear()
                 return Outcome(t.node, lines=["SEL cleared"])

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from xcatd.base.site import SiteValues
 
 POWER_ACTIONS = ("on", "off", "softoff", "reset", "cycle", "nmi")
+#: rsetboot's words (xCAT's: 'def' and 'default' are the same) -> the device.
 BOOT_DEVICES = {"net": "network", "hd": "hd", "cd": "optical", "def": "default",
-                "floppy": "floppy", "setup": "setup"}
+                "default": "default", "floppy": "floppy", "setup": "setup"}
 #: What rsetboot prints for each device, as xCAT words it.
 BOOT_WORDS = {"network": "Network", "hd": "Hard Drive", "optical": "CD/DVD",
               "floppy": "Floppy", "setup": "BIOS Setup", "default": "boot override inactive"}

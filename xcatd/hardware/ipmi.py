@@ -494,20 +494,102 @@ class _FruChunks:
         return rsp
 
 
+#: The kinds FRU 0 answers for: its line when it cannot be read shows for each of them.
+_SYSTEM_KINDS = "model serial asset misc mac"
+SYSTEM_FRU = "System FRU"
+
+
 def _inventory(cmd, kinds: set[str]) -> list[str]:
-    """xCAT's rinv lines: FRU 0, the other FRUs, then the BMC's identity (xCAT's order)."""
+    """xCAT's rinv lines: FRU 0, the other FRUs, then the BMC's identity (xCAT's order).
+    A part that cannot be read is one line of its own, in xCAT's words ('<part>: Not
+    Present', '<part>: Unable to read (<why>)'), and the rest still print; only a BMC that
+    cannot say who it is (Get Device ID) fails the node."""
     records: list[tuple[str, str, object]] = []
     if kinds & _FRU_KINDS:
         cmd.ipmi_session = _FruChunks(cmd.ipmi_session)
-        if kinds & _OTHER_FRU_KINDS:
-            frus = list(cmd.get_inventory())
-        else:  # FRU 0 only: reading every FRU is slow (xCAT skips it too)
-            frus = [("System", cmd.get_inventory_of_component("System"))]
-        for name, info in frus:
-            records += _system_records(info) if name == "System" else _part_records(name, info)
+        records += _system_part(cmd)
+        if kinds & _OTHER_FRU_KINDS:  # reading every FRU is slow (xCAT skips it too)
+            records += _other_parts(cmd)
     records += _bmc_records(cmd, kinds)
     return [f"{label}: {value}" for kind, label, value in records
             if value not in (None, "") and kinds & set(kind.split())]
+
+
+def _unreadable(code: int, text: str | None = None) -> str:
+    """xCAT's words for a part the BMC would not give: 'Not Present' for 'requested
+    data not present' (CBh), else 'Unable to read (<why>)'."""
+    if code == 0xCB:
+        return "Not Present"
+    return f"Unable to read ({text or completion_text(0x0A, 0x10, code)})"
+
+
+def _part(read: Callable[[], list], kind: str, label: str) -> list:
+    """``read()``'s records, or one record saying why the part could not be read. Our
+    transport's errors (timeout, cancel) still fail the node: the BMC is gone, not the
+    part."""
+    try:
+        return read()
+    except IpmiError:
+        raise
+    except Exception as exc:
+        return [_why(exc, kind, label)]
+
+
+def _why(exc: Exception, kind: str, label: str) -> tuple[str, str, str]:
+    if isinstance(exc, pygexc.IpmiException):  # the BMC refused
+        return kind, label, _unreadable(getattr(exc, "ipmicode", 0) or 0, str(exc))
+    # pyghmi could not decode what the BMC holds
+    return kind, label, f"Unable to read ({exc or exc.__class__.__name__})"
+
+
+def _fru_area(cmd, fruid: int) -> int:
+    """Get FRU Inventory Area Info's completion code: 0 when the FRU is there to read."""
+    return cmd.raw_command(netfn=0x0A, command=0x10, data=[fruid]).get("code", 0)
+
+
+def _system_part(cmd) -> list[tuple[str, str, object]]:
+    code = _fru_area(cmd, 0)
+    if code:
+        return [(_SYSTEM_KINDS, SYSTEM_FRU, _unreadable(code))]
+    return _part(lambda: _system_records(cmd.get_inventory_of_component("System")),
+                 _SYSTEM_KINDS, SYSTEM_FRU)
+
+
+def _other_parts(cmd) -> list[tuple[str, str, object]]:
+    """The FRUs the SDRs locate (DIMMs, power supplies, risers), then the OEM's parts."""
+    from pyghmi.ipmi import fru
+
+    out: list[tuple[str, str, object]] = []
+    try:
+        locators = prime_sdr(cmd).fru
+    except IpmiError:
+        raise
+    except Exception as exc:
+        locators = {}
+        out.append(_why(exc, "hw", "FRU locators"))
+    for fruid in sorted(locators):
+        locator = locators[fruid]
+        name = locator.fru_name
+        kind = "dimm hw" if _is_spd(locator.fru_type_and_modifier) else "hw"
+        code = _fru_area(cmd, fruid)
+        if code:
+            out.append((kind, name, _unreadable(code)))
+            continue
+
+        def read(fruid=fruid, locator=locator, name=name):
+            info = fru.FRU(ipmicmd=cmd, fruid=fruid, sdr=locator).info
+            info = cmd._oem.process_fru(info, name) if info is not None else None
+            return _part_records(name, info) if info else []
+        out += _part(read, kind, name)
+    out += _part(lambda: [r for name, info in cmd._oem.get_oem_inventory()
+                          for r in _part_records(name, info)], "hw", "OEM inventory")
+    return out
+
+
+def _is_spd(type_and_modifier: int) -> bool:
+    """A FRU locator's device type 08h-10h with modifier 01h: a DIMM's SPD (pyghmi's test
+    too)."""
+    return 0x08 <= type_and_modifier >> 8 <= 0x10 and type_and_modifier & 0xFF == 1
 
 
 def _bmc_records(cmd, kinds: set[str]) -> list[tuple[str, str, object]]:
@@ -518,15 +600,16 @@ def _bmc_records(cmd, kinds: set[str]) -> list[tuple[str, str, object]]:
     prod = int.from_bytes(device[9:11], "little")
     records.append(("deviceid", "Device ID", device[0]))
     if "guid" in kinds:
-        guid = bytes(cmd.xraw_command(netfn=6, command=0x37)["data"])
-        records.append(("guid", "UUID/GUID", _xcat_guid(guid)))
+        records += _part(lambda: [("guid", "UUID/GUID", _xcat_guid(bytes(
+            cmd.xraw_command(netfn=6, command=0x37)["data"])))], "guid", "UUID/GUID")
     records.append(("deviceid", "Manufacturer ID", _named(_MANUFACTURERS.get(mfg), mfg)))
     records.append(("mprom firmware", "BMC Firmware",
                     f"{device[2] & 0x7F}.{_bcd(device[3])}"))
     if "firmware" in kinds:
-        for name, info in cmd.get_firmware():
-            if name != "BMC Version" and info.get("version"):
-                records.append(("firmware", name, info["version"]))
+        records += _part(lambda: [("firmware", name, info["version"])
+                                  for name, info in cmd.get_firmware()
+                                  if name != "BMC Version" and info.get("version")],
+                         "firmware", "Firmware")
     records.append(("deviceid", "Product ID", _named(_PRODUCTS.get((mfg, prod)), prod)))
     return records
 
@@ -628,6 +711,7 @@ def vitals_categories(what: str) -> set[str]:
 def _vitals(cmd, wanted: set[str]) -> list[str]:
     lines = []
     if wanted - {"status", "leds"}:
+        prime_sdr(cmd)
         readings = sorted(cmd.get_sensor_data(), key=lambda r: r.name)
         lines += [_reading_line(r) for r in readings
                   if _SENSOR_CATEGORY.get(r.type, "other") in wanted]
@@ -684,16 +768,45 @@ def _identify_line(cmd) -> str:
 
 
 # -- reventlog --
+NO_ENTRIES = "no SEL entries"  # xCAT's words, for reading and for clearing an empty SEL
+CLEARED = "SEL cleared"
+
+
+def sel_entries(cmd) -> int:
+    """How many entries the SEL holds, from Get SEL Info (read first, as xCAT does: an
+    empty SEL is a state to report, not an entry to ask for)."""
+    info = bytes(cmd.xraw_command(netfn=0x0A, command=0x40)["data"])
+    return int.from_bytes(info[1:3], "little")
+
+
 def _event_log(cmd, count: int | None, clear: bool) -> list[str]:
+    if not sel_entries(cmd):
+        return [NO_ENTRIES]
+    sdr = prime_sdr(cmd)
     if clear:
         cmd.get_event_log(clear=True)  # pyghmi reads, then clears under a reservation
-        return ["SEL cleared"]
+        return [CLEARED]
     records = list(cmd.get_event_log())
-    if not records:
-        return ["no SEL entries"]
-    sdr = cmd.init_sdr()
+    if not records:  # emptied since Get SEL Info
+        return [NO_ENTRIES]
     lines = [_event_line(cmd, sdr, r) for r in records]
     return lines[-count:] if count else lines
+
+
+# -- the SDR repository --
+def prime_sdr(cmd):
+    """pyghmi's SDR for the node, also when the BMC's repository holds no records: pyghmi
+    asks for record 0 anyway and fails on the answer 'not present' (CBh), which would fail
+    rvitals, reventlog and rinv on a BMC that simply has no sensors."""
+    if cmd._sdr is None:
+        rsp = cmd.raw_command(netfn=0x0A, command=0x20)  # Get SDR Repository Info
+        data = bytes(rsp.get("data") or b"")
+        if not rsp.get("code") and len(data) >= 3 and not int.from_bytes(data[1:3], "little"):
+            from pyghmi.ipmi import sdr
+            empty = sdr.SDR.__new__(sdr.SDR)
+            empty.sensors, empty.fru, empty.cachedir = {}, {}, None
+            cmd._sdr = empty
+    return cmd.init_sdr()
 
 
 def _event_line(cmd, sdr, r: dict) -> str:

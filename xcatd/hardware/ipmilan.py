@@ -37,19 +37,26 @@ ENCRYPTED_AUTHENTICATED = 0xC0
 ADMIN, OPERATOR = 4, 3
 NAME_ONLY_LOOKUP = 0x10
 
-#: RMCP+ status codes (IPMI 2.0 table 13-15), as the admin should read them.
+#: RMCP+ status codes (IPMI 2.0 table 13-15) in xCAT's words (its IPMI.pm), so a script
+#: that greps xCAT's login errors reads ours the same.
 RMCPP_STATUS = {
-    0x01: "insufficient resources to create a session", 0x02: "invalid session ID",
-    0x03: "invalid payload type", 0x04: "invalid authentication algorithm",
-    0x05: "invalid integrity algorithm", 0x06: "no matching authentication payload",
-    0x07: "no matching integrity payload", 0x08: "inactive session ID",
-    0x09: "invalid role", 0x0A: "unauthorized role or privilege level requested",
-    0x0B: "insufficient resources to create a session at the requested role",
-    0x0C: "invalid name length", 0x0D: "Unauthorized name", 0x0E: "unauthorized GUID",
-    0x0F: "invalid integrity check value", 0x10: "invalid confidentiality algorithm",
-    0x11: "no cipher suite match with proposed security algorithms",
-    0x12: "illegal or unrecognized parameter",
+    0x01: "Insufficient resources to create new session (wait for existing sessions to "
+          "timeout)",
+    0x02: "Invalid Session ID", 0x03: "Invalid payload type",
+    0x04: "Invalid authentication algorithm", 0x05: "Invalid integrity algorithm",
+    0x06: "No matching authentication payload", 0x07: "No matching integrity payload",
+    0x08: "Inactive Session ID", 0x09: "Invalid role",
+    0x0A: "Unauthorised role or privilege level requested",
+    0x0B: "Insufficient resources to create a session at the requested role",
+    0x0C: "Invalid username length", 0x0D: "Unauthorized name", 0x0E: "Unauthorized GUID",
+    0x0F: "Invalid integrity check value", 0x10: "Invalid confidentiality algorithm",
+    0x11: "No cipher suite match with proposed security algorithms",
+    0x12: "Illegal or unrecognized parameter",
 }
+#: A login that fails reads as xCAT's does: 'ERROR: <why>', which the client shows as
+#: 'node: Error: ERROR: <why>' (xCAT's own tests grep for that).
+LOGIN_ERROR = "ERROR: "
+WRONG_PASSWORD = LOGIN_ERROR + "Incorrect password provided"
 
 
 class IpmiError(Exception):
@@ -68,9 +75,9 @@ class LoginRefused(IpmiError):
     TRANSIENT = (0x01, 0x0B)
 
     def __init__(self, status: int, step: str) -> None:
-        self.status = status
-        text = RMCPP_STATUS.get(status, f"RMCP+ status 0x{status:02x}")
-        super().__init__(f"{text} ({step})")
+        self.status, self.step = status, step  # the step only for debugging: not in the text
+        text = RMCPP_STATUS.get(status, f"{status} code on opening RMCP+ session")
+        super().__init__(LOGIN_ERROR + text)
 
     @property
     def transient(self) -> bool:
@@ -185,7 +192,7 @@ class Session:
         sids = struct.pack("<II", self.console_sid, self.bmc_sid)
         if not hmac.compare_digest(code, _hmac(self._key, sids + console_rand + bmc_rand
                                                 + guid + who)):
-            raise IpmiError("Incorrect password provided")
+            raise IpmiError(WRONG_PASSWORD)
         sik = _hmac(self._key, console_rand + bmc_rand + who)
         self.k1, self.k2 = _hmac(sik, b"\x01" * 20), _hmac(sik, b"\x02" * 20)
 

@@ -260,6 +260,8 @@ class Distro:
     osvers: str | None
     arch: str | None
     discno: str = ""
+    #: the family's template platform (xcatd.provision.osfamily): rh, debian or ubuntu
+    platform: str = ""
 
 
 #: Release names in .treeinfo/.discinfo -> xCAT's osvers prefix (longest names first).
@@ -308,7 +310,7 @@ def _identify_rh(media: Media) -> Distro | None:
     if prefix and version:
         parts = version.split(".")
         osvers = prefix + ".".join(parts[:2])  # 8.0.0 -> 8.0, as xCAT's discinfo parser does
-    return Distro(osvers, normalise_arch(arch) if arch else None, discno)
+    return Distro(osvers, normalise_arch(arch) if arch else None, discno, "rh")
 
 
 def _treeinfo(text: str) -> dict[str, str]:
@@ -345,7 +347,9 @@ def _identify_debian(media: Media) -> Distro | None:
             arch = arches[0]
     if osvers is None and arch is None:
         return None
-    return Distro(osvers, normalise_arch(arch) if arch else None, discno)
+    platform = "ubuntu" if (osvers or "").startswith("ubuntu") or (
+        release or {}).get("origin", "").lower() == "ubuntu" else "debian"
+    return Distro(osvers, normalise_arch(arch) if arch else None, discno, platform)
 
 
 def _dists_release(media: Media) -> dict[str, str] | None:
