@@ -2,6 +2,10 @@
 import click
 from xcatd.commands._cli import run, xcat_command
 
+#: xCAT's usage line, printed after an "Invalid argument" error
+USAGE = ("Usage: nodeset <noderange> [shell|boot|runcmd=bmcsetup|osimage[=<imagename>]|offline|"
+         "shutdown|stat]")
+
 
 @xcat_command(help="nodeset <noderange> osimage[=<imagename>]|boot|shell|standby|"
                    "runcmd=<cmd>|runimage=<url>|shutdown|offline|next|stat, or a comma "
@@ -10,7 +14,13 @@ from xcatd.commands._cli import run, xcat_command
               help="Accepted for xCAT scripts; pyxcat never rebuilds the installer's initrd.")
 @click.option("--ignorekernelchk", is_flag=True, expose_value=False,
               help="Accepted for xCAT scripts; pyxcat injects no drivers.")
+@click.option("-V", "--verbose", is_flag=True, expose_value=False,
+              help="Accepted for xCAT scripts (xCAT's trace log).")
 @click.argument("noderange")
-@click.argument("state")
+@click.argument("state", nargs=-1)
 def main(noderange, state):
-    run("nodeset", noderange, {"state": state})
+    if len(state) != 1:  # xCAT: exactly one state word, else its error and usage
+        click.echo(f"Error: Invalid argument: '{' '.join(state)}'", err=True)
+        click.echo(USAGE)
+        raise SystemExit(1)
+    run("nodeset", noderange, {"state": state[0]})

@@ -1,7 +1,8 @@
 """nodeset: what each node does the next time it boots from the network.
 
 ``nodeset <noderange> osimage[=<image>] | boot | shell | standby | runcmd=<cmd> |
-runimage=<url> | shutdown | offline | next | stat``, and comma chains. The work is done by
+runimage=<url> | shutdown | offline | next | stat``, and comma chains; xCAT's older
+``install``, ``netboot`` and ``statelite`` mean each node's own osimage. The work is done by
 xcatd.provision.nextboot; this module only reads the request.
 """
 from __future__ import annotations
@@ -11,7 +12,15 @@ from collections.abc import Iterator
 from xcatd.base.noderange import NodeRange
 from xcatd.base.request import Request, Response, XcatError
 from xcatd.handler import TEXT, Context, command
-from xcatd.provision.nextboot import USAGE, NodesetRun, Outcome, set_states, split_chain, stat
+from xcatd.provision.nextboot import (
+    LEGACY_STATES,
+    USAGE,
+    NodesetRun,
+    Outcome,
+    set_states,
+    split_chain,
+    stat,
+)
 
 
 def _writes(req: Request) -> bool:
@@ -34,6 +43,10 @@ def nodeset(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Res
         out = Outcome()
         wanted = run.next_states(out)
         yield from out.errors
+    elif first in LEGACY_STATES:
+        run.check_chain(states[1:])
+        wanted, errors = run.legacy_states(first, rest)
+        yield from errors
     else:
         run.check_chain(states)
         wanted = {n: (first, rest) for n in names}

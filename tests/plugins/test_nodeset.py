@@ -212,11 +212,58 @@ def test_a_later_bare_osimage_may_use_the_image_an_earlier_state_sets(cluster):
     assert chain(cluster, "n1") == (STATE, "boot,osimage")
 
 
-def test_an_osimage_that_is_neither_install_nor_netboot_is_refused(cluster):
-    cluster.ok("chtab", "imagename=sl", "osimage.provmethod=statelite",
+def test_an_osimage_that_is_not_install_netboot_or_statelite_is_refused(cluster):
+    cluster.ok("chtab", "imagename=sc", "osimage.provmethod=sysclone",
                "osimage.osvers=rocky9.4", "osimage.osarch=x86_64", "osimage.profile=compute")
-    r = cluster.run("nodeset", "n1", "osimage=sl")
-    assert r.rc == 1 and "provmethod=statelite is not supported" in r.err
+    r = cluster.run("nodeset", "n1", "osimage=sc")
+    assert r.rc == 1 and "provmethod=sysclone is not supported" in r.err
+
+
+def test_install_netboot_and_statelite_mean_the_nodes_own_osimage(cluster):
+    """xCAT's older words: each node's nodetype.provmethod, which must be that kind of image;
+    a node without one gets xCAT's deprecation line, and the others proceed."""
+    diskless(cluster)
+    cluster.ok("nodech", "n1", f"nodetype.provmethod={IMG}")
+    cluster.ok("nodech", "n2", f"nodetype.provmethod={DL}")
+    r = cluster.run("nodeset", "n[1-3]", "install")
+    assert r.rc == 1 and r.lines == [f"n1: {STATE}"]
+    assert f"n2: Error: its osimage {DL} (nodetype.provmethod) is a netboot image, not an " \
+           "install one" in r.err
+    assert ('n3: Error: The options "install", "netboot", and "statelite" have been '
+            'deprecated, use "osimage=<osimage_name>" instead') in r.err
+    assert cluster.ok("nodeset", "n2", "netboot").lines == [f"n2: netboot {DL}"]
+    assert chain(cluster, "n2") == (f"netboot {DL}", f"osimage={DL}")
+    r = cluster.run("nodeset", "n1", "install,dance")   # the rest of the chain is checked
+    assert r.rc == 1 and "Unknown state dance requested" in r.err
+
+
+@pytest.mark.parametrize("argv", [(), ("boot", "shell")])
+def test_not_exactly_one_state_is_xcats_invalid_argument_and_usage(cluster, argv):
+    r = cluster.run("nodeset", "n1", *argv)
+    assert r.rc == 1
+    assert r.err.strip() == f"Error: Invalid argument: '{' '.join(argv)}'"
+    assert r.out.strip() == ("Usage: nodeset <noderange> [shell|boot|runcmd=bmcsetup|"
+                             "osimage[=<imagename>]|offline|shutdown|stat]")
+
+
+def test_stat_takes_xcats_verbose_flag(cluster):
+    cluster.ok("nodeset", "n1", "boot")
+    assert cluster.ok("nodeset", "n1", "stat", "-V").lines == ["n1: boot"]
+
+
+def test_a_netboot_value_xcat_has_for_power_is_a_warning_and_the_rest_proceed(cluster):
+    cluster.ok("nodech", "n1", "noderes.netboot=petitboot")
+    cluster.ok("nodech", "n3", "noderes.netboot=nosuch")
+    r = cluster.run("nodeset", "n[1-3]", f"osimage={IMG}")
+    assert r.rc == 1 and r.lines == [f"n2: {STATE}"]
+    assert (f"n1: Warning: petitboot might be invalid when provisioning {IMG},valid options: "
+            '"xnba,grub2,grub2-tftp,grub2-http,pxe". For more details see the \'netboot\' '
+            'description in the output of "tabdump -d noderes".') in r.err, r.err
+    assert "n3: Error: noderes.netboot 'nosuch' is not supported" in r.err
+    assert chain(cluster, "n1") == (None, None)       # left as it was
+    cluster.ok("nodech", "n3", "noderes.netboot=xnba")
+    r = cluster.run("nodeset", "n1,n3", "boot")
+    assert r.rc == 0 and r.lines == ["n3: boot"] and "n1: Warning: petitboot" in r.err
 
 
 DL = "debian12-x86_64-netboot-compute"

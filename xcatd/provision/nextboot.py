@@ -68,6 +68,10 @@ from xcatd.provision.statelite import node_plan
 USAGE = ("Usage: nodeset <noderange> [shell|boot|runcmd=bmcsetup|osimage[=<imagename>]|"
          "offline|shutdown|stat|next]")
 GENESIS_STATES = ("shell", "standby", "shutdown")
+#: noderes.netboot values xCAT writes boot files for and pyxcat does not (POWER firmware)
+XCAT_ONLY_NETBOOTS = ("petitboot", "yaboot")
+#: xCAT's old state words: the node's own osimage (nodetype.provmethod)
+LEGACY_STATES = ("install", "netboot", "statelite")
 GENESIS_PREFIXES = ("runcmd=", "runimage=")
 #: chain.currstate values a boot-script fetch counts as an install boot.
 INSTALL_PREFIX = "install"
@@ -214,10 +218,21 @@ class NodesetRun:
             by_state[state].append(node)
         for state in by_state:
             check_state(state)
-        for node in wanted:
-            if self.netboot(node) not in loaders.NETBOOTS:
-                out.fail(node, str(loaders.UnknownLoader(self.netboot(node))))
-        bad = {e.node for e in out.errors}
+        skipped = set()
+        for node, (state, _rest) in wanted.items():
+            nb = self.netboot(node)
+            if nb in loaders.NETBOOTS:
+                continue
+            if nb in XCAT_ONLY_NETBOOTS:  # xCAT's warning; the node is left as it was
+                skipped.add(node)
+                out.warnings.append(Response(node=node, warning=(
+                    f"{nb} might be invalid when provisioning {state.split('=', 1)[-1]},"
+                    f"valid options: \"{','.join(loaders.NETBOOTS)}\". For more details see "
+                    "the 'netboot' description in the output of \"tabdump -d noderes\". "
+                    f"{node} is left as it was (pyxcat does not write {nb} boot files)")))
+            else:
+                out.fail(node, str(loaders.UnknownLoader(nb)))
+        bad = {e.node for e in out.errors} | skipped
         images = self._images(by_state, bad)
         for state, nodes in by_state.items():
             nodes = [n for n in nodes if n not in bad]
@@ -307,6 +322,36 @@ class NodesetRun:
                     raise _no_image(missing)
         if named:
             self.image_rows(named)
+
+    def legacy_states(self, word: str, rest: str | None
+                      ) -> tuple[dict[str, tuple[str, str | None]], list[Response]]:
+        """xCAT's ``nodeset <nr> install|netboot|statelite``: each node's own osimage (its
+        nodetype.provmethod, else noderes.next_osimage), which must be an image of that
+        kind; a node without one gets xCAT's line saying to name the image."""
+        wanted: dict[str, tuple[str, str | None]] = {}
+        errors: list[Response] = []
+        for node in self.names:
+            image = self._image_of(node)
+            if image:
+                wanted[node] = (f"osimage={image}", rest)
+            else:
+                errors.append(Response(node=node, errorcode=1, error=(
+                    'The options "install", "netboot", and "statelite" have been deprecated, '
+                    'use "osimage=<osimage_name>" instead (nodetype.provmethod names no '
+                    "osimage).")))
+        images = sorted({s.split("=", 1)[1] for s, _ in wanted.values()})
+        rows = {r["imagename"]: r for r in self.ctx.db.rows("osimage", keys=images)}
+        for node, (state, _rest) in list(wanted.items()):
+            image = state.split("=", 1)[1]
+            pm = (rows.get(image) or {}).get("provmethod")
+            why = (f"Cannot find the OS image {image} on the osimage table." if image not in rows
+                   else None if pm == word else
+                   f"its osimage {image} (nodetype.provmethod) is {_a(pm or 'provmethod-less')}"
+                   f" image, not {_a(word)} one: use nodeset {node} osimage=<image>")
+            if why:
+                del wanted[node]
+                errors.append(Response(node=node, error=why, errorcode=1))
+        return wanted, errors
 
     def _image_of(self, node: str) -> str | None:
         """``nodeset osimage`` without a name: nodetype.provmethod when it names an
@@ -675,6 +720,10 @@ def diskless_image(installdir: Path, image: str, osvers: str, arch: str, profile
     if not re.fullmatch(r"[0-9a-f]{64}", packed.sha256):
         raise XcatError(f"osimage {image}: {manifest} holds no sha256 of the root image")
     return packed
+
+
+def _a(word: str) -> str:
+    return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
 
 
 def split_words(text: str | None) -> list[str]:
