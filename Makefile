@@ -9,7 +9,7 @@ BIN     = $(VENV)/bin
 TEST_DEBS = postgresql iproute2 isc-dhcp-server isc-dhcp-client kea-dhcp4-server bind9 bind9-utils \
             openipmi ipmitool qemu-system-x86 ipxe-qemu tftpd-hpa radvd busybox-static cpio xorriso \
             ipxe pxelinux syslinux-common grub-efi-amd64-signed shim-signed ovmf \
-            mmdebstrap squashfs-tools zstd pigz rpm createrepo-c dnf \
+            mmdebstrap squashfs-tools zstd pigz rpm createrepo-c dnf fping \
             nfs-ganesha nfs-ganesha-vfs
 DEMO_ROOT ?= /tmp/pyxcat-demo
 
@@ -77,6 +77,8 @@ bench: venv
 	$(BIN)/python bench/packimage.py
 	$(BIN)/python bench/genimage.py
 	$(BIN)/python bench/bootstorm.py
+	$(BIN)/python bench/nodestat.py
+	$(BIN)/python bench/completion.py
 
 lint: venv
 	$(BIN)/pip install -q ruff

@@ -14,5 +14,6 @@ from xcatd.commands._cli import run, xcat_command
 def main(all_, state, timeout, action, jobid):
     if action != "list" and not jobid:
         raise click.UsageError(f"job {action} needs a job id")
+    # --json: every answer is a record (a job, a result it replays), never a node's value
     run("job", None, {"action": action, "jobid": jobid, "all": all_, "state": state,
-                      "timeout": timeout})
+                      "timeout": timeout}, per_node=False)

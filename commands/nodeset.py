@@ -1,6 +1,6 @@
 """nodeset: what nodes do the next time they boot from the network."""
 import click
-from xcatd.commands._cli import run, xcat_command
+from xcatd.commands._cli import fail, json_mode, run, xcat_command
 
 #: xCAT's usage line, printed after an "Invalid argument" error
 USAGE = ("Usage: nodeset <noderange> [shell|boot|runcmd=bmcsetup|osimage[=<imagename>]|offline|"
@@ -20,6 +20,8 @@ USAGE = ("Usage: nodeset <noderange> [shell|boot|runcmd=bmcsetup|osimage[=<image
 @click.argument("state", nargs=-1)
 def main(noderange, state):
     if len(state) != 1:  # xCAT: exactly one state word, else its error and usage
+        if json_mode():
+            fail(f"Invalid argument: '{' '.join(state)}'")
         click.echo(f"Error: Invalid argument: '{' '.join(state)}'", err=True)
         click.echo(USAGE)
         raise SystemExit(1)

@@ -1,7 +1,13 @@
 """rmdef: remove object definitions."""
 import click
 from xcatd.commands._cli import run, xcat_command
-from xcatd.commands._defopts import objects_option, split_words, type_option, where_option
+from xcatd.commands._defopts import (
+    objects_option,
+    split_words,
+    type_option,
+    usage_if_empty,
+    where_option,
+)
 
 
 @xcat_command(help="Remove definitions: rmdef [-t type] [-o names | noderange]; rmdef -a -f")
@@ -12,6 +18,7 @@ from xcatd.commands._defopts import objects_option, split_words, type_option, wh
 @click.option("-f", "--force", is_flag=True, help="Confirm -a.")
 @click.argument("words", nargs=-1)
 def main(type_, objects, where, all_, force, words):
+    usage_if_empty(any((type_, objects, where, all_, force, words)))
     noderange, attrs = split_words(words)
     if attrs:
         raise click.UsageError(f"rmdef takes no attr=value arguments: {' '.join(attrs)}")

@@ -2,16 +2,16 @@
 import sys
 
 import click
-from xcatd.commands._cli import CONTEXT
+from xcatd.commands._cli import xcat_command
 
 from xcatd.base.paths import Paths
 from xcatd.security.credentials import ca_files, issue_client_cert
 
 
-@click.command(context_settings=CONTEXT,
-               help="Issue USER's client certificate into ~USER/.xcat (or --dir). The "
-                    "certificate identifies USER to xcatd; the policy table decides what "
-                    "USER may do.")
+@xcat_command(async_option=False,
+              help="Issue USER's client certificate into ~USER/.xcat (or --dir). The "
+                   "certificate identifies USER to xcatd; the policy table decides what "
+                   "USER may do.")
 @click.option("-d", "--dir", "directory", type=click.Path(file_okay=False),
               help="Write here instead of ~USER/.xcat.")
 @click.option("-f", "--force", is_flag=True, help="Replace an existing certificate.")

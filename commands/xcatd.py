@@ -3,14 +3,14 @@ import logging
 import sys
 
 import click
-from xcatd.commands._cli import CONTEXT
+from xcatd.commands._cli import xcat_command
 
 from xcatd.base.paths import Paths
 from xcatd.db.database import DBError
 from xcatd.fronts.server import AlreadyRunning, serve_forever
 
 
-@click.command(context_settings=CONTEXT, help="Run xcatd for $XCATROOT in the foreground.")
+@xcat_command(async_option=False, help="Run xcatd for $XCATROOT in the foreground.")
 @click.option("--listen", default="0.0.0.0", show_default=True, help="Address for HTTPS.")
 @click.option("--port", type=int, help="HTTPS port (default: site.xcatdport, 3001).")
 @click.option("-v", "--verbose", is_flag=True, help="Log at debug level.")

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from xcatd.base.progress import Meter
 from xcatd.base.request import Request, Response, XcatError
 from xcatd.base.site import DEFAULT_INSTALLDIR
 from xcatd.handler import FLAG, TEXT, TEXT_OR_TEXTS, Context, command, root_only
@@ -25,9 +26,10 @@ from xcatd.provision.media import (
     MediaError,
     check_destination,
     copied_fingerprints,
-    copy_media,
+    copying,
     fingerprint,
     identify,
+    media_bytes,
     normalise_arch,
     open_media,
     osver_parts,
@@ -176,8 +178,10 @@ def _copy(ctx: Context, opts: Options, source: str, media: Media,
     discno = distro.discno if distro else ""
     merge = discno not in ("", "1", "ALL") and dest.is_dir()
     yield Response(data=f"Copying media to {mn_path}")
-    result = copy_media(media, dest, merge=merge,
-                        fingerprints=(before if merge else []) + [fp])
+    meter = Meter(f"Copying {posixpath.basename(source)}", total=media_bytes(media),
+                  unit="bytes")
+    result = yield from meter.follow(copying(media, dest, merge=merge,
+                                             fingerprints=(before if merge else []) + [fp]))
     for link in result.skipped_links or ():
         yield Response(warning=f"{source}: link {link} points outside the media: not copied")
     for link in result.removed_links or ():

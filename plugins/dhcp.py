@@ -6,12 +6,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from xcatd.base.noderange import NodeRange, natural_key
+from xcatd.base.progress import Meter
 from xcatd.base.request import Request, Response, XcatError
 from xcatd.handler import FLAG, Context, command
 from xcatd.netconf import dhcp
 
 
-@command("makedhcp", noderange="optional",
+@command("makedhcp", noderange="optional", writes=lambda r: bool(r.args.get("delete")),
          args={"new": FLAG, "all": FLAG, "delete": FLAG, "query": FLAG})
 def makedhcp(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Response]:
     a = req.args
@@ -21,7 +22,7 @@ def makedhcp(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Re
             raise XcatError("makedhcp -n rebuilds the whole configuration for every node; "
                             "give no noderange (makedhcp <noderange> changes those nodes "
                             "on the running server)")
-        yield from manager.rebuild()
+        yield from Meter("Writing the DHCP configuration").around(manager.rebuild())
         return
     if a.get("all"):
         names = sorted(ctx.all_nodes(), key=natural_key)
@@ -32,4 +33,6 @@ def makedhcp(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Re
     if a.get("query"):
         yield from manager.query(names)
     else:
-        yield from manager.update(names, delete=bool(a.get("delete")))
+        what = "Removing nodes from" if a.get("delete") else "Updating"
+        yield from Meter(f"{what} {manager.name}").around(
+            manager.update(names, delete=bool(a.get("delete"))))

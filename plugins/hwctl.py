@@ -56,12 +56,12 @@ def rpower(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Resp
                 yield Response(node=o.node, error=o.error, errorcode=1)
                 continue
             if action in READ_ACTIONS:
-                yield Response(node=o.node, data=o.value)
+                yield Response(node=o.node, data=o.value, obj={"power": o.value})
                 continue
             changed[o.node] = STATUS_AFTER.get(action, "")
             word = {"boot": o.value, "cycle": "off on", "softoff": "softoff", "reset": "reset",
                     "nmi": "nmi"}.get(action, o.value)
-            yield Response(node=o.node, data=word)
+            yield Response(node=o.node, data=word, obj={"power": word})
     set_status(ctx, {n: s for n, s in changed.items() if s})
 
 
@@ -116,4 +116,5 @@ def rsetboot(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Re
             if o.error:
                 yield Response(node=o.node, error=o.error, errorcode=1)
             else:
-                yield Response(node=o.node, data=BOOT_WORDS.get(o.value or "default", o.value))
+                word = BOOT_WORDS.get(o.value or "default", o.value)
+                yield Response(node=o.node, data=word, obj={"nextboot": word})

@@ -7,7 +7,8 @@ returns each node's lines in xCAT's words as soon as that node answers; one dead
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from xcatd.base.noderange import NodeRange
 from xcatd.base.request import Request, Response, XcatError
@@ -36,14 +37,14 @@ def rinv(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Respon
         raise XcatError(f"rinv takes one of {', '.join(RINV_WORDS)}, not "
                         f"'{' '.join(what)}'")
     yield from _each_driver(ctx, nodes, InventoryInterface,
-                            lambda hw, ts, lim: hw.inventory(ts, what[0], lim))
+                            lambda hw, ts, lim: hw.inventory(ts, what[0], lim), shape=_fields)
 
 
 @command("rvitals", noderange="required", args={"what": TEXT_OR_TEXTS})
 def rvitals(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Response]:
     what = ",".join(_words(req, "rvitals", RVITALS_WORDS))
     yield from _each_driver(ctx, nodes, SensorsInterface,
-                            lambda hw, ts, lim: hw.vitals(ts, what, lim))
+                            lambda hw, ts, lim: hw.vitals(ts, what, lim), shape=_fields)
 
 
 def _writes_reventlog(req: Request) -> bool:
@@ -58,7 +59,7 @@ def reventlog(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[R
     newest_first = bool(req.args.get("sort")) and not clear
     yield from _each_driver(ctx, nodes, EventLogInterface,
                             lambda hw, ts, lim: hw.event_log(ts, count, clear, lim),
-                            reverse=newest_first)
+                            reverse=newest_first, shape=_eventlog)
 
 
 # ---- arguments -----------------------------------------------------------------------------
@@ -87,23 +88,46 @@ def _reventlog_words(req: Request) -> tuple[str, int | None]:
                     "or clear)")
 
 
+# ---- the machine-readable form of a line (--json) ------------------------------------------
+#: reventlog lines that are notes, not entries: xCAT's words for an empty or a cleared SEL
+SEL_NOTES = ("no SEL entries", "SEL cleared")
+
+
+def _fields(line: str) -> dict[str, Any] | None:
+    """A labelled line as one field, ``{"CPU Temp": "40 C (104 F)"}``; other lines stay
+    text."""
+    label, sep, value = line.partition(": ")
+    return {label: value} if sep and label.strip() else None
+
+
+def _eventlog(line: str) -> dict[str, Any]:
+    """``{"eventlog": [entry]}`` (a node's entries add up, in the order printed); a note
+    about the SEL is ``{"eventlog": [], "message": note}``."""
+    if line in SEL_NOTES:
+        return {"eventlog": [], "message": line}
+    return {"eventlog": [line]}
+
+
 # ---- running -------------------------------------------------------------------------------
 def _each_driver(ctx: Context, nodes: NodeRange | None, kind: type, call,
-                 reverse: bool = False) -> Iterator[Response]:
+                 reverse: bool = False, shape: Callable[[str], dict | None] = lambda _: None
+                 ) -> Iterator[Response]:
     """Route the nodes to their drivers as ``kind``, run ``call(driver, targets, limits)``
-    per driver and turn each node's outcome into its lines as it arrives."""
+    per driver and turn each node's outcome into its lines as it arrives (``shape`` gives a
+    line's machine-readable form)."""
     found, errors = routes(ctx, nodes.sorted(), kind)
     yield from errors
     limits = Limits.from_site(ctx.site)
     for route in found:
-        yield from _responses(call(route.impl, route.targets, limits), reverse)
+        yield from _responses(call(route.impl, route.targets, limits), reverse, shape)
 
 
-def _responses(outcomes: Iterable[Outcome], reverse: bool) -> Iterator[Response]:
+def _responses(outcomes: Iterable[Outcome], reverse: bool,
+               shape: Callable[[str], dict | None]) -> Iterator[Response]:
     for o in outcomes:
         if o.error:
             yield Response(node=o.node, error=o.error, errorcode=1)
             continue
         lines = list(o.lines or ([o.value] if o.value else []))
         for line in reversed(lines) if reverse else lines:
-            yield Response(node=o.node, data=line)
+            yield Response(node=o.node, data=line, obj=shape(line))

@@ -102,9 +102,14 @@ def nodels(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Resp
             text = _plain(raw) or ""
             if text and is_secret(term.table, term.column) and not show_secrets:
                 text = SECRET_MASK
+            # --json: {"nodelist.groups": "all", "inherited": {"nodelist.groups": "compute"}}
+            key = f"{term.table}.{term.column}"
+            obj: dict = {key: text}
             if blame and raw and raw[1] != node:
+                obj["inherited"] = {key: raw[1]}
                 text = f"{text} (inherited from group {raw[1]})"
-            yield Response(node=node, data=f"{term.label}: {text}" if labelled else text)
+            yield Response(node=node, data=f"{term.label}: {text}" if labelled else text,
+                           obj=obj)
 
 
 def _plain(v):

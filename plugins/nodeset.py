@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from xcatd.base.noderange import NodeRange
+from xcatd.base.progress import Meter
 from xcatd.base.request import Request, Response, XcatError
 from xcatd.handler import TEXT, Context, command
 from xcatd.provision.nextboot import (
@@ -36,7 +37,7 @@ def nodeset(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Res
     names = nodes.sorted() if nodes else []
     first, rest = states[0], ",".join(states[1:]) or None
     if first == "stat":
-        yield from stat(ctx, names)
+        yield from _stat(ctx, names)
         return
     run = NodesetRun(ctx, names)
     if first == "next":
@@ -51,4 +52,24 @@ def nodeset(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Res
         run.check_chain(states)
         wanted = {n: (first, rest) for n in names}
     if wanted:
-        yield from set_states(ctx, wanted, run=run)
+        # planning and writing come before the first answer: dots on a terminal meanwhile
+        meter = Meter(f"Setting the next boot of {len(wanted)} nodes")
+        for resp in meter.around(set_states(ctx, wanted, run=run)):
+            yield _with_state(resp)
+
+
+def _stat(ctx: Context, names: list[str]) -> Iterator[Response]:
+    meter = Meter("Reading boot states", total=len(names), unit="nodes")
+    for done, resp in enumerate(stat(ctx, names), 1):
+        yield _with_state(resp)
+        tick = meter.tick(done)
+        if tick is not None:
+            yield tick
+
+
+def _with_state(resp: Response) -> Response:
+    """A node's state line with its machine-readable form, ``{"state": "boot"}`` (--json)."""
+    if resp.node is not None and resp.data is not None and resp.error is None \
+            and resp.obj is None:
+        resp.obj = {"state": resp.data}
+    return resp

@@ -1,5 +1,5 @@
-"""Table commands: tabdump, tabrestore, chtab, gettab, tabgrep, tabprune, dumpxCATdb,
-restorexCATdb. Output formats and messages follow xCAT's."""
+"""Table commands: tabdump, tabrestore, chtab (and tabch), gettab, tabgrep, tabprune,
+dumpxCATdb, restorexCATdb. Output formats and messages follow xCAT's."""
 from __future__ import annotations
 
 import csv
@@ -148,6 +148,12 @@ def restore_table(ctx: Context, conn, table: str, text: str, append: bool) -> in
 def tabdump(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
     a = req.args
     table = a.get("table")
+    last = a.get("number")
+    where = a.get("where") or []
+    if last is not None and a.get("describe"):
+        raise XcatError("You  cannot use the -n and -d flag together. ")
+    if last is not None and where:
+        raise XcatError("You  cannot use the -n and -w flag together. ")
     if a.get("describe"):
         yield from _describe(table)
         return
@@ -157,22 +163,24 @@ def tabdump(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
         return
     if table not in TABLES:
         raise not_found(f"No such table: {table}")
-    where = a.get("where") or []
-    last = a.get("number")
-    if last is not None:
-        if table not in LOG_TABLES:
-            raise XcatError(f"{table} table is not supported in tabdump -n. You may only use "
-                            "this option on the auditlog or the eventlog.")
-        if where:
-            raise XcatError("You  cannot use the -n and -w flag together. ")
+    if last is not None and table not in LOG_TABLES:
+        raise XcatError(f"{table} table is not supported in tabdump -n. You may only use "
+                        "this option on the auditlog or the eventlog.")
     if where:
-        ctx.check_selection([(table, parse_where(w)[0]) for w in where])
+        selected = [parse_where(w)[0] for w in where]
+        for col in selected:
+            if col not in TABLES[table].columns:
+                raise XcatError(f'No column "{col}" in table "{table}"')
+        ctx.check_selection([(table, col) for col in selected])
         rows = ctx.db.rows(table, where=where_clause(table, where))
     else:
         rows = ctx.db.rows(table, include_disabled=True)
-    yield Response(data=csv_header(table))
     if last is not None:
+        if not rows:
+            yield Response(data=f"Nothing to display from {table}.")
+            return
         rows = sorted(rows, key=lambda r: int(r["recid"]))[-int(last):] if int(last) > 0 else []
+    yield Response(data=csv_header(table), obj={"columns": list(TABLES[table].columns)})
     show = bool(a.get("show_secrets"))
     cols = TABLES[table].columns
     for row, line in zip(rows, csv_rows(table, rows, show)):
@@ -187,14 +195,18 @@ def _shown(table: str, column: str, value, show: bool):
 
 
 def _describe(table: str | None) -> Iterator[Response]:
+    """xCAT's layout: ``name:`` and a tab or two, the text; a blank line between entries,
+    sorted as text (the tables), or in schema order (a table's columns)."""
     if table:
         if table not in TABLES:
             raise not_found(f"table {table} does not exist.")
         tdef = TABLES[table]
         entries = [f"{c}:{_tabs(c)}{tdef.column_doc(c)}" for c in tdef.columns]
+        docs = {c: tdef.column_doc(c) for c in tdef.columns}
     else:
-        entries = [f"{n}:{_tabs(n)}{TABLES[n].description}" for n in sorted(TABLES)]
-    yield Response(data="\n\n".join(entries))
+        entries = sorted(f"{n}:{_tabs(n)}{TABLES[n].description}" for n in TABLES)
+        docs = {n: TABLES[n].description for n in sorted(TABLES)}
+    yield Response(data="\n\n".join(entries), obj={"descriptions": docs})
 
 
 def _tabs(name: str) -> str:
@@ -237,9 +249,13 @@ def _assignments(args: dict) -> list[tuple[str, str, str, str]]:
     return out
 
 
-@command("chtab", writes=True,
-         args={"keys": ATTRS, "assignments": ASSIGNMENTS, "delete": FLAG, "tables": TEXTS})
+CHTAB_ARGS = {"keys": ATTRS, "assignments": ASSIGNMENTS, "delete": FLAG, "tables": TEXTS}
+
+
+@command("tabch", writes=True, args=CHTAB_ARGS)
+@command("chtab", writes=True, args=CHTAB_ARGS)
 def chtab(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
+    """chtab, and tabch (xCAT's name for the same change made through the daemon)."""
     a = req.args
     keys = _keys(a)
     if not keys:
@@ -250,16 +266,16 @@ def chtab(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
             if not tables:
                 raise XcatError("Missing table name.")
             for table in tables:
-                if table not in TABLES:
-                    raise not_found(f"Table {table} does not exist.")
-                ctx.check_selection([(table, k) for k in keys])
+                _check_keys(table, keys)
+            ctx.check_selection([(table, k) for table in tables for k in keys])
+            for table in tables:
                 ctx.db.delete_match(conn, table, keys)
             return iter(())
         per_table: dict[str, dict[str, tuple[str, str]]] = {}
         for table, col, op, value in _assignments(a):
-            if table not in TABLES:
-                raise not_found(f"Table {table} does not exist.")
-            check_column(table, col)
+            _check_keys(table, keys)
+            if col not in TABLES[table].columns:
+                raise XcatError(f"{table}.{col} not a valid table.column description")
             per_table.setdefault(table, {})[col] = (op, value)
         if not per_table:
             raise XcatError("Missing table.column=value argument.")
@@ -267,6 +283,15 @@ def chtab(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
         for table, cols in per_table.items():
             _chtab_one(ctx, conn, table, keys, cols)
     return iter(())
+
+
+def _check_keys(table: str, keys: dict[str, str]) -> None:
+    """The table exists and has every key column, in xCAT's words."""
+    if table not in TABLES:
+        raise not_found(f"Table {table} does not exist.")
+    for k in keys:
+        if k not in TABLES[table].columns:
+            raise XcatError(f'No column "{k}" in table "{table}"')
 
 
 def _chtab_one(ctx: Context, conn, table: str, keys: dict[str, str],
@@ -326,7 +351,8 @@ def gettab(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
             value = r.get(col) or ""
             if value and is_secret(table, col) and not a.get("show_secrets"):
                 value = SECRET_MASK
-            yield Response(data=f"{target}: {value}" if labelled else value)
+            yield Response(data=f"{target}: {value}" if labelled else value,
+                           obj={target: value})
 
 
 # ---- tabgrep -------------------------------------------------------------------------------
@@ -344,32 +370,64 @@ def tabgrep(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
 
 
 # ---- tabprune ------------------------------------------------------------------------------
+PRUNE_FLAGS = {"all": "a", "number": "n", "recid": "i", "percent": "p", "days": "d"}
+
+
 @command("tabprune", writes=True,
          args={"table": TEXT, "verbose": FLAG, "all": FLAG, "number": NUMBER, "recid": NUMBER,
-               "percent": NUMBER, "days": NUMBER})
+               "percent": NUMBER, "days": NUMBER, "save": FLAG})
 def tabprune(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
+    """Remove records by one criterion. -V prints them (and nothing else, so the output is a
+    CSV file); ``save`` sends them too, marked as rows, for the command's -f file."""
     a = req.args
-    table = a.get("table")
+    table = (a.get("table") or "").strip()
     if not table:
         raise XcatError("Table name required.")
+    chosen = [o for o in PRUNE_FLAGS if a.get(o) is not None and a.get(o) is not False]
     if table == "jobresults":
         raise XcatError("jobresults rows go with the jobs they belong to: prune the jobs "
                         "table instead (tabprune jobs -n, -p, -d or -a).")
-    if table not in LOG_TABLES and table != "jobs":
-        raise XcatError(f"Table {table} not supported, see tabprune -h for supported tables.")
-    chosen = [o for o in ("all", "number", "recid", "percent", "days")
-              if a.get(o) is not None and a.get(o) is not False]
+    pruned_by_age = table in LOG_TABLES or table == "jobs"
+    if not pruned_by_age:  # only -a, which xCAT takes on any table
+        if "all" not in chosen:
+            raise XcatError(f"Table {table} not supported, see tabprune -h for supported "
+                            "tables.")
+        if table not in TABLES:
+            raise not_found(f"Table {table} does not exist.")
+        if "days" in chosen:
+            raise XcatError(f"Table {table} not supported for the -d option.")
     if not chosen:
         raise XcatError("One option -p or -i or -n or -a or -d must be supplied.")
     if len(chosen) > 1:
-        raise XcatError("Only one option -p or -i or -n or -a or -d may be used at a time.")
+        raise XcatError("Only one option -p or -i or -n or -a maybe used at a time.")
     opt = chosen[0]
     if opt != "all" and (a[opt] < 0 or (opt == "percent" and a[opt] > 100)):
         raise XcatError("-p takes a percentage between 0 and 100." if opt == "percent" else
                         f"-{PRUNE_FLAGS[opt]} takes a number of 0 or more, not {a[opt]}.")
     if table == "jobs":
-        yield from _prune_jobs(ctx, opt, a)
-        return
+        deleted = _prune_jobs(ctx, opt, a)
+    elif table in LOG_TABLES:
+        deleted = _prune_log(ctx, table, opt, a)
+    else:  # -a, which xCAT takes on any table
+        with ctx.db.begin() as conn:
+            deleted = ctx.db.rows(table, conn, include_disabled=True)
+            ctx.db.replace_rows(conn, table, [])
+    verbose, save = bool(a.get("verbose")), bool(a.get("save"))
+    if deleted is None:  # -n or -p of a table with nothing in it
+        yield Response(data=f"Nothing to prune from {table}.")
+    if verbose or save:
+        if deleted is not None or save:
+            yield Response(data=csv_header(table), obj={"columns": list(TABLES[table].columns)})
+        cols = TABLES[table].columns
+        for row, line in zip(deleted or [], csv_rows(table, deleted or [], False)):
+            yield Response(data=line, obj={"row": {c: _shown(table, c, row.get(c), False)
+                                                    for c in cols}})
+    if not verbose:
+        yield Response(data=f"tabprune of {table} complete.")
+
+
+def _prune_log(ctx: Context, table: str, opt: str, a: dict) -> list[dict] | None:
+    """The removed auditlog/eventlog records; None when -n or -p found the table empty."""
     if opt == "all":
         criterion: dict = {"everything": True}
     elif opt == "days":
@@ -380,17 +438,9 @@ def tabprune(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
         criterion = {"oldest" if opt == "number" else "below_recid": int(a[opt])}
     with ctx.db.begin() as conn:
         deleted = ctx.db.prune_log(conn, table, **criterion)
-    if deleted is None:
-        raise XcatError(f"Nothing to prune from {table}.")
-    if a.get("verbose"):
-        yield Response(data=csv_header(table))
-        for line in csv_rows(table, deleted, False):
-            yield Response(data=line)
-    else:
-        yield Response(data=f"tabprune of {table} complete.")
-
-
-PRUNE_FLAGS = {"number": "n", "recid": "i", "percent": "p", "days": "d"}
+    if deleted is None and opt not in ("number", "percent"):
+        return []
+    return deleted
 
 
 def _days_ago(days: float) -> str:
@@ -402,7 +452,7 @@ def _days_ago(days: float) -> str:
         return "0001-01-01 00:00:00"
 
 
-def _prune_jobs(ctx: Context, opt: str, a: dict) -> Iterator[Response]:
+def _prune_jobs(ctx: Context, opt: str, a: dict) -> list[dict] | None:
     """tabprune jobs: finished jobs (never queued or running ones), oldest first (by when
     they ended), each with its results (jobresults), a bounded transaction at a time."""
     if opt == "recid":
@@ -413,48 +463,50 @@ def _prune_jobs(ctx: Context, opt: str, a: dict) -> Iterator[Response]:
         before = _days_ago(a["days"])
     total, older = count_finished(ctx.db, before)
     if not total:
-        raise XcatError("Nothing to prune from jobs (no finished job).")
+        return None if opt in ("number", "percent") else []
     count = {"all": total, "number": int(a.get("number") or 0), "days": older,
              "percent": int(total * float(a.get("percent") or 0) / 100)}[opt]
-    verbose = bool(a.get("verbose"))
-    _, deleted = delete_oldest(ctx.db, count, rows=verbose)
-    if verbose:
-        yield Response(data=csv_header("jobs"))
-        for line in csv_rows("jobs", deleted, False):
-            yield Response(data=line)
-    else:
-        yield Response(data="tabprune of jobs complete.")
+    _, deleted = delete_oldest(ctx.db, count, rows=bool(a.get("verbose") or a.get("save")))
+    return deleted
 
 
 # ---- dumpxCATdb / restorexCATdb ------------------------------------------------------------
-def _skipped(ctx: Context, include_logs: bool) -> set[str]:
-    skip = set(split_list(ctx.site.get("skiptables")))
+def _skipped(ctx: Context, include_logs: bool, skiptables: str | None = None) -> set[str]:
+    """Tables to leave out: site.skiptables (or the command's XCAT_SKIPTABLES), and the logs
+    and job history unless -a."""
+    skip = set(split_list(ctx.site.get("skiptables") if skiptables is None else skiptables))
     if not include_logs:
         skip.update(LOG_TABLES + HISTORY_TABLES)
     return skip
 
 
-@command("dumpxCATdb", args={"path": TEXT, "all": FLAG, "verbose": FLAG})
+@command("dumpxCATdb", args={"path": TEXT, "all": FLAG, "verbose": FLAG, "skiptables": TEXT})
 def dumpxcatdb(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
     root_only(req, "dumpxCATdb")
-    path = Path(req.args.get("path") or "")
     if not req.args.get("path"):
         raise XcatError(" Requires -p with path to directory to hold db files.")
-    if not path.is_dir():
-        raise XcatError(f" Input path must exist: {path}")
-    skip = _skipped(ctx, bool(req.args.get("all")))
+    path = Path(req.args["path"])
+    if path.exists() and not path.is_dir():
+        raise XcatError(f" Input path is not a directory: {path}")
+    skip = _skipped(ctx, bool(req.args.get("all")), req.args.get("skiptables"))
     verbose = req.args.get("verbose")
+    if not path.exists():
+        try:  # only root reads a dump: it holds every password
+            path.mkdir(mode=0o700, parents=True)
+        except OSError as exc:
+            raise XcatError(f"Error creating {path}: {exc.strerror}") from None
+        yield Response(data=f" Creating {path} for database dump")
     with ctx.db.connect() as conn:  # one snapshot for every table
         for table in sorted(TABLES):
             if table in skip:
                 if verbose:
                     yield Response(data=f"Skipping {table}")
                 continue
-            if verbose:
-                yield Response(data=f"Dumping {table}")
             rows = ctx.db.rows(table, conn, include_disabled=True)
             text = "\n".join([csv_header(table), *csv_rows(table, rows, True)]) + "\n"
             _write_private(path / f"{table}.csv", text)
+            if verbose:
+                yield Response(data=f"Dumping {table}")
     yield Response(data="Backup Complete.")
 
 
@@ -476,18 +528,21 @@ def restorexcatdb(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
     if not files:
         raise XcatError(f"No table files (*.csv) in {path}")
     messages = []
+    verbose = req.args.get("verbose")
     with ctx.db.begin() as conn:  # all tables or none
         for f in files:
             table = f.name.split(".", 1)[0]
             if table not in TABLES:
                 raise XcatError(f"{f.name}: no table named {table}")
             if table in skip:
+                if verbose:
+                    messages.append(f"Skipping {table}")
                 continue
             try:
                 restore_table(ctx, conn, table, utf8(f.read_bytes(), f.name), False)
             except (DBError, NotText) as exc:
                 raise XcatError(f"{f.name}: {exc}; nothing was restored") from None
-            if req.args.get("verbose"):
+            if verbose:
                 messages.append(f"Restoring {table}.")
     for m in messages:
         yield Response(data=m)

@@ -214,6 +214,8 @@ _DECL: dict[str, dict] = {
     'bootstate': _t(keys=('node',), required=('node',),
         columns='node tokenhash installboots lastfetch comments disable',
         types={'installboots': 'INTEGER'}),
+    'nodelock': _t(keys=('node',), required=('node',),
+        columns='node locked comments disable'),
 }
 
 TABLES: dict[str, TableDef] = {name: TableDef(name=name, **d) for name, d in _DECL.items()}

@@ -109,7 +109,8 @@ class CommandSpec:
     handler: Handler
     noderange: str  # "required", "optional", "new" (names need not exist) or "none"
     #: Whether the request changes nodes (and takes their locks); a function of the request
-    #: for commands such as rpower, where "stat" only reads.
+    #: for commands such as rpower, where "stat" only reads. Dispatch refuses such a request
+    #: for the nodes an administrator locked (their ``locked`` attribute).
     writes: bool | Callable[[Request], bool] = False
     #: The nodes a request addresses when they come from its own arguments (chdef -o ...,
     #: the REST object path): writers lock them, and policy noderanges judge them.

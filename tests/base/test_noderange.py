@@ -22,9 +22,16 @@ class FakeCluster:
             "rack1": {f"rack1-n{i}" for i in range(1, 5)},
             "service": {"sn1", "sn2"},
             "empty": set(),
+            "rack2": {f"rack2-n{i}" for i in range(1, 5)},
+            "grp1": {"n01", "n02"},
+            "grp2": set(),          # defined, no members
+            "grp3": {"n02", "sn1"},
+            "sn2": {"n20"},         # a group named like a node: the node wins
         }
         self.mgt = {n: ("ipmi" if n.startswith("n") else "kvm") for n in self.nodes}
         self._exclude = exclude
+        self.member_lookups: list[str] = []
+        self.group_name_reads = 0
 
     def all_nodes(self):
         return set(self.nodes)
@@ -33,7 +40,12 @@ class FakeCluster:
         return set(names) & self.nodes
 
     def group_members(self, name):
+        self.member_lookups.append(name)
         return self.groups.get(name)
+
+    def group_names(self):
+        self.group_name_reads += 1
+        return set(self.groups)
 
     def select_nodes(self, attr, op, value):
         import re
@@ -106,6 +118,69 @@ CLUSTER = [  # (noderange, expansion) against FakeCluster
 @pytest.mark.parametrize("text,expected", CLUSTER)
 def test_cluster_expansion(text, expected):
     assert expand(text, FakeCluster()).sorted() == names(*expected)
+
+
+RACKS = ["rack1-n1", "rack1-n2", "rack1-n3", "rack1-n4",
+         "rack2-n1", "rack2-n2", "rack2-n3", "rack2-n4"]
+GROUP_RANGES = [  # (noderange, expansion): a range of group names is the groups' union
+    ("rack1-rack2", RACKS),
+    ("rack[1-2]", RACKS),
+    ("rack1:rack2", RACKS),
+    ("rack[1:2]", RACKS),
+    ("rack1+1", RACKS),
+    ("grp1-grp3", ["n01", "n02", "sn1"]),        # an empty group adds nothing, and is no error
+    ("grp[1,3]", ["n01", "n02", "sn1"]),
+    ("grp2-grp2", []),
+    ("sn1-sn2", ["sn1", "sn2"]),                 # nodes win over a group of the same name
+    ("compute,-grp1-grp3", [f"n{i:02d}" for i in range(3, 21)]),
+    ("grp1-grp3@service", ["sn1"]),
+    ("rack1-rack2,-rack1-n1-rack1-n3", ["rack1-n4", *RACKS[4:]]),
+    ("n01-n03,grp3", ["n01", "n02", "n03", "sn1"]),
+]
+
+
+@pytest.mark.parametrize("text,expected", GROUP_RANGES)
+def test_a_range_of_groups_is_the_union_of_the_groups(text, expected):
+    assert expand(text, FakeCluster()).sorted() == names(*expected)
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("rack1-rack2", RACKS),
+    ("grp1-grp3", ["n01", "n02", "sn1"]),
+    ("new1-new2", ["new1", "new2"]),           # names for nodes to come stay names
+    ("grp3-grp4", ["grp4", "n02", "sn1"]),
+])
+def test_unverified_ranges_take_groups_too(text, expected):
+    """Policy and lock sets are expanded unverified: a deny rule on the nodes of grp3 must
+    see them in a request for grp3-grp4."""
+    assert expand(text, FakeCluster(), verify=False).sorted() == names(*expected)
+
+
+def test_a_range_naming_a_missing_group_names_it():
+    with pytest.raises(InvalidNodes) as exc:
+        expand("grp3-grp5", FakeCluster())
+    assert str(exc.value) == "Invalid nodes and/or groups in noderange: grp4,grp5"
+
+
+def test_group_ranges_with_a_prefix_from_env():
+    env = {"XCAT_NODE_PREFIX": "grp", "XCAT_NODE_SUFFIX": ""}
+    assert expand("1-2", FakeCluster(), env=env).sorted() == ["n01", "n02"]
+
+
+def test_ranges_of_nodes_never_read_the_groups():
+    cluster = FakeCluster()
+    assert len(expand("n[01-20],rack1-n1-rack1-n4", cluster)) == 24
+    assert cluster.group_name_reads == 0
+
+
+def test_groups_are_read_once_and_only_the_matching_names_looked_up():
+    cluster = FakeCluster()
+    with pytest.raises(InvalidNodes):
+        expand("grp[1-1000],rack[1-2]", cluster)
+    assert cluster.group_name_reads == 1
+    tokens = {"grp[1-1000]", "rack[1-2]"}  # (each token is first tried as a group's name)
+    assert sorted(set(cluster.member_lookups) - tokens) == ["grp1", "grp2", "grp3", "rack1",
+                                                            "rack2"]
 
 
 def test_all_digit_atoms_use_prefix_and_suffix_from_env():

@@ -24,6 +24,10 @@ from xcatd.base.regexval import RegexValueError, compute
     ("|10.0.0.($1+0)|", "node17", "10.0.0.17"),  # easy form
     ("|10.($1+0).($2+0).1|", "rack02n07", "10.2.7.1"),
     ("|nomatch(\\d+)|x$1|", "n1", "n1"),         # no match: the node name, as Perl's s///
+    ("|(.*)|($1).cluster.net|", "node01", "node01.cluster.net"),  # a name group is text
+    ("|(.*)|(($1))-bmc|", "rack1-n01", "rack1-n01-bmc"),
+    ("|(\\D+)(\\d+)|($1)-($2+1)|", "node01", "node-2"),   # text and arithmetic side by side
+    ("|(.*)|($1)|", "007", "7"),                   # a number stays a number
     ("10.0.0.1", "n1", "10.0.0.1"),
     ("a|b", "n1", "a|b"),
     ("", "n1", ""),
@@ -40,6 +44,7 @@ def test_regex_values(value, node, expected):
     ("|n(\\d+)|10.($2+1)|", "n1", "$2"),
     ("|n(\\d+|x|", "n1", "n(\\d+"),
     ("|n(\\d+)|(__import__('os'))|", "n1", "(__import__('os'))"),
+    ("|(.*)|($1+1).cluster.net|", "node01", "node01"),  # arithmetic on text stays an error
 ])
 def test_bad_regex_values_name_the_part(value, node, part):
     with pytest.raises(RegexValueError) as exc:

@@ -87,6 +87,59 @@ def test_chtab_bad_arguments_are_errors(mn_sqlite, args, needle):
     assert rows(mn_sqlite, "nodehm") == []
 
 
+@pytest.mark.parametrize("cmd", ["chtab", "tabch"])
+@pytest.mark.parametrize("args, message", [   # xCAT's words (tabutils.pm's tabch)
+    (["node=n1", "nosuch.col=1"], "Error: Table nosuch does not exist.\n"),
+    (["-d", "node=n1", "nosuch"], "Error: Table nosuch does not exist.\n"),
+    (["node=n1", "nodehm.bogus=1"], "Error: nodehm.bogus not a valid table.column description\n"),
+    (["bogus=n1", "nodehm.mgt=x"], 'Error: No column "bogus" in table "nodehm"\n'),
+    (["node=n1,bogus=2", "nodehm.mgt=x"], 'Error: No column "bogus" in table "nodehm"\n'),
+    (["-d", "bogus=n1", "nodehm"], 'Error: No column "bogus" in table "nodehm"\n'),
+    (["key=x", "site.value=1", "nodehm.mgt=x"], 'Error: No column "key" in table "nodehm"\n'),
+    (["-d", "node=n1"], "Error: Missing table name.\n"),
+    (["nokey", "nodehm.mgt=x"], 'Error: Incorrect argument "nokey".\n'),
+])
+def test_chtab_and_tabch_errors_in_xcats_words(mn_sqlite, cmd, args, message):
+    mn_sqlite.ok("chtab", "node=n1", "nodehm.mgt=ipmi")
+    r = mn_sqlite.run(cmd, *args)
+    assert (r.rc, r.err, r.out) == (1, message, "")
+    assert rows(mn_sqlite, "nodehm") == ['"n1",,"ipmi",,,,,,,,,,,,,']
+    assert mn_sqlite.ok("gettab", "key=x", "site.value").out == ""
+
+
+# ---- tabch: xCAT's other name for chtab ---------------------------------------------------
+def test_tabch_adds_changes_and_appends(mn):
+    mn.ok("tabch", "node=node1", "nodelist.groups=all")
+    mn.ok("tabch", "key=tftpdir", "site.value=/tftpboot")
+    mn.ok("tabch", "node=node1", "nodetype.os=rhel5")
+    mn.ok("tabch", "node=node1", "nodetype.os=sles")
+    mn.ok("tabch", "node=node1", "postscripts.postbootscripts=a")
+    mn.ok("tabch", "node=node1", "postscripts.postbootscripts+=otherpkgs,a")
+    assert mn.ok("gettab", "node=node1", "nodelist.groups", "nodetype.os",
+                 "postscripts.postbootscripts").lines == [
+        "nodelist.groups: all", "nodetype.os: sles", "postscripts.postbootscripts: a,otherpkgs"]
+    assert mn.ok("gettab", "key=tftpdir", "site.value").out == "/tftpboot\n"
+
+
+@pytest.mark.parametrize("args", [["-d", "node=node1", "nodetype"],
+                                  ["node=node1", "nodetype", "-d"],        # the man page's order
+                                  ["--delete", "node=node1", "nodetype"]])
+def test_tabch_d_deletes_rows(mn_sqlite, args):
+    mn_sqlite.ok("tabch", "node=node1", "nodetype.os=rhel5", "nodelist.groups=all")
+    mn_sqlite.ok("tabch", "node=node2", "nodetype.os=rhel5")
+    mn_sqlite.ok("tabch", *args)
+    assert rows(mn_sqlite, "nodetype") == ['"node2","rhel5",,,,,,,']
+    assert rows(mn_sqlite, "nodelist") == ['"node1","all",,,,,,,,,,,']
+
+
+def test_tabch_is_judged_and_audited_as_tabch(mn_daemon):
+    """Policy and the audit log see tabch, so a policy row can name it."""
+    mn_daemon.ok("chtab", "-d", "key=auditskipcmds", "site")
+    mn_daemon.ok("tabch", "node=n1", "nodehm.mgt=ipmi")
+    mn_daemon.daemon.daemon.pipeline.jobs.flush()
+    assert [r["command"] for r in mn_daemon.db.rows("auditlog")][-1:] == ["tabch"]
+
+
 def test_chtab_error_in_second_table_changes_nothing(mn):
     r = mn.run("chtab", "node=n1", "nodehm.mgt=ipmi", "hosts.bogus=1")
     assert r.rc == 1

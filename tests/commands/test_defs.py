@@ -430,7 +430,8 @@ def test_network_definition(mn):
 def test_network_without_net_and_mask_is_clear_error(mn_sqlite, attrs):
     r = mn_sqlite.run("mkdef", "-t", "network", "-o", "net2", *attrs)
     assert r.rc == 1
-    assert "networks table needs" in r.err and "net" in r.err
+    assert r.err.startswith("Error: Net or mask value should not be empty for xCAT network "
+                            "object 'net2'.\n")
     assert mn_sqlite.ok("tabdump", "networks").lines[1:] == []
 
 

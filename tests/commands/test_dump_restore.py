@@ -71,11 +71,70 @@ def test_dump_overwrites_existing_file_keeping_mode(populated, dumpdir):
     assert stat.S_IMODE(os.stat(f).st_mode) == 0o600
 
 
-@pytest.mark.parametrize("args", [[], ["-p", "/nonexistent/dir/xyz"]])
-def test_dump_path_errors(mn_sqlite, args):
-    r = mn_sqlite.run("dumpxCATdb", *args)
-    assert r.rc == 1
-    assert r.err.startswith("Error:")
+def test_dump_without_path_is_xcats_error(mn_sqlite):
+    r = mn_sqlite.run("dumpxCATdb")
+    assert (r.rc, r.err) == (1, "Error:  Requires -p with path to directory to hold db files.\n")
+
+
+def test_dump_to_a_file_is_an_error(mn_sqlite, tmp_path):
+    f = tmp_path / "afile"
+    f.write_text("x")
+    r = mn_sqlite.run("dumpxCATdb", "-p", str(f))
+    assert (r.rc, r.err) == (1, f"Error:  Input path is not a directory: {f}\n")
+    assert f.read_text() == "x"
+
+
+def test_dump_creates_a_missing_directory_for_root_alone(populated, tmp_path):
+    target = tmp_path / "new" / "backup"
+    r = populated.ok("dumpxCATdb", "-p", str(target))
+    assert r.lines == [f" Creating {target} for database dump", "Backup Complete."]
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o700
+    assert (target / "nodelist.csv").read_text().startswith("#node,groups")
+
+
+@pytest.mark.parametrize("opts", [["--path"], ["-a", "-V", "-p"], ["--all", "--verbose", "--path"]])
+def test_dump_and_restore_take_xcats_long_options(populated, dumpdir, opts):
+    r = populated.ok("dumpxCATdb", *opts, str(dumpdir))
+    assert r.lines[-1] == "Backup Complete."
+    assert (dumpdir / "auditlog.csv").exists() == ("-a" in opts or "--all" in opts)
+    r = populated.ok("restorexCATdb", *opts, str(dumpdir))
+    assert r.lines[-1] == "Restore of Database Complete."
+    assert ("Restoring nodelist." in r.lines) == ("-V" in opts or "--verbose" in opts)
+
+
+def test_dump_a_adds_exactly_the_logs_and_job_history(populated, tmp_path):
+    plain, full = tmp_path / "plain", tmp_path / "full"
+    populated.ok("dumpxCATdb", "-p", str(plain))
+    populated.ok("dumpxCATdb", "-a", "-p", str(full))
+    added = {p.name for p in full.iterdir()} - {p.name for p in plain.iterdir()}
+    assert added == {"auditlog.csv", "eventlog.csv", "jobs.csv", "jobresults.csv"}
+
+
+def test_dump_leaves_out_site_skiptables(populated, dumpdir):
+    populated.ok("chtab", "key=skiptables", "site.value=hosts,passwd")
+    lines = populated.ok("dumpxCATdb", "-V", "-p", str(dumpdir)).lines
+    assert "Skipping hosts" in lines and "Skipping passwd" in lines
+    names = {p.name for p in dumpdir.iterdir()}
+    assert "hosts.csv" not in names and "passwd.csv" not in names and "nodelist.csv" in names
+
+
+def test_dump_XCAT_SKIPTABLES_overrides_site_skiptables(populated, dumpdir, monkeypatch):
+    populated.ok("chtab", "key=skiptables", "site.value=hosts")
+    monkeypatch.setenv("XCAT_SKIPTABLES", "zone,passwd")
+    populated.ok("dumpxCATdb", "-p", str(dumpdir))
+    names = {p.name for p in dumpdir.iterdir()}
+    assert "hosts.csv" in names
+    assert "zone.csv" not in names and "passwd.csv" not in names
+
+
+def test_restore_leaves_out_site_skiptables_and_says_so(populated, dumpdir):
+    populated.ok("dumpxCATdb", "-p", str(dumpdir))
+    populated.ok("chtab", "-d", "node=n1", "hosts")
+    populated.ok("chtab", "key=skiptables", "site.value=hosts")
+    (dumpdir / "site.csv").unlink()   # keep today's site table (and its skiptables)
+    r = populated.ok("restorexCATdb", "-V", "-p", str(dumpdir))
+    assert "Skipping hosts" in r.lines and "Restoring nodelist." in r.lines
+    assert populated.ok("tabdump", "hosts").lines[1:] == []
 
 
 def test_round_trip_restores_everything_including_passwords(populated, dumpdir):

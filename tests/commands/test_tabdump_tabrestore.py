@@ -1,5 +1,6 @@
 """tabdump (CSV, -d, -w) and tabrestore (replace, append, all-or-nothing on bad input)."""
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -44,21 +45,47 @@ def test_tabdump_without_table_lists_table_names_sorted(mn_sqlite):
 
 
 def test_tabdump_d_describes_table_columns(mn_sqlite):
-    out = mn_sqlite.ok("tabdump", "-d", "nodelist").out
-    assert out.startswith("node:")
-    assert "\ngroups:" in out and "\nhidden:" in out
+    """xCAT's layout: every column in schema order, ``name:`` then two tabs (names under 7
+    characters) or one, the description; a blank line between columns."""
+    from xcatd.db.database import TABLES
+    hosts = TABLES["hosts"]
+    out = mn_sqlite.ok("tabdump", "-d", "hosts").out
+    tabs = {True: "\t\t", False: "\t"}
+    expected = [c + ":" + tabs[len(c) < 7] + hosts.column_doc(c) for c in hosts.columns]
+    assert out == "\n\n".join(expected) + "\n"
+    assert out.startswith("node:\t\tThe node name or group name the row applies to.\n\nip:\t\t")
+    assert "\n\notherinterfaces:\tOther interfaces" in out
 
 
-def test_tabdump_d_without_table_describes_every_table(mn_sqlite):
-    out = mn_sqlite.ok("tabdump", "-d").out
-    assert "nodelist:" in out and "site:" in out
+def test_tabdump_d_without_table_describes_every_table_in_order(mn_sqlite):
+    entries = mn_sqlite.ok("tabdump", "-d").out.rstrip("\n").split("\n\n")
+    assert entries == sorted(entries)
+    assert len(entries) == len(mn_sqlite.ok("tabdump").lines)
+    assert "nodelist:\tThe list of nodes, the groups each belongs to, and node status." \
+        in entries
+    assert "site:\t\tCluster-wide settings as key/value pairs." in entries
 
 
-@pytest.mark.parametrize("args", [["nosuch"], ["-d", "nosuch"]])
-def test_tabdump_unknown_table_is_error(mn_sqlite, args):
+@pytest.mark.parametrize("args, message", [   # xCAT's words
+    (["nosuch"], "Error: No such table: nosuch\n"),
+    (["-d", "nosuch"], "Error: table nosuch does not exist.\n"),
+    (["-w", "bogus==1", "nodelist"], 'Error: No column "bogus" in table "nodelist"\n'),
+    (["-w", "node==n1", "-w", "nope=~x%", "nodelist"],
+     'Error: No column "nope" in table "nodelist"\n'),
+    (["-n", "2", "-d", "auditlog"], "Error: You  cannot use the -n and -d flag together. \n"),
+    (["-n", "2", "-w", "recid==1", "auditlog"],
+     "Error: You  cannot use the -n and -w flag together. \n"),
+    (["-n", "2", "-f", "x.csv", "auditlog"],
+     "Error: You  cannot use the -n and -f flag together. \n"),
+    (["-f", "x.csv"], "Error: table name missing from the command input. \n"),
+    (["-n", "2", "nodelist"], "Error: nodelist table is not supported in tabdump -n. You may "
+                              "only use this option on the auditlog or the eventlog.\n"),
+])
+def test_tabdump_errors_name_the_bad_part(mn_sqlite, tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
     r = mn_sqlite.run("tabdump", *args)
-    assert r.rc == 1
-    assert "nosuch" in r.err
+    assert (r.rc, r.err, r.out) == (1, message, "")
+    assert not (tmp_path / "x.csv").exists()
 
 
 @pytest.mark.parametrize("where, expected", [
@@ -121,11 +148,71 @@ def test_tabdump_n_shows_last_records(mn_sqlite):
     assert [line.split(",")[0] for line in lines[1:]] == ['"4"', '"5"']
 
 
+def test_tabdump_n_of_an_empty_log_says_nothing_to_display(mn_sqlite):
+    r = mn_sqlite.ok("tabdump", "-n", "3", "eventlog")
+    assert r.out == "Nothing to display from eventlog.\n"
+
+
 def test_tabdump_f_writes_file(mn_sqlite, tmp_path):
     mn_sqlite.ok("nodeadd", "n1", "groups=all")
     f = tmp_path / "out.csv"
-    mn_sqlite.ok("tabdump", "-f", str(f), "nodelist")
+    r = mn_sqlite.ok("tabdump", "-f", str(f), "nodelist")
+    assert r.out == ""
     assert f.read_text().splitlines() == [NODELIST_HDR, '"n1","all",,,,,,,,,,,']
+    assert stat.S_IMODE(f.stat().st_mode) == 0o644
+
+
+def test_tabdump_f_with_w_writes_the_selected_rows(mn, tmp_path):
+    mn.ok("nodeadd", "n1-n3", "groups=compute")
+    f = tmp_path / "out.csv"
+    mn.ok("tabdump", "-w", "node!=n2", "-f", str(f), "nodelist")
+    assert f.read_text().splitlines() == [NODELIST_HDR, '"n1","compute",,,,,,,,,,,',
+                                          '"n3","compute",,,,,,,,,,,']
+
+
+def test_tabdump_f_relative_path_is_the_callers(mn_sqlite, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    mn_sqlite.ok("tabdump", "-f", "site.csv", "site")
+    assert (tmp_path / "site.csv").read_text() == mn_sqlite.ok("tabdump", "site").out
+
+
+def test_tabdump_f_round_trips_through_tabrestore(mn_sqlite, tmp_path):
+    mn_sqlite.ok("chtab", "node=n1", 'hosts.comments=a "q", b', "hosts.ip=1.2.3.4")
+    f = tmp_path / "hosts.csv"
+    mn_sqlite.ok("tabdump", "-f", str(f), "hosts")
+    mn_sqlite.ok("chtab", "-d", "node=n1", "hosts")
+    mn_sqlite.ok("tabrestore", str(f))
+    assert rows(mn_sqlite, "hosts") == ['"n1","1.2.3.4",,,"a ""q"", b",']
+
+
+def test_tabdump_f_with_secrets_is_private(mn_sqlite, tmp_path):
+    mn_sqlite.ok("chtab", "key=system", "passwd.username=root", "passwd.password=s3cret")
+    f = tmp_path / "passwd.csv"
+    mn_sqlite.ok("tabdump", "--show-secrets", "-f", str(f), "passwd")
+    assert '"s3cret"' in f.read_text()
+    assert stat.S_IMODE(f.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("args", [["nosuch"], ["-w", "bogus==1", "nodelist"]])
+def test_tabdump_f_error_leaves_the_old_file(mn_sqlite, tmp_path, args):
+    out = tmp_path / "out"
+    out.mkdir()
+    f = out / "x.csv"
+    f.write_text("old\n")
+    r = mn_sqlite.run("tabdump", "-f", str(f), *args)
+    assert r.rc == 1 and r.err.startswith("Error: ")
+    assert f.read_text() == "old\n"
+    assert [p.name for p in out.iterdir()] == ["x.csv"]   # no temporary file left
+
+
+@pytest.mark.parametrize("where", ["nodir/x.csv", "adir"])
+def test_tabdump_f_to_a_path_that_cannot_be_written(mn_sqlite, tmp_path, where):
+    (tmp_path / "adir").mkdir()
+    target = tmp_path / where
+    r = mn_sqlite.run("tabdump", "-f", str(target), "site")
+    assert (r.rc, r.out) == (1, "")
+    assert r.err == (f"Error: Error on tabdump of site to {target}. Unable to open the file "
+                     "for write. \n")
 
 
 # ---- tabrestore ---------------------------------------------------------------------------

@@ -90,20 +90,108 @@ def test_tabprune_zero_count_prunes_nothing(mn_sqlite, opt):
     assert len(remaining(mn_sqlite, "auditlog")) == 3
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["nodelist", "-a"], "not supported"),
-    (["site", "-n", "1"], "not supported"),
-    (["auditlog"], "must be supplied"),
-    (["auditlog", "-a", "-n", "2"], "Only one option"),
-    (["auditlog", "-i", "3", "-p", "10"], "Only one option"),
-    (["-a"], "Table name required"),
+ONLY_ONE = "Error: Only one option -p or -i or -n or -a maybe used at a time.\n"
+
+
+@pytest.mark.parametrize("args, message", [   # xCAT's words
+    (["nodelist"], "Error: Table nodelist not supported, see tabprune -h for supported "
+                   "tables.\n"),
+    (["site", "-n", "1"], "Error: Table site not supported, see tabprune -h for supported "
+                          "tables.\n"),
+    (["nodelist", "-d", "2", "-a"], "Error: Table nodelist not supported for the -d option.\n"),
+    (["nosuch", "-a"], "Error: Table nosuch does not exist.\n"),
+    (["auditlog"], "Error: One option -p or -i or -n or -a or -d must be supplied.\n"),
+    (["auditlog", "-a", "-n", "2"], ONLY_ONE),
+    (["auditlog", "-i", "3", "-p", "10"], ONLY_ONE),
+    (["auditlog", "-d", "3", "-n", "1"], ONLY_ONE),
+    (["nodelist", "-a", "-n", "2"], ONLY_ONE),
+    (["-a"], "Error: Table name required.\n"),
 ])
-def test_tabprune_option_errors(mn_sqlite, args, needle):
+def test_tabprune_option_errors(mn_sqlite, args, message):
     fill(mn_sqlite, "auditlog", 3)
+    mn_sqlite.ok("nodeadd", "n1", "groups=all")
     r = mn_sqlite.run("tabprune", *args)
-    assert r.rc == 1
-    assert needle in r.err
+    assert (r.rc, r.err, r.out) == (1, message, "")
     assert len(remaining(mn_sqlite, "auditlog")) == 3
+    assert rows(mn_sqlite, "nodelist") == ['"n1","all",,,,,,,,,,,']
+
+
+def rows(mn, table):
+    return mn.ok("tabdump", table).lines[1:]
+
+
+# ---- -a on any table, as xCAT's man page has it ----------------------------------------------
+def test_tabprune_a_empties_any_table(mn):
+    mn.ok("nodeadd", "n1,n2", "groups=all")
+    assert mn.ok("tabprune", "nodelist", "-a").lines == ["tabprune of nodelist complete."]
+    assert rows(mn, "nodelist") == []
+
+
+def test_tabprune_a_V_of_any_table_prints_its_rows_masking_secrets(mn_sqlite):
+    mn_sqlite.ok("chtab", "key=system", "passwd.username=root", "passwd.password=s3cret")
+    r = mn_sqlite.ok("tabprune", "passwd", "-V", "-a")
+    assert r.lines == ["#key,username,password,cryptmethod,authdomain,comments,disable",
+                       '"system","root","********",,,,']
+    assert "s3cret" not in r.out
+    assert rows(mn_sqlite, "passwd") == []
+
+
+# ---- -f: the removed records saved in a file --------------------------------------------------
+def test_tabprune_f_saves_the_removed_records(mn_sqlite, tmp_path):
+    fill(mn_sqlite, "auditlog", 3)
+    f = tmp_path / "pruned.csv"
+    r = mn_sqlite.ok("tabprune", "auditlog", "-n", "2", "-f", str(f))
+    assert r.lines == ["tabprune of auditlog complete."]
+    assert f.read_text().splitlines() == [HDR,
+                                          '"1","2020-01-01 00:00:00",,,,"c1",,,,,',
+                                          '"2","2020-01-02 00:00:00",,,,"c2",,,,,']
+    assert remaining(mn_sqlite, "auditlog") == ["c3"]
+
+
+def test_tabprune_f_file_restores_the_records(mn, tmp_path):
+    fill(mn, "eventlog", 2)
+    f = tmp_path / "eventlog.csv"
+    assert mn.ok("tabprune", "eventlog", "-a", "-f", str(f)).lines == [
+        "tabprune of eventlog complete."]
+    assert remaining(mn, "eventlog") == []
+    mn.ok("tabrestore", "-a", str(f))
+    assert remaining(mn, "eventlog") == ["c1", "c2"]
+
+
+def test_tabprune_V_f_prints_and_saves(mn_sqlite, tmp_path):
+    fill(mn_sqlite, "auditlog", 2)
+    f = tmp_path / "pruned.csv"
+    r = mn_sqlite.ok("tabprune", "auditlog", "-V", "-a", "-f", str(f))
+    assert r.out == f.read_text()
+    assert r.lines[0] == HDR and len(r.lines) == 3
+
+
+def test_tabprune_f_of_jobs(mn_sqlite, tmp_path):
+    fill_jobs(mn_sqlite, 3)
+    f = tmp_path / "jobs.csv"
+    mn_sqlite.ok("tabprune", "jobs", "-n", "1", "-f", str(f))
+    lines = f.read_text().splitlines()
+    assert lines[0] == JOBS_HDR and len(lines) == 2 and lines[1].startswith('"job-001"')
+
+
+def test_tabprune_f_to_a_path_that_cannot_be_written_prunes_nothing(mn_sqlite, tmp_path):
+    fill(mn_sqlite, "auditlog", 3)
+    bad = tmp_path / "no" / "such" / "dir" / "x.csv"
+    r = mn_sqlite.run("tabprune", "auditlog", "-a", "-f", str(bad))
+    assert (r.rc, r.err) == (1, f"Error: Unable to open {bad} for write; nothing was "
+                                "pruned.\n")
+    assert len(remaining(mn_sqlite, "auditlog")) == 3
+
+
+def test_tabprune_f_with_an_error_writes_no_file(mn_sqlite, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    f = out / "x.csv"
+    f.write_text("kept\n")
+    r = mn_sqlite.run("tabprune", "nodelist", "-n", "1", "-f", str(f))
+    assert r.rc == 1 and "not supported" in r.err
+    assert f.read_text() == "kept\n"
+    assert [p.name for p in out.iterdir()] == ["x.csv"]   # no temporary file left
 
 
 @pytest.mark.parametrize("args", [["-p", "101"], ["-n", "-1"]])
@@ -114,10 +202,24 @@ def test_tabprune_out_of_range_values_are_usage_errors(mn_sqlite, args):
 
 
 @pytest.mark.parametrize("table", ["auditlog", "eventlog"])
-def test_tabprune_empty_table_says_nothing_to_prune(mn, table):
-    r = mn.run("tabprune", table, "-a")
-    assert r.rc == 1
-    assert f"Nothing to prune from {table}" in r.err
+@pytest.mark.parametrize("opt, lines", [   # as xCAT: -n and -p say there was nothing
+    (["-n", "5"], ["Nothing to prune from {t}.", "tabprune of {t} complete."]),
+    (["-p", "50"], ["Nothing to prune from {t}.", "tabprune of {t} complete."]),
+    (["-V", "-n", "5"], ["Nothing to prune from {t}."]),
+    (["-a"], ["tabprune of {t} complete."]),
+    (["-i", "9"], ["tabprune of {t} complete."]),
+    (["-d", "1"], ["tabprune of {t} complete."]),
+])
+def test_tabprune_of_an_empty_table_succeeds_and_says_so(mn, table, opt, lines):
+    r = mn.run("tabprune", table, *opt)
+    assert (r.rc, r.err) == (0, "")
+    assert r.lines == [line.format(t=table) for line in lines]
+
+
+@pytest.mark.parametrize("table", ["auditlog", "eventlog"])
+def test_tabprune_V_a_of_an_empty_table_prints_the_header(mn_sqlite, table):
+    r = mn_sqlite.ok("tabprune", table, "-V", "-a")
+    assert len(r.lines) == 1 and r.lines[0].startswith("#recid,")
 
 
 # ---- jobs: finished jobs go with their results; queued and running ones stay ---------------
@@ -212,7 +314,14 @@ def test_tabprune_jobs_refusals(mn_sqlite, args, needle):
     assert jobs_left(mn_sqlite) == kept("c1", "c2", "c3", "r")
 
 
-def test_tabprune_jobs_without_finished_jobs_says_nothing_to_prune(mn_sqlite):
-    r = mn_sqlite.run("tabprune", "jobs", "-a")
-    assert r.rc == 1
-    assert "Nothing to prune from jobs" in r.err
+@pytest.mark.parametrize("opt, lines", [
+    (["-a"], ["tabprune of jobs complete."]),
+    (["-n", "3"], ["Nothing to prune from jobs.", "tabprune of jobs complete."]),
+])
+def test_tabprune_jobs_without_finished_jobs_succeeds(mn_sqlite, opt, lines):
+    with mn_sqlite.db.begin() as conn:   # a running job is never pruned
+        mn_sqlite.db.insert_row(conn, "jobs", {"jobid": "job-run", "command": "r",
+                                               "state": "running"})
+    r = mn_sqlite.run("tabprune", "jobs", *opt)
+    assert (r.rc, r.err, r.lines) == (0, "", lines)
+    assert jobs_left(mn_sqlite) == {"r": 0}

@@ -164,3 +164,17 @@ def test_a_request_that_only_reads_stops_at_site_requesttimeout(audited, ticking
     out = list(run_local(Request(ticking), audited.paths))
     assert [r.data for r in out if r.data] == ["tick 0"]
     assert out[-1].kind == ErrorKind.BUSY and "site.requesttimeout (0.05 s)" in out[-1].error
+
+
+@pytest.mark.parametrize("rule,allowed", [
+    ("allow", True), ("Accept", True), ("trusted", True), ("deny", False), ("bogus", False),
+    ("", False), ("alow", False),
+])
+def test_a_matching_rows_rule_is_allow_or_else_deny_as_in_xcat(rule, allowed):
+    """xCAT: a rule other than allow/trusted denies; a later allow row never rescues it."""
+    from xcatd.daemon.policy import decide
+    rows = [{"priority": "2", "name": "alice", "commands": "rpower", "rule": rule},
+            {"priority": "3", "name": "alice", "rule": "allow"}]
+    who = Identity("alice", "10.0.0.9", "cli")
+    assert decide(rows, who, "rpower", None, "").allowed is allowed
+    assert decide(rows, who, "nodels", None, "").allowed  # the row names rpower only

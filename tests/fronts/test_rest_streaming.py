@@ -84,7 +84,7 @@ def test_ndjson_carries_each_response_and_the_exit_code(fleet):
     status, raw = get(fleet, "/xcatws/nodes/n1,d1/power", accept="application/x-ndjson")
     records = [json.loads(line) for line in raw.splitlines()]
     assert status == 200
-    assert {"r": {"node": "n1", "data": "off"}} in records
+    assert {"r": {"node": "n1", "data": "off", "obj": {"power": "off"}}} in records
     assert any(r.get("r", {}).get("node") == "d1" and "timeout" in r["r"].get("error", "")
                for r in records)
     assert records[-1] == {"end": {"exitcode": 1}}

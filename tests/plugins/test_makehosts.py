@@ -72,3 +72,42 @@ def test_a_bad_address_is_an_error_and_the_file_is_untouched(cluster):
     r = cluster.run("makehosts")
     assert r.rc == 1 and "10.0.0.999" in r.err
     assert path.read_text() == "127.0.0.1 localhost\n"
+
+
+# ---- nic attributes set through the object commands ----------------------------------------
+def test_nic_aliases_follow_the_interface_name(cluster):
+    cluster.ok("chdef", "n1", "nicaliases.ib0=login1-ib ib-login1")
+    cluster.ok("makehosts", "n1")
+    assert "10.1.0.11 n1-ib n1-ib.hpc.example login1-ib ib-login1" in hosts(cluster)
+
+
+def test_a_group_regex_per_interface_names_each_members_interface(cluster):
+    cluster.ok("chdef", "-t", "group", "-o", "compute", "nicips=",
+               r"nicips.eth1=|\D+(\d+)|10.2.0.($1+20)|", "nichostnamesuffixes.eth1=-data",
+               r"nicaliases.eth1=|(.*)|($1)-storage|")
+    cluster.ok("makehosts")
+    assert hosts(cluster) == [
+        "10.0.0.11 n1 n1.hpc.example", "10.2.0.21 n1-data n1-data.hpc.example n1-storage",
+        "10.0.0.12 n2 n2.hpc.example", "10.2.0.22 n2-data n2-data.hpc.example n2-storage",
+        "10.0.0.13 n3 n3.hpc.example", "10.2.0.23 n3-data n3-data.hpc.example n3-storage"]
+
+
+def test_an_interface_without_suffix_gets_its_name(cluster):
+    cluster.ok("chdef", "n2", "nicips.eth2=10.4.0.2")
+    cluster.ok("makehosts", "n2")
+    assert "10.4.0.2 n2-eth2 n2-eth2.hpc.example" in hosts(cluster)
+    assert "10.1.0.12 n2-ib n2-ib.hpc.example" in hosts(cluster)  # the group's ib0 stays
+
+
+def test_a_name_regex_keeps_the_name_as_text(cluster):
+    cluster.ok("chdef", "-t", "group", "-o", "compute", "hostnames=|(.*)|($1).cluster.net|")
+    cluster.ok("makehosts", "n1")
+    assert hosts(cluster)[0] == "10.0.0.11 n1 n1.hpc.example n1.cluster.net"
+
+
+def test_otherinterfaces_with_a_leading_dash_are_suffixes_of_the_node_name(cluster):
+    cluster.ok("nodech", "n2", "hosts.otherinterfaces=-bmc:10.2.0.12,n2-mgmt:10.3.0.12")
+    cluster.ok("makehosts", "n2")
+    lines = hosts(cluster)
+    assert "10.2.0.12 n2-bmc n2-bmc.hpc.example" in lines
+    assert "10.3.0.12 n2-mgmt n2-mgmt.hpc.example" in lines

@@ -10,7 +10,8 @@ VM through its BMC. Fault tests (boots that never get past the image, so they bo
 kernel with the product's initrd built from its modules): the image URL answers 404, the
 image is corrupt, the HTTP site is down; each ends in ``failed`` with one ``xcat: FAILED:``
 line on the console and a reboot. Statelite: persistent files on an NFS server in the lab
-survive a reset, tmpfs ones do not, ro ones come from litetree. Times from power-on are printed (``-rP``), never asserted.
+survive a reset, tmpfs ones do not, ro ones come from litetree. Times from power-on are
+printed (``-rP``), never asserted.
 """
 from __future__ import annotations
 

@@ -536,6 +536,10 @@ class Cluster(Protocol):
 
     def group_members(self, name: str) -> set[str] | None: ...
 
+    def group_names(self) -> set[str]:
+        """Every group's name (static and dynamic), for ranges of groups."""
+        ...
+
     def select_nodes(self, attr: str, op: str, value: str) -> set[str]: ...
 
     def excludenodes(self) -> str | None: ...
@@ -615,6 +619,7 @@ class _Expander:
         self.verify = verify and cluster is not None
         self.bad: list[str] = []
         self._all: NodeRange | None = None
+        self._groups: NodeRange | None = None
         env = os.environ if env is None else env
         self.prefix = env.get("XCAT_NODE_PREFIX", "node")
         self.suffix = env.get("XCAT_NODE_SUFFIX", "")
@@ -625,6 +630,12 @@ class _Expander:
         if self._all is None:
             self._all = NodeRange(self.cluster.all_nodes() if self.cluster else ())
         return self._all
+
+    @property
+    def group_names(self) -> NodeRange:
+        if self._groups is None:
+            self._groups = NodeRange(self.cluster.group_names() if self.cluster else ())
+        return self._groups
 
     def expression(self, text: str) -> NodeRange:
         text = text.strip()
@@ -686,7 +697,9 @@ class _Expander:
         if _DIGITS.match(atom) or _is_digit_range(atom):
             return self.checked(self._digits(atom))
         names = expand_pattern(atom)
-        return self.checked(NodeRange((atom,)) if names is None else names)
+        if names is None:  # a name: neither a node nor a group (both were looked for above)
+            return self.checked(NodeRange((atom,)), groups=False)
+        return self.checked(names)
 
     def _digits(self, atom: str) -> NodeRange:
         """All-digit atoms take XCAT_NODE_PREFIX / XCAT_NODE_SUFFIX."""
@@ -696,19 +709,41 @@ class _Expander:
         a, _, b = atom.partition("-") if "-" in atom else atom.partition(":")
         return NodeRange(f"{pre}{n}{suf}" for n in _span_strings(_spans(f"{a}-{b}", atom)))
 
-    def checked(self, names: NodeRange) -> NodeRange:
-        """With verification, names that are not nodes are recorded and dropped."""
-        if not self.verify:
+    def checked(self, names: NodeRange, groups: bool = True) -> NodeRange:
+        """Names made by a range: a node is itself; a name that is no node but a group
+        stands for the group's members (``grp1-grp3``, as xCAT); with verification, a name
+        that is neither is recorded and dropped. Names are matched against the nodes and
+        the groups as sets, never one by one; a verified range of nodes reads no group."""
+        if self.cluster is None or (not self.verify and not groups):
             return names
+        if not self.verify:  # new names stay: only those that are groups are looked at
+            if self._all is None and len(names) <= 500:  # a keyed read, not the groups'
+                names_left = names - NodeRange(self.known(names.names))
+                if not names_left:
+                    return names
+                found = names_left & self.group_names
+            else:
+                found = names & self.group_names
+                if found:
+                    found = found - NodeRange(self.known(found.names))
+            return self._with_members(names - found, found) if found else names
         if self._all is None and len(names) <= 500:
             known = NodeRange(self.known(names.names))
         else:
             known = self.all_nodes
         missing = names - known
+        if not missing:
+            return names
+        found = (missing & self.group_names) if groups else NodeRange()
+        missing = missing - found if found else missing
         if missing:
             self.bad.extend(missing.sorted())
-            return names & known
-        return names
+        return self._with_members(names & known, found)
+
+    def _with_members(self, nodes: NodeRange, groups: NodeRange) -> NodeRange:
+        for group in groups.sorted():
+            nodes.update(self.cluster.group_members(group) or ())  # type: ignore[union-attr]
+        return nodes
 
     def regex(self, pattern: str) -> NodeRange:
         try:

@@ -10,13 +10,16 @@ A value stored on a group row can describe every member's value at once:
 '10.3.10.11'
 >>> compute("|10.($1+0).0.($2+1)|", "rack02n07")
 '10.2.0.8'
+>>> compute("|(.*)|($1).cluster.net|", "node01")
+'node01.cluster.net'
 >>> compute("plain", "n1")
 'plain'
 
 The substitution is applied to the node name like Perl's ``s///``: the first match is
 replaced and the rest of the name is kept. In the ``|pat|repl|`` form every parenthesised
 part of the replacement is integer arithmetic (``+ - * / %``, ``/`` rounds down), evaluated by
-a small parser here, never by ``eval``.
+a small parser here, never by ``eval``; a part that is only a group whose text is not a
+number (``($1)`` of ``node01``) is that text, as xCAT gives it.
 """
 from __future__ import annotations
 
@@ -211,9 +214,22 @@ def _render(segments: list[Segment], groups: list[str]) -> str:
                 parts.append(groups[seg[1]] or "")
             except IndexError:
                 raise RegexValueError(f"no group ${seg[1]} in the pattern", f"${seg[1]}") from None
+        elif seg[1][0] == "grp" and not _is_number(_group(groups, seg[1][1])):
+            parts.append(_group(groups, seg[1][1]))  # ($1) of a name: text, not arithmetic
         else:
             parts.append(str(evaluate(seg[1], groups)))
     return "".join(parts)
+
+
+def _group(groups: list[str], i: int) -> str:
+    try:
+        return groups[i] or ""
+    except IndexError:
+        raise RegexValueError(f"no group ${i} in the pattern", f"${i}") from None
+
+
+def _is_number(text: str) -> bool:
+    return re.fullmatch(r"\s*[0-9]*\s*", text) is not None
 
 
 def _perl_to_python(pattern: str) -> str:

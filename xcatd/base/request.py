@@ -141,6 +141,9 @@ class Response:
     obj: dict[str, Any] | None = None
     #: An ErrorKind value for an error (None: a node's own failure, or no error).
     kind: str | None = None
+    #: Progress of long work, alone in its Response (xcatd.base.progress): drawn on a
+    #: terminal only, never printed otherwise, kept in a job record or sent by REST.
+    progress: dict[str, Any] | None = None
 
     def render(self) -> tuple[str, str]:
         """('out' | 'err', text) as xCAT prints it."""

@@ -4,9 +4,21 @@ noderange, hold the locks of the nodes it changes, stream the handler's Response
 Every handler sees the same node set and the same error for a bad noderange, and every
 exception becomes an error Response with its kind, so one failure never becomes a traceback
 on the admin's terminal, and a front answers by kind (xcatd.base.request.ErrorKind).
+
+Admin locks are kept here too, once for every command and front: a request that changes
+nodes (its spec's ``writes``) is refused, one error line per node, for the nodes whose
+``locked`` attribute (nodelock.locked, inherited from groups like any attribute) is yes, and
+goes on with the rest. The one change a locked node takes is to its lock alone
+(``chdef n1 locked=no``); queries and the nodes' own reports never look at it.
+
+>>> lock_change_only(Request("chdef", args={"objects": "n1", "attributes": {"locked": "no"}}))
+True
+>>> lock_change_only(Request("chdef", args={"attributes": {"locked": "no", "groups": "a"}}))
+False
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -17,7 +29,7 @@ from sqlalchemy import exc as sa_exc
 
 from xcatd.base import cancel as cancelling
 from xcatd.base.locks import LockTimeout, NodeLocks
-from xcatd.base.noderange import InvalidNodes, NodeRange, NodeRangeError
+from xcatd.base.noderange import InvalidNodes, NodeRange, NodeRangeError, natural_key
 from xcatd.base.patterns import PatternError
 from xcatd.base.regexval import RegexValueError
 from xcatd.base.request import ErrorKind, Request, Response, XcatError
@@ -63,7 +75,7 @@ def dispatch(spec: CommandSpec | None, request: Request, ctx: Context, *, locks:
     if spec is None:
         yield error(f"Unsupported command: {request.command}", ErrorKind.BAD_REQUEST)
         return
-    why = request.problem() or check_args(spec, request.args)
+    why = request.problem() or check_args(spec, request.args) or _bad_lock_value(request)
     if why:
         yield error(why, ErrorKind.BAD_REQUEST)
         return
@@ -83,6 +95,7 @@ def dispatch(spec: CommandSpec | None, request: Request, ctx: Context, *, locks:
             yield error(f"{request.command}: a noderange is required", ErrorKind.BAD_REQUEST)
             return
         held: set[str] = set()
+        target: NodeRange | None = None
         if spec.changes_nodes(request):
             target = nodes if nodes is not None else (
                 spec.lock_nodes(request, ctx) if spec.lock_nodes else None)
@@ -97,6 +110,12 @@ def dispatch(spec: CommandSpec | None, request: Request, ctx: Context, *, locks:
             if waited > 0.5:
                 yield Response(warning=f"waited {waited:.1f}s for nodes another request was "
                                        "changing")
+            if spec.changes_nodes(request) and origin != NODE_ORIGIN:
+                refused, narrowed, nodes = refuse_locked(request, ctx, nodes, target)
+                yield from refused
+                if narrowed is None:
+                    return
+                request = narrowed
             result = spec.handler(request, ctx, nodes)
             if result is not None:
                 for resp in result:
@@ -137,6 +156,87 @@ def dispatch(spec: CommandSpec | None, request: Request, ctx: Context, *, locks:
         log.exception("%s failed", request.command)
         yield error(f"{request.command}: internal error: {exc.__class__.__name__}: {exc}",
                     ErrorKind.INTERNAL)
+
+
+# ---- admin locks ---------------------------------------------------------------------------
+#: Values of ``locked`` (nodelock.locked) that lock a node; LOCK_VALUES are all it takes.
+LOCKED = ("yes", "y", "1", "true")
+LOCK_VALUES = (*LOCKED, "no", "n", "0", "false", "")
+
+
+def admin_locked(ctx: Context, names: list[str]) -> dict[str, str]:
+    """The locked nodes among ``names``: node -> where its lock is set (the node, or the
+    group it inherits it from). One read of nodelock, whatever the number of nodes."""
+    if not names:
+        return {}
+    values = ctx.db.resolve(names, {"nodelock": ["locked"]}, blame=True,
+                            groups=ctx.node_groups_if_loaded(names))
+    out = {}
+    for node, v in values.items():
+        value, source = v.get(("nodelock", "locked"), ("", node))
+        if str(value).strip().lower() in LOCKED:
+            out[node] = source
+    return out
+
+
+def lock_change_only(request: Request) -> bool:
+    """Whether a request changes nothing but the lock: chdef of ``locked`` alone (no rename,
+    stanza, -p/-m or dynamic group), the one change a locked node accepts. chdef's plugin
+    knows nothing of locks; its arguments say it (the REST object path sends the same)."""
+    a = request.args
+    attrs = a.get("attributes")
+    return (request.command == "chdef" and isinstance(attrs, dict) and set(attrs) == {"locked"}
+            and not any(a.get(k) for k in ("newname", "stanza", "plus", "minus", "dynamic")))
+
+
+def _bad_lock_value(request: Request) -> str | None:
+    attrs = request.args.get("attributes")
+    if isinstance(attrs, dict) and isinstance(attrs.get("locked"), str) \
+            and attrs["locked"].strip().lower() not in LOCK_VALUES:
+        return f"locked takes yes or no, not '{attrs['locked'][:40]}'"
+    return None
+
+
+def refuse_locked(request: Request, ctx: Context, nodes: NodeRange | None,
+                  target: NodeRange | None
+                  ) -> tuple[list[Response], Request | None, NodeRange | None]:
+    """A changing request's refusals (one per locked node it addresses) and the request
+    narrowed to the other nodes: its expanded noderange, else the node names of its own
+    arguments (``objects``, else ``noderange``). (refusals, None, None) when no node is
+    left, or when the request addresses every node (``all``) and cannot be narrowed."""
+    if lock_change_only(request):
+        return [], request, nodes
+    if target is not None:
+        names = target.sorted()
+    elif request.args.get("all") is True:  # rmdef -a -f, makedhcp -d -a: every node
+        names = sorted(ctx.all_nodes(), key=natural_key)
+    else:
+        return [], request, nodes
+    locked = admin_locked(ctx, names)
+    if not locked:
+        return [], request, nodes
+    refused = [_refusal(request.command, n, locked[n]) for n in names if n in locked]
+    if target is None:
+        refused.append(error(f"{request.command} -a refused: {len(locked)} locked node(s)",
+                             ErrorKind.CONFLICT))
+        return refused, None, None
+    rest = [n for n in names if n not in locked]
+    if not rest:
+        return refused, None, None
+    if nodes is not None:
+        return refused, request, nodes - list(locked)
+    text = ",".join(rest)
+    if request.args.get("objects"):
+        return refused, dataclasses.replace(request, args={**request.args, "objects": text}), None
+    return refused, dataclasses.replace(request, noderange=text), None
+
+
+def _refusal(command: str, node: str, source: str) -> Response:
+    how = (f"chdef {node} locked=no" if source == node
+           else f"chdef -t group {source} locked=no")
+    by = "" if source == node else f" by its group {source}"
+    return error(f"{command} refused: the node is locked{by} ({how} unlocks it)",
+                 ErrorKind.CONFLICT, node)
 
 
 def _first_line(exc: BaseException | None) -> str:

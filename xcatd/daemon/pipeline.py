@@ -234,6 +234,8 @@ class Pipeline:
                       args_text(shown, request.stdin), self._expander(request)).allowed
 
     def _record(self, job: Job, request: Request, resp: Response) -> Response:
+        if resp.progress is not None:  # for a terminal, now; never part of the record
+            return resp
         resp = bounded(resp)
         self.jobs.result(job, _recordable(request, resp))
         return resp

@@ -69,9 +69,7 @@ def decide(rows: Iterable[dict], who: Identity, command: str, nodes: set[str] | 
            argtext: str, expand: Callable[[str], set[str]] | None = None) -> Decision:
     """The first matching active row's rule; deny when none matches."""
     for row in sorted((r for r in rows if active(r)), key=_prio):
-        rule = (row.get("rule") or "").strip().lower()
-        if rule not in ALLOW_WORDS | DENY_WORDS:
-            continue
+        rule = (row.get("rule") or "").strip().lower()  # anything but an allow word denies
         if not _listed(row.get("name"), who.user) or not _listed(row.get("host"), who.host):
             continue
         if not _listed(row.get("commands"), command):
@@ -79,7 +77,7 @@ def decide(rows: Iterable[dict], who: Identity, command: str, nodes: set[str] | 
         if row.get("noderange"):
             if not nodes or expand is None:
                 continue
-            deny = rule in DENY_WORDS
+            deny = rule not in ALLOW_WORDS
             if nodes is UNKNOWN_NODES:
                 if deny:
                     return Decision(False, rule, row.get("priority"))

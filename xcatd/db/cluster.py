@@ -12,10 +12,12 @@ from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from xcatd.base.noderange import DEFAULT_LIMIT, NodeRange, expand
 from xcatd.base.paths import Paths
 from xcatd.base.site import SiteValues
-from xcatd.db.database import MAX_LIKE, SA_TABLES, Database, split_list
+from xcatd.db.database import MAX_LIKE, SA_TABLES, Database, active, split_list
 from xcatd.db.objects import ObjectStore
 
 
@@ -107,6 +109,20 @@ class Cluster:
         if row is not None:
             return set()  # a defined group with no members
         return None
+
+    def group_names(self) -> set[str]:
+        """Every group: named in nodelist.groups or defined in the nodegroup table (the
+        distinct group lists only, unless the nodelist was read already)."""
+        if self._nodegroups is None:
+            self._nodegroups = {r["groupname"]: r for r in self.db.rows("nodegroup")}
+        if self._groups is not None:
+            return set(self._groups) | set(self._nodegroups)
+        t = SA_TABLES["nodelist"]
+        with self.db.connect() as conn:
+            lists = conn.execute(sa.select(t.c.groups, t.c.disable).distinct()).all()
+        names = {g for groups, disable in lists if active({"disable": disable})
+                 for g in split_list(groups)}
+        return names | set(self._nodegroups)
 
     def select_nodes(self, attr: str, op: str, value: str) -> set[str]:
         with self.db.connect() as conn:

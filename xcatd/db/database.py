@@ -11,7 +11,7 @@ import re
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import cache, lru_cache
 from typing import Any
 
@@ -124,8 +124,13 @@ class Database:
             if path and path != ":memory:" and not os.path.exists(path):
                 raise DBError(f"No xCAT database at {path}: run xcatconfig first "
                               "(is XCATROOT right?)")
-        if not sa.inspect(self.engine).has_table("site"):
+        have = set(sa.inspect(self.engine).get_table_names())
+        if "site" not in have:
             raise DBError("The xCAT database has no tables: run xcatconfig first")
+        new = [t for name, t in SA_TABLES.items() if name not in have]
+        if new:  # the schema grows by whole tables: make those added since this database
+            with suppress(sa.exc.DBAPIError):  # (another process may be first)
+                _metadata.create_all(self.engine, tables=new)
         self._ready = True
 
     def create_all(self) -> None:

@@ -198,6 +198,8 @@ class JobStore:
         self._put(("update", "jobs", job.jobid, {"state": "running", "started": now()}))
 
     def result(self, job: Job, resp: Response) -> None:
+        if resp.progress is not None:  # a terminal's status line, not output
+            return
         resp = capped(resp)
         if resp.error is None and resp.warning is None:
             size = len(resp.data or "") + len(resp.node or "")

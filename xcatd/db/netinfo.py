@@ -7,6 +7,8 @@ values included), then plain Python: the services never query per node.
 [('52:54:00:00:00:01', None), ('52:54:00:00:00:02', 'n1-eth1')]
 >>> parse_nic_map("eth0!10.0.0.1,ib0!10.1.0.1|10.1.1.1")
 {'eth0': ['10.0.0.1'], 'ib0': ['10.1.0.1', '10.1.1.1']}
+>>> parse_nic_map(r"ib0!|\\D+(\\d+)|10.1.0.($1+0)|", "n7")
+{'ib0': ['10.1.0.7']}
 """
 from __future__ import annotations
 
@@ -14,13 +16,15 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 
+from xcatd.base.regexval import RegexValueError
 from xcatd.db.database import Database, DBError, split_list
+from xcatd.db.nics import nic_values
 
 _MAC = re.compile(r"^[0-9a-fA-F]{2}([:-][0-9a-fA-F]{2}){5}$")
 
 NODE_COLUMNS = {
     "hosts": ["ip", "hostnames", "otherinterfaces"],
-    "nics": ["nicips", "nichostnamesuffixes", "nichostnameprefixes"],
+    "nics": ["nicips", "nichostnamesuffixes", "nichostnameprefixes", "nicaliases"],
     "mac": ["mac", "interface"],
     "noderes": ["tftpserver", "xcatmaster", "netboot", "installnic", "primarynic"],
     "nodetype": ["arch"],
@@ -39,14 +43,14 @@ def parse_macs(value: str | None) -> list[tuple[str, str | None]]:
     return out
 
 
-def parse_nic_map(value: str | None) -> dict[str, list[str]]:
-    """nics.* columns: 'eth0!a|b,ib0!c' -> {'eth0': ['a', 'b'], 'ib0': ['c']}."""
-    out: dict[str, list[str]] = {}
-    for part in split_list(value):
-        nic, sep, rest = part.partition("!")
-        if sep:
-            out[nic.strip()] = [v.strip() for v in rest.split("|")]
-    return out
+def parse_nic_map(value: str | None, node: str | None = None) -> dict[str, list[str]]:
+    """nics.* columns: 'eth0!a|b,ib0!c' -> {'eth0': ['a', 'b'], 'ib0': ['c']}; an
+    interface's regex value (a group's row) is computed for ``node``."""
+    try:
+        return nic_values(value, node)
+    except RegexValueError as exc:
+        raise DBError(f"{node}: bad regular expression value in the nics table: {exc}"
+                      ) from None
 
 
 @dataclass
@@ -56,6 +60,7 @@ class NodeNet:
     aliases: list[str] = field(default_factory=list)
     macs: list[tuple[str, str | None]] = field(default_factory=list)
     nics: list[tuple[str, str, str]] = field(default_factory=list)   # (nic, ip, hostname)
+    nic_aliases: dict[str, list[str]] = field(default_factory=dict)  # nic hostname -> aliases
     other: list[tuple[str, str]] = field(default_factory=list)       # (hostname, ip)
     tftpserver: str | None = None
     xcatmaster: str | None = None
@@ -77,9 +82,10 @@ def gather(db: Database, nodes: list[str], conn=None,
                      tftpserver=v.get(("noderes", "tftpserver")),
                      xcatmaster=v.get(("noderes", "xcatmaster")),
                      netboot=v.get(("noderes", "netboot")), arch=v.get(("nodetype", "arch")))
-        ips = parse_nic_map(v.get(("nics", "nicips")))
-        suffixes = parse_nic_map(v.get(("nics", "nichostnamesuffixes")))
-        prefixes = parse_nic_map(v.get(("nics", "nichostnameprefixes")))
+        ips = parse_nic_map(v.get(("nics", "nicips")), node)
+        suffixes = parse_nic_map(v.get(("nics", "nichostnamesuffixes")), node)
+        prefixes = parse_nic_map(v.get(("nics", "nichostnameprefixes")), node)
+        aliases = parse_nic_map(v.get(("nics", "nicaliases")), node)
         for nic, addrs in ips.items():
             for i, addr in enumerate(addrs):
                 if not addr:
@@ -88,13 +94,20 @@ def gather(db: Database, nodes: list[str], conn=None,
                 pre = prefixes.get(nic, [])
                 s = suf[i] if i < len(suf) else (suf[0] if suf and i == 0 else None)
                 p = pre[i] if i < len(pre) else (pre[0] if pre and i == 0 else None)
-                if s is None and p is None:
+                if not s and not p:
                     s = f"-{nic}" + (f"-{i + 1}" if i else "")
-                nn.nics.append((nic, addr, f"{p or ''}{node}{s or ''}"))
+                name = f"{p or ''}{node}{s or ''}"
+                nn.nics.append((nic, addr, name))
+                names = aliases.get(nic, [])
+                if i < len(names) and names[i].split():
+                    nn.nic_aliases[name] = names[i].split()
         for entry in split_list(v.get(("hosts", "otherinterfaces"))):
             name, sep, addr = entry.partition(":")
+            name = name.strip()
+            if name.startswith("-"):  # xCAT: a leading '-' is a suffix of the node's name
+                name = node + name
             if sep and addr:
-                nn.other.append((name.strip(), addr.strip()))
+                nn.other.append((name, addr.strip()))
         out[node] = nn
     return out
 

@@ -18,6 +18,8 @@ from sqlalchemy.engine import Connection
 
 from xcatd.base.noderange import natural_key
 from xcatd.base.patterns import PatternError, compile_pattern
+from xcatd.base.regexval import RegexValueError
+from xcatd.db import nics
 from xcatd.db.database import TABLES, Database, DBError, match_value, parse_where, split_list
 
 SITE_OBJECT = "clustersite"
@@ -110,6 +112,10 @@ def objtype(name: str) -> ObjType:
 DEFINABLE = ("node", "group", "osimage", "network", "site", "policy", "osdistro", "route",
              "zone", "rack", "boottarget", "notification", "monitoring", "osdistroupdate")
 
+#: Types lsdef also lists (-t only, never with -a: the logs can be very long), as xCAT does.
+LOG_TYPES = ("auditlog", "eventlog")
+LISTABLE = DEFINABLE + LOG_TYPES
+
 #: Node attributes kept per node only (never inherited from a group row).
 NODE_ONLY = {"groups"}
 
@@ -157,7 +163,8 @@ class ObjectStore:
             return [SITE_OBJECT]
         keydef = t.attrs[t.objkey][0]
         rows = self.db.rows(keydef.table, self.conn)
-        return sorted({r[keydef.keycol] for r in rows if r.get(keydef.keycol)}, key=natural_key)
+        return sorted({str(r[keydef.keycol]) for r in rows if r.get(keydef.keycol) not in
+                       (None, "")}, key=natural_key)
 
     def group_names(self) -> set[str]:
         names = {r["groupname"] for r in self.db.rows("nodegroup", self.conn)}
@@ -192,11 +199,14 @@ class ObjectStore:
 
     def _rows_by(self, table: str, keycol: str, names: list[str],
                  fixed: tuple[tuple[str, str], ...]) -> dict[str, dict]:
-        rows = self.db.rows(table, self.conn, keys=names, keycol=keycol)
+        keys: list = names
+        if TABLES[table].types.get(keycol, "").startswith("INTEGER"):  # log record ids
+            keys = [int(n) for n in names if n.isdigit()]
+        rows = self.db.rows(table, self.conn, keys=keys, keycol=keycol)
         out: dict[str, dict] = {}
         for r in rows:
             if all(r.get(c) == v for c, v in fixed):
-                out.setdefault(r[keycol], r)
+                out.setdefault(str(r[keycol]), r)
         return out
 
     @staticmethod
@@ -216,7 +226,7 @@ class ObjectStore:
                         row = lookup(d, name)
                         v = row.get(d.column) if row else None
                         if v not in (None, ""):
-                            values[attr] = v
+                            values[attr] = str(v)
                             break
 
     def _read_nodes(self, names: list[str], computed: bool) -> dict[str, dict[str, str]]:
@@ -236,8 +246,43 @@ class ObjectStore:
                         if v and (d.only_if is None or obj.get(d.only_if[0]) == d.only_if[1]):
                             obj[attr] = v
                             break
+            if computed:
+                for attr in nics.NIC_ATTRS:
+                    if attr in obj and "!" in obj[attr]:
+                        obj[attr] = self._nic_computed(name, attr, obj[attr])
             out[name] = obj
+        self._keyed_elsewhere(names, out)
         return out
+
+    @staticmethod
+    def _nic_computed(node: str, attr: str, value: str) -> str:
+        try:
+            return nics.computed(value, node) or ""
+        except RegexValueError as exc:
+            raise DBError(f"{node}: bad regular expression value in {attr}: {exc}") from None
+
+    def _keyed_elsewhere(self, names: list[str], out: dict[str, dict[str, str]]) -> None:
+        """Node attributes in tables keyed by another column that holds the node's name
+        (ppcdirect.hcp for passwd.HMC, ppchcp.hcp for an HMC's username): read directly,
+        never inherited, as xCAT reads them."""
+        defs = _elsewhere_defs()
+        if not defs or not names:
+            return
+        rows: dict[tuple[str, str, tuple], dict[str, dict]] = {}
+        for attr, d in defs:
+            k = (d.table, d.keycol, d.fixed)
+            if k not in rows:
+                rows[k] = self._rows_by(d.table, d.keycol, names, d.fixed)
+            if not rows[k]:
+                continue
+            for name in names:
+                obj = out[name]
+                if attr in obj or (d.only_if and obj.get(d.only_if[0]) != d.only_if[1]):
+                    continue
+                row = rows[k].get(name)
+                v = row.get(d.column) if row else None
+                if v not in (None, ""):
+                    obj[attr] = str(v)
 
     def _group_extras(self, names: list[str], out: dict[str, dict[str, str]]) -> None:
         members = self.group_members(names)
@@ -305,6 +350,13 @@ def _node_attr_map() -> tuple[dict[tuple[str, str], str], list[tuple[str, list[A
     return direct, conditional, dict(wanted)
 
 
+@lru_cache(maxsize=1)
+def _elsewhere_defs() -> list[tuple[str, AttrDef]]:
+    """Node attributes whose rows are not found by a ``node`` key column."""
+    return [(attr, d) for attr, defs in objtype("node").attrs.items() for d in defs
+            if d.fixed or d.keycol != "node"]
+
+
 class _ResolvedRow:
     """Adapter: a node's resolved values look like a table row to ObjectStore._fill."""
 
@@ -362,12 +414,10 @@ class ObjectWriter(ObjectStore):
                     if not t.attrs.get(attr):
                         raise DBError(f"'{attr}' is not a valid attribute name for an object "
                                       f"type of '{typename}'.")
-                    c_attr, c_val = cond[-1]
-                    if not merged.get(c_attr):
-                        raise DBError(f"Cannot set the '{attr}' attribute unless a value is "
-                                      f"provided for '{c_attr}'.")
-                    raise DBError(f"Cannot set the attr='{attr}' attribute unless "
-                                  f"'{c_attr}={c_val}'.")
+                    c_attr = cond[-1][0]
+                    values = " or ".join(sorted({v for a, v in cond if a == c_attr}))
+                    raise DBError(f"Cannot set the attr='{attr}' attribute unless {c_attr} "
+                                  f"value is {values}.")
                 key = (name, *(v for _, v in d.fixed)) if d.fixed else (name,)
                 row = per_table[_spec(d)]
                 row.setdefault(key, {})[d.column] = value
@@ -407,6 +457,8 @@ class ObjectWriter(ObjectStore):
         if typename == "node":
             for table in _node_key_tables():
                 self.db.delete_rows(self.conn, table, "node", names)
+            for table, keycol in {(d.table, d.keycol) for _, d in _elsewhere_defs()}:
+                self.db.delete_rows(self.conn, table, keycol, names)
             return
         if typename == "site":
             raise DBError("The site definition cannot be removed.")
@@ -431,6 +483,7 @@ class ObjectWriter(ObjectStore):
     def rename(self, typename: str, old: str, new: str) -> None:
         if typename == "node":
             pairs = {(table, "node") for table in _node_key_tables()}
+            pairs |= {(d.table, d.keycol) for _, d in _elsewhere_defs()}
         elif typename == "site":
             raise DBError("The site definition cannot be renamed.")
         else:

@@ -48,6 +48,7 @@ async def _responses(request: web.Request, req: Request) -> AsyncIterator[list[R
     finished = False
     while not finished:
         items, finished, _code = await relay.take()
+        items = [r for r in items if r.progress is None]  # a terminal's status line: not here
         if items:
             yield items
 
@@ -166,7 +167,7 @@ async def table_rows(request: web.Request) -> web.Response:
     res = await run(request, Request("tabdump", args={
         "table": request.match_info["table"], "where": request.query.getall("where", []),
         "show_secrets": _show_secrets(request)}))
-    return _answer(res, {"rows": [r.obj["row"] for r in res if r.obj]})
+    return _answer(res, {"rows": [r.obj["row"] for r in res if r.obj and "row" in r.obj]})
 
 
 async def table_row_put(request: web.Request) -> web.Response:
@@ -277,7 +278,8 @@ class _NodeAnswer:
     def failure(self) -> web.Response:
         """The answer when no node succeeded."""
         request_failed = any(r.node is None for r in self.errors)
-        if request_failed or self.all_failed is None:
+        # errors of a kind were the pipeline's (a locked node: 409), not the nodes' BMCs
+        if request_failed or self.all_failed is None or all(r.kind for r in self.errors):
             status = status_of([r for r in self.errors if r.node is None] or self.errors)
         else:
             status = self.all_failed

@@ -51,11 +51,11 @@ def targets(cluster: Cluster, nodes: list[str]) -> tuple[dict[str, list[Target]]
         if not bmc:
             errors.append(Response(node=node, error="no BMC address (ipmi.bmc)", errorcode=1))
             continue
-        try:
-            port = int(v.get(("ipmi", "bmcport")) or 623)
-        except ValueError:
-            errors.append(Response(node=node, error="ipmi.bmcport is not a number",
-                                   errorcode=1))
+        port = bmc_udp_port(v.get(("ipmi", "bmcport")))
+        if port is None:
+            errors.append(Response(node=node, error=(
+                f"ipmi.bmcport '{v.get(('ipmi', 'bmcport'))}' is neither xCAT's network port "
+                "choice (0, 1, or two numbers) nor a UDP port (2-65535)"), errorcode=1))
             continue
         if mgt not in defaults:
             defaults[mgt] = (cluster.db.match("passwd", {"key": mgt}) or [{}])[0]
@@ -78,3 +78,20 @@ def routes(cluster: Cluster, nodes: list[str], kind: type
         except registry.Unsupported as exc:
             errors += [Response(node=t.node, error=str(exc), errorcode=1) for t in ts]
     return out, errors
+
+
+def bmc_udp_port(value: str | None) -> int | None:
+    """The BMC's IPMI UDP port from ipmi.bmcport: xCAT's values (0 shared, 1 dedicated, or
+    two numbers such as ``2 0``) pick the BMC's network port, not a UDP one, so they mean
+    623, as blank does; pyxcat also takes a UDP port (2-65535) there. None for anything else.
+
+    >>> [bmc_udp_port(v) for v in ("", None, "0", "1", "2 0", "6230", "70000", "x")]
+    [623, 623, 623, 623, 623, 6230, None, None]
+    """
+    text = (value or "").strip()
+    words = text.split()
+    if not text or text in ("0", "1") or (len(words) == 2 and all(w.isdigit() for w in words)):
+        return 623
+    if text.isdigit() and 2 <= int(text) <= 65535:
+        return int(text)
+    return None

@@ -32,6 +32,7 @@ from dns.rdata import from_text as rdata
 
 from xcatd.base.files import run_check
 from xcatd.base.noderange import NodeRange, natural_key
+from xcatd.base.progress import Meter
 from xcatd.base.request import ErrorKind, Response, XcatError
 from xcatd.base.templating import environment
 from xcatd.db.cluster import Cluster
@@ -243,6 +244,8 @@ def _update(cluster: Cluster, recs: list[Record], domain: str, nets: list[Networ
     server = cluster.site.get("dnsupdateserver") or "127.0.0.1"
     port = cluster.site.port("dnsport", 53)
     zones: set[str] = set()
+    meter = Meter("Removing DNS records" if delete else "Updating DNS records",
+                  total=len(recs), unit="records")
     for start in range(0, len(recs), UPDATE_CHUNK):
         chunk = recs[start:start + UPDATE_CHUNK]
         by_zone: dict[str, dns.update.UpdateMessage] = {}
@@ -276,5 +279,8 @@ def _update(cluster: Cluster, recs: list[Record], domain: str, nets: list[Networ
                                 f"{dns.rcode.to_text(answer.rcode())}",
                                 kind=ErrorKind.UPSTREAM)
             zones.add(zone)
+        tick = meter.tick(start + len(chunk))
+        if tick is not None:
+            yield tick
     verb = "Removed" if delete else "Updated"
     yield Response(data=f"{verb} {len(recs)} host records in {len(zones)} zones")

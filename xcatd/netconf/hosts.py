@@ -49,7 +49,8 @@ def entries(nodes: dict[str, NodeNet], domain_of: Callable[[str], str | None],
         for _nic, ip, name in nn.nics:
             if not valid_ip(ip):
                 raise _bad(f"nics.nicips of {node} has a bad address: {ip}")
-            lines.append(_line(ip, name, domain_of(ip), long_first, []))
+            lines.append(_line(ip, name, domain_of(ip), long_first,
+                               nn.nic_aliases.get(name, [])))
         for name, ip in nn.other:
             if not valid_ip(ip):
                 raise _bad(f"hosts.otherinterfaces of {node} has a bad address: {ip}")

@@ -23,7 +23,7 @@ import re
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -401,6 +401,24 @@ def copy_media(media: Media, dest: Path, *, merge: bool = False,
     renamed into place in one step, so a failed or interrupted copy leaves no half tree and
     the previous tree as it was. With ``merge`` the previous tree's files stay (a later disc
     of a set adds to the first); ``fingerprints`` go into the tree's .fingerprint."""
+    steps = copying(media, dest, merge=merge, fingerprints=fingerprints)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def media_bytes(media: Media) -> int:
+    """The bytes of the files on ``media``: what a copy of it writes."""
+    return sum(e.size for e in media.entries() if e.kind == "file")
+
+
+def copying(media: Media, dest: Path, *, merge: bool = False,
+            fingerprints: list[str] | None = None) -> Generator[int, None, CopyResult]:
+    """copy_media, step by step: yields the bytes copied so far, after each chunk, and
+    returns the CopyResult. Closed before its end, it leaves no half tree and the previous
+    tree as it was, as a failed copy does."""
     check_destination(media, dest)
     dest.parent.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
     with locked(dest):
@@ -411,7 +429,7 @@ def copy_media(media: Media, dest: Path, *, merge: bool = False,
             os.chmod(tmp, DIR_MODE)
             if merge and dest.is_dir():
                 _link_tree(dest, tmp)
-            result = _fill(media, tmp)
+            result = yield from _fill(media, tmp)
             if fingerprints:
                 _write_bytes(tmp / FINGERPRINT, (",".join(fingerprints) + ",").encode())
             _swap_into_place(tmp, dest)
@@ -472,7 +490,7 @@ def _aside(dest: Path) -> Path:
     return dest.with_name(f".{dest.name}.copycds-old")
 
 
-def _fill(media: Media, root: Path) -> CopyResult:
+def _fill(media: Media, root: Path) -> Generator[int, None, CopyResult]:
     result = CopyResult(skipped_links=[], removed_links=[])
     links = []
     for entry in media.entries():
@@ -482,7 +500,8 @@ def _fill(media: Media, root: Path) -> CopyResult:
         if entry.kind == "dir":
             _make_dir(target)
         elif entry.kind == "file":
-            result.bytes += _copy_file(media, entry, target)
+            copied = yield from _copy_file(media, entry, target, result.bytes)
+            result.bytes += copied
             result.files += 1
         else:
             links.append(entry)
@@ -585,8 +604,10 @@ def _make_dir(path: Path) -> None:
     os.chmod(path, DIR_MODE)
 
 
-def _copy_file(media: Media, entry: Entry, target: Path) -> int:
-    """Stream one file (ISOs are gigabytes: never whole in memory); a short read means the
+def _copy_file(media: Media, entry: Entry, target: Path,
+               before: int = 0) -> Generator[int, None, int]:
+    """Stream one file (ISOs are gigabytes: never whole in memory), yielding ``before`` plus
+    the bytes copied so far after each chunk; returns its size. A short read means the
     media is damaged. Write errors (a full disk) stay OSErrors naming the target."""
     _replace(target)
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
@@ -603,6 +624,7 @@ def _copy_file(media: Media, entry: Entry, target: Path) -> int:
                     break
                 out.write(chunk)
                 copied += len(chunk)
+                yield before + copied
     if copied != entry.size:
         raise MediaError(f"{media.source} is truncated or damaged: {entry.path} ends after "
                          f"{copied} of its {entry.size} bytes")

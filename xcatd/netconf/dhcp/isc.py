@@ -9,6 +9,7 @@ import pypureomapi
 
 from xcatd.base.files import run_check
 from xcatd.base.noderange import NodeRange
+from xcatd.base.progress import Meter
 from xcatd.base.request import ErrorKind, Response, XcatError
 from xcatd.base.templating import custom_dir, environment
 from xcatd.db.cluster import Cluster
@@ -48,8 +49,10 @@ class IscDhcp(DhcpManager):
     def update(self, nodes: list[str], *, delete: bool = False) -> Iterator[Response]:
         plan = self.plan(nodes, lenient=delete, refused="Nothing was sent to dhcpd")
         lib, omapi = self._omapi()
+        meter = Meter("Removing nodes from dhcpd" if delete else "Updating dhcpd",
+                      total=len(plan.hosts), unit="hosts")
         try:
-            for h in plan.hosts:
+            for done, h in enumerate(plan.hosts, 1):
                 try:
                     try:
                         omapi.del_host(h.mac)
@@ -60,6 +63,9 @@ class IscDhcp(DhcpManager):
                                                  statements=host_statements(h))
                 except (OSError, lib.OmapiError) as exc:
                     yield Response(node=h.hostname, error=f"dhcpd OMAPI: {exc}", errorcode=1)
+                tick = meter.tick(done)
+                if tick is not None:
+                    yield tick
         finally:
             omapi.close()
         if plan.no_mac and not delete:
