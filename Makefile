@@ -72,6 +72,7 @@ bench: venv
 	$(BIN)/python bench/netservices.py
 	$(BIN)/python bench/power.py
 	$(BIN)/python bench/nodeset.py
+	$(BIN)/python bench/postscripts.py
 	$(BIN)/python bench/idle.py
 	$(BIN)/python bench/bounds.py
 	$(BIN)/python bench/packimage.py

@@ -31,7 +31,8 @@ from xcatd.db.objects import (
 )
 from xcatd.db.objtemplates import STANZA_HEADER, Template, parse_stanzas, templates_of
 from xcatd.handler import ATTRS, FLAG, TEXT, TEXTS, Context, command
-from xcatd.provision import osimagedef
+from xcatd.provision import osimagedef, postscripts
+from xcatd.provision.postscripts import KINDS
 
 #: Node attributes a node made from another (mkdef --template <node>) does not copy: they
 #: describe the other node's state, not its definition.
@@ -176,12 +177,27 @@ def lsdef(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
                 names = _unhidden(store, names)
             need_values = long or a.get("where") or a.get("stanza")
             values = store.read(typename, names) if need_values else {}
+            if typename == "node" and not a.get("stanza") and set(wanted) & set(KINDS):
+                _effective_postscripts(ctx, names, values)
             names = _where_filter(ctx, store, typename, names, a.get("where") or [], values)
             found += len(names)
             view = _View(typename, a, long, wanted, only, len(types) > 1)
             yield from view.responses(names, values)
     if not found and not text and not a.get("where"):
         yield Response(data="Could not find any objects to display.")
+
+
+def _effective_postscripts(ctx: Context, names: list[str], values: dict) -> None:
+    """``-i postscripts`` or ``postbootscripts`` of nodes: the lists each node runs
+    (xcatdefaults, its osimage's, its own, each entry once), as xCAT's wish list asks. The
+    other listings keep the stored value, which is what chdef -p/-m edits and -z restores."""
+    for node, lists in postscripts.effective_lists(ctx, names).items():
+        vals = values.setdefault(node, {})
+        for attr, text in lists.items():
+            if text:
+                vals[attr] = text
+            else:
+                vals.pop(attr, None)
 
 
 def _unhidden(store: ObjectStore, names: list[str]) -> list[str]:
