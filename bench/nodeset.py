@@ -6,7 +6,9 @@ from the shipped template and checked by pykickstart, the installer kernel and i
 told about the nodes (a real Kea with no interfaces, through its control socket; without Kea
 or root, site.dhcpsetup=n and the line says so). Then the same again (every file changes:
 fresh tokens), ``nodeset boot`` (every script changes), ``nodeset boot`` once more (nothing
-changes, nothing is written) and ``nodeset stat``. Target: the first run under 10 s.
+changes, nothing is written), ``nodeset stat``, and a statelite image (each node's plan
+checked: litefile, litetree with $noderes.nfsserver, statelite.statemnt). Target: the first
+run under 10 s.
 
 There is no xCAT here to measure. For scale, a figure QUOTED from xCAT's issue tracker (not
 measured by this bench): xcat2/xcat-core issue #2024, xCAT 2.13.3 on PostgreSQL, petitboot:
@@ -24,6 +26,7 @@ from pathlib import Path
 
 NODES = 10_000
 IMG = "rocky9.4-x86_64-install-compute"
+LITE = "debian12-x86_64-statelite-compute"
 XCAT_QUOTED = (2_500, 30_280.0)   # nodes, seconds: xcat2/xcat-core#2024 (quoted, not measured)
 
 
@@ -65,6 +68,25 @@ def setup(root: Path) -> None:
         db.set_rows(conn, "hosts", {("compute",): {
             "ip": r"|\D+(\d+)|10.0.(($1-1)/250).(($1-1)%250+1)|"}})
         db.set_rows(conn, "mac", {(f"n{i}",): {"mac": mac(i)} for i in range(1, NODES + 1)})
+        db.set_rows(conn, "osimage", {(LITE,): {
+            "provmethod": "statelite", "osvers": "debian12", "osarch": "x86_64",
+            "profile": "compute", "imagetype": "linux", "osname": "Linux"}})
+        db.set_rows(conn, "noderes", {("compute",): {"nfsserver": "10.0.0.2"}})
+        db.set_rows(conn, "statelite", {("compute",): {
+            "statemnt": "$noderes.nfsserver:/state"}})
+        db.set_rows(conn, "litetree", {("1",): {"directory": "$noderes.nfsserver:/lite/$node"}})
+        db.set_rows(conn, "litefile", {(LITE, f): {"options": o} for f, o in (
+            ("/var/lib/data/", "persistent"), ("/etc/motd", "ro"), ("/etc/hosts", "tmpfs"))})
+    packed = root / "install/netboot/debian12/x86_64/compute"
+    packed.mkdir(parents=True)
+    for name in ("kernel", "initrd-stateless.gz", "rootimg.sfs"):
+        (packed / name).write_bytes(name.encode())
+    import hashlib
+    import json
+    (packed / "manifest.json").write_text(json.dumps({
+        "kernel": {"file": "kernel"}, "initrd": {"file": "initrd-stateless.gz"},
+        "rootimg": {"file": "rootimg.sfs",
+                    "sha256": hashlib.sha256(b"rootimg.sfs").hexdigest()}}))
     media = root / "install/rocky9.4/x86_64/images/pxeboot"
     media.mkdir(parents=True)
     (media / "vmlinuz").write_bytes(os.urandom(12 << 20))     # the size of a real one
@@ -81,6 +103,7 @@ def start_kea(root: Path, tmp: Path):
     db = Database.open(paths)
     with db.begin() as conn:
         db.set_rows(conn, "site", {("dhcpbackend",): {"value": "kea"}})
+    call(paths, "mknb", arch="x86_64")   # the loaders makedhcp hands out
     call(paths, "makedhcp", new=True)
     env = {**os.environ, "KEA_PIDFILE_DIR": str(tmp), "KEA_LOCKFILE_DIR": str(tmp)}
     log = open(tmp / "kea.log", "w")  # noqa: SIM115 (closed with the process)
@@ -121,7 +144,8 @@ def main() -> int:
                 ("nodeset osimage (again: new tokens)", *timed(paths, f"osimage={IMG}")),
                 ("nodeset boot (every script changes)", *timed(paths, "boot")),
                 ("nodeset boot (nothing changes)", *timed(paths, "boot")),
-                ("nodeset stat", *timed(paths, "stat"))]
+                ("nodeset stat", *timed(paths, "stat")),
+                ("nodeset osimage=<statelite image>", *timed(paths, f"osimage={LITE}"))]
         print(f"{NODES} nodes, SQLite, in process; DHCP: {dhcp}")
         for name, t, n in rows:
             print(f"  {name:40} {t:6.2f}s  {n / t:8.0f} nodes/s  ({n} nodes)")

@@ -196,7 +196,7 @@ def test_one_user_cannot_take_every_worker(xcatd):
     """Over site.maxuserrequests, a user's next request is refused as busy at once."""
     xcatd.ok("chtab", "key=maxuserrequests", "site.value=1")
     xcatd.ok("chdef", "n001", f"groups={SLOW_GROUPS}")
-    xcatd.ok("chtab", "key=regextimeout", "site.value=30")
+    xcatd.ok("chtab", "key=regextimeout", "site.value=8")
     bomb = json.dumps({"request": {"command": "lsdef", "noderange": "n001",
                                    "args": {"where": [BOMB]}}}).encode()
     for _attempt in range(5):
@@ -204,7 +204,7 @@ def test_one_user_cannot_take_every_worker(xcatd):
         slow = threading.Thread(target=lambda a=answer: a.update(raw=request(
             xcatd.port, bomb, timeout=120)[1]), daemon=True)
         slow.start()
-        while True:  # until the slow request runs (up to 30 s): then others are refused
+        while True:  # until the slow request runs (up to 8 s): then others are refused
             out = list(submit(Request("nodels", "n002")))
             if out[0].kind == "busy" or not slow.is_alive():
                 break

@@ -309,11 +309,12 @@ def test_an_install_loop_ends_in_failed_and_a_local_boot(cluster_sqlite, site):
     assert status(cluster_sqlite, "n1") == "booting"
 
 
-def _diskless(mn):
-    """n1 set to a packed netboot image (the files packimage leaves, with a manifest)."""
-    image = "debian12-x86_64-netboot-compute"
-    mn.ok("chtab", f"imagename={image}", "osimage.provmethod=netboot", "osimage.osvers=debian12",
-          "osimage.osarch=x86_64", "osimage.profile=compute")
+def _packed_image(mn, method: str, *attrs: str) -> str:
+    """A debian12 compute osimage of ``method`` and the files packimage leaves for it (with
+    a manifest); its name."""
+    image = f"debian12-x86_64-{method}-compute"
+    mn.ok("chtab", f"imagename={image}", f"osimage.provmethod={method}",
+          "osimage.osvers=debian12", "osimage.osarch=x86_64", "osimage.profile=compute", *attrs)
     where = mn.root / "install/netboot/debian12/x86_64/compute"
     where.mkdir(parents=True)
     for name in ("kernel", "initrd-stateless.gz", "rootimg.sfs"):
@@ -322,6 +323,12 @@ def _diskless(mn):
         "kernel": {"file": "kernel"}, "initrd": {"file": "initrd-stateless.gz"},
         "rootimg": {"file": "rootimg.sfs",
                     "sha256": hashlib.sha256(b"rootimg.sfs").hexdigest()}}))
+    return image
+
+
+def _diskless(mn):
+    """n1 set to a packed netboot image."""
+    image = _packed_image(mn, "netboot")
     mn.ok("nodeset", "n1", f"osimage={image}")
     return image
 
@@ -363,18 +370,7 @@ def test_a_diskless_node_reporting_failed_stops_netbooting(cluster_sqlite, site)
 def _statelite(mn, *, statemnt: bool = True, rootfstype: str = ""):
     """n1 and n2 set to a packed statelite image: /var/lib/data/ persistent on their NFS
     area (statelite.statemnt), /etc/motd ro from a litetree directory."""
-    image = "debian12-x86_64-statelite-compute"
-    mn.ok("chtab", f"imagename={image}", "osimage.provmethod=statelite",
-          "osimage.osvers=debian12", "osimage.osarch=x86_64", "osimage.profile=compute",
-          f"osimage.rootfstype={rootfstype}")
-    where = mn.root / "install/netboot/debian12/x86_64/compute"
-    where.mkdir(parents=True)
-    for name in ("kernel", "initrd-stateless.gz", "rootimg.sfs"):
-        (where / name).write_bytes(name.encode())
-    (where / "manifest.json").write_text(json.dumps({
-        "kernel": {"file": "kernel"}, "initrd": {"file": "initrd-stateless.gz"},
-        "rootimg": {"file": "rootimg.sfs",
-                    "sha256": hashlib.sha256(b"rootimg.sfs").hexdigest()}}))
+    image = _packed_image(mn, "statelite", f"osimage.rootfstype={rootfstype}")
     mn.ok("chtab", f"image={image},file=/var/lib/data/", "litefile.options=persistent")
     mn.ok("chtab", "image=ALL,file=/etc/motd", "litefile.options=ro")
     mn.ok("chtab", "priority=1", "litetree.directory=/lite/$node", f"litetree.image={image}")

@@ -548,7 +548,7 @@ def test_a_bare_kernel_and_initrd_that_only_reports_for_comparison(mn_sqlite, vm
 
 
 # ---- faults: each ends in failed, bounded, with one line on the console ----------------------
-FAILDELAY = 10
+FAILDELAY = 6
 FAULT_ARGS = f"xcat.faildelay={FAILDELAY} xcat.retries=3"
 
 

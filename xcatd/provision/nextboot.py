@@ -63,7 +63,7 @@ from xcatd.netboot.loaders import BootTarget, NodeBoot
 from xcatd.netconf import dhcp
 from xcatd.provision import installfiles, osfamily
 from xcatd.provision.media import inside_tree
-from xcatd.provision.statelite import node_plan
+from xcatd.provision.statelite import node_plans
 
 USAGE = ("Usage: nodeset <noderange> [shell|boot|runcmd=bmcsetup|osimage[=<imagename>]|"
          "offline|shutdown|stat|next]")
@@ -441,15 +441,22 @@ class NodesetRun:
         rel = packed.rootimg.relative_to(self.installdir).as_posix()
         addk = " ".join(split_words(linux.get("addkcmdline")))
         state = f"{method} {image}"
+        plans: dict = {}
+        if method == STATELITE:
+            try:
+                plans = node_plans(self.ctx.db, nodes, image,
+                                   {n: self.server(n) for n in nodes})
+            except XcatError as exc:
+                for n in nodes:
+                    out.fail(n, str(exc))
+                return
         for node in nodes:
             site = f"http://{url_host(self.server(node))}:{self.httpport}"
             url = f"{site}/install/{rel}"
             lite = ""
             if method == STATELITE:
-                try:
-                    node_plan(self.ctx.db, node, image, self.server(node))
-                except XcatError as exc:
-                    out.fail(node, str(exc))
+                if isinstance(plans[node], XcatError):
+                    out.fail(node, str(plans[node]))
                     continue
                 lite = f"xcat.statelite={site}/xcat/statelite/{node}"
             kcmd = " ".join(p for p in (

@@ -203,19 +203,29 @@ def litetree_dirs(db: Database, image: str | None) -> list[TreeDir]:
 _VAR = re.compile(r"\$(node\b|[A-Za-z_]\w*\.[A-Za-z_]\w*)")
 
 
-def substitute(db: Database, node: str, text: str, what: str) -> str:
-    """``text`` with ``$node`` and each ``$table.column`` replaced by the node's value (group
-    inheritance and regex values as everywhere); an unknown column or an unset value is an
-    error naming it and ``what``. (``#CMD=...#`` is the node's own to run: left as it is.)"""
-    wanted: dict[str, list[str]] = {}
+def _columns(text: str, what: str) -> dict[str, set[str]]:
+    """The ``$table.column`` references of ``text``; an unknown one is an error naming it."""
+    wanted: dict[str, set[str]] = {}
     for m in _VAR.finditer(text):
         if m.group(1) == "node":
             continue
         table, column = m.group(1).split(".")
         if table not in TABLES or column not in TABLES[table].columns:
             raise LiteError(f"{what}: '${table}.{column}' is not a table column")
-        wanted.setdefault(table, []).append(column)
-    values = db.resolve([node], wanted).get(node, {}) if wanted else {}
+        wanted.setdefault(table, set()).add(column)
+    return wanted
+
+
+def substitute(db: Database, node: str, text: str, what: str,
+               values: dict | None = None) -> str:
+    """``text`` with ``$node`` and each ``$table.column`` replaced by the node's value (group
+    inheritance and regex values as everywhere; ``values``: the node's, resolved already);
+    an unknown column or an unset value is an error naming it and ``what``. (``#CMD=...#``
+    is the node's own to run: left as it is.)"""
+    wanted = _columns(text, what)
+    if values is None:
+        values = db.resolve([node], {t: sorted(c) for t, c in wanted.items()}).get(node, {}) \
+            if wanted else {}
 
     def value(m: re.Match) -> str:
         if m.group(1) == "node":
@@ -244,14 +254,17 @@ class StateMount:
     location: str       # where the node's persistent files live: <statemnt>/<node>
 
 
-def state_mount(db: Database, node: str) -> StateMount | None:
+def state_mount(db: Database, node: str, got: dict | None = None,
+                values: dict | None = None) -> StateMount | None:
     """The node's persistent area (statelite row of the node or its first group listing
-    one), or None when it has none."""
-    got = db.resolve([node], {"statelite": ["statemnt", "mntopts"]}).get(node, {})
+    one), or None when it has none (``got``: its statelite values, ``values``: those its
+    statemnt names, resolved already)."""
+    if got is None:
+        got = db.resolve([node], {"statelite": ["statemnt", "mntopts"]}).get(node, {})
     raw = got.get(("statelite", "statemnt"))
     if not raw:
         return None
-    statemnt = substitute(db, node, raw, f"statelite.statemnt of {node}")
+    statemnt = substitute(db, node, raw, f"statelite.statemnt of {node}", values)
     if ":" not in statemnt or not statemnt.split(":", 1)[1].startswith("/"):
         raise LiteError(f"statelite.statemnt of {node} is '{statemnt}': it must be "
                         "server:/path")
@@ -260,10 +273,11 @@ def state_mount(db: Database, node: str) -> StateMount | None:
 
 
 # ---- the node's plan: what its initrd mounts and places at boot ----------------------------
-def _host_path(db: Database, text: str, default_server: str, what: str) -> tuple[str, str]:
+def _host_path(db: Database, text: str, default_server: str, what: str,
+               cache: dict[str, str] | None = None) -> tuple[str, str]:
     """(server address, path) of ``server:/path`` (a bare ``/path`` is on
-    ``default_server``); a server named by host name is resolved here, since the initrd
-    mounts by address."""
+    ``default_server``); a server named by host name is resolved here (once per ``cache``),
+    since the initrd mounts by address."""
     host, sep, path = text.rpartition(":")
     if not sep:
         host, path = default_server, text
@@ -276,15 +290,21 @@ def _host_path(db: Database, text: str, default_server: str, what: str) -> tuple
         return host, path
     except ValueError:
         pass
-    got = db.resolve([host], {"hosts": ["ip"]}).get(host, {}).get(("hosts", "ip")) \
-        if db.rows("nodelist", keys=[host]) else None
-    if not got:
-        try:
-            got = socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
-        except (OSError, UnicodeError):
-            raise LiteError(f"{what} is '{text}': cannot resolve the server '{host}'",
-                            ErrorKind.NOT_FOUND) from None
-    return str(got), path
+    cache = {} if cache is None else cache
+    if host not in cache:
+        got = db.resolve([host], {"hosts": ["ip"]}).get(host, {}).get(("hosts", "ip")) \
+            if db.rows("nodelist", keys=[host]) else None
+        if not got:
+            try:
+                got = socket.getaddrinfo(host, None, socket.AF_INET,
+                                         socket.SOCK_STREAM)[0][4][0]
+            except (OSError, UnicodeError):
+                got = ""
+        cache[host] = str(got)
+    if not cache[host]:
+        raise LiteError(f"{what} is '{text}': cannot resolve the server '{host}'",
+                        ErrorKind.NOT_FOUND)
+    return cache[host], path
 
 
 def node_plan(db: Database, node: str, image: str, default_server: str) -> str:
@@ -294,24 +314,55 @@ def node_plan(db: Database, node: str, image: str, default_server: str) -> str:
     litetree directory by priority, ``file <options> <path>`` for each litefile entry, parents
     first. LiteError names what stops it: a bad entry, an unset value, persistent entries
     without a statelite row."""
+    plan = node_plans(db, [node], image, {node: default_server})[node]
+    if isinstance(plan, LiteError):
+        raise plan
+    return plan
+
+
+def node_plans(db: Database, nodes: list[str], image: str,
+               servers: dict[str, str]) -> dict[str, str | LiteError]:
+    """node_plan for many nodes (nodeset): the image's lists read once and every node's
+    values in one resolve, whatever the number of nodes; a node's own problem is its
+    LiteError, a bad list raises for all."""
     entries = load_entries(db, image)
-    lines = [f"# statelite of {node} ({image})"]
-    mount = state_mount(db, node)
-    if mount is not None:
-        server, path = _host_path(db, mount.statemnt, default_server,
-                                  f"statelite.statemnt of {node}")
-        lines.append(f"state {server} {path} {node} {_opts(mount.mntopts)}")
-    elif any(e.persistent for e in entries):
-        raise LiteError(f"{image} has persistent litefile entries, but {node} has no "
-                        "statelite.statemnt (server:/path) to keep them on",
-                        ErrorKind.NOT_FOUND)
-    for t in litetree_dirs(db, image):
-        what = f"litetree priority {t.priority}"
-        server, path = _host_path(db, substitute(db, node, t.directory, what),
-                                  default_server, what)
-        lines.append(f"tree {server} {path} {_opts(t.mntopts)}")
-    lines += [f"file {e.options} {e.file}" for e in entries]
-    return "\n".join(lines) + "\n"
+    trees = litetree_dirs(db, image)
+    lite = db.resolve(nodes, {"statelite": ["statemnt", "mntopts"]})
+    wanted: dict[str, set[str]] = {}
+    for text in [t.directory for t in trees] + [
+            (v.get(("statelite", "statemnt")) or "") for v in lite.values()]:
+        try:
+            for table, cols in _columns(text, "").items():
+                wanted.setdefault(table, set()).update(cols)
+        except LiteError:
+            pass  # named for each node below
+    values = db.resolve(nodes, {t: sorted(c) for t, c in wanted.items()}) if wanted else {}
+    hosts: dict[str, str] = {}
+    persistent = any(e.persistent for e in entries)
+    files = [f"file {e.options} {e.file}" for e in entries]
+    out: dict[str, str | LiteError] = {}
+    for node in nodes:
+        mine = values.get(node, {})
+        try:
+            lines = [f"# statelite of {node} ({image})"]
+            mount = state_mount(db, node, lite.get(node, {}), mine)
+            if mount is not None:
+                server, path = _host_path(db, mount.statemnt, servers[node],
+                                          f"statelite.statemnt of {node}", hosts)
+                lines.append(f"state {server} {path} {node} {_opts(mount.mntopts)}")
+            elif persistent:
+                raise LiteError(f"{image} has persistent litefile entries, but {node} has no "
+                                "statelite.statemnt (server:/path) to keep them on",
+                                ErrorKind.NOT_FOUND)
+            for t in trees:
+                what = f"litetree priority {t.priority}"
+                server, path = _host_path(db, substitute(db, node, t.directory, what, mine),
+                                          servers[node], what, hosts)
+                lines.append(f"tree {server} {path} {_opts(t.mntopts)}")
+            out[node] = "\n".join(lines + files) + "\n"
+        except LiteError as exc:
+            out[node] = exc
+    return out
 
 
 def _opts(text: str) -> str:
