@@ -38,8 +38,17 @@ debs:
 	  else echo "not root: cannot install $$missing (tests that need them will skip)" >&2; fi; \
 	fi
 
+# The diskless VM tests (mostly QEMU's emulated CPU) run beside the rest (mostly one Python
+# process), so make test uses both cores; their output follows the rest's.
+VMTESTS = tests/provision/test_diskless_lab.py
 test: debs venv lab-assets imports
-	$(BIN)/pytest -q -m "not lab"
+	@mkdir -p .cache; \
+	$(BIN)/pytest -q -m "not lab" -p no:cacheprovider $(VMTESTS) > .cache/vmtests.log 2>&1 & \
+	vm=$$!; \
+	$(BIN)/pytest -q -m "not lab" --deselect $(VMTESTS); rest=$$?; \
+	wait $$vm; vmrc=$$?; \
+	echo "---- $(VMTESTS), run beside the rest (exit $$vmrc) ----"; cat .cache/vmtests.log; \
+	test $$rest -eq 0 && test $$vmrc -eq 0
 
 test-all: debs venv lab-assets imports
 	$(BIN)/pytest -q

@@ -221,6 +221,11 @@ def test_a_fru_the_bmc_cannot_give_is_one_line_among_the_parts_it_can(mn_daemon,
     xCAT's words, and every other part still prints."""
     ghost = Dimm(9, "DIMM C1").locator(20)
     extra = (f"main_sdr_add 0x20 {' '.join(f'0x{b:02x}' for b in ghost)}",)
+    # pyghmi keeps one SDR per BMC model, firmware and SDR time stamp, for all the BMCs of a
+    # cluster (xcatd's daemon runs in this process); every ipmi_sim of the lab has the same
+    # of each, so the SDR of another test's BMC (no DIMM C1) would stand in for this one's
+    from pyghmi.ipmi import sdr
+    sdr.shared_sdrs.clear()
     with IpmiSim(tmp_path / "ghost", emu_extra=lab_emu(BmcData(extra=extra))) as bmc:
         _add_sim_node(mn_daemon, "g1", bmc)
         reason = bmc.ipmitool("fru", "print", "9", check=False).stdout
@@ -228,7 +233,7 @@ def test_a_fru_the_bmc_cannot_give_is_one_line_among_the_parts_it_can(mn_daemon,
         r = mn_daemon.run("rinv", "g1", "all")
         assert (r.rc, r.err) == (0, ""), r.err
         inv = labelled(r.lines, "g1")
-        assert inv["DIMM C1"] == "Unable to read (Invalid data field in request)"
+        assert inv.get("DIMM C1") == "Unable to read (Invalid data field in request)", r.lines
         assert inv["System Serial Number"] == "S1234567"
         assert inv["DIMM A1 Serial Number"] and inv["DIMM B1 Serial Number"]
         assert inv["BMC Firmware"] == "9.08"

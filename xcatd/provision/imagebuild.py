@@ -503,6 +503,18 @@ def build_image(spec: ImageSpec, *, cache: Path | None = None,
             shutil.rmtree(build, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def _cache_lock(debcache: Path | None) -> Iterator[None]:
+    """Hold the package cache while one build's apt uses it (builds of other images that
+    share PYXCAT_IMAGE_CACHE wait here rather than fail on apt's lock)."""
+    if debcache is None:
+        yield
+        return
+    with open(debcache.parent / f".{debcache.name}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
 def _build(spec: ImageSpec, build: Path, log, cache: Path | None,
            initrd_builder, image_hooks=()) -> Generator[str, None, BuildResult]:
     rootimg = build / "rootimg"
@@ -519,10 +531,11 @@ def _build(spec: ImageSpec, build: Path, log, cache: Path | None,
             debcache = cache / "debs" / f"{spec.suite}-{spec.debarch}"
             debcache.mkdir(parents=True, exist_ok=True)
         first = spec.passes[0].install if spec.passes else ()
-        yield from run_step(Step(f"bootstrap {spec.suite} ({len(first)} packages in pass 1)",
-                      private(mmdebstrap_argv(spec, rootimg, debcache)),
-                      env={**_env(spec.passes[0].env if spec.passes else ()),
-                           **spec.environment()}), log)
+        with _cache_lock(debcache):  # apt locks the archives: one build at a time uses them
+            yield from run_step(Step(f"bootstrap {spec.suite} ({len(first)} packages in pass 1)",
+                                     private(mmdebstrap_argv(spec, rootimg, debcache)),
+                                     env={**_env(spec.passes[0].env if spec.passes else ()),
+                                          **spec.environment()}), log)
     else:
         rootimg.mkdir(mode=0o755)
         for step in dnf_steps(spec, rootimg):
