@@ -82,6 +82,17 @@ def test_xcatconfig_writes_cfgloc_readable_by_owner_only(tmp_path):
     assert paths.cfgloc.read_text().strip() == paths.default_db_url
 
 
+def test_xcatconfig_ships_xcatlib_into_the_postscripts_directory(tmp_path):
+    paths = Paths(tmp_path)
+    done = initialize(paths)
+    lib = tmp_path / "install/postscripts/xcatlib.sh"
+    assert f"Wrote {lib}" in done
+    assert stat.S_IMODE(lib.stat().st_mode) == 0o755 and "xcat_fetch" in lib.read_text()
+    assert f"Wrote {lib}" not in initialize(paths)  # unchanged: not rewritten
+    lib.write_text("# an old copy\n")
+    assert f"Wrote {lib}" in initialize(paths) and "xcat_fetch" in lib.read_text()
+
+
 def test_commands_on_an_uninitialised_root_say_run_xcatconfig(bare_root):
     r = bare_root.run("nodels")
     assert r.rc == 1 and "run xcatconfig" in r.err

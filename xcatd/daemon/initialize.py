@@ -6,6 +6,7 @@ Idempotent: running it again creates what is missing and keeps every value an ad
 """
 from __future__ import annotations
 
+import importlib.resources
 import os
 import pwd
 import socket
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
+from xcatd.base.files import write_atomic
 from xcatd.base.paths import Paths
 from xcatd.db.cluster import Cluster
 from xcatd.db.database import Database, split_list
@@ -42,6 +44,27 @@ DEFAULT_POLICY = [  # (priority, name, commands, rule)
     ("4.7", None, "bootscript,callback", "allow"),
     ("4.8", None, "liteplan", "allow"),  # a statelite initrd fetching its plan
 ]
+
+
+#: Shipped files every node's postscripts may use, copied into <install>/postscripts
+SHIPPED_POSTSCRIPTS = ("xcatlib.sh",)
+
+
+def ship_postscripts(paths: Paths) -> list[str]:
+    """Put the shipped postscript files into /install/postscripts (again after an upgrade
+    changed them); returns what it wrote."""
+    done = []
+    for name in SHIPPED_POSTSCRIPTS:
+        text = (importlib.resources.files("xcatd.postscripts") / name).read_text()
+        dest = paths.under("/install/postscripts") / name
+        try:
+            if dest.read_text() == text:
+                continue
+        except OSError:
+            pass
+        write_atomic(dest, text, mode=0o755)
+        done.append(f"Wrote {dest}")
+    return done
 
 
 def _master_address() -> str:
@@ -150,6 +173,7 @@ def initialize(paths: Paths, *, db_url: str | None = None, force: bool = False,
                 "postscripts": "syslog,remoteshell,syncfiles",
                 "postbootscripts": "otherpkgs"}})
             done.append("Created the xcatdefaults postscripts row")
+    done += ship_postscripts(paths)
     done += configure_tftpd_hpa(Cluster(paths, db))
     done.append(f"Management node ready under {paths.root} ({_safe_url(db.url)})")
     return done
