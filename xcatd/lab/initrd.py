@@ -29,14 +29,13 @@ import hashlib
 import os
 import shutil
 import stat
-import struct
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 from xcatd.lab import assets
+from xcatd.netboot import diskless
 
-BUSYBOX_PATHS = ("/bin/busybox", "/usr/bin/busybox")
 MARK = "PYXCAT-INITRD:"
 
 INIT = r"""#!/bin/sh
@@ -142,7 +141,7 @@ def build_initrd(out: Path, modules: Path | None = None,
 
 def _archive(busybox: Path, order: list[Path], extra: dict[str, bytes | Path]) -> bytes:
     """The uncompressed newc archive: directories first, then files, devices and links."""
-    w = _Newc()
+    w = diskless.Newc()  # the product's initramfs writer
     for d in ("bin", "dev", "etc", "etc/pyxcat.d", "lib", "lib/modules", "proc", "root", "run",
               "sys", "tmp"):
         w.dir(d)
@@ -166,79 +165,14 @@ def _archive(busybox: Path, order: list[Path], extra: dict[str, bytes | Path]) -
 
 
 def _busybox() -> Path:
-    """busybox-static's binary: a dynamic busybox would die in the initrd without its libc."""
-    for cand in BUSYBOX_PATHS:
-        p = Path(cand)
-        if p.is_file():
-            if _is_dynamic(p):
-                raise InitrdError(f"{p} is dynamically linked: install busybox-static")
-            return p
-    raise InitrdError("busybox is not installed: install busybox-static")
-
-
-def _is_dynamic(elf: Path) -> bool:
-    """True when the ELF has a PT_INTERP program header (needs a dynamic loader)."""
-    with open(elf, "rb") as fh:
-        head = fh.read(64)
-        if head[:4] != b"\x7fELF" or head[4] != 2:  # 64-bit little-endian only here
-            return False
-        phoff, = struct.unpack_from("<Q", head, 0x20)
-        phentsize, phnum = struct.unpack_from("<HH", head, 0x36)
-        fh.seek(phoff)
-        table = fh.read(phentsize * phnum)
-    return any(struct.unpack_from("<I", table, i * phentsize)[0] == 3 for i in range(phnum))
+    """busybox-static's binary (the product's check: a dynamic busybox dies in the initrd)."""
+    try:
+        return diskless.busybox_static()
+    except diskless.DisklessError as exc:
+        raise InitrdError(str(exc)) from None
 
 
 def _cache_dir() -> Path:
     d = Path(tempfile.gettempdir()) / f"pyxcat-initrd-{os.geteuid()}"
     d.mkdir(mode=0o700, exist_ok=True)
     return d
-
-
-class _Newc:
-    """A writer of the kernel's initramfs format (cpio "newc"): all owned by root, mtime 0."""
-
-    def __init__(self) -> None:
-        self.parts: list[bytes] = []
-        self.ino = 1
-        self.seen: set[str] = set()
-
-    def _entry(self, name: str, mode: int, data: bytes = b"", rdev: tuple[int, int] = (0, 0),
-               nlink: int = 1) -> None:
-        if name in self.seen:
-            raise InitrdError(f"initrd path {name} given twice")
-        self.seen.add(name)
-        raw = name.encode() + b"\0"
-        fields = (self.ino, mode, 0, 0, nlink, 0, len(data), 0, 0, rdev[0], rdev[1], len(raw), 0)
-        self.ino += 1
-        head = b"070701" + b"".join(b"%08X" % f for f in fields)
-        self.parts += [head, raw, _pad(len(head) + len(raw)), data, _pad(len(data))]
-
-    def dir(self, name: str) -> None:
-        self._entry(name, stat.S_IFDIR | 0o755, nlink=2)
-
-    def dirs(self, name: str) -> None:
-        parts = name.split("/")
-        for i in range(1, len(parts) + 1):
-            sub = "/".join(parts[:i])
-            if sub not in self.seen:
-                self.dir(sub)
-
-    def file(self, name: str, data: bytes, perm: int) -> None:
-        self._entry(name, stat.S_IFREG | perm, data)
-
-    def link(self, name: str, target: str) -> None:
-        self._entry(name, stat.S_IFLNK | 0o777, target.encode())
-
-    def node(self, name: str, mode: int, major: int, minor: int) -> None:
-        self._entry(name, mode, rdev=(major, minor))
-
-    def finish(self) -> bytes:
-        self.ino = 0
-        self.seen.discard("TRAILER!!!")
-        self._entry("TRAILER!!!", 0, nlink=1)
-        return b"".join(self.parts)
-
-
-def _pad(n: int) -> bytes:
-    return b"\0" * (-n % 4)

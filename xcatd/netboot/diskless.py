@@ -190,13 +190,13 @@ def build_initrd(rootimg: Path, out: Path, kernelver: str | None = None,
     moddir = _modules_root(rootimg) / kver
     drivers = [d for d in (netdrivers or NETDRIVERS) if d]
     mods = module_closure(moddir, [*drivers, *FS_MODULES, *optional_modules(moddir)])
-    w = _Newc()
+    w = Newc()
     for d in ("bin", "sbin", "dev", "etc", "lib", "lib/modules", "mnt", "newroot", "proc",
               "root", "run", "sys", "tmp"):
         w.dir(d)
     w.node("dev/console", stat.S_IFCHR | 0o600, 5, 1)
     w.node("dev/null", stat.S_IFCHR | 0o666, 1, 3)
-    w.file("bin/busybox", _busybox(busybox).read_bytes(), 0o755)
+    w.file("bin/busybox", busybox_static(busybox).read_bytes(), 0o755)
     w.link("bin/sh", "busybox")
     w.file("init", template("init").encode(), 0o755)
     w.file("etc/udhcpc.script", template("udhcpc.script").encode(), 0o755)
@@ -218,7 +218,7 @@ def build_initrd(rootimg: Path, out: Path, kernelver: str | None = None,
     return out
 
 
-def _busybox(given: Path | None) -> Path:
+def busybox_static(given: Path | None = None) -> Path:
     """busybox-static's binary: a dynamically linked busybox dies in the initrd."""
     for cand in ([Path(given)] if given else [Path(p) for p in BUSYBOX_PATHS]):
         if cand.is_file():
@@ -241,7 +241,7 @@ def _is_dynamic(elf: Path) -> bool:
     return any(struct.unpack_from("<I", table, i * phentsize)[0] == 3 for i in range(phnum))
 
 
-class _Newc:
+class Newc:
     """The kernel's initramfs format (cpio newc), written here so every file is root's
     and /dev/console a device without being root; mtime 0, so the same input gives the
     same bytes."""
@@ -274,6 +274,13 @@ class _Newc:
 
     def node(self, name: str, mode: int, major: int, minor: int) -> None:
         self._entry(name, mode, rdev=(major, minor))
+
+    def dirs(self, name: str) -> None:
+        """``name`` and each parent of it that is not there yet."""
+        parts = name.split("/")
+        for i in range(1, len(parts) + 1):
+            if "/".join(parts[:i]) not in self.seen:
+                self.dir("/".join(parts[:i]))
 
     def finish(self) -> bytes:
         self.ino = 0
