@@ -88,6 +88,7 @@ bench: venv
 	$(BIN)/python bench/genimage.py
 	$(BIN)/python bench/bootstorm.py
 	$(BIN)/python bench/nodestat.py
+	$(BIN)/python bench/nodeagent.py
 	$(BIN)/python bench/completion.py
 
 lint: venv

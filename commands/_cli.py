@@ -39,7 +39,7 @@ CONTEXT = {"help_option_names": ["-h", "--help", "-?"], "max_content_width": 100
 #: The commands that list or report: they take --json.
 JSON_COMMANDS = frozenset({"nodels", "lsdef", "tabdump", "gettab", "rpower", "rsetboot",
                            "rinv", "rvitals", "reventlog", "nodeset", "job", "nodestat",
-                           "pping"})
+                           "pping", "nodeevents"})
 
 #: Set by the --async option every command has, and by --json.
 _options = {"async": False, "json": False}

@@ -109,6 +109,15 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
     "nodech": ("change node attributes in the tables",
                "Sets table.column values for the nodes of a noderange; ,= appends to a list, "
                "^= removes from it. -d deletes the nodes' rows in the tables named."),
+    "nodeevents": ("show what nodes reported while they booted and ran their postscripts",
+                   "Prints the newest events of each node of a noderange (10 by default, -n "
+                   "N), oldest first: when, the phase (install, postscripts, updatenode...), "
+                   "the script, its status (ok, failed, timeout...), exit code and duration, "
+                   "and below a failed, timed-out or watchdog event the last lines of its "
+                   "output. xcatd keeps site.nodeeventsmax events per node (200 by default). "
+                   "Its watchdog fails a node that says nothing for site.nodestatustimeout "
+                   "seconds (3600 by default; 0 turns it off) while it installs, boots or "
+                   "runs its postscripts, with a watchdog event saying so."),
     "nodegrpch": ("change attributes of groups",
                   "Sets table.column values on the rows of the groups named, which their "
                   "member nodes inherit."),
@@ -125,8 +134,9 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
     "nodestat": ("show what is running on nodes",
                  "Probes every node of a noderange at once and prints, per node, the "
                  "applications answering on their ports (sshd, https...), else the "
-                 "deployment state of a node that answers ping, else noping. -u records the "
-                 "result in nodelist.status."),
+                 "deployment state of a node that answers ping, else noping. A failed node "
+                 "that answers says why: its last failing script and output line, from its "
+                 "event log (see nodeevents). -u records the result in nodelist.status."),
     "packimage": ("pack a diskless image",
                   "Packs the image root of a netboot osimage (squashfs with zstd by default, "
                   "or cpio or tar) and writes its manifest with the checksums nodes verify."),
@@ -179,6 +189,14 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
                    "Replaces the contents of the table a CSV file is named after with the "
                    "file's rows (-a adds them instead). Masked passwords keep their stored "
                    "value."),
+    "updatenode": ("update running nodes through their agents",
+                   "Syncs the synclist's files (-F), installs the osimage's otherpkgs (-S), runs "
+                   "postscripts (-P: the node's whole plan with UPDATENODE=1, or the scripts "
+                   "listed) and renews the node's certificate and re-delivers its ssh keys "
+                   "(-k) on running nodes. Each node's agent "
+                   "keeps a mutual-TLS connection to xcatd and runs what it is sent, so no ssh "
+                   "from the management node is needed. nodelist.updatestatus says how each "
+                   "node's run ended; the exit code is non-zero if any node or script failed."),
     "xcatclientcert": ("issue a user's client certificate",
                        "Issues a client certificate for a user, signed by the management "
                        "node's CA, into ~user/.xcat. The certificate identifies the user to "
@@ -196,11 +214,13 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
 #: Commands grouped for SEE ALSO.
 FAMILIES = (
     ("mkdef", "chdef", "lsdef", "rmdef"),
-    ("nodeadd", "nodech", "nodels", "noderm", "nodegrpch", "nodestat", "pping"),
+    ("nodeadd", "nodech", "nodels", "noderm", "nodegrpch", "nodestat", "pping",
+     "nodeevents"),
     ("tabdump", "tabrestore", "tabedit", "tabgrep", "tabprune", "chtab", "tabch", "gettab",
      "dumpxCATdb", "restorexCATdb"),
     ("rpower", "rsetboot", "rinv", "rvitals", "reventlog"),
-    ("copycds", "nodeset", "genimage", "packimage", "rmimage", "liteimg", "lslite", "mknb"),
+    ("copycds", "nodeset", "genimage", "packimage", "rmimage", "liteimg", "lslite", "mknb",
+     "updatenode"),
     ("makehosts", "makenetworks", "makedhcp", "makedns"),
     ("xcatd", "xcatconfig", "xcatclientcert", "lsxcatd", "job"),
 )

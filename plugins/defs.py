@@ -31,7 +31,7 @@ from xcatd.db.objects import (
 )
 from xcatd.db.objtemplates import STANZA_HEADER, Template, parse_stanzas, templates_of
 from xcatd.handler import ATTRS, FLAG, TEXT, TEXTS, Context, command
-from xcatd.provision import osimagedef, postscripts
+from xcatd.provision import nodeevents, osimagedef, postscripts
 from xcatd.provision.postscripts import KINDS
 
 #: Node attributes a node made from another (mkdef --template <node>) does not copy: they
@@ -182,6 +182,8 @@ def lsdef(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
             names = _where_filter(ctx, store, typename, names, a.get("where") or [], values)
             found += len(names)
             view = _View(typename, a, long, wanted, only, len(types) > 1)
+            if typename == "node" and long and not (a.get("stanza") or a.get("compress")):
+                view.extra = _failures(ctx, names, values, wanted)
             yield from view.responses(names, values)
     if not found and not text and not a.get("where"):
         yield Response(data="Could not find any objects to display.")
@@ -198,6 +200,18 @@ def _effective_postscripts(ctx: Context, names: list[str], values: dict) -> None
                 vals[attr] = text
             else:
                 vals.pop(attr, None)
+
+
+def _failures(ctx: Context, names: list[str], values: dict, wanted: list[str]
+              ) -> dict[str, dict]:
+    """For --json, beside the attributes of a failed node whose status is shown: its
+    latest failure event (``lastfailure``, xcatd.provision.nodeevents). The text stays
+    xCAT's: status=failed."""
+    if wanted and "status" not in wanted:
+        return {}
+    failed = [n for n in names if values.get(n, {}).get("status") == "failed"]
+    return {n: {"lastfailure": ev} for n, ev in nodeevents.last_failure(ctx, failed).items()
+            if ev}
 
 
 def _unhidden(store: ObjectStore, names: list[str]) -> list[str]:
@@ -218,6 +232,7 @@ class _View:
             else set()
         self.objkey = objtype(typename).objkey if typename != "site" else None
         self.per_nic = typename in ("node", "group")
+        self.extra: dict[str, dict] = {}  # name -> more for --json (lastfailure)
 
     def pairs(self, vals: dict[str, str]) -> list[tuple[str, str]]:
         """(attribute, value) as shown: nic attributes one line per interface."""
@@ -257,7 +272,8 @@ class _View:
                 attrs = self.pairs(values.get(name, {}))
                 body = [f"    {k}={v}" for k, v in attrs]
                 yield Response(data="\n".join([title, *body]),
-                               obj={"name": name, "type": typename, "attributes": dict(attrs)})
+                               obj={"name": name, "type": typename, "attributes": dict(attrs),
+                                    **self.extra.get(name, {})})
 
 
 def _list_templates(req: Request) -> Iterator[Response]:

@@ -4,8 +4,12 @@
 settles. ``nodestat <noderange> [-u] [-p] [-m] [-f] [--ports LIST]`` probes the application
 ports of every node at once (xCAT's sshd, https, pbs, xend, rdp and msrpc by default) and
 prints, sorted, the open ones (``n1: sshd``), else what a node that answers is doing
-(its node agent's word, once there is a node agent, else its nodeset state), else
-``ping``, or ``noping``; ``-u`` writes nodelist.status and appstatus as xCAT does. Addresses
+(its agent's word in nodelist.status: ``configuring`` while its postscripts run, else its
+nodeset state), else ``ping``, or ``noping``; ``-u`` writes nodelist.status and appstatus
+as xCAT does. A node that answers and whose nodelist.status is ``failed`` says why, from
+its event log (xcatd.provision.nodeevents): ``n1: failed: postscript 'hang' timeout after
+10 s: <its last line of output>``, or ``n1: sshd (failed: ...)`` when it runs
+applications; --json has the event as ``lastfailure``. Addresses
 come from hosts.ip (or nics.nicips for ``pping -i``), else name resolution; the probing is
 xcatd.base.reach (one thread, no process per node).
 
@@ -30,6 +34,7 @@ from xcatd.db.netinfo import parse_nic_map
 from xcatd.handler import FLAG, TEXT, Context, command
 from xcatd.hardware.interfaces import Limits, PowerInterface
 from xcatd.hardware.routing import routes
+from xcatd.provision import nodeevents
 from xcatd.provision.nextboot import now_text, stat
 
 #: xCAT's port for each application name it knows
@@ -116,9 +121,13 @@ def nodestat(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Re
         yield Response(warning=probe.icmp_problem)
     states = {n: NodeState.of(apps[n], results[reach.normal(addr)])
               for n, addr in found.items()}
+    for n, (word, failure) in agent_states(ctx, [n for n, s in states.items()
+                                                 if s.up]).items():
+        s = states[n]
+        s.failed, s.failure = word == "failed", failure
+        if not s.open:
+            s.status = word
     quiet = [n for n, s in states.items() if s.up and not s.open]
-    for n, text in agent_states(ctx, quiet).items():
-        states[n].status = text
     for r in stat(ctx, [n for n in quiet if states[n].status == "ping"]):
         if r.node in states and not r.error and (r.data or "") not in NO_STATE:
             states[r.node].status = r.data or ""
@@ -126,8 +135,10 @@ def nodestat(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Re
         yield from _power(ctx, states)
     for n in sorted(states, key=natural_key):
         s = states[n]
-        yield Response(node=n, data=s.text, obj={"status": s.status,
-                                                 "appstatus": s.appstatus})
+        obj = {"status": s.status, "appstatus": s.appstatus}
+        if s.failure:
+            obj["lastfailure"] = s.failure
+        yield Response(node=n, data=s.text, obj=obj)
     if a.get("updatedb"):
         update_db(ctx, states)
 
@@ -138,6 +149,8 @@ class NodeState:
 
     def __init__(self, status: str, apps: dict[str, str]) -> None:
         self.status, self.apps = status, apps
+        self.failed = False  # nodelist.status says failed
+        self.failure: dict | None = None  # and this event of its log says why
 
     @classmethod
     def of(cls, apps: list[tuple[str, int]], r: reach.Reach) -> NodeState:
@@ -159,19 +172,37 @@ class NodeState:
 
     @property
     def text(self) -> str:
-        """xCAT's line: the open applications of a node that pings, else its status."""
+        """xCAT's line: the open applications of a node that pings, else its status; then
+        why a failed node failed."""
         apps = ",".join(self.open)
         if self.status == "ping":
-            return apps or "ping"
-        return f"{self.status},{apps}" if apps else self.status
+            text = apps or "ping"
+        else:
+            text = f"{self.status},{apps}" if apps else self.status
+        if not self.failed:
+            return text
+        why = nodeevents.failure_text(self.failure) if self.failure else ""
+        if apps:
+            return f"{text} (failed: {why})" if why else f"{text} (failed)"
+        return f"{text}: {why}" if why else text
 
 
-def agent_states(cluster: Cluster, nodes: list[str]) -> dict[str, str]:
-    """What the node agent on each node that answers but runs none of the applications says
-    it is doing (xCAT asks its installer on port 3001 here). There is no node agent yet:
-    nothing, and nodeset's state answers for those nodes. When the agent comes, it answers
-    here, for nodes that are installing or running their postscripts."""
-    return {}
+#: nodelist.status words of the node agent that nodestat shows for a node that answers
+AGENT_WORDS = ("configuring", "failed")
+
+
+def agent_states(cluster: Cluster, nodes: list[str]
+                 ) -> dict[str, tuple[str, dict | None]]:
+    """What the node agent of each node that answers last said (xCAT asks its installer on
+    port 3001 here): {node: (nodelist.status, the failure event)} for the nodes running
+    their postscripts (``configuring``) or ``failed``, the event being the node's latest
+    failed, timeout or watchdog one (or None) for a failed node. Two queries at most."""
+    if not nodes:
+        return {}
+    words = {r["node"]: r.get("status") or "" for r in cluster.db.rows("nodelist", keys=nodes)}
+    words = {n: w for n, w in words.items() if w in AGENT_WORDS}
+    failures = nodeevents.last_failure(cluster, [n for n, w in words.items() if w == "failed"])
+    return {n: (w, failures.get(n)) for n, w in words.items()}
 
 
 def _power(ctx: Context, states: dict[str, NodeState]) -> Iterator[Response]:

@@ -84,6 +84,8 @@ TABLE_DOCS: dict[str, str] = {
     "jobs": "pyxcat: every request the daemon ran, queued or ran: who, what, state, exit code.",
     "jobresults": "pyxcat: the per-node results of each job, in the order they arrived.",
     "bootstate": "pyxcat: each node's install callback token (its SHA-256 only) and how often it fetched its install boot script.",
+    "nodecert": "pyxcat: each node's current certificate, issued when the node enrolled with its boot token; node requests with any other certificate are refused.",
+    "nodeevents": "pyxcat: what each node reported while it booted, installed and ran its postscripts (phase, script, exit code, duration, output tail), newest last; nodeevents shows it.",
     "nodelock": "pyxcat: the administrator's lock on a node or group (the locked attribute): commands that would change a locked node refuse it.",
 }
 
@@ -813,6 +815,26 @@ COLUMN_DOCS: dict[str, dict[str, str]] = {
         "tokenhash": "SHA-256 (hex) of the callback token nodeset put on the node's kernel command line; emptied when the node reports installed or failed.",
         "installboots": "Install (or diskless) boot scripts fetched without a report from the node; past site.maxinstallboots (default 3) the node is failed and set to boot.",
         "lastfetch": "When the node last fetched an install (or diskless) boot script.",
+        "tokentime": "When the node's current token was issued (by nodeset, or by the boot-script fetch of a diskless boot); the node may enrol with it for site.enroltimeout seconds after that (default 7200).",
+    },
+    "nodecert": {
+        "node": "The node name.",
+        "fingerprint": "SHA-256 (hex) of the node's current certificate (DER).",
+        "serial": "Serial number of that certificate (hex).",
+        "issued": "When it was issued.",
+        "expires": "When it expires.",
+        "enrolhash": "SHA-256 of the boot token the node enrolled with: that token cannot enrol again.",
+    },
+    "nodeevents": {
+        "recid": "Event number, increasing.",
+        "node": "The node the event is about.",
+        "time": "When the management node recorded it.",
+        "phase": "What the node was doing: enrol, netboot, install, postscripts, postbootscripts, updatenode, syncfiles, otherpkgs, boot.",
+        "script": "The postscript entry as listed (name and arguments), or empty.",
+        "rc": "The script's exit code, or empty.",
+        "duration": "Seconds the script ran.",
+        "status": "started, ok, failed, timeout, skipped, booted or watchdog.",
+        "tail": "The last lines of the script's output (at most 2,000 characters).",
     },
     "nodelock": {
         "locked": "yes: commands that would change the node refuse it (queries still work); no or empty: unlocked. Set on a group, it locks every member.",

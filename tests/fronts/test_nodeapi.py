@@ -335,9 +335,13 @@ def _diskless(mn):
 
 def test_a_diskless_node_reports_netbooting_then_booted_every_boot(cluster_sqlite, site):
     image = _diskless(cluster_sqlite)
-    token = token_of(cluster_sqlite, "n1")
-    for _boot in range(3):  # the token serves every boot's reports
-        assert b"xcat.image=" in fetch(site, "/tftpboot/xcat/xnba/nodes/n1")[1]
+    before = token_of(cluster_sqlite, "n1")   # nodeset's, in the file
+    for _boot in range(3):  # each boot's script fetch issues the token of that boot
+        script = fetch(site, "/tftpboot/xcat/xnba/nodes/n1")[1].decode()
+        assert "xcat.image=" in script
+        token = re.search(r"xcattoken=(\S+)", script).group(1)
+        assert token != before and callback(site, "n1", before, status="netbooting")[0] == 403
+        before = token
         assert status(cluster_sqlite, "n1") == "netbooting"
         assert callback(site, "n1", token, status="netbooting")[0] == 200
         assert status(cluster_sqlite, "n1") == "netbooting"
@@ -393,7 +397,7 @@ def test_a_statelite_node_gets_its_plan_with_its_boot_token(cluster_sqlite, site
     script = fetch(site, "/tftpboot/xcat/xnba/nodes/n1")[1].decode()
     assert f"xcat.statelite=http://{N1}:" in script and "/xcat/statelite/n1 " in script
     assert status(cluster_sqlite, "n1") == "netbooting"
-    token = token_of(cluster_sqlite, "n1")
+    token = re.search(r"xcattoken=(\S+)", script).group(1)   # this boot's
     code, body, headers = plan(site, "n1", token)
     assert code == 200 and headers["Cache-Control"] == "no-store"
     # the litetree directory has no server: the node's management server (site.master)

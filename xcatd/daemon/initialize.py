@@ -43,11 +43,16 @@ DEFAULT_POLICY = [  # (priority, name, commands, rule)
     # nodes fetching their boot scripts and reporting (the node API; each proves itself)
     ("4.7", None, "bootscript,callback", "allow"),
     ("4.8", None, "liteplan", "allow"),  # a statelite initrd fetching its plan
+    # a node enrolling with its boot token, then its agent's requests (each proves itself)
+    ("4.9", None, "enrol,updatenodestat", "allow"),
 ]
 
 
 #: Shipped files every node's postscripts may use, copied into <install>/postscripts
-SHIPPED_POSTSCRIPTS = ("xcatlib.sh",)
+SHIPPED_POSTSCRIPTS = ("xcatlib.sh", "syslog", "remoteshell", "syncfiles", "otherpkgs",
+                       "hostname", "confignetwork", "setupntp",
+                       # the node agent, which install post steps fetch (xcatagent-setup)
+                       "xcatagent", "xcatsync.py", "xcatagent.service", "xcatagent-setup")
 
 
 def ship_postscripts(paths: Paths) -> list[str]:

@@ -39,6 +39,7 @@ class Identity:
     user: str
     host: str
     clienttype: str = "cli"
+    cert: str = ""        # a node: the SHA-256 of its certificate (xcatd.fronts.https)
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,12 @@ def _build_table(tdef: TableDef) -> sa.Table:
             typ = sa.Text()
             cols.append(sa.Column(name, typ, primary_key=name in tdef.keys,
                                   nullable=name not in tdef.keys))
-    return sa.Table(tdef.name, _metadata, *cols)
+    extra = [sa.Index(f"ix_{tdef.name}_{c}", c) for c in INDEXED.get(tdef.name, ())]
+    return sa.Table(tdef.name, _metadata, *cols, *extra)
+
+
+#: Non-key columns that requests look rows up by
+INDEXED = {"nodeevents": ("node",)}
 
 
 SA_TABLES: dict[str, sa.Table] = {name: _build_table(t) for name, t in TABLES.items()}
@@ -131,7 +136,32 @@ class Database:
         if new:  # the schema grows by whole tables: make those added since this database
             with suppress(sa.exc.DBAPIError):  # (another process may be first)
                 _metadata.create_all(self.engine, tables=new)
+        self._add_columns(have)
         self._ready = True
+
+    def _add_columns(self, have: set[str]) -> None:
+        """Columns added to existing tables since this database was made (nullable text or
+        integer, so ALTER TABLE ADD COLUMN is all it takes on SQLite and PostgreSQL)."""
+        existing: dict[str, set[str]] = {}
+        if self.engine.url.get_backend_name() == "sqlite":  # one query, not one per table
+            with self.engine.connect() as conn:
+                for table, col in conn.execute(sa.text(
+                        "SELECT m.name, p.name FROM sqlite_master m "
+                        "JOIN pragma_table_info(m.name) p WHERE m.type = 'table'")):
+                    existing.setdefault(table, set()).add(col)
+        else:
+            multi = sa.inspect(self.engine).get_multi_columns(
+                filter_names=sorted(have & set(SA_TABLES)))
+            existing = {name: {c["name"] for c in cols} for (_s, name), cols in multi.items()}
+        for name, present in existing.items():
+            if name not in SA_TABLES:
+                continue
+            for col in SA_TABLES[name].columns:
+                if col.name in present:
+                    continue
+                typ = col.type.compile(dialect=self.engine.dialect)
+                with suppress(sa.exc.DBAPIError), self.engine.begin() as conn:  # a racer won
+                    conn.execute(sa.text(f'ALTER TABLE "{name}" ADD COLUMN "{col.name}" {typ}'))
 
     def create_all(self) -> None:
         _metadata.create_all(self.engine)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import pwd
 import socket
@@ -20,8 +21,11 @@ from xcatd.base.request import Request, Response, json_problem
 from xcatd.daemon.pipeline import Pipeline
 from xcatd.daemon.policy import Identity
 from xcatd.db.jobs import Job
-from xcatd.security.credentials import certificate_cn
+from xcatd.handler import NODE_ORIGIN
+from xcatd.provision.nodereports import plain_ip
+from xcatd.security.credentials import NODE_OU, certificate_cn, certificate_ou
 
+AGENT_PREFIX = "/xcat/agent/"   # the node agent's paths (xcatd.fronts.agentapi)
 MAX_REQUEST = 64 * 1024 * 1024   # a stanza file for 50,000 nodes fits
 BODY_TIMEOUT = 30.0              # a request body must arrive within this
 
@@ -62,10 +66,15 @@ def _identify(transport) -> Identity | None:
         except KeyError:
             user = str(uid)
         return Identity(user, "localhost", "unix")
-    cn = certificate_cn(transport.get_extra_info("peercert"))
+    cert = transport.get_extra_info("peercert")
+    cn = certificate_cn(cert)
     if not cn:
         return None
     peer = transport.get_extra_info("peername") or ("?",)
+    if certificate_ou(cert) == NODE_OU:  # a node's certificate: a node, whatever its CN
+        der = transport.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        return Identity(cn, plain_ip(str(peer[0])) or "?", NODE_ORIGIN,
+                        hashlib.sha256(der).hexdigest())
     return Identity(cn, str(peer[0]), "cli")
 
 
@@ -80,6 +89,11 @@ async def authenticate(request: web.Request, handler):
     if who is None:
         return json_error(401, "xcatd requires a client certificate signed by this management "
                                "node's CA (see xcatclientcert)")
+    # a node's certificate opens the agent's paths only, and nothing else does
+    if (who.clienttype == NODE_ORIGIN) != request.path.startswith(AGENT_PREFIX):
+        return json_error(403, "a node certificate is for the node agent's requests only"
+                          if who.clienttype == NODE_ORIGIN else
+                          "the node agent's requests need the node's certificate")
     request[IDENTITY] = who
     return await handler(request)
 

@@ -63,6 +63,7 @@ from xcatd.provision.nodereports import STATUSES, plain_ip
 log = logging.getLogger("xcatd.fronts.nodeapi")
 
 CALLBACK_MAX = 4096     # bytes of a callback body
+ENROL_MAX = 16384       # bytes of an enrolment's certificate request
 WORKERS = 8
 #: HTTP status of a node request that failed, by the kind of its error
 STATUS = {ErrorKind.NOT_FOUND.value: 404, ErrorKind.DENIED.value: 403,
@@ -106,13 +107,14 @@ class HttpSite:
 
     # ---- the application ---------------------------------------------------------------------
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=CALLBACK_MAX)
+        app = web.Application(client_max_size=ENROL_MAX)
         app.router.add_get("/tftpboot/xcat/xnba/nodes/{node}", self.handle_boot_script,
                            allow_head=False)
         app.router.add_get("/install/{path:.*}", self.handle_install)
         app.router.add_get("/tftpboot/{path:.*}", self.handle_tftpboot)
         app.router.add_post("/xcat/callback/{node}", self.handle_callback)
         app.router.add_get("/xcat/statelite/{node}", self.handle_liteplan)
+        app.router.add_post("/xcat/enrol/{node}", self.handle_enrol)
         return app
 
     async def start(self, host: str | None, port: int) -> int:
@@ -211,6 +213,8 @@ class HttpSite:
             body = await asyncio.wait_for(request.read(), 30)
         except (web.HTTPRequestEntityTooLarge, TimeoutError):
             raise web.HTTPBadRequest(text="bad request\n") from None
+        if len(body) > CALLBACK_MAX:
+            raise web.HTTPBadRequest(text="bad request\n")
         form = parse_qs(body.decode("utf-8", "replace"))
         status = (form.get("status") or [""])[0].strip()
         # why a boot failed, as the node says it (the diskless initrd's FAILED line)
@@ -219,10 +223,7 @@ class HttpSite:
             raise web.HTTPBadRequest(text=f"status must be one of {', '.join(STATUSES)}\n")
         if not safe_name(node):
             raise web.HTTPForbidden(text="forbidden\n")
-        auth = request.headers.get("Authorization", "")
-        scheme, _, token = auth.partition(" ")
-        token = token.strip() if scheme.lower() == "bearer" else ""
-        args = {"status": status, "token": token}
+        args = {"status": status, "token": _bearer(request)}
         if reason.strip():
             args["reason"] = reason.strip()[:MAX_REASON]
         out = await self._blocking(self.run, "callback", node, ip, args)
@@ -233,7 +234,6 @@ class HttpSite:
         note = "; ".join(r.warning for r in out if r.warning and r.node == node)
         return web.Response(text=f"ok: {note}\n" if note else "ok\n")
 
-
     async def handle_liteplan(self, request: web.Request) -> web.Response:
         """GET /xcat/statelite/<node> with the boot's bearer token: the node's statelite
         plan (xcatd.provision.statelite.node_plan), never cached."""
@@ -241,9 +241,7 @@ class HttpSite:
         if not safe_name(node):
             raise web.HTTPForbidden(text="forbidden\n")
         ip = self.client_ip(request, self.site())
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        token = token.strip() if scheme.lower() == "bearer" else ""
-        out = await self._blocking(self.run, "liteplan", node, ip, {"token": token})
+        out = await self._blocking(self.run, "liteplan", node, ip, {"token": _bearer(request)})
         failed = [r for r in out if r.error]
         if failed:
             log.warning("statelite plan for %s from %s refused: %s", node, ip, failed[0].error)
@@ -253,6 +251,36 @@ class HttpSite:
             raise web.HTTPNotFound()
         return web.Response(text=plan, content_type="text/plain",
                             headers={"Cache-Control": "no-store"})
+
+    async def handle_enrol(self, request: web.Request) -> web.Response:
+        """POST /xcat/enrol/<node> with the boot's bearer token and a PEM certificate
+        request: the node's certificate, the CA and where xcatd listens (JSON), once per
+        token (xcatd.provision.nodeidentity)."""
+        node = request.match_info["node"]
+        if not safe_name(node):
+            raise web.HTTPForbidden(text="forbidden\n")
+        ip = self.client_ip(request, self.site())
+        try:
+            body = await asyncio.wait_for(request.read(), 30)
+        except (web.HTTPRequestEntityTooLarge, TimeoutError):
+            raise web.HTTPBadRequest(text="bad request\n") from None
+        out = await self._blocking(self.run, "enrol", node, ip, {
+            "token": _bearer(request), "csr": body.decode("ascii", "replace")})
+        failed = [r for r in out if r.error]
+        if failed:
+            log.warning("enrolment of %s from %s refused: %s", node, ip, failed[0].error)
+            raise _http(failed[0], "forbidden\n" if failed[0].kind == "denied" else
+                        f"{failed[0].error}\n")
+        got = next((r.obj for r in out if r.obj and "cert" in r.obj), None)
+        if got is None:
+            raise web.HTTPInternalServerError(text="internal error\n")
+        return web.json_response(got, headers={"Cache-Control": "no-store"})
+
+
+def _bearer(request: web.Request) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header, or ""."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
 
 
 #: How much of a node's reason for a failed boot is kept

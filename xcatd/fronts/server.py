@@ -25,7 +25,9 @@ from aiohttp import web
 from xcatd.base.locks import NodeLocks
 from xcatd.base.paths import Paths
 from xcatd.base.request import Request
+from xcatd.daemon import watchdog
 from xcatd.daemon.pipeline import Pipeline
+from xcatd.fronts.agentapi import add_agent_routes
 from xcatd.fronts.https import (
     IDENTITY,
     MAX_REQUEST,
@@ -41,6 +43,7 @@ from xcatd.fronts.nodeapi import start_site
 from xcatd.fronts.rest import add_routes
 from xcatd.fronts.servicethread import close_listeners
 from xcatd.fronts.tftp import start_tftp
+from xcatd.provision.agenttasks import board_for
 from xcatd.security.credentials import ca_files, server_files
 
 log = logging.getLogger("xcatd.fronts.server")
@@ -153,6 +156,7 @@ def make_app(pipeline: Pipeline, pool: ThreadPoolExecutor) -> web.Application:
     app.router.add_post("/v1/request", handle_request)
     app.router.add_get("/v1/ping", handle_ping)
     add_routes(app)
+    add_agent_routes(app)
     return app
 
 
@@ -193,6 +197,7 @@ class Daemon:
         self.pool: ThreadPoolExecutor | None = None
         self.http = None  # xcatd.fronts.nodeapi.HttpSite
         self.tftp = None  # xcatd.fronts.tftp.TftpServer
+        self.watchdog = None  # xcatd.daemon.watchdog.Watchdog
         self.left_running = 0  # jobs still under way at stop, recorded interrupted
 
     def _lock_pidfile(self) -> None:
@@ -232,6 +237,8 @@ class Daemon:
                                            ssl_handshake_timeout=HANDSHAKE_TIMEOUT,
                                            reuse_address=True)
             self._servers.append(tcp)
+            board_for(self.paths.root).attach(loop)   # node agents' tasks (updatenode)
+            self.watchdog = watchdog.start(self.paths)  # nodes silent too long: failed
             bound = tcp.sockets[0].getsockname()[1]
             upath = None
             if self.unix:
@@ -270,6 +277,10 @@ class Daemon:
         if self.http is not None:
             await self.http.stop()
             self.http = None
+        board_for(self.paths.root).detach()
+        if self.watchdog is not None:
+            self.watchdog.stop(timeout=5)
+            self.watchdog = None
         await close_listeners(self._servers, self._runner)
         self._runner = None
         if self.pool is not None:

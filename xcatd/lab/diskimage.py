@@ -29,6 +29,10 @@ SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
 VARIANT = "apt"
 PACKAGES = ("systemd-sysv", "udev", "curl", "iproute2", "kmod", "linux-image-amd64")
+#: What the node agent needs (python3, openssl for its key) and what the stock postscripts
+#: configure (sshd for remoteshell, rsyslog for syslog, timesyncd for setupntp): in the
+#: images genimage builds in the lab, not in the prebuilt one
+AGENT_PACKAGES = ("python3", "openssl", "openssh-server", "rsyslog", "systemd-timesyncd")
 #: No initramfs-tools run when the kernel is installed (the diskless initrd is ours), no
 #: documentation, manual pages or translations in the image.
 DPKG_OPTS = ("path-exclude=/etc/kernel/postinst.d/initramfs-tools",

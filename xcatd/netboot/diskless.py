@@ -68,6 +68,11 @@ NFS_MODULES = ("nfsv4",)
 BUSYBOX_PATHS = ("/bin/busybox", "/usr/bin/busybox")
 UNIT = "xcat-booted.service"
 REPORTER = "usr/lib/xcat/xcat-booted"
+AGENT_UNIT = "xcatagent.service"
+#: The node agent in an image: (shipped file, path in the image, mode)
+AGENT_FILES = (("xcatagent", "usr/lib/xcat/xcatagent", 0o755),
+               ("xcatsync.py", "usr/lib/xcat/xcatsync.py", 0o644),
+               ("xcatagent.service", f"etc/systemd/system/{AGENT_UNIT}", 0o644))
 _TEMPLATES = "netboot/diskless"
 
 
@@ -290,29 +295,48 @@ class Newc:
 
 # ---- in the image ------------------------------------------------------------------------
 def install_into_image(rootimg: Path) -> list[Path]:
-    """Put the ``booted`` reporter into the image and enable it (the multi-user.target.wants
-    link systemctl enable would make); returns the paths written. Nothing per node."""
+    """Put what reports the boot into the image and enable it (the multi-user.target.wants
+    link systemctl enable would make); returns the paths written. Nothing per node.
+
+    An image with python3 and openssl gets the node agent (AGENT_FILES: it enrols, runs the
+    postscripts, reports booted or failed, and serves updatenode); any other image gets the
+    plain ``booted`` reporter, and runs no postscripts. Never both: each would report."""
     rootimg = Path(rootimg)
     if not rootimg.is_dir():
         raise DisklessError(f"{rootimg} is not an image root (genimage first)")
-    unit = rootimg / "etc/systemd/system" / UNIT
-    reporter = rootimg / REPORTER
-    wants = rootimg / "etc/systemd/system/multi-user.target.wants" / UNIT
+    agent = has_agent_runtime(rootimg)
+    files = ([(rootimg / dest, _shipped(src), mode) for src, dest, mode in AGENT_FILES]
+             if agent else
+             [(rootimg / REPORTER, template("xcat-booted"), 0o755),
+              (rootimg / "etc/systemd/system" / UNIT, template(UNIT), 0o644)])
+    unit = AGENT_UNIT if agent else UNIT
+    wants_dir = rootimg / "etc/systemd/system/multi-user.target.wants"
     written = []
-    for path, text, mode in ((reporter, template("xcat-booted"), 0o755),
-                             (unit, template(UNIT), 0o644)):
+    for path, text, mode in files:
         _safe_parent(rootimg, path).mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.new")
         tmp.write_text(text)
         tmp.chmod(mode)
         os.replace(tmp, path)
         written.append(path)
-    _safe_parent(rootimg, wants).mkdir(parents=True, exist_ok=True)
-    if wants.is_symlink() or wants.exists():
-        wants.unlink()
-    wants.symlink_to(f"/etc/systemd/system/{UNIT}")
-    written.append(wants)
+    _safe_parent(rootimg, wants_dir / unit).mkdir(parents=True, exist_ok=True)
+    for name in (UNIT, AGENT_UNIT):   # the other one, from an earlier genimage, goes
+        link = wants_dir / name
+        if link.is_symlink() or link.exists():
+            link.unlink()
+    (wants_dir / unit).symlink_to(f"/etc/systemd/system/{unit}")
+    written.append(wants_dir / unit)
     return written
+
+
+def has_agent_runtime(rootimg: Path) -> bool:
+    """Whether the image can run the node agent: python3 and openssl (its key)."""
+    return all(any((rootimg / d / exe).exists() for d in ("usr/bin", "bin"))
+               for exe in ("python3", "openssl"))
+
+
+def _shipped(name: str) -> str:
+    return (importlib.resources.files("xcatd.postscripts") / name).read_text()
 
 
 def _safe_parent(rootimg: Path, path: Path) -> Path:

@@ -657,7 +657,7 @@ class NodesetRun:
             if c.noderes:
                 nr[(node,)] = c.noderes
             bs[(node,)] = {"tokenhash": token_hash(c.token) if c.token else None,
-                           "installboots": 0}
+                           "installboots": 0, "tokentime": now_text() if c.token else None}
         db = self.ctx.db
         with db.begin() as conn:
             for table, rows in (("chain", chain), ("bootparams", bp), ("nodetype", nt),

@@ -31,6 +31,8 @@ import hmac
 import ipaddress
 import logging
 import os
+import re
+import secrets
 import shutil
 
 from xcatd.base.request import XcatError, denied, not_found
@@ -154,9 +156,26 @@ def boot_script(cluster: Cluster, node: str, ip: str | None) -> str:
         set_status(cluster, node, "booting")
     path = run.tftpdir(node) / "xcat/xnba/nodes" / node
     try:
-        return path.read_text()
+        script = path.read_text()
     except (FileNotFoundError, NotADirectoryError):
         raise not_found(f"{node} has no boot script (nodeset)") from None
+    if state.startswith((NETBOOT + " ", STATELITE + " ")) and _TOKEN.search(script):
+        script = _fresh_token(cluster, node, script)
+    return script
+
+
+_TOKEN = re.compile(r"(?<=\sxcattoken=)\S+")
+
+
+def _fresh_token(cluster: Cluster, node: str, script: str) -> str:
+    """A diskless boot gets a token of its own: each fetch of the iPXE script issues a new
+    one (the node enrols with it once, see xcatd.provision.nodeidentity); the one before
+    it stops working."""
+    token = secrets.token_urlsafe(32)
+    with cluster.db.begin() as conn:
+        cluster.db.set_rows(conn, "bootstate", {(node,): {"tokenhash": token_hash(token),
+                                                          "tokentime": now_text()}})
+    return _TOKEN.sub(token, script)
 
 
 def _count_install_boot(cluster: Cluster, run: NodesetRun, node: str,
@@ -224,6 +243,11 @@ def lite_plan(cluster: Cluster, node: str, token: str, ip: str | None) -> str:
         raise not_found(f"{node} is not set to boot a statelite image (its state is "
                         f"'{state or 'unset'}'): run nodeset {node} osimage=<statelite image>")
     return node_plan(cluster.db, node, state.split(" ", 1)[1].strip(), run.server(node))
+
+
+def booted(cluster: Cluster, node: str) -> str:
+    """The node's agent says it booted (its certificate proved it): as a booted report."""
+    return _act(cluster, node, "booted")
 
 
 def _act(cluster: Cluster, node: str, status: str) -> str:

@@ -218,11 +218,7 @@ class PlanBuilder:
     @cached_property
     def timeout(self) -> int:
         """site.postscripttimeout (a bad value fails the plans, not lsdef)."""
-        try:
-            return self.cluster.site.integer("postscripttimeout", DEFAULT_TIMEOUT, low=1,
-                                             high=MAX_TIMEOUT)
-        except SiteValueError as exc:
-            raise XcatError(str(exc)) from None
+        return script_timeout(self.cluster)
 
     def _v(self, node: str, table: str, col: str) -> str | None:
         return self.values.get(node, {}).get((table, col))
@@ -296,6 +292,16 @@ class PlanBuilder:
 
     def plans(self, *, env: bool = True) -> dict[str, NodePlan]:
         return {n: self.plan(n, env=env) for n in self.nodes}
+
+
+def script_timeout(cluster: Cluster) -> int:
+    """site.postscripttimeout: seconds a postscript (or a synclist's EXECUTE script) may
+    run; XcatError naming a bad value."""
+    try:
+        return cluster.site.integer("postscripttimeout", DEFAULT_TIMEOUT, low=1,
+                                    high=MAX_TIMEOUT)
+    except SiteValueError as exc:
+        raise XcatError(str(exc)) from None
 
 
 def effective_lists(cluster: Cluster, nodes: Iterable[str]) -> dict[str, dict[str, str]]:

@@ -6,6 +6,7 @@ P-256 (fast to make, small, TLS 1.2+ everywhere). Every private key is written m
 from __future__ import annotations
 
 import datetime
+import hashlib
 import ipaddress
 import os
 import pwd
@@ -15,13 +16,31 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from xcatd.base.files import write_atomic
 from xcatd.base.paths import Paths
 
 VALID_DAYS = 3650
+#: The organizational unit that marks a node's certificate (issued at enrolment): such a
+#: certificate is a node, never a user, whatever its CN
+NODE_OU = "xcat-node"
+NODE_VALID_DAYS = 3650
+
+
+class CSRError(ValueError):
+    """A certificate signing request that is not signed: the message says why."""
+
+
+@dataclass(frozen=True)
+class NodeCert:
+    """A node certificate just issued."""
+
+    pem: bytes
+    fingerprint: str      # SHA-256 of the DER, hex
+    serial: str           # hex
+    expires: datetime.datetime
 
 
 @dataclass(frozen=True)
@@ -161,6 +180,57 @@ def issue_client_cert(paths: Paths, user: str, directory: str | os.PathLike | No
     _write(files.cred, _issue(paths, user, server=False), 0o600, owner)
     _write(files.ca, ca_pem, 0o644, owner)
     return files
+
+
+def sign_node_csr(paths: Paths, node: str, csr_pem: bytes,
+                  days: int = NODE_VALID_DAYS) -> NodeCert:
+    """The node's certificate for the key in ``csr_pem``: CN=node, OU=xcat-node, client
+    authentication only, signed by this CA. The request must carry a valid signature (proof
+    that the node holds the key) and a P-256/P-384 or 2048+ bit RSA key; its subject is
+    ignored (the name is the one the token proved)."""
+    try:
+        csr = x509.load_pem_x509_csr(csr_pem)
+    except ValueError as exc:
+        raise CSRError(f"not a PEM certificate signing request ({exc})") from None
+    if not csr.is_signature_valid:
+        raise CSRError("the request's signature does not match its key")
+    key = csr.public_key()
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        if key.curve.name not in ("secp256r1", "secp384r1"):
+            raise CSRError(f"EC curve {key.curve.name} is not accepted (P-256 or P-384)")
+    elif isinstance(key, rsa.RSAPublicKey):
+        if key.key_size < 2048:
+            raise CSRError(f"an RSA key of {key.key_size} bits is too small (2048 or more)")
+    else:
+        raise CSRError(f"a {type(key).__name__} key is not accepted (EC P-256 or RSA)")
+    ca_key, ca_cert = _load_ca(paths)
+    now = datetime.datetime.now(datetime.UTC)
+    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, NODE_OU),
+                         x509.NameAttribute(NameOID.COMMON_NAME, node)])
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(ca_cert.subject)
+            .public_key(key).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=days))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    der = cert.public_bytes(serialization.Encoding.DER)
+    return NodeCert(_cert_pem(cert), hashlib.sha256(der).hexdigest(),
+                    format(cert.serial_number, "x"), cert.not_valid_after_utc)
+
+
+def ca_pem(paths: Paths) -> bytes:
+    return ca_files(paths)[1].read_bytes()
+
+
+def certificate_ou(der_or_dict) -> str | None:
+    """The OU of a peer certificate as ssl.getpeercert() returns it."""
+    for rdn in (der_or_dict or {}).get("subject", ()):
+        for key, value in rdn:
+            if key == "organizationalUnitName":
+                return value
+    return None
 
 
 def certificate_cn(der_or_dict) -> str | None:
