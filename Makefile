@@ -38,17 +38,25 @@ debs:
 	  else echo "not root: cannot install $$missing (tests that need them will skip)" >&2; fi; \
 	fi
 
-# The diskless VM tests (mostly QEMU's emulated CPU) run beside the rest (mostly one Python
-# process), so make test uses both cores; their output follows the rest's.
+# Three pytest runs side by side, so make test keeps both cores busy (the suite mostly waits
+# on the services and daemons it starts): the diskless VM tests (mostly QEMU's emulated CPU),
+# the command-line half (TESTS_A) and the rest; the other two's output follows the rest's.
 VMTESTS = tests/provision/test_diskless_lab.py
+TESTS_A = tests/base tests/commands tests/daemon tests/db tests/test_descriptions.py \
+	tests/test_packaging.py
 test: debs venv lab-assets imports
 	@mkdir -p .cache; \
 	$(BIN)/pytest -q -m "not lab" -p no:cacheprovider $(VMTESTS) > .cache/vmtests.log 2>&1 & \
 	vm=$$!; \
-	$(BIN)/pytest -q -m "not lab" --deselect $(VMTESTS); rest=$$?; \
+	$(BIN)/pytest -q -m "not lab" -p no:cacheprovider $(TESTS_A) > .cache/tests-a.log 2>&1 & \
+	half=$$!; \
+	$(BIN)/pytest -q -m "not lab" --deselect $(VMTESTS) $(addprefix --ignore=,$(TESTS_A)) tests xcatd; \
+	rest=$$?; \
+	wait $$half; arc=$$?; \
+	echo "---- $(TESTS_A), run beside the rest (exit $$arc) ----"; cat .cache/tests-a.log; \
 	wait $$vm; vmrc=$$?; \
 	echo "---- $(VMTESTS), run beside the rest (exit $$vmrc) ----"; cat .cache/vmtests.log; \
-	test $$rest -eq 0 && test $$vmrc -eq 0
+	test $$rest -eq 0 && test $$arc -eq 0 && test $$vmrc -eq 0
 
 test-all: debs venv lab-assets imports
 	$(BIN)/pytest -q
