@@ -97,6 +97,7 @@ bench: venv
 	$(BIN)/python bench/bootstorm.py
 	$(BIN)/python bench/nodestat.py
 	$(BIN)/python bench/nodeagent.py
+	$(BIN)/python bench/agentscripts.py
 	$(BIN)/python bench/completion.py
 
 lint: venv

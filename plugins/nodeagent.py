@@ -28,7 +28,7 @@ from xcatd.base.request import Request, Response, XcatError, not_found
 from xcatd.handler import NODE_ORIGIN, TEXT, Arg, Context, command
 from xcatd.provision import nodeidentity, nodereports
 from xcatd.provision.nextboot import now_text
-from xcatd.provision.postscripts import EntryError, PlanBuilder, check_name, merge_lists
+from xcatd.provision.postscripts import EntryError, PlanBuilder, check_name
 
 LOCK_TIMEOUT = 30.0
 MODES = ("boot", "install", "updatenode")
@@ -100,16 +100,7 @@ def getpostscript(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
     if mode not in MODES:
         raise XcatError(f"mode must be one of {', '.join(MODES)}")
     builder = PlanBuilder(ctx, [node], updatenode=mode == "updatenode")
-    scripts = req.args.get("scripts")
-    if scripts:  # updatenode -P a,b: those scripts, whether the lists name them or not
-        entries = {"postscripts": merge_lists([("updatenode -P", scripts)]),
-                   "postbootscripts": []}
-        found, errors = builder.scripts(node, entries)
-        plan = builder.plan(node)
-        plan.scripts, plan.errors = found, errors + [
-            e for e in plan.errors if not e.startswith(("postscript ", "postbootscript "))]
-    else:
-        plan = builder.plan(node)
+    plan = builder.plan_of(node, req.args.get("scripts"))
     yield Response(node=node, obj={"plan": {**plan.as_dict(), "mode": mode}})
 
 

@@ -21,8 +21,10 @@ from concurrent.futures import FIRST_COMPLETED, wait
 from xcatd.base import cancel as cancelling
 from xcatd.base.request import Request, Response, XcatError
 from xcatd.handler import FLAG, NUMBER, TEXT, Context, command
+from xcatd.provision import nodeevents
 from xcatd.provision.agenttasks import NotConnected, Task, board_for
 from xcatd.provision.nextboot import now_text
+from xcatd.provision.postscripts import PlanBuilder
 
 DEFAULT_TIMEOUT = 1800
 DEFAULT_FANOUT = 64
@@ -90,9 +92,13 @@ def updatenode(req: Request, ctx: Context, nodes) -> Iterator[Response]:
     outcome: dict[str, str] = {}
     ok_nodes: dict[str, list[str]] = {name: [] for name, _ in steps}
 
+    plans = _Plans(ctx, names)
+
     def start(node: str, index: int, deadline: float) -> Response | None:
         spec = steps[index][1]
         args = {k: v for k, v in spec.items() if k != "kind"}
+        if spec["kind"] == "scripts":   # the plan goes with the task: no request for it
+            args["plan"] = plans.of(node, spec.get("scripts"))
         try:
             task = board.submit(node, spec["kind"], args)
         except NotConnected as exc:
@@ -125,6 +131,7 @@ def updatenode(req: Request, ctx: Context, nodes) -> Iterator[Response]:
                 yield Response(node=node, error=str(exc))
                 continue
             yield from _result_lines(node, result)
+            yield from _record_events(ctx, node, result.get("events"))
             step = steps[index][0]
             if int(result.get("rc") or 0) != 0:
                 outcome[node] = "failed"
@@ -154,6 +161,31 @@ def updatenode(req: Request, ctx: Context, nodes) -> Iterator[Response]:
                                 f'"{",".join(ok_nodes[name])}"')
         elif ok_nodes[name]:
             yield Response(data=DONE[name])
+
+
+class _Plans:
+    """The nodes' plans for updatenode -P, made in bulk (a fixed number of queries for any
+    number of nodes), once per list of scripts, as a node's task needs it."""
+
+    def __init__(self, ctx: Context, names: list[str]) -> None:
+        self.ctx, self.names = ctx, names
+        self._builder: PlanBuilder | None = None
+
+    def of(self, node: str, scripts: str | None) -> dict:
+        if self._builder is None:
+            self._builder = PlanBuilder(self.ctx, self.names, updatenode=True)
+        return {**self._builder.plan_of(node, scripts).as_dict(), "mode": "updatenode"}
+
+
+def _record_events(ctx: Context, node: str, events) -> Iterator[Response]:
+    """The events the node's agent sent with its result, in the node's event log."""
+    if not events:
+        return
+    try:
+        for note in nodeevents.record(ctx, node, list(events)[:nodeevents.MAX_EVENTS]) or []:
+            yield Response(node=node, warning=note)
+    except XcatError as exc:
+        yield Response(node=node, warning=f"events not recorded: {exc}")
 
 
 def _result_lines(node: str, result: dict) -> Iterator[Response]:

@@ -486,9 +486,14 @@ def test_genimage_packimage_nodeset_rpower_boot_a_vm_diskless_into_systemd(
     print(f"\nper-script cost on the VM (TCG), 19 more trivial scripts: agent "
           f"{agent_s / 19 * 1000:.1f} ms each, bash loop {loop_s / 19 * 1000:.1f} ms each: "
           f"the agent's overhead {(agent_s - loop_s) / 19 * 1000:.1f} ms per script")
+    stamps = {what: re.search(rf"\[\s*([\d.]+)\][^\n]*{what}", console)
+              for what in ("Reached target .*Multi-User", "xcatagent: enrolled",
+                           "xcatagent: reported failed")}
     print(f"\ngenimage'd diskless image (squashfs "
           f"{(where / 'rootimg.sfs').stat().st_size >> 20} MiB, TCG): power-on to the "
-          f"end of its postscripts {seconds:.1f} s")
+          f"end of its postscripts {seconds:.1f} s; kernel clock: "
+          + ", ".join(f"{w.split(':')[-1].strip(' .*')} {m.group(1)} s"
+                      for w, m in stamps.items() if m))
 
 
 #: a syslog receiver (UDP 514 at the address given) that appends what it gets to a file

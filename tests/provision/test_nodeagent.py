@@ -429,3 +429,21 @@ def test_a_poll_whose_connection_closed_never_takes_a_task(mn_daemon, nodes):
     r = mn_daemon.run("updatenode", "n1", "-P", "hello", "-t", "120")
     assert r.rc == 1
     assert "n1: Error: no node agent is connected" in r.err, r.err
+
+
+def test_a_refused_enrolment_ends_the_boot_with_the_code_the_unit_does_not_restart(
+        mn_daemon, nodes):
+    """A spent token (a replay, or a second agent with the same boot): the agent stops with
+    exit code 3, which xcatagent.service's RestartPreventExitStatus names, instead of
+    knocking on the management node every 30 s for ever."""
+    build(mn_daemon, scripts={"hello": HELLO}, postscripts="hello")
+    n1 = nodes()
+    arm(mn_daemon, "n1", "tok-r")
+    n1.boot_env("tok-r")
+    assert n1.agent("enrol").returncode == 0
+    shutil.rmtree(n1.dir / "agent")
+    got = n1.agent("boot")
+    assert got.returncode == 3, got.stdout + got.stderr
+    assert "cannot enrol: enrolment refused" in got.stdout
+    unit = AGENT.with_name("xcatagent.service").read_text()
+    assert "RestartPreventExitStatus=3" in unit

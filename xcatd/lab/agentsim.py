@@ -243,18 +243,19 @@ class SimAgent:
         one's lines say it ran and exited 0)."""
         kind = task.get("kind")
         try:
-            if kind == "scripts":
-                plan = await self.plan("updatenode", task.get("scripts") or None)
+            if kind == "scripts":   # the plan comes with the task (else: asked for)
+                plan = task.get("plan") or await self.plan("updatenode",
+                                                           task.get("scripts") or None)
                 await self.fetch_scripts(plan["scripts"])
                 lines: list[str] = []
                 for s in plan["scripts"]:
                     lines += [f"{s['kind']} start..: {_label(s)}",
                               f"simulated {_label(s)} on {self.node}",
                               f"{s['kind']} end....: {_label(s)} exited with code 0"]
-                if self.task_events and plan["scripts"]:
-                    await self.post_events([self._event(s, "updatenode")
-                                            for s in plan["scripts"]])
-                return {"rc": 0, "lines": lines, "failed": []}
+                # the events go with the result, as xcatagent sends them
+                events = ([self._event(s, "updatenode") for s in plan["scripts"]]
+                          if self.task_events else [])
+                return {"rc": 0, "lines": lines, "failed": [], "events": events}
             if kind == "sync":
                 plan = json.loads(await self.get("synclist"))
                 return {"rc": 0, "lines": [f"synclist of {len(plan.get('files') or [])} "

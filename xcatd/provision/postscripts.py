@@ -290,6 +290,19 @@ class PlanBuilder:
             plan.errors += env_errors
         return plan
 
+    def plan_of(self, node: str, scripts: str | None = None) -> NodePlan:
+        """The node's plan, or (updatenode -P a,b) a plan of the scripts listed, whether
+        its lists name them or not, with the node's environment."""
+        plan = self.plan(node)
+        if scripts:
+            entries = {"postscripts": merge_lists([("updatenode -P", scripts)]),
+                       "postbootscripts": []}
+            found, errors = self.scripts(node, entries)
+            plan.scripts = found
+            plan.errors = errors + [e for e in plan.errors
+                                    if not e.startswith(("postscript ", "postbootscript "))]
+        return plan
+
     def plans(self, *, env: bool = True) -> dict[str, NodePlan]:
         return {n: self.plan(n, env=env) for n in self.nodes}
 
@@ -312,6 +325,11 @@ def effective_lists(cluster: Cluster, nodes: Iterable[str]) -> dict[str, dict[st
             for n in builder.nodes}
 
 
+#: (file, inode, size, mtime, ctime) -> sha256: a script is hashed again only when it changed
+_HASHES: dict[tuple, str] = {}
+_HASHES_MAX = 4096
+
+
 def _hash_file(base: Path, rel: str) -> tuple[str, int] | str:
     path = base / rel
     try:
@@ -320,6 +338,11 @@ def _hash_file(base: Path, rel: str) -> tuple[str, int] | str:
             return f"{path} leads outside {base}"
         if not real.is_file():
             return f"{path} is not a regular file"
+        st = real.stat()
+        key = (str(real), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        known = _HASHES.get(key)
+        if known is not None:
+            return known, st.st_size
         digest = hashlib.sha256()
         size = 0
         with open(real, "rb") as fh:
@@ -330,4 +353,8 @@ def _hash_file(base: Path, rel: str) -> tuple[str, int] | str:
         return f"no such file {path}"
     except (OSError, RuntimeError) as exc:
         return f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}"
+    if size == st.st_size:
+        if len(_HASHES) >= _HASHES_MAX:
+            _HASHES.clear()
+        _HASHES[key] = digest.hexdigest()
     return digest.hexdigest(), size
