@@ -38,25 +38,32 @@ debs:
 	  else echo "not root: cannot install $$missing (tests that need them will skip)" >&2; fi; \
 	fi
 
-# Three pytest runs side by side, so make test keeps both cores busy (the suite mostly waits
-# on the services and daemons it starts): the diskless VM tests (mostly QEMU's emulated CPU),
-# the command-line half (TESTS_A) and the rest; the other two's output follows the rest's.
+# Four pytest runs side by side, so make test keeps both cores busy (the suite mostly waits on
+# the services and daemons it starts): the diskless VM tests (mostly QEMU's emulated CPU),
+# the command-line part (TESTS_A), the network-facing part (TESTS_B) and the rest; the
+# others' output follows the rest's.
 VMTESTS = tests/provision/test_diskless_lab.py
 TESTS_A = tests/base tests/commands tests/daemon tests/db tests/test_descriptions.py \
 	tests/test_packaging.py
+TESTS_B = tests/fronts tests/hardware tests/lab tests/netboot tests/netconf
 test: debs venv lab-assets imports
 	@mkdir -p .cache; \
 	$(BIN)/pytest -q -m "not lab" -p no:cacheprovider $(VMTESTS) > .cache/vmtests.log 2>&1 & \
 	vm=$$!; \
 	$(BIN)/pytest -q -m "not lab" -p no:cacheprovider $(TESTS_A) > .cache/tests-a.log 2>&1 & \
-	half=$$!; \
-	$(BIN)/pytest -q -m "not lab" --deselect $(VMTESTS) $(addprefix --ignore=,$(TESTS_A)) tests xcatd; \
+	a=$$!; \
+	$(BIN)/pytest -q -m "not lab" -p no:cacheprovider $(TESTS_B) > .cache/tests-b.log 2>&1 & \
+	b=$$!; \
+	$(BIN)/pytest -q -m "not lab" --deselect $(VMTESTS) \
+	  $(addprefix --ignore=,$(TESTS_A) $(TESTS_B)) tests xcatd; \
 	rest=$$?; \
-	wait $$half; arc=$$?; \
+	wait $$a; arc=$$?; \
 	echo "---- $(TESTS_A), run beside the rest (exit $$arc) ----"; cat .cache/tests-a.log; \
+	wait $$b; brc=$$?; \
+	echo "---- $(TESTS_B), run beside the rest (exit $$brc) ----"; cat .cache/tests-b.log; \
 	wait $$vm; vmrc=$$?; \
 	echo "---- $(VMTESTS), run beside the rest (exit $$vmrc) ----"; cat .cache/vmtests.log; \
-	test $$rest -eq 0 && test $$arc -eq 0 && test $$vmrc -eq 0
+	test $$rest -eq 0 && test $$arc -eq 0 && test $$brc -eq 0 && test $$vmrc -eq 0
 
 test-all: debs venv lab-assets imports
 	$(BIN)/pytest -q

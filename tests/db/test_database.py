@@ -117,3 +117,22 @@ def test_bad_selection_names_the_bad_part(mn, bad, word):
     with pytest.raises(DBError) as exc:
         where_clause("nodelist", [bad])
     assert word in str(exc.value)
+
+
+def test_a_column_added_to_a_table_since_the_database_was_made_is_added_on_open(mn):
+    """The schema grows by columns too (bootstate.tokentime came with node enrolment): an
+    older database gets them, empty, the first time a process opens it; rows are kept."""
+    from xcatd.db.database import Database
+    db = mn.db
+    with db.begin() as conn:
+        db.set_rows(conn, "bootstate", {("n1",): {"tokenhash": "h", "installboots": 2}})
+        conn.execute(sa.text('ALTER TABLE "bootstate" DROP COLUMN "tokentime"'))
+    assert "tokentime" not in {c["name"] for c in sa.inspect(db.engine).get_columns(
+        "bootstate")}
+    again = Database(db.url)          # a new process's view of the same database
+    again.check_ready()
+    cols = {c["name"] for c in sa.inspect(again.engine).get_columns("bootstate")}
+    assert "tokentime" in cols
+    row = again.rows("bootstate", keys=["n1"])[0]
+    assert (row["tokenhash"], row["installboots"], row["tokentime"]) == ("h", 2, None)
+    again.engine.dispose()

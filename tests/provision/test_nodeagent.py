@@ -447,3 +447,49 @@ def test_a_refused_enrolment_ends_the_boot_with_the_code_the_unit_does_not_resta
     assert "cannot enrol: enrolment refused" in got.stdout
     unit = AGENT.with_name("xcatagent.service").read_text()
     assert "RestartPreventExitStatus=3" in unit
+
+
+def test_a_diskless_boot_that_keeps_nodesets_token_enrols_again_after_its_netbooting_report(
+        mn_daemon, nodes):
+    """pxelinux or GRUB serve nodeset's token on every boot (only xcatd's iPXE script makes
+    a new one): the initrd's netbooting report, once per boot, lets that boot enrol."""
+    build(mn_daemon, scripts={})
+    n1 = nodes()
+    arm(mn_daemon, "n1", "tok-same")
+    n1.boot_env("tok-same")
+    assert n1.agent("enrol").returncode == 0
+    assert n1.agent("enrol").returncode == 1          # the same boot: spent
+    import http.client as hc
+    conn = hc.HTTPConnection("127.0.0.1", mn_daemon.daemon.listening.http_port, timeout=30,
+                             source_address=(N1, 0))
+    conn.request("POST", "/xcat/callback/n1", body="status=netbooting",
+                 headers={"Authorization": "Bearer tok-same",
+                          "Content-Type": "application/x-www-form-urlencoded"})
+    assert conn.getresponse().status == 200
+    conn.close()
+    assert n1.agent("enrol").returncode == 0          # the next boot
+
+
+def test_a_large_batch_of_events_arrives_whole(mn_daemon, nodes):
+    """50 events with full 2,000-character tails (~110 kB: many TCP segments) in one post."""
+    import http.client
+    build(mn_daemon, scripts={})
+    n1 = nodes()
+    arm(mn_daemon, "n1", "tok-big")
+    n1.boot_env("tok-big")
+    assert n1.agent("enrol").returncode == 0
+    agent = n1.dir / "agent"
+    ctx = ssl.create_default_context(cafile=str(agent / "ca.pem"))
+    ctx.check_hostname = False
+    ctx.load_cert_chain(str(agent / "node.pem"), str(agent / "node.key"))
+    batch = [{"phase": "postscripts", "script": f"s{i}", "status": "ok", "rc": 0,
+              "duration": 0.1, "tail": f"{i:04d}" + "x" * 1996} for i in range(50)]
+    conn = http.client.HTTPSConnection("127.0.0.1", mn_daemon.daemon.listening.port,
+                                       context=ctx, timeout=30, source_address=(N1, 0))
+    conn.request("POST", "/xcat/agent/events", body=json.dumps({"events": batch}),
+                 headers={"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    assert resp.status == 200, resp.read()
+    conn.close()
+    got = events(mn_daemon, "n1")
+    assert len(got) == 50 and got[-1]["tail"].startswith("0049")

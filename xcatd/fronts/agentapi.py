@@ -75,11 +75,20 @@ def _obj(out: list[Response], key: str) -> Any:
     return next((r.obj[key] for r in out if r.obj and key in r.obj), None)
 
 
+async def _read(request: web.Request, limit: int) -> bytes:
+    """The whole body, at most ``limit`` bytes (ValueError past it)."""
+    chunks, size = [], 0
+    while chunk := await request.content.read(65536):   # read(n) may return less than n
+        size += len(chunk)
+        if size > limit:
+            raise ValueError(f"larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def _body(request: web.Request) -> dict:
     try:
-        raw = await asyncio.wait_for(request.content.read(MAX_BODY + 1), 30)
-        if len(raw) > MAX_BODY:
-            raise ValueError("too large")
+        raw = await asyncio.wait_for(_read(request, MAX_BODY), 30)
         body = json.loads(raw or b"{}")
     except (ValueError, TimeoutError) as exc:
         raise web.HTTPBadRequest(text=f"bad request body: {exc}\n") from None
@@ -132,9 +141,10 @@ async def handle_renew(request: web.Request) -> web.StreamResponse:
     """A new certificate for the PEM certificate request in the body (the current one
     proves the node; it stops working)."""
     try:
-        csr = (await asyncio.wait_for(request.content.read(16385), 30)).decode("ascii")
-    except (TimeoutError, UnicodeDecodeError):
-        return json_error(400, "the body must be a PEM certificate request")
+        csr = (await asyncio.wait_for(_read(request, 16384), 30)).decode("ascii")
+    except (TimeoutError, ValueError):   # UnicodeDecodeError is a ValueError
+        return json_error(400, "the body must be a PEM certificate request of at most "
+                               "16 KiB")
     out, err = await _run(request, "getcredentials", {"what": "certificate", "csr": csr})
     return err or web.json_response(_obj(out, "credentials"),
                                     headers={"Cache-Control": "no-store"})

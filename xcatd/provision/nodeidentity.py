@@ -3,7 +3,9 @@
 nodeset gives every node it sets to boot one of our kernels a fresh random token (on the
 kernel command line, its SHA-256 in bootstate.tokenhash, its time in bootstate.tokentime);
 a diskless node gets another one each time it fetches its iPXE script from xcatd
-(xcatd.provision.nodereports.boot_script), so every boot has its own. With that token, from
+(xcatd.provision.nodereports.boot_script), so every boot has its own; a diskless node that
+boots through pxelinux or GRUB keeps nodeset's, and its initrd's ``netbooting`` report (made
+with the token, once per boot) lets that boot enrol with it again. With that token, from
 its own address (hosts.ip, unless site.httpsourcecheck=no) and within site.enroltimeout
 seconds of the token's issue (default ENROL_TIMEOUT), the node enrols once: it sends a
 certificate request for a key it made itself, and gets a certificate signed by the

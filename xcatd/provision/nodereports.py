@@ -262,6 +262,11 @@ def _act(cluster: Cluster, node: str, status: str) -> str:
             if status == "booted":  # this boot worked: a diskless node's count starts again
                 with cluster.db.begin() as conn:
                     cluster.db.set_rows(conn, "bootstate", {(node,): {"installboots": 0}})
+            elif cluster.db.rows("nodecert", keys=[node]):
+                # a diskless initrd's report, once per boot: this boot may enrol again
+                # with the token (a boot loader other than iPXE keeps nodeset's token)
+                with cluster.db.begin() as conn:
+                    cluster.db.set_rows(conn, "nodecert", {(node,): {"enrolhash": None}})
         except Exception:
             log.exception("cannot record %s's report %s", node, status)
             return "the report could not be recorded (see xcatd's log)"
