@@ -28,6 +28,8 @@ from xcatd.provision.postscripts import PlanBuilder
 
 DEFAULT_TIMEOUT = 1800
 DEFAULT_FANOUT = 64
+MAX_LINES = 5000       # lines of one node's result shown
+MAX_LINE = 4096        # characters of one line
 DISKLESS = ("netboot", "statelite")
 
 #: xCAT's wording for the illegal combinations
@@ -133,7 +135,7 @@ def updatenode(req: Request, ctx: Context, nodes) -> Iterator[Response]:
             yield from _result_lines(node, result)
             yield from _record_events(ctx, node, result.get("events"))
             step = steps[index][0]
-            if int(result.get("rc") or 0) != 0:
+            if _rc(result) != 0:
                 outcome[node] = "failed"
             else:
                 ok_nodes[step].append(node)
@@ -179,7 +181,7 @@ class _Plans:
 
 def _record_events(ctx: Context, node: str, events) -> Iterator[Response]:
     """The events the node's agent sent with its result, in the node's event log."""
-    if not events:
+    if not events or not isinstance(events, list):
         return
     try:
         for note in nodeevents.record(ctx, node, list(events)[:nodeevents.MAX_EVENTS]) or []:
@@ -188,12 +190,24 @@ def _record_events(ctx: Context, node: str, events) -> Iterator[Response]:
         yield Response(node=node, warning=f"events not recorded: {exc}")
 
 
+def _rc(result: dict) -> int:
+    """The exit code the node's agent sent (1 for anything that is not a number)."""
+    rc = result.get("rc") or 0
+    return rc if isinstance(rc, int) and not isinstance(rc, bool) else 1
+
+
 def _result_lines(node: str, result: dict) -> Iterator[Response]:
-    lines = result.get("lines") or []
-    failed = result.get("failed") or []
-    for line in lines:
-        yield Response(node=node, data=str(line))
-    if int(result.get("rc") or 0) != 0:
+    """The agent's lines, each as the node's; what the node sent is checked for shape."""
+    lines = result.get("lines")
+    failed = result.get("failed")
+    lines = lines if isinstance(lines, list) else []
+    failed = failed if isinstance(failed, list) else []
+    for line in lines[:MAX_LINES]:
+        yield Response(node=node, data=str(line)[:MAX_LINE])
+    if len(lines) > MAX_LINES:
+        yield Response(node=node, warning=f"{len(lines) - MAX_LINES} more lines not shown "
+                                          "(the node's /var/log/xcat/xcat.log has them)")
+    if _rc(result) != 0:
         what = f": {', '.join(map(str, failed))} failed" if failed else ""
         yield Response(node=node, error=f"updatenode failed on the node{what}")
 

@@ -493,3 +493,15 @@ def test_a_large_batch_of_events_arrives_whole(mn_daemon, nodes):
     conn.close()
     got = events(mn_daemon, "n1")
     assert len(got) == 50 and got[-1]["tail"].startswith("0049")
+
+
+def test_what_a_node_sends_back_is_checked_for_shape():
+    """A task's result comes from the node: a non-number rc counts as a failure, lines that
+    are not a list show nothing, and a flood of lines is cut with a warning."""
+    from xcatd.plugins.updatenode import MAX_LINES, _rc, _result_lines
+    assert (_rc({"rc": 0}), _rc({}), _rc({"rc": 3}), _rc({"rc": "0"}), _rc({"rc": True})) \
+        == (0, 0, 3, 1, 1)
+    assert [r.error for r in _result_lines("n1", {"rc": "x", "lines": "abc"})] == [
+        "updatenode failed on the node"]
+    many = list(_result_lines("n1", {"rc": 0, "lines": ["x"] * (MAX_LINES + 3)}))
+    assert len(many) == MAX_LINES + 1 and "3 more lines not shown" in many[-1].warning
