@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -18,7 +17,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from nodeagent import BIN, wait_port
+from nodeagent import BIN, stop, wait_port
 
 AGENT = Path(__file__).resolve().parents[1] / "postscripts" / "xcatagent"
 SCRIPTS = [f"t{i:02d}" for i in range(1, 21)]
@@ -107,13 +106,7 @@ def main() -> int:
               f"({agent_ms / bash_ms:.1f}x the loop's cost per script), target < "
               f"{TARGET_MS:.0f} ms: {'met' if over < TARGET_MS else 'MISSED'}")
     finally:
-        if xcatd is not None and xcatd.poll() is None:
-            os.killpg(xcatd.pid, signal.SIGTERM)
-            try:
-                xcatd.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(xcatd.pid, signal.SIGKILL)
-                xcatd.wait()
+        stop(xcatd)
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

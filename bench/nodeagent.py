@@ -53,6 +53,17 @@ def wait_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 30)
     raise SystemExit(f"{what} did not listen on 127.0.0.1:{port} within {timeout:.0f} s")
 
 
+def stop(proc: subprocess.Popen | None) -> None:
+    """Stop a process started in its own session (xcatd), by its process group."""
+    if proc is not None and proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 def raise_nofile(agents: int) -> str:
     import resource
     need = agents * 2 + 256
@@ -215,13 +226,7 @@ def main() -> int:
               f"and job records on), loopback, {os.cpu_count()} CPUs; {limits}")
         asyncio.run(run_bench(args, xcatd.pid, tokens, f"127.0.0.1:{hport}", env))
     finally:
-        if xcatd is not None and xcatd.poll() is None:
-            os.killpg(xcatd.pid, signal.SIGTERM)
-            try:
-                xcatd.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(xcatd.pid, signal.SIGKILL)
-                xcatd.wait()
+        stop(xcatd)
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

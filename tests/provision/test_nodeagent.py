@@ -89,12 +89,17 @@ class Node:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
 
-    def tls_get(self, path: str, source: str | None = None) -> tuple[int, bytes]:
-        """GET an agent path with this node's certificate, from ``source``."""
+    def tls(self) -> ssl.SSLContext:
+        """A client context with this node's certificate (as the agent makes it)."""
         agent = self.dir / "agent"
         ctx = ssl.create_default_context(cafile=str(agent / "ca.pem"))
         ctx.check_hostname = False
         ctx.load_cert_chain(str(agent / "node.pem"), str(agent / "node.key"))
+        return ctx
+
+    def tls_get(self, path: str, source: str | None = None) -> tuple[int, bytes]:
+        """GET an agent path with this node's certificate, from ``source``."""
+        ctx = self.tls()
         import http.client
         conn = http.client.HTTPSConnection("127.0.0.1", self.mn.daemon.listening.port,
                                            context=ctx, timeout=30,
@@ -237,10 +242,7 @@ def test_a_user_certificate_cannot_use_the_agent_paths_nor_a_node_certificate_co
     arm(mn_daemon, "n1", "tok-u")
     n1.boot_env("tok-u")
     assert n1.agent("enrol").returncode == 0
-    agent = n1.dir / "agent"
-    ctx = ssl.create_default_context(cafile=str(agent / "ca.pem"))
-    ctx.check_hostname = False
-    ctx.load_cert_chain(str(agent / "node.pem"), str(agent / "node.key"))
+    ctx = n1.tls()
     body = json.dumps({"request": {"command": "nodels", "noderange": "all"}}).encode()
     req = urllib.request.Request(f"https://127.0.0.1:{mn_daemon.daemon.listening.port}"
                                  "/v1/request", data=body, method="POST")
@@ -416,10 +418,7 @@ def test_a_poll_whose_connection_closed_never_takes_a_task(mn_daemon, nodes):
     arm(mn_daemon, "n1", "tok-d")
     n1.boot_env("tok-d")
     assert n1.agent("enrol").returncode == 0
-    agent = n1.dir / "agent"
-    ctx = ssl.create_default_context(cafile=str(agent / "ca.pem"))
-    ctx.check_hostname = False
-    ctx.load_cert_chain(str(agent / "node.pem"), str(agent / "node.key"))
+    ctx = n1.tls()
     conn = http.client.HTTPSConnection("127.0.0.1", mn_daemon.daemon.listening.port,
                                        context=ctx, timeout=30, source_address=(N1, 0))
     conn.request("GET", "/xcat/agent/task?wait=50")
@@ -478,10 +477,7 @@ def test_a_large_batch_of_events_arrives_whole(mn_daemon, nodes):
     arm(mn_daemon, "n1", "tok-big")
     n1.boot_env("tok-big")
     assert n1.agent("enrol").returncode == 0
-    agent = n1.dir / "agent"
-    ctx = ssl.create_default_context(cafile=str(agent / "ca.pem"))
-    ctx.check_hostname = False
-    ctx.load_cert_chain(str(agent / "node.pem"), str(agent / "node.key"))
+    ctx = n1.tls()
     batch = [{"phase": "postscripts", "script": f"s{i}", "status": "ok", "rc": 0,
               "duration": 0.1, "tail": f"{i:04d}" + "x" * 1996} for i in range(50)]
     conn = http.client.HTTPSConnection("127.0.0.1", mn_daemon.daemon.listening.port,

@@ -60,6 +60,13 @@ def enrol(cluster: Cluster, node: str, token: str, ip: str | None, csr: bytes,
     rows = cluster.db.rows("nodecert", keys=[node])
     if rows and hmac.compare_digest(rows[0].get("enrolhash") or "", hashed):
         raise denied(f"the enrolment token of {node} was already used")
+    got = _issue(cluster, node, csr, {"enrolhash": hashed})
+    port = cluster.site.get("xcatdport") or "3001"
+    return {**got, "port": int(port) if str(port).isdigit() else 3001}
+
+
+def _issue(cluster: Cluster, node: str, csr: bytes, extra: dict | None = None) -> dict:
+    """Sign the node's request and make it the node's only accepted certificate."""
     if len(csr) > MAX_CSR:
         raise XcatError(f"the certificate request is larger than {MAX_CSR} bytes")
     try:
@@ -69,27 +76,15 @@ def enrol(cluster: Cluster, node: str, token: str, ip: str | None, csr: bytes,
     with cluster.db.begin() as conn:
         cluster.db.set_rows(conn, "nodecert", {(node,): {
             "fingerprint": cert.fingerprint, "serial": cert.serial, "issued": now_text(),
-            "expires": cert.expires.strftime("%Y-%m-%d %H:%M:%S"), "enrolhash": hashed}})
-    port = cluster.site.get("xcatdport") or "3001"
-    return {"cert": cert.pem.decode(), "ca": ca_pem(cluster.paths).decode(),
-            "port": int(port) if str(port).isdigit() else 3001, "node": node}
+            "expires": cert.expires.strftime("%Y-%m-%d %H:%M:%S"), **(extra or {})}})
+    return {"cert": cert.pem.decode(), "ca": ca_pem(cluster.paths).decode(), "node": node}
 
 
 def renew(cluster: Cluster, node: str, fingerprint: str, ip: str | None, csr: bytes) -> dict:
     """A new certificate for an enrolled node that proves itself with its current one
     (updatenode -k): the old one stops working. DENIED as check_node."""
     check_node(cluster, node, fingerprint, ip)
-    if len(csr) > MAX_CSR:
-        raise XcatError(f"the certificate request is larger than {MAX_CSR} bytes")
-    try:
-        cert = sign_node_csr(cluster.paths, node, csr)
-    except CSRError as exc:
-        raise XcatError(f"bad certificate request: {exc}") from None
-    with cluster.db.begin() as conn:
-        cluster.db.set_rows(conn, "nodecert", {(node,): {
-            "fingerprint": cert.fingerprint, "serial": cert.serial, "issued": now_text(),
-            "expires": cert.expires.strftime("%Y-%m-%d %H:%M:%S")}})
-    return {"cert": cert.pem.decode(), "ca": ca_pem(cluster.paths).decode(), "node": node}
+    return _issue(cluster, node, csr)
 
 
 def check_node(cluster: Cluster, node: str, fingerprint: str, ip: str | None) -> None:
