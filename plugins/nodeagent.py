@@ -26,9 +26,11 @@ from typing import Any
 from xcatd.base.noderange import NodeRange
 from xcatd.base.request import Request, Response, XcatError, not_found
 from xcatd.handler import NODE_ORIGIN, TEXT, Arg, Context, command
-from xcatd.provision import nodeidentity, nodereports
+from xcatd.provision import nodeevents, nodeidentity, nodereports
 from xcatd.provision.nextboot import now_text
-from xcatd.provision.postscripts import EntryError, PlanBuilder, check_name
+from xcatd.provision.postscripts import EntryError, PlanBuilder, check_name, script_file
+from xcatd.provision.synclist import SyncPlanner
+from xcatd.security import nodekeys
 
 LOCK_TIMEOUT = 30.0
 MODES = ("boot", "install", "updatenode")
@@ -89,12 +91,10 @@ def getpostscript(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
             rel = check_name(fetch, fetch)
         except EntryError as exc:
             raise XcatError(str(exc)) from None
-        builder = PlanBuilder(ctx, [node])
-        got = builder.check_file(rel)
+        path, got = script_file(ctx, rel)   # no table read: one stat (hashes are cached)
         if isinstance(got, str):
             raise not_found(got)
-        yield Response(node=node, obj={"path": str(builder.scriptdir / rel),
-                                       "sha256": got[0], "size": got[1]})
+        yield Response(node=node, obj={"path": str(path), "sha256": got[0], "size": got[1]})
         return
     mode = req.args.get("mode") or "boot"
     if mode not in MODES:
@@ -117,7 +117,6 @@ def getcredentials(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
         return
     if what != "remoteshell":
         raise not_found(f"no credentials called {what!r} (known: remoteshell, certificate)")
-    from xcatd.security import nodekeys
     creds = {"authorized_keys": nodekeys.root_public_keys(ctx.paths, ctx.installdir),
              "host_keys": nodekeys.node_host_keys(ctx.paths, node)}
     yield Response(node=node, obj={"credentials": creds})   # obj is never recorded
@@ -128,7 +127,6 @@ def getcredentials(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
          args={**NODE_ARGS, "path": TEXT})
 def syncfiles(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
     node = _checked(req, ctx)
-    from xcatd.provision.synclist import SyncPlanner
     plan = SyncPlanner(ctx, [node]).plan(node)
     path = req.args.get("path")
     if path:
@@ -150,7 +148,6 @@ def updatenodestat(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
     warnings: list[str] = []
     events = req.args.get("events") or []
     if events:
-        from xcatd.provision import nodeevents
         warnings += nodeevents.record(ctx, node, events) or []
     if status == "booted":
         note = nodereports.booted(ctx, node)   # the count of netboots starts again

@@ -25,10 +25,12 @@ from typing import Any
 
 from aiohttp import web
 
-from xcatd.base.request import Request, Response
+from xcatd.base.request import Request, Response, XcatError
 from xcatd.daemon.policy import Identity
+from xcatd.db.cluster import Cluster
 from xcatd.fronts.https import IDENTITY, PIPELINE_KEY, POOL_KEY, json_error
 from xcatd.provision.agenttasks import MAX_WAIT, board_for
+from xcatd.provision.nodeidentity import check_node
 
 log = logging.getLogger("xcatd.fronts.agentapi")
 
@@ -211,9 +213,6 @@ async def handle_task_result(request: web.Request) -> web.StreamResponse:
 async def _check(request: web.Request, who: Identity) -> web.Response | None:
     """The certificate and address check of plugins/nodeagent.py, for the task paths (which
     are no commands): a refusal is logged."""
-    from xcatd.base.request import XcatError
-    from xcatd.db.cluster import Cluster
-    from xcatd.provision.nodeidentity import check_node
     pipeline = request.app[PIPELINE_KEY]
 
     def check() -> str | None:

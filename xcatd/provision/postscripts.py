@@ -307,6 +307,13 @@ class PlanBuilder:
         return {n: self.plan(n, env=env) for n in self.nodes}
 
 
+def script_file(cluster: Cluster, rel: str) -> tuple[Path, tuple[str, int] | str]:
+    """(path, (sha256, size) or what is wrong) of one file of the postscripts directory,
+    ``rel`` already checked by check_name: what a node agent fetches."""
+    base = cluster.installdir / "postscripts"
+    return base / rel, _hash_file(base, rel)
+
+
 def script_timeout(cluster: Cluster) -> int:
     """site.postscripttimeout: seconds a postscript (or a synclist's EXECUTE script) may
     run; XcatError naming a bad value."""
