@@ -5,12 +5,13 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 # Debian packages the tests start for real: PostgreSQL, ISC dhcpd, Kea and a real DHCP client,
 # BIND, OpenIPMI's ipmi_sim with ipmitool, and the provisioning lab: QEMU with iPXE, tftpd-hpa,
-# radvd, busybox-static and cpio for the test initrd, xorriso for the test install media.
+# radvd, busybox-static and cpio for the test initrd, xorriso for the test install media;
+# OpenSSH's sshd for the parallel-shell nodes and pdsh as a benchmark peer.
 TEST_DEBS = postgresql iproute2 isc-dhcp-server isc-dhcp-client kea-dhcp4-server bind9 bind9-utils \
             openipmi ipmitool qemu-system-x86 ipxe-qemu tftpd-hpa radvd busybox-static cpio xorriso \
             ipxe pxelinux syslinux-common grub-efi-amd64-signed shim-signed ovmf \
             mmdebstrap squashfs-tools zstd pigz rpm createrepo-c dnf fping \
-            nfs-ganesha nfs-ganesha-vfs
+            nfs-ganesha nfs-ganesha-vfs openssh-server pdsh
 DEMO_ROOT ?= /tmp/pyxcat-demo
 
 .PHONY: all demo test test-all debs debs-python venv lab-assets bench lint imports golden clean
@@ -30,11 +31,16 @@ debs-python:
 venv: $(BIN)/python
 	$(BIN)/pip install -q -e '.[test,bench]'
 
+# The test services start only under the tests (policy-rc.d 101: no package starts its
+# service, so no sshd, dhcpd or named listens on the host).
 debs:
 	@missing=$$(for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
+	    rcd=; if [ ! -e /usr/sbin/policy-rc.d ]; then rcd=/usr/sbin/policy-rc.d; \
+	      printf '#!/bin/sh\nexit 101\n' > $$rcd; chmod 755 $$rcd; fi; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	    st=$$?; [ -z "$$rcd" ] || rm -f $$rcd; [ $$st = 0 ] || exit $$st; \
 	  else echo "not root: cannot install $$missing (tests that need them will skip)" >&2; fi; \
 	fi
 
@@ -105,6 +111,7 @@ bench: venv
 	$(BIN)/python bench/nodestat.py
 	$(BIN)/python bench/nodeagent.py
 	$(BIN)/python bench/agentscripts.py
+	$(BIN)/python bench/xdsh.py
 	$(BIN)/python bench/completion.py
 
 lint: venv

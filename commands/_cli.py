@@ -31,7 +31,8 @@ from xcatd.base.request import Request, Response
 from xcatd.fronts.client import submit
 
 #: Environment variables a request carries to the plugins.
-PASSED_ENV = ("XCAT_NODE_PREFIX", "XCAT_NODE_SUFFIX", "XCATROOT", "XCATBYPASS")
+PASSED_ENV = ("XCAT_NODE_PREFIX", "XCAT_NODE_SUFFIX", "XCATROOT", "XCATBYPASS", "DSH_FANOUT",
+              "DSH_TIMEOUT")
 
 CONTEXT = {"help_option_names": ["-h", "--help", "-?"], "max_content_width": 100}
 
@@ -39,7 +40,7 @@ CONTEXT = {"help_option_names": ["-h", "--help", "-?"], "max_content_width": 100
 #: The commands that list or report: they take --json.
 JSON_COMMANDS = frozenset({"nodels", "lsdef", "tabdump", "gettab", "rpower", "rsetboot",
                            "rinv", "rvitals", "reventlog", "nodeset", "job", "nodestat",
-                           "pping", "nodeevents"})
+                           "pping", "nodeevents", "xdsh", "xdcp"})
 
 #: Set by the --async option every command has, and by --json.
 _options = {"async": False, "json": False}
@@ -51,9 +52,12 @@ def json_mode() -> bool:
 
 
 def run(command: str, noderange: str | None = None, args: dict[str, Any] | None = None,
-        stdin: str | None = None, *, per_node: bool = True) -> NoReturn:
+        stdin: str | None = None, *, per_node: bool = True,
+        gather: Any = None) -> NoReturn:
     """Submit one request, print its responses as they arrive (or, with --json, one
-    document at the end: see JsonReport for ``per_node``), exit with xCAT's code."""
+    document at the end: see JsonReport for ``per_node``), exit with xCAT's code.
+    ``gather`` (xdsh --xdshbak): an object whose ``take(resp)`` keeps the nodes' output
+    lines it wants instead of printing them, and whose ``lines()`` are printed at the end."""
     if noderange and "^" in noderange:
         try:  # ^file is read here, with this user's rights, not by the daemon
             noderange = inline_files(noderange)
@@ -79,6 +83,11 @@ def run(command: str, noderange: str | None = None, args: dict[str, Any] | None 
             if report is not None:
                 report.add(resp)
                 continue
+            if resp.node is None and resp.data is None and resp.error is None \
+                    and resp.warning is None:
+                continue   # an exit status alone (xdsh -Q): nothing to print
+            if gather is not None and gather.take(resp):
+                continue
             if status is not None:
                 status.clear()
             stream, text = resp.render()
@@ -90,6 +99,8 @@ def run(command: str, noderange: str | None = None, args: dict[str, Any] | None 
                 out.write(text + "\n")
         if status is not None:
             status.clear()
+        if gather is not None:
+            out.write("".join(line + "\n" for line in gather.lines()))
         if report is not None:
             out.write(report.text(code) + "\n")
         out.flush()

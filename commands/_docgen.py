@@ -92,6 +92,15 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
                   "Adds or updates each node's line (and its extra interfaces') in the "
                   "management node's /etc/hosts; -n rebuilds the file, -d removes the "
                   "entries."),
+    "makeknownhosts": ("write the nodes' entries into root's known_hosts",
+                       "Replaces each node's entries in root's ~/.ssh/known_hosts on the "
+                       "management node with one line per ssh host key the node was given "
+                       "(the remoteshell postscript installs them; they are made the first "
+                       "time and kept), naming the node, node.domain, its hosts.hostnames "
+                       "and hosts.ip; -r or -d only removes them. Other lines are kept as "
+                       "they are, the previous file is kept as known_hosts.backup, and the "
+                       "node need not be up: ssh from the management node then knows the "
+                       "nodes without asking."),
     "makenetworks": ("define networks from the management node's interfaces",
                      "Creates a networks row for each network the management node is "
                      "attached to; -d shows them without writing."),
@@ -209,6 +218,39 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
               "Runs the daemon in the foreground: the command protocol and the REST API "
               "over HTTPS with client certificates, a unix socket for root, the nodes' "
               "HTTP site and, where needed, a TFTP server."),
+    "xdcp": ("copy files to many nodes at once over ssh",
+             "Copies files and directories (-R) of the management node to the nodes of a "
+             "noderange at once over ssh (SFTP on one connection per node), with the "
+             "management node's root key and known_hosts (makeknownhosts). A file whose "
+             "size and time on the node are the source's is not sent again; files land "
+             "whole (written beside, then renamed). -P pulls the nodes' files back as "
+             "<file>._<node>; -F applies a synclist (APPEND, MERGE, EXECUTE, "
+             "EXECUTEALWAYS) as updatenode -F does. Only root may run it; the exit code is 1 "
+             "if any node failed."),
+    "xdsh": ("run commands on many nodes at once over ssh",
+             "Runs a command (or, with -e, a local script) on the nodes of a noderange at "
+             "once over ssh, through xcatd, with the management node's root key; host keys "
+             "are checked against its known_hosts (makeknownhosts). Each line is printed "
+             "as node: line, a node's lines together when it is done (-s: as they arrive). "
+             "-t bounds each node's whole run and kills the command on the node. A node "
+             "that cannot be reached gets an error line; the exit code is 1 if any node "
+             "failed. -K sets up the nodes' ssh keys; --xdshbak and --xcoll group identical "
+             "outputs."),
+    "xcoll": ("print each distinct output of many nodes once",
+              "Reads node: line output (from xdsh, rinv...) on standard input, gathers each "
+              "node's lines and prints every distinct output once, between rules of equal "
+              "signs, headed by the nodes that gave it as a folded noderange (n[001-200]); "
+              "-n lists the names instead, -c adds the node count, -i prints every node's "
+              "output on its own. A line without a colon belongs to the node UNKNOWN. It "
+              "needs no daemon: unlike xCAT's it does not abbreviate the names by group."),
+    "xdshbak": ("format the output of xdsh by node",
+                "Reads xdsh's node: line output on standard input, gathers each node's lines "
+                "and prints them node by node in version order (n2 before n10), each under a "
+                "HOST: header; -c prints every distinct output once under a HOSTS header "
+                "naming its nodes as a folded noderange; -x prints the lines with their node "
+                "prefix and no headers (-b without the prefix too). Lines without a node: "
+                "prefix are left out. It prints a dot for every 1000 lines read unless -q. "
+                "Wrong options exit 255, as xCAT's does."),
 }
 
 #: Commands grouped for SEE ALSO.
@@ -221,8 +263,9 @@ FAMILIES = (
     ("rpower", "rsetboot", "rinv", "rvitals", "reventlog"),
     ("copycds", "nodeset", "genimage", "packimage", "rmimage", "liteimg", "lslite", "mknb",
      "updatenode"),
-    ("makehosts", "makenetworks", "makedhcp", "makedns"),
+    ("makehosts", "makeknownhosts", "makenetworks", "makedhcp", "makedns"),
     ("xcatd", "xcatconfig", "xcatclientcert", "lsxcatd", "job"),
+    ("xdsh", "xdcp", "xdshbak", "xcoll"),
 )
 
 # ---- how arguments complete ----------------------------------------------------------------

@@ -18,7 +18,7 @@ from xcatd.base.request import XcatError
 
 COMMANDS = _docgen.commands()
 #: Commands whose -v means something else (xcatd: verbose), or asks the daemon (lsxcatd).
-OWN_V = {"xcatd", "lsxcatd"}
+OWN_V = {"xcatd", "lsxcatd", "xdsh", "xdcp"}   # -v is theirs; -V and --version print it
 VERSION_RE = re.compile(r"Version \S+ \(git commit (?:[0-9a-f]{40}|unknown), built .+\)")
 
 
@@ -63,6 +63,14 @@ def test_xcatd_keeps_v_for_verbose_and_prints_the_version_with_double_dash():
     assert [p.name for p in verbose] == ["verbose"]
     assert call("xcatd", "--version") == (0, version.current() + "\n", "")
     assert call("xcatd", "-version") == (0, version.current() + "\n", "")
+
+
+@pytest.mark.parametrize("name", ["xdsh", "xdcp"])
+@pytest.mark.parametrize("flag", ["-V", "--version"])
+def test_xdsh_and_xdcp_keep_v_for_verify_and_print_the_version_with_V(name, flag):
+    assert call(name, flag) == (0, version.current() + "\n", "")
+    verify = [p for p in COMMANDS[name].params if "-v" in getattr(p, "opts", [])]
+    assert [p.name for p in verify] == ["verify"]
 
 
 def test_version_wins_over_missing_arguments():

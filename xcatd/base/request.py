@@ -144,6 +144,8 @@ class Response:
     #: Progress of long work, alone in its Response (xcatd.base.progress): drawn on a
     #: terminal only, never printed otherwise, kept in a job record or sent by REST.
     progress: dict[str, Any] | None = None
+    #: "err": ``data`` is a line of a node's standard error (xdsh), printed to stderr as is.
+    stream: str | None = None
 
     def render(self) -> tuple[str, str]:
         """('out' | 'err', text) as xCAT prints it."""
@@ -154,7 +156,7 @@ class Response:
             return "err", f"{prefix}Warning: {self.warning}"
         if self.data is None:
             return "out", self.node or ""
-        return "out", f"{prefix}{self.data}"
+        return ("err" if self.stream == "err" else "out"), f"{prefix}{self.data}"
 
     @property
     def failed(self) -> bool:

@@ -91,7 +91,7 @@ def site_defaults() -> dict[str, str]:
         "xcatdport": "3001", "xcatiport": "3002", "httpport": "80",
         "installdir": "/install", "tftpdir": "/tftpboot", "xcatconfdir": "/etc/xcat",
         "SNsyncfiledir": "/var/xcat/syncfiles", "nodesyncfiledir": "/var/xcat/node/syncfiles",
-        "ipmimaxp": "64", "ipmiretries": "3", "ipmitimeout": "2", "maxssh": "8",
+        "ipmimaxp": "64", "ipmiretries": "3", "ipmitimeout": "2", "maxssh": "512",
         "consoleondemand": "no", "powerinterval": "0", "syspowerinterval": "0",
         "sharedtftp": "1", "sshbetweennodes": "ALLGROUPS", "dnshandler": "ddns",
         "dhcplease": "43200", "auditnosyslog": "0", "cleanupxcatpost": "no",

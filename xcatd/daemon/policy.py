@@ -126,6 +126,19 @@ def mask_word(word: str) -> str:
     return word
 
 
+_IN_TEXT = re.compile(r"(?i)(\b[\w.-]*(?:password|passwd|secret|token)[\w.-]*\s*[=:]\s*)"
+                      r"(\"[^\"]*\"|'[^']*'|[^\s;&|]+)")
+
+
+def mask_text(text: str) -> str:
+    """A command line (xdsh's) with the values of password-like assignments masked.
+
+    >>> mask_text("echo root:x | chpasswd; export DBPASSWORD='s3 cret' X=1")
+    'echo root:x | chpasswd; export DBPASSWORD=******** X=1'
+    """
+    return _IN_TEXT.sub(lambda m: m.group(1) + SECRET_MASK, text)
+
+
 def as_words(value: Any) -> Any:
     """Typed arguments back in the words of xCAT's command line, for the record and policy
     ``parameters`` rules: {attr: value} -> ['attr=value'], [table, column, op, value] ->
@@ -151,6 +164,12 @@ def mask_args(args: dict[str, Any]) -> dict[str, Any]:
             out[key] = value
         elif any(s in key.lower() for s in ("password", "secret", "token")) and value:
             out[key] = SECRET_MASK
+        elif key == "command" and isinstance(value, str):   # a shell command line (xdsh)
+            out[key] = mask_text(value)
+        elif key == "env" and isinstance(value, list):      # xdsh -E's NAME=value
+            out[key] = [mask_text(v) if isinstance(v, str) else v for v in value]
+        elif key == "script" and isinstance(value, str):    # xdsh -e's script: its size only
+            out[key] = f"({len(value.encode())} bytes)"
         elif isinstance(value, str):
             out[key] = mask_word(value)
         elif isinstance(value, list):

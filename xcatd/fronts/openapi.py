@@ -192,6 +192,100 @@ def _node_action_paths() -> dict[str, Any]:
     }
 
 
+SHELL_LINE = {
+    "description": "One line of the application/x-ndjson answer (one JSON object per line, "
+                   "sent as the nodes go): a line of a node's standard output or error, "
+                   "a node's exit code, an error (with node when it is one node's: "
+                   "unreachable, host key refused, timed out; without, xCAT's 'n1 remote "
+                   "Command had return code: N' and errors of the request), a warning, a "
+                   "message (trace lines), and last {done: true, rc, job}: rc is the exit "
+                   "code xdsh/xdcp would give (1 if any node failed), job the job's id.",
+    "oneOf": [
+        *({"type": "object", "required": ["node", key], "additionalProperties": False,
+           "properties": {"node": STR, key: schema}}
+          for key, schema in (("stdout", STR), ("stderr", STR), ("rc", {"type": "integer"}))),
+        *({"type": "object", "required": [key], "additionalProperties": False,
+           "properties": {"node": STR, key: STR}} for key in ("error", "warning", "message")),
+        {"type": "object", "required": ["done", "rc"], "additionalProperties": False,
+         "properties": {"done": {"type": "boolean", "enum": [True]},
+                        "rc": {"type": "integer"}, "job": STR}}]}
+SHELL_ANSWER = {"description": "The run, as it goes: application/x-ndjson (see the schema of "
+                               "a line). 200 once a node has answered, whatever the nodes "
+                               "did: read the error lines and the done line's rc. A client "
+                               "that closes the connection stops the run (commands still "
+                               "running are killed on the nodes). The X-Xcat-Job header "
+                               "names the job.",
+                "content": {"application/x-ndjson": {"schema": SHELL_LINE}}}
+POSITIVE = {"type": "number", "minimum": 0, "exclusiveMinimum": True}
+REMOTE = {"fanout": {"type": "integer", "minimum": 1,
+                     "description": "nodes at work at once (default DSH_FANOUT, else 64)"},
+          "timeout": {**POSITIVE, "description": "seconds one node may take, connection "
+                                                 "included (default: none)"},
+          "user": {**STR, "description": "log in as (default root)"},
+          "options": {"type": "array", "items": STR,
+                      "description": "ssh options as xdsh -o takes them: "
+                                     "StrictHostKeyChecking=no|accept-new|yes, "
+                                     "ConnectTimeout=S, Port=N"}}
+FLAG = {"type": "boolean"}
+
+
+def _shell_body(example: dict, properties: dict, extra: dict) -> dict:
+    return {"required": True, "content": {"application/json": {
+        "schema": {"type": "object", "properties": {**properties, **REMOTE},
+                   "additionalProperties": False, **extra},
+        "example": example}}}
+
+
+def _shell_paths() -> dict[str, Any]:
+    """/xcatws/nodes/{name}/shell and files: xdsh and xdcp, answered as NDJSON."""
+    errors = {**_errors(400, 401, 403, 404)}
+    return {
+        "/xcatws/nodes/{name}/shell": {
+            "parameters": [NODE],
+            "post": {
+                "summary": "Run a command on the nodes over ssh (xdsh)", "tags": ["nodes"],
+                "description": "Unknown body fields and values of the wrong type are 400, "
+                               "naming the field.",
+                "requestBody": _shell_body({"command": "uptime", "fanout": 32}, {
+                    "command": {**STR, "description": "the command line, run by the "
+                                                      "login shell (the script's arguments "
+                                                      "with script)"},
+                    "script": {**STR, "description": "a script's text: copied to each node "
+                                                     "and run there (xdsh -e)"},
+                    "script_name": {**STR, "description": "the script's name, for traces"},
+                    "env": {"type": "object", "additionalProperties": STR,
+                            "description": "variables exported before the command"},
+                    "stream": {**FLAG, "description": "each line as it comes (xdsh -s); "
+                                                      "default: a node's lines together "
+                                                      "when it is done"},
+                    "exitcode": {**FLAG, "description": "each node's {node, rc} line (xdsh "
+                                                        "-z); default true"},
+                    "sudo": {**FLAG, "description": "run the command with sudo -n"}},
+                    {"anyOf": [{"required": ["command"]}, {"required": ["script"]}]}),
+                "responses": {"200": SHELL_ANSWER, **errors}}},
+        "/xcatws/nodes/{name}/files": {
+            "parameters": [NODE],
+            "post": {
+                "summary": "Copy files to the nodes, or pull them back (xdcp)",
+                "tags": ["nodes"],
+                "description": "Paths on the management node are full paths, read and "
+                               "written by xcatd as root: root only. Each node gets {node, "
+                               "rc: 0} when its copy is done.",
+                "requestBody": _shell_body({"src": ["/etc/hosts"], "target": "/etc/"}, {
+                    "src": {"oneOf": [STR, {"type": "array", "items": STR}],
+                            "description": "files (directories with recursive) on the "
+                                           "management node; with pull, on the nodes"},
+                    "target": {**STR, "description": "the path on the nodes; with pull, a "
+                                                     "directory of the management node "
+                                                     "that gets <name>._<node>"},
+                    "recursive": {**FLAG, "description": "copy directories (xdcp -R)"},
+                    "preserve": {**FLAG, "description": "keep the files' modes (xdcp -p)"},
+                    "pull": {**FLAG, "description": "copy from the nodes (xdcp -P)"}},
+                    {"required": ["src", "target"]}),
+                "responses": {"200": SHELL_ANSWER, **errors}}},
+    }
+
+
 def spec() -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for resource, objtype, what in (("nodes", "node", "node"), ("groups", "group", "group"),
@@ -206,6 +300,7 @@ def spec() -> dict[str, Any]:
         "responses": {"200": _json(OBJECTS, "node -> attribute -> value"),
                       **_errors(400, 401, 403, 404)}}}
     paths.update(_node_action_paths())
+    paths.update(_shell_paths())
     paths["/xcatws/site"] = {
         "get": {"summary": "Show the site settings (lsdef -t site)", "tags": ["site"],
                 "parameters": [SECRETS],

@@ -10,17 +10,27 @@ others fail (``"errors": ["n2: ..."]`` beside them, HTTP 200), and stream: each 
 written as soon as it answers, so ``power`` on 10,000 nodes shows them as they come. A
 client that sends ``Accept: application/x-ndjson`` gets the command protocol's records
 instead, one JSON line per response and an end line with the job and exit code.
+
+The parallel shell (``POST /xcatws/nodes/{noderange}/shell``, xdsh) and file copies
+(``.../files``, xdcp) always answer NDJSON, a line per node's output line, exit code or
+error as the nodes go, and a last ``{"done": true, "rc": N}``; a client that goes away
+stops the run (see _shell_stream).
 """
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncIterator
+import math
+import posixpath
+import re
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp import web
 
 from xcatd.base.request import ErrorKind, Request, Response
 from xcatd.daemon.policy import Identity
+from xcatd.db.jobs import Job
 from xcatd.fronts.https import IDENTITY, PIPELINE_KEY, Relay, line, read_json
 from xcatd.fronts.openapi import spec
 
@@ -300,11 +310,14 @@ class _NodeAnswer:
 
 class _Stream:
     """A streamed answer: started on the first write; a client that goes away ends the
-    writing, never the job (the request runs to its end and is recorded)."""
+    writing, never the job (the request runs to its end and is recorded), except where
+    the caller cancels it (the parallel shell)."""
 
-    def __init__(self, request: web.Request, content_type: str) -> None:
+    def __init__(self, request: web.Request, content_type: str,
+                 headers: dict[str, str] | None = None) -> None:
         self.request = request
-        self.resp = web.StreamResponse(status=200, headers={"Content-Type": content_type})
+        self.resp = web.StreamResponse(status=200, headers={"Content-Type": content_type,
+                                                            **(headers or {})})
         self.started = False
         self.gone = False
 
@@ -457,6 +470,201 @@ async def eventlog_delete(request: web.Request) -> web.StreamResponse:
     return await _node_answer(request, req, "eventlog", lines=True)
 
 
+# ---- the parallel shell and file copies: xdsh and xdcp, answered as NDJSON ------------------
+#: Seconds between looks at the connection of a shell run that is not saying anything.
+CLIENT_WATCH = 0.5
+_VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _is_number(v: Any, whole: bool = False) -> bool:
+    return (isinstance(v, int) or (isinstance(v, float) and not whole)) \
+        and not isinstance(v, bool) and math.isfinite(v) and 0 < v < 2**63
+
+
+def _is_texts(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+#: field -> (what it must be, its check); null is the same as leaving a field out
+_FIELD_TYPES: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "text": ("a string", lambda v: isinstance(v, str)),
+    "flag": ("true or false", lambda v: isinstance(v, bool)),
+    "fanout": ("a whole number above 0", lambda v: _is_number(v, whole=True)),
+    "seconds": ("a number of seconds above 0", _is_number),
+    "texts": ("a list of strings", _is_texts),
+    "text_or_texts": ("a string or a list of strings",
+                      lambda v: isinstance(v, str) or _is_texts(v)),
+    "env": ("an object of variable names and string values",
+            lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values())),
+}
+_REMOTE = {"fanout": "fanout", "timeout": "seconds", "user": "text", "options": "texts"}
+SHELL_FIELDS = {"command": "text", "script": "text", "script_name": "text", "env": "env",
+                "stream": "flag", "exitcode": "flag", "sudo": "flag", **_REMOTE}
+FILES_FIELDS = {"src": "text_or_texts", "target": "text", "recursive": "flag",
+                "preserve": "flag", "pull": "flag", **_REMOTE}
+
+
+def _json_type(v: Any) -> str:
+    return {bool: "a boolean", int: "a number", float: "a number", str: "a string",
+            list: "a list", dict: "an object"}.get(type(v), type(v).__name__)
+
+
+async def _fields(request: web.Request, fields: dict[str, str]) -> dict[str, Any]:
+    """The body's fields, each checked against its type; a 400 naming the first bad one
+    (an unknown field is never ignored: a misspelt "timout" must not run without one)."""
+    try:
+        body = await read_json(request)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise _bad_request("the body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise _bad_request("the body must be a JSON object")
+    unknown = sorted(k for k in body if k not in fields)
+    if unknown:
+        raise _bad_request(f"unknown field(s) in the body: {', '.join(unknown)[:200]} "
+                           f"(the fields are {', '.join(fields)})")
+    out: dict[str, Any] = {}
+    for name, value in body.items():
+        if value is None:
+            continue
+        what, check = _FIELD_TYPES[fields[name]]
+        if not check(value):
+            raise _bad_request(f"{name}: must be {what}, not {_json_type(value)}")
+        out[name] = value
+    for name in (k for k, v in out.items() if fields[k] == "env"):
+        bad = next((k for k in out[name] if not _VARIABLE.fullmatch(k)), None)
+        if bad is not None:
+            raise _bad_request(f"{name}: {bad[:40]!r} is not a variable name")
+    return out
+
+
+def _remote_args(body: dict[str, Any]) -> dict[str, Any]:
+    return {k: float(v) if k == "timeout" else v for k, v in body.items() if k in _REMOTE}
+
+
+async def shell_post(request: web.Request) -> web.StreamResponse:
+    """``POST /xcatws/nodes/{noderange}/shell``: xdsh. Body: {"command": "uptime"} and
+    optionally fanout, timeout, user, options (["Port=2222"], as xdsh -o), env ({NAME:
+    value} exported on the nodes), stream (each line as it comes, xdsh -s; else a node's
+    lines together when it is done), exitcode (default true: each node's {"rc": N}),
+    sudo, script (the text of a script to copy and run, the command being its arguments)
+    and script_name. The answer is _shell_stream's."""
+    body = await _fields(request, SHELL_FIELDS)
+    if not body.get("command", "").strip() and "script" not in body:
+        raise _bad_request('command: missing: give the command to run, e.g. '
+                           '{"command": "uptime"} (or a script)')
+    args = {**_remote_args(body), "exitcode": body.get("exitcode", True),
+            **{k: body[k] for k in ("command", "script", "script_name", "env", "stream",
+                                    "sudo") if k in body}}
+    return await _shell_stream(request, Request("xdsh", _noderange(request), args))
+
+
+async def files_post(request: web.Request) -> web.StreamResponse:
+    """``POST /xcatws/nodes/{noderange}/files``: xdcp. Body: {"src": ["/etc/hosts"] (or
+    one path), "target": "/etc/"} and optionally recursive, preserve, pull (copy the
+    nodes' src into the management node's target directory as <name>._<node>), fanout,
+    timeout, user, options. Paths on the management node are full paths (xcatd reads and
+    writes them as root: root only). Each node that is done gets {"rc": 0}; the answer is
+    _shell_stream's."""
+    body = await _fields(request, FILES_FIELDS)
+    src = body.get("src", [])
+    src = [src] if isinstance(src, str) else src
+    if not [s for s in src if s.strip()]:
+        raise _bad_request('src: missing: give the files to copy, e.g. '
+                           '{"src": ["/etc/hosts"], "target": "/etc/"}')
+    if not body.get("target", "").strip():
+        raise _bad_request('target: missing: give where the files go, e.g. '
+                           '{"src": ["/etc/hosts"], "target": "/etc/"}')
+    pull = body.get("pull", False)
+    where = "on the nodes" if pull else "on the management node"
+    relative = next((s for s in src if not posixpath.isabs(s)), None)
+    if relative is not None:
+        raise _bad_request(f"src: {relative[:200]!r} is not a full path {where}")
+    if not posixpath.isabs(body["target"]):
+        raise _bad_request(f"target: {body['target'][:200]!r} is not a full path "
+                           f"{'on the management node' if pull else 'on the nodes'}")
+    args = {**_remote_args(body), "sources": src, "target": body["target"], "json": True,
+            **{k: body[k] for k in ("recursive", "preserve", "pull") if k in body}}
+    return await _shell_stream(request, Request("xdcp", _noderange(request), args))
+
+
+def shell_records(r: Response) -> list[dict[str, Any]]:
+    """One response of xdsh/xdcp as NDJSON records: {"node", "stdout"|"stderr": line},
+    {"node", "rc": N}, {"node"?, "error"|"warning"|"message": text}. "node" is left out
+    when the text is not about one node (xdsh's 'n1 remote Command had return code: 2'
+    is, in its words, not by its field)."""
+    base: dict[str, Any] = {"node": r.node} if r.node is not None else {}
+    if r.error is not None:
+        return [{**base, "error": r.error}]
+    if r.warning is not None:
+        return [{**base, "warning": r.warning}]
+    obj = r.obj or {}
+    out = [{**base, key: text} for key in ("stdout", "stderr")
+           for text in obj.get(key) or [] if isinstance(text, str)]
+    if isinstance(obj.get("rc"), int):
+        out.append({**base, "rc": obj["rc"]})
+    if not out and r.data is not None:
+        out.append({**base, "stderr" if r.stream == "err" else "message": r.data})
+    return out
+
+
+def _refusal(r: Response) -> bool:
+    """An error of the request as a whole (policy, an unknown node, a bad value): before
+    anything is sent, it is the answer's HTTP status."""
+    return r.error is not None and r.kind is not None
+
+
+async def _shell_stream(request: web.Request, req: Request) -> web.StreamResponse:
+    """Run xdsh/xdcp and answer ``application/x-ndjson``: each response as shell_records as
+    it comes (one write per batch, sent at once), then {"done": true, "rc": N, "job": id},
+    N the exit code the command line gives. The status is 200 once a node has answered;
+    a request refused before that (policy: 403, unknown nodes: 404, a bad value: 400)
+    gets {"errors": [...]} instead. A client that goes away cancels the run: commands
+    still running are killed on their nodes (a REST shell has no --async)."""
+    who = _who(request)
+    job = request.app[PIPELINE_KEY].new_job(req, who)
+    relay = Relay.start(request.app, job, req, who)
+    watch = asyncio.ensure_future(_watch_client(request, job))
+    out = _Stream(request, NDJSON, {"X-Xcat-Job": job.jobid})
+    held: list[Response] = []
+    code = finished_code = 0
+    finished = False
+    try:
+        while not finished:
+            items, finished, finished_code = await relay.take()
+            for r in items:
+                if r.progress is None:
+                    held.append(r)
+                    if r.failed:
+                        code = code or (r.errorcode or 1)
+            if not out.started and all(_refusal(r) for r in held):
+                continue   # nothing yet, or only refusals: the status is still open
+            data = b"".join(line(rec) for r in held for rec in shell_records(r))
+            held = []
+            await out.write(data)
+            if out.gone:
+                job.cancel.set()
+        if not out.started and held:
+            return _errors(status_of(held), [f"{r.node}: {r.error}" if r.node else
+                                             r.error or "" for r in held])
+        await out.write(line({"done": True, "rc": code or finished_code, "job": job.jobid}))
+        return await out.end()
+    finally:
+        watch.cancel()
+        if not finished:   # the handler itself was cancelled (the client went away)
+            job.cancel.set()
+
+
+async def _watch_client(request: web.Request, job: Job) -> None:
+    """Cancel the job when its client's connection closes, even while no node says
+    anything (a command that runs for hours)."""
+    while True:
+        await asyncio.sleep(CLIENT_WATCH)
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            job.cancel.set()
+            return
+
+
 #: /xcatws/nodes/{name}/<resource>: method -> handler
 NODE_ACTIONS = {
     "power": {"GET": power_get, "PUT": power_put},
@@ -465,6 +673,8 @@ NODE_ACTIONS = {
     "inventory": {"GET": inventory_get},
     "vitals": {"GET": vitals_get},
     "eventlog": {"GET": eventlog_get, "DELETE": eventlog_delete},
+    "shell": {"POST": shell_post},
+    "files": {"POST": files_post},
 }
 
 

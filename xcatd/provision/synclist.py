@@ -352,8 +352,11 @@ class SyncPlanner:
     """Sync plans of many nodes: a fixed number of queries whatever the number of nodes,
     every synclist read once and every file hashed once."""
 
-    def __init__(self, cluster: Cluster, nodes: Iterable[str]) -> None:
+    def __init__(self, cluster: Cluster, nodes: Iterable[str],
+                 synclists: list[str] | None = None) -> None:
         self.cluster = cluster
+        #: the synclists of every node, whatever their osimages say (xdcp -F)
+        self.given = synclists
         self.paths = cluster.paths
         self.nodes = sorted(set(nodes), key=natural_key)
         self._known = set(self.nodes)
@@ -391,6 +394,8 @@ class SyncPlanner:
     # ---- where a node's synclists are ---------------------------------------------------------
     def synclists(self, node: str) -> list[str]:
         """The management-node paths of the node's synclists, in order (may be none)."""
+        if self.given is not None:
+            return list(self.given)
         image = self.images.get(node)
         row = self.osimages.get(image) if image else None
         if row and row.get("synclists"):

@@ -25,9 +25,12 @@ consistent set whatever the timing.
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
 import socket
+import struct
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -53,7 +56,11 @@ _PUBLIC = re.compile(r"(?:^|\s)(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(?:256|384|5
                      r"sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com)"
                      r" ([A-Za-z0-9+/]+={0,3})(?:\s|$)")
 _NODE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
-_HOST_NAME = re.compile(r"[^\s,#]+")
+#: a name a known_hosts line may carry: a host name or address (or ``[name]:port``); no
+#: pattern (``*``, ``?``, ``!``), marker or hash, so one node's key never stands for others
+_HOST_NAME = re.compile(r"[A-Za-z0-9_.:%-]+|\[[A-Za-z0-9_.:%-]+\]:[0-9]{1,5}")
+#: root's known_hosts on the management node (xCAT's makeknownhosts keeps it)
+KNOWN_HOSTS = "/root/.ssh/known_hosts"
 
 
 class NodeKeyError(ValueError):
@@ -194,12 +201,58 @@ def known_hosts_line(paths: Paths, node: str, names: Iterable[str] = ()) -> str:
     wanted = list(dict.fromkeys(n.strip() for n in (*names,) if n and n.strip())) or [node]
     for name in wanted:
         if not _HOST_NAME.fullmatch(name):
-            raise NodeKeyError(f"'{name}' cannot stand in a known_hosts line (no spaces, "
-                               "commas or '#')")
+            raise NodeKeyError(f"'{name}' cannot stand in a known_hosts line (a host name "
+                               "or address: letters, digits and . _ : % - only)")
     hosts = ",".join(wanted)
-    keys = node_host_keys(paths, node)
-    return "".join(f"{hosts} {' '.join(keys[k]['public'].split()[:2])}\n"
-                   for k in HOST_KEY_TYPES)
+    keys = host_public_keys(paths, node)
+    return "".join(f"{hosts} {keys[k]}\n" for k in HOST_KEY_TYPES)
+
+
+_OPENSSH_MAGIC = b"openssh-key-v1\0"
+
+
+def _header_public(path: Path) -> str | None:
+    """'type base64' of the public key an unencrypted OpenSSH private key file carries in
+    its header (sshd refuses a private key that does not match it), or None."""
+    try:
+        lines = path.read_bytes().splitlines()
+        blob = base64.b64decode(b"".join(ln.strip() for ln in lines
+                                          if ln.strip() and not ln.startswith(b"-----")),
+                                validate=True)
+        if not blob.startswith(_OPENSSH_MAGIC):
+            return None
+        pos, fields = len(_OPENSSH_MAGIC), []
+        for _ in range(3):  # cipher, kdf, kdf options
+            (size,) = struct.unpack_from(">I", blob, pos)
+            fields.append(blob[pos + 4:pos + 4 + size])
+            pos += 4 + size
+        (count, size) = struct.unpack_from(">II", blob, pos)
+        public = blob[pos + 8:pos + 8 + size]
+        (tsize,) = struct.unpack_from(">I", public, 0)
+    except (OSError, binascii.Error, struct.error):
+        return None
+    if fields[0] != b"none" or count != 1 or len(public) != size:
+        return None
+    return f"{public[4:4 + tsize].decode('ascii', 'replace')} {base64.b64encode(public).decode()}"
+
+
+def host_public_keys(paths: Paths, node: str) -> dict[str, str]:
+    """``{"ed25519": "ssh-ed25519 AAAA...", "ecdsa": ...}``: the public host keys of
+    ``node``, read from the headers of its private key files (no key parsed: 10,000 nodes'
+    known_hosts lines take about a second), made first when it has none."""
+    directory = hostkey_dir(paths, node)
+    found = {kind: _header_public(_host_key_files(directory, kind)[0])
+             for kind in HOST_KEY_TYPES}
+    if all(v is not None and v.split()[0] == HOST_KEY_TYPES[k] for k, v in found.items()):
+        return found  # type: ignore[return-value]
+    keys = node_host_keys(paths, node)  # makes them, or names the file that is wrong
+    return {k: " ".join(keys[k]["public"].split()[:2]) for k in HOST_KEY_TYPES}
+
+
+def known_hosts_path(paths: Paths) -> Path:
+    """root's known_hosts on the management node: the nodes' lines makeknownhosts keeps
+    there (xcatd.security.knownhosts) are what ssh from the management node checks."""
+    return paths.under(KNOWN_HOSTS)
 
 
 # ---- root's keys on the management node ---------------------------------------------------
