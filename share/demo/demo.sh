@@ -180,6 +180,7 @@ print(r.status, r.reason, r.getheader("Content-Range"))
 print(r.read().decode())
 PY
 python3 "$(dirname "$0")/pxeboot.py"   # a VM PXE-boots; skips (exit 0) where the lab cannot run
+python3 "$(dirname "$0")/xdsh.py"      # xdsh/xdcp on real sshd nodes; skips where it cannot run
 
 printf '\nDemo complete: the management node lives under %s (xcatd log: %s/xcatd.log)\n' \
   "$XCATROOT" "$XCATROOT"
