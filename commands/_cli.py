@@ -17,8 +17,10 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, NoReturn, TextIO
@@ -72,6 +74,7 @@ def run(command: str, noderange: str | None = None, args: dict[str, Any] | None 
     report = JsonReport(command, per_node=per_node) if _options["json"] else None
     _options["async"] = _options["json"] = False
     status = StatusLine(err) if report is None and _isatty(err) else None
+    _signals_interrupt()
     try:
         for resp in submit(req, async_=async_):
             if resp.progress is not None:
@@ -106,10 +109,10 @@ def run(command: str, noderange: str | None = None, args: dict[str, Any] | None 
         out.flush()
     except BrokenPipeError:  # `nodels | head` is fine
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if status is not None:
             status.clear()
-        code = 130
+        code = 128 + getattr(exc, "signum", signal.SIGINT)
         if report is not None:
             report.add(Response(error="Interrupted", errorcode=code))
             out.write(report.text(code) + "\n")
@@ -124,6 +127,27 @@ def _isatty(stream: Any) -> bool:
         return bool(stream.isatty())
     except (AttributeError, ValueError):  # replaced by a buffer, or closed
         return False
+
+
+class Signalled(KeyboardInterrupt):
+    """SIGTERM or SIGQUIT, handled as ^C is: the request stops (xdsh kills what it started
+    on the nodes) and the command exits 128 + the signal's number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise(signum: int, _frame: Any) -> None:
+    raise Signalled(signum)
+
+
+def _signals_interrupt() -> None:
+    """TERM and QUIT interrupt a command the way INT does (xCAT's xdsh passes all three on
+    to the commands it runs), when this is the main thread."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGQUIT):
+            signal.signal(sig, _raise)
 
 
 class JsonReport:

@@ -16,7 +16,7 @@ USAGE = ("Usage: xdcp <noderange> [-f fanout] [-l userID] [-o node_options] [-p]
 @xcat_command(help="Copy files and directories of the management node to the nodes of a "
                    "noderange at once (-P: pull the nodes' files back as <file>._<node>; "
                    "-F: sync a synclist). Files that did not change are not sent again.")
-@click.option("-f", "--fanout", type=click.IntRange(min=1), metavar="N",
+@click.option("-f", "--fanout", type=click.IntRange(min=0), metavar="N",
               help="Nodes at work at once (default DSH_FANOUT, else 64).")
 @click.option("-F", "--File", "synclist", metavar="SYNCLIST",
               help="Sync the files of SYNCLIST (xCAT's synclist format).")
@@ -29,7 +29,7 @@ USAGE = ("Usage: xdcp <noderange> [-f fanout] [-l userID] [-o node_options] [-p]
               help="Pull the nodes' files into the local directory, as <file>._<node>.")
 @click.option("-r", "--node-rcp", metavar="PATH", help="Only ssh (SFTP) is supported.")
 @click.option("-R", "--recursive", is_flag=True, help="Copy directories and what is in them.")
-@click.option("-t", "--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+@click.option("-t", "--timeout", type=click.FloatRange(min=0), metavar="SECONDS",
               help="Longest run of one node, connection included.")
 @click.option("-T", "--trace", is_flag=True, help="Print what is copied where, first.")
 @click.option("-v", "--verify", is_flag=True,
@@ -44,6 +44,7 @@ def main(fanout, synclist, user, options, preserve, pull, node_rcp, recursive, t
     if not noderange:
         click.echo(USAGE)
         sys.exit(1)
+    fanout, timeout = fanout or None, timeout or None   # 0 is "not given", as in xCAT
     if node_rcp and os.path.basename(node_rcp) not in ("scp", "sftp", "rsync"):
         fail(f"xdcp: -r {node_rcp}: only ssh (SFTP) is supported")
     args = {"fanout": fanout, "timeout": timeout, "user": user, "options": list(options),

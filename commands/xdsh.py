@@ -38,7 +38,7 @@ def _read(path: str, what: str) -> str:
                    "and run it there.")
 @click.option("-E", "--environment", "envfile", metavar="FILE",
               help="Export the NAME=value lines of FILE before the command.")
-@click.option("-f", "--fanout", type=click.IntRange(min=1), metavar="N",
+@click.option("-f", "--fanout", type=click.IntRange(min=0), metavar="N",
               help="Nodes at work at once (default DSH_FANOUT, else 64).")
 @click.option("-L", "--no-locale", is_flag=True, help="Do not export this shell's locale.")
 @click.option("-l", "--user", metavar="USER", help="Log in as USER (default root).")
@@ -52,7 +52,7 @@ def _read(path: str, what: str) -> str:
               help="Print lines as they arrive, not each node's lines together when it is done.")
 @click.option("-S", "--syntax", type=click.Choice(["ksh", "csh"]), default=None,
               help="The shell syntax on the nodes (ksh, the default; csh is not supported).")
-@click.option("-t", "--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+@click.option("-t", "--timeout", type=click.FloatRange(min=0), metavar="SECONDS",
               help="Longest run of one node, connection included; at its end the command "
                    "is killed on the node (default DSH_TIMEOUT, else none).")
 @click.option("-T", "--trace", is_flag=True, help="Print what is run where, before running it.")
@@ -84,6 +84,7 @@ def main(execute, envfile, fanout, no_locale, user, monitor, options, silent, no
     if not noderange:
         click.echo(USAGE)
         sys.exit(1)
+    fanout, timeout = fanout or None, timeout or None   # 0 is "not given", as in xCAT
     if node_rsh and os.path.basename(node_rsh) != "ssh":
         fail(f"xdsh: -r {node_rsh}: only ssh is supported")
     if syntax == "csh":

@@ -126,9 +126,8 @@ def _end_of(ev: Event, exitcode: bool, monitor: bool, silent: bool) -> Iterator[
         if monitor:
             yield Response(data=f"dsh>  Remote_command_{'successful' if rc == 0 else 'failed'}"
                                 f" {ev.node}")
-    elif ev.kind == "error":
-        yield Response(node=ev.node, error=ev.text, errorcode=1) if not silent else \
-            Response(errorcode=1)
+    elif ev.kind == "error":   # xdsh's own error about the node: -Q does not hide it
+        yield Response(node=ev.node, error=ev.text, errorcode=1)
         if monitor:
             yield Response(data=f"dsh>  Remote_command_failed {ev.node}")
 

@@ -35,9 +35,13 @@ class Named:
             try:
                 q = dns.message.make_query(".", "SOA")
                 dns.query.udp(q, "127.0.0.1", port=self.port, timeout=0.5)
-                return self
+                # named answers before its zones are loaded (on a busy machine a query
+                # can come first); "running" follows "all zones loaded" in its log
+                if "running" in self.log.read_text(errors="replace"):
+                    return self
             except (dns.exception.Timeout, OSError):
-                time.sleep(0.1)
+                pass
+            time.sleep(0.1)
         self.stop()
         raise RuntimeError("named did not answer in time")
 

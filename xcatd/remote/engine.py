@@ -149,11 +149,13 @@ def describe(exc: BaseException, target: Target) -> str:
         return f"cannot connect to {where}: connection refused (is sshd running?)"
     if isinstance(exc, asyncssh.DisconnectError | asyncssh.ChannelOpenError):
         return f"ssh connection to {where} failed: {exc.reason}"
-    if isinstance(exc, OSError):
-        why = os.strerror(exc.errno).lower() if exc.errno else str(exc)
-        return f"cannot connect to {where}: {why}"
-    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
+    if isinstance(exc, TimeoutError):     # an OSError too: before the general case
         return f"cannot connect to {where}: timed out"
+    if isinstance(exc, asyncssh.SFTPError):
+        return f"SFTP failed on the node: {exc.reason}"
+    if isinstance(exc, OSError):
+        why = os.strerror(exc.errno).lower() if exc.errno else (str(exc) or type(exc).__name__)
+        return f"cannot connect to {where}: {why}"
     return f"{type(exc).__name__}: {exc}"[:400]
 
 
@@ -358,26 +360,36 @@ async def _run(targets: Sequence[Target], job: NodeJob, settings: Settings,
     try:
         await asyncio.gather(*tasks, return_exceptions=True)
     finally:
-        for t in tasks:
-            t.cancel()
+        # Cancelled (the run was stopped): gather has cancelled every node once; wait for
+        # their kills to be done on the nodes, without cancelling them again.
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class Run:
     """A run over ``targets`` in the shared loop, read as an iterator of Events from another
     thread. Leaving the iterator early (``close()``, or ``stop()`` from a cancel) stops the
-    run: commands still running are killed on their nodes."""
+    run: commands still running are killed on their nodes before ``stop`` returns (within
+    KILL_GRACE and a little more)."""
 
     def __init__(self, targets: Sequence[Target], job: NodeJob, settings: Settings) -> None:
         self.events: queue.SimpleQueue[Event | None] = queue.SimpleQueue()
-        self._future = asyncio.run_coroutine_threadsafe(self._main(targets, job, settings),
-                                                        loop())
+        self._done = threading.Event()
+        self._task: asyncio.Task | None = None
+        self._stopping = False
+        self._loop = loop()
+        asyncio.run_coroutine_threadsafe(self._main(targets, job, settings), self._loop)
 
     async def _main(self, targets, job, settings) -> None:
+        self._task = asyncio.current_task()
         try:
+            if self._stopping:
+                return
             await _run(targets, job, settings, self.events.put)
+        except asyncio.CancelledError:
+            pass
         finally:
             self.events.put(None)
+            self._done.set()
 
     def __iter__(self) -> Iterator[Event]:
         return self.iter()
@@ -385,23 +397,27 @@ class Run:
     def iter(self, poll: float = 0.5, stopped: Callable[[], bool] | None = None
              ) -> Iterator[Event]:
         """Events as they come; ``stopped()`` is asked every ``poll`` seconds while nothing
-        comes, and a True stops the run."""
+        comes, and a True stops the run (the nodes' last events still come)."""
         try:
             while True:
                 try:
                     event = self.events.get(timeout=poll)
                 except queue.Empty:
-                    if stopped is not None and stopped():
-                        self.stop()
+                    if stopped is not None and not self._stopping and stopped():
+                        self._cancel()
                     continue
                 if event is None:
                     return
                 yield event
         finally:
-            if not self._future.done():
+            if not self._done.is_set():
                 self.stop()
 
+    def _cancel(self) -> None:
+        self._stopping = True
+        self._loop.call_soon_threadsafe(lambda: self._task is not None and self._task.cancel())
+
     def stop(self, wait: float = KILL_GRACE + 5) -> None:
-        self._future.cancel()
-        with contextlib.suppress(Exception):
-            self._future.result(wait)
+        """Stop the run and wait (at most ``wait`` seconds) for its kills to be done."""
+        self._cancel()
+        self._done.wait(wait)

@@ -138,6 +138,14 @@ class PushJob(NodeJob):
 
     async def work(self, conn: Any, target: Target, settings: Settings,
                    emit: Callable[[Event], None], state: dict) -> int:
+        state["path"] = self.dst
+        try:
+            return await self._push(conn, state)
+        except asyncssh.SFTPError as exc:
+            raise NodeError(f"cannot write {state['path']} on the node: {exc.reason}") \
+                from None
+
+    async def _push(self, conn: Any, state: dict) -> int:
         async with conn.start_sftp_client() as sftp:
             attrs = await _remote_stat(sftp, self.dst)
             is_dir = attrs is not None and stat.S_ISDIR(attrs.permissions or 0)
@@ -149,6 +157,7 @@ class PushJob(NodeJob):
             if into:
                 await _mkdirs(sftp, self.dst, made)
             for local, remote in plan:
+                state["path"] = remote
                 f = by_path[local]
                 if f.rel.endswith("/"):
                     await _mkdirs(sftp, remote, made)
@@ -197,11 +206,19 @@ class PullJob(NodeJob):
         self.dst = dst
         self.recursive = recursive
         self.preserve = preserve
+        self._src = sources[0] if sources else ""
 
     async def work(self, conn: Any, target: Target, settings: Settings,
                    emit: Callable[[Event], None], state: dict) -> int:
+        try:
+            return await self._pull(conn, target)
+        except asyncssh.SFTPError as exc:
+            raise NodeError(f"cannot read {self._src} on the node: {exc.reason}") from None
+
+    async def _pull(self, conn: Any, target: Target) -> int:
         async with conn.start_sftp_client() as sftp:
             for src in self.sources:
+                self._src = src
                 attrs = await _remote_stat(sftp, src)
                 if attrs is None:
                     raise NodeError(f"{src}: no such file or directory on the node")
