@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 import shlex
 from collections.abc import Iterator
 
@@ -28,6 +29,7 @@ from xcatd.security import nodekeys
 MAX_BUFFERED = 10_000
 DEFAULT_NODESYNCFILEDIR = "/var/xcat/node/syncfiles"
 MAX_SCRIPT = 4 * 1024 * 1024
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 COMMON = {"fanout": NUMBER, "timeout": NUMBER, "user": TEXT, "options": TEXTS,
           "verify": FLAG, "trace": FLAG, "monitor": FLAG, "json": FLAG}
@@ -152,7 +154,12 @@ def xdsh(req: Request, ctx: Context, nr) -> Iterator[Response]:
             raise XcatError(f"xdsh -c: site.nodesyncfiledir {where!r} is not a directory "
                             "xdsh may remove")
         command_text = f"rm -rf -- {shlex.quote(posixpath.normpath(where))}"
-    settings = _settings(req, ctx, env=a.get("env") or {})
+    env = a.get("env") or {}
+    bad = [k for k in env if not ENV_NAME.fullmatch(k)]
+    if bad:
+        raise XcatError(f"xdsh: {bad[0][:40]!r} is not an environment variable name",
+                        kind=ErrorKind.BAD_REQUEST)
+    settings = _settings(req, ctx, env=env)
     if a.get("script") is not None:
         body = a["script"].encode()
         if len(body) > MAX_SCRIPT:

@@ -287,6 +287,7 @@ def test_output_is_sent_while_the_run_goes_on_and_a_client_that_leaves_stops_it(
     (SHELL, {"command": "uptime", "options": "Port=22"}, "options"),
     (SHELL, {"command": "uptime", "options": ["ForwardAgent=yes"]}, "ForwardAgent"),
     (SHELL, {"command": "uptime", "env": {"A B": "1"}}, "env"),
+    (SHELL, {"command": "uptime", "env": {"A;reboot;B": "1"}}, "env"),
     (SHELL, {"command": "uptime", "env": {"A": 1}}, "env"),
     (SHELL, {"command": "uptime", "stream": "yes"}, "stream"),
     (SHELL, {"command": "uptime", "exitcode": 1}, "exitcode"),

@@ -315,12 +315,18 @@ def test_sigterm_to_xdsh_kills_the_remote_commands(nodes, mn):
 def test_sigint_to_xdsh_kills_the_remote_commands(nodes, mn):
     mark = f"xdshmark{uid()}"
     p = nodes.mn_popen([str(BIN / "xdsh"), "n001-n002", f"bash -c 'exec -a {mark} sleep 300'"],
-                       env=mn_env(mn), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       text=True)
+                       env=mn_env(mn, PYTHONFAULTHANDLER="1"), stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True,
+                       preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert _until(lambda: _running(nodes, "n001", mark) and _running(nodes, "n002", mark))
         p.send_signal(signal.SIGINT)
-        _, err = p.communicate(timeout=60)
+        try:
+            _, err = p.communicate(timeout=60)
+        except subprocess.TimeoutExpired:   # say where it hangs: faulthandler's dump
+            p.send_signal(signal.SIGABRT)
+            _, err = p.communicate(timeout=30)
+            pytest.fail(f"xdsh did not end after SIGINT:\n{err[-6000:]}")
         assert p.returncode == 130
         assert err.splitlines() == ["Interrupted"]
         left = {n: _running(nodes, n, mark) for n in ("n001", "n002")}

@@ -203,6 +203,21 @@ class Relay:
             return items, self._done, self._code
 
 
+#: seconds between looks at a waiting job's connection
+CLIENT_WATCH = 0.5
+
+
+async def watch_client(request: web.Request, job) -> None:
+    """Cancel the job when its client's connection closes, even while the job says nothing
+    (it waits for BMCs that do not answer, or runs a command on nodes for hours)."""
+    while True:
+        await asyncio.sleep(CLIENT_WATCH)
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            job.cancel.set()
+            return
+
+
 def line(obj: dict) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
 

@@ -30,8 +30,7 @@ from aiohttp import web
 
 from xcatd.base.request import ErrorKind, Request, Response
 from xcatd.daemon.policy import Identity
-from xcatd.db.jobs import Job
-from xcatd.fronts.https import IDENTITY, PIPELINE_KEY, Relay, line, read_json
+from xcatd.fronts.https import IDENTITY, PIPELINE_KEY, Relay, line, read_json, watch_client
 from xcatd.fronts.openapi import spec
 
 # REST resource -> object type of lsdef/mkdef/chdef/rmdef
@@ -472,7 +471,6 @@ async def eventlog_delete(request: web.Request) -> web.StreamResponse:
 
 # ---- the parallel shell and file copies: xdsh and xdcp, answered as NDJSON ------------------
 #: Seconds between looks at the connection of a shell run that is not saying anything.
-CLIENT_WATCH = 0.5
 _VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -623,7 +621,7 @@ async def _shell_stream(request: web.Request, req: Request) -> web.StreamRespons
     who = _who(request)
     job = request.app[PIPELINE_KEY].new_job(req, who)
     relay = Relay.start(request.app, job, req, who)
-    watch = asyncio.ensure_future(_watch_client(request, job))
+    watch = asyncio.ensure_future(watch_client(request, job))
     out = _Stream(request, NDJSON, {"X-Xcat-Job": job.jobid})
     held: list[Response] = []
     code = finished_code = 0
@@ -652,17 +650,6 @@ async def _shell_stream(request: web.Request, req: Request) -> web.StreamRespons
         watch.cancel()
         if not finished:   # the handler itself was cancelled (the client went away)
             job.cancel.set()
-
-
-async def _watch_client(request: web.Request, job: Job) -> None:
-    """Cancel the job when its client's connection closes, even while no node says
-    anything (a command that runs for hours)."""
-    while True:
-        await asyncio.sleep(CLIENT_WATCH)
-        transport = request.transport
-        if transport is None or transport.is_closing():
-            job.cancel.set()
-            return
 
 
 #: /xcatws/nodes/{name}/<resource>: method -> handler

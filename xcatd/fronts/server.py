@@ -38,6 +38,7 @@ from xcatd.fronts.https import (
     json_error,
     line,
     read_json,
+    watch_client,
 )
 from xcatd.fronts.nodeapi import start_site
 from xcatd.fronts.rest import add_routes
@@ -50,7 +51,6 @@ log = logging.getLogger("xcatd.fronts.server")
 
 DEFAULT_PORT = 3001              # site.xcatdport
 HANDSHAKE_TIMEOUT = 10.0         # a connection that never finishes TLS is closed
-CLIENT_WATCH = 0.5               # seconds between looks at a waiting job's connection
 KEEPALIVE_TIMEOUT = 30.0
 WORKERS = 64
 SHUTDOWN_TIMEOUT = 2.0           # stop promptly: unfinished jobs are marked interrupted at start
@@ -95,7 +95,7 @@ async def handle_request(request: web.Request) -> web.StreamResponse:
     # A client that goes away cancels its job (as xCAT's xcatd ends the plugin): its BMC
     # logins, locks and slots are freed at once. --async jobs are the ones that outlive
     # their client.
-    watch = asyncio.ensure_future(_watch_client(request, job))
+    watch = asyncio.ensure_future(watch_client(request, job))
     try:
         items, finished, code = await relay.take()
         first = [line({"r": item.to_dict()}) for item in items]
@@ -128,17 +128,6 @@ async def handle_request(request: web.Request) -> web.StreamResponse:
         return resp
     finally:
         watch.cancel()
-
-
-async def _watch_client(request: web.Request, job) -> None:
-    """Cancel the job when its client's connection closes, even while the job says nothing
-    (it waits for BMCs that do not answer)."""
-    while True:
-        await asyncio.sleep(CLIENT_WATCH)
-        transport = request.transport
-        if transport is None or transport.is_closing():
-            job.cancel.set()
-            return
 
 
 def _end(job, code: int) -> bytes:

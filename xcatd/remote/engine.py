@@ -69,8 +69,7 @@ class Target:
 @dataclass(frozen=True)
 class Event:
     """``kind``: "out" or "err" (a line of the command's output), "rc" (its exit code, in
-    ``rc``), "error" (the node failed: ``text`` says why in one line), "done" (a step that
-    prints nothing finished)."""
+    ``rc``), or "error" (the node failed: ``text`` says why in one line)."""
 
     node: str
     kind: str
@@ -93,7 +92,8 @@ class Settings:
     connect_timeout: float = 30.0
     env: dict[str, str] = field(default_factory=dict)
     maxssh: int | None = None        # connections of the whole process at once
-    password: str | None = None      # xdsh -K's first login, when no key opens the node
+    #: xdsh -K's first login, when no key opens the node (never in a repr or a log)
+    password: str | None = field(default=None, repr=False)
 
     def options(self) -> Any:
         """asyncssh's connection options, made once for the whole run (parsing keys and

@@ -178,7 +178,7 @@ class PushJob(NodeJob):
         temp = f"{posixpath.dirname(remote)}/.{posixpath.basename(remote)}." \
                f"xdcp{secrets.token_hex(4)}"
         try:
-            await sftp.put(f.path, temp, block_size=BLOCK)
+            await sftp.put(f.path, temp, block_size=BLOCK, max_requests=REQUESTS)
             mode = f.mode if self.preserve else (stat.S_IMODE(now.permissions) if now is not None
                                                  else f.mode & 0o755)
             await sftp.chmod(temp, mode)
@@ -194,6 +194,9 @@ class PushJob(NodeJob):
 #: SFTP write size: OpenSSH's sftp-server takes up to 256 KiB a request; fewer, larger writes
 #: cost the management node much less CPU per megabyte.
 BLOCK = 255 * 1024
+#: SFTP requests in flight per file: 8 x 255 KiB is about ssh's own 2 MiB window, so a
+#: copy to 64 nodes at once holds some 128 MiB, not gigabytes.
+REQUESTS = 8
 
 
 class PullJob(NodeJob):
@@ -227,7 +230,7 @@ class PullJob(NodeJob):
                 name = posixpath.basename(src.rstrip("/")) or "root"
                 local = os.path.join(self.dst, f"{name}._{target.node}")
                 await sftp.get(src, local, recurse=self.recursive, preserve=self.preserve,
-                               block_size=BLOCK)
+                               block_size=BLOCK, max_requests=REQUESTS)
         return 0
 
 

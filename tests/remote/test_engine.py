@@ -1,0 +1,76 @@
+"""The parallel shell's pieces that need no node: the command as sent, line splitting, the
+one-line reasons, -o and -E parsing, where xdcp puts files. The behaviour against real
+sshd nodes is tests/remote/test_xdsh_lab.py's."""
+import errno
+import subprocess
+
+import pytest
+
+from xcatd.remote import engine, files, nodes
+from xcatd.remote.engine import Target, asyncssh
+
+
+def test_the_sent_command_names_its_process_group_first_and_quotes_the_environment():
+    sent = engine.wrap("echo $A", {"A": "it's $HOME; rm -rf /"})
+    p = subprocess.run(["sh", "-c", sent], capture_output=True, text=True, check=True)
+    assert p.stdout == "it's $HOME; rm -rf /\n"
+    mark, pgid = p.stderr.rstrip("\n").rsplit(" ", 1)
+    assert mark == engine.MARK and pgid.isdigit()
+
+
+def test_lines_are_split_whole_and_a_runaway_line_is_cut():
+    lines, rest = engine.split_lines(b"a\r\nb\n\xff\xfe\nhalf", b"")
+    assert lines == ["a", "b", "\ufffd\ufffd"] and rest == b"half"
+    lines, rest = engine.split_lines(b"-line\n", rest)
+    assert lines == ["half-line"] and rest == b""
+    lines, rest = engine.split_lines(b"x" * (engine.MAX_LINE + 10), b"")
+    assert lines == ["x" * engine.MAX_LINE] and rest == b""
+
+
+@pytest.mark.parametrize("exc,words", [
+    (TimeoutError(), "timed out"),
+    (ConnectionRefusedError(errno.ECONNREFUSED, ""), "connection refused"),
+    (OSError(errno.EHOSTUNREACH, "Connect call failed"), "no route to host"),
+    (asyncssh.HostKeyNotVerifiable("Host key is not trusted"), "makeknownhosts n7"),
+    (asyncssh.PermissionDenied("denied"), "xdsh -K"),
+    (OSError(), "OSError"),
+])
+def test_every_failure_is_one_line_that_says_why(exc, words):
+    text = engine.describe(exc, Target("n7", "10.0.0.7"))
+    assert words in text and "\n" not in text and "10.0.0.7" in text
+
+
+def test_a_password_never_shows_in_the_settings():
+    assert "s3cret" not in repr(engine.Settings(password="s3cret"))
+
+
+def test_o_takes_only_what_it_knows_and_names_what_it_does_not():
+    assert nodes.parse_options(["-o StrictHostKeyChecking=no Port=2222"]) == \
+        {"StrictHostKeyChecking": "no", "Port": "2222"}
+    with pytest.raises(ValueError, match="ProxyCommand"):
+        nodes.parse_options(["ProxyCommand=nc %h %p"])
+    with pytest.raises(ValueError, match="Port=x"):
+        nodes.parse_options(["Port=x"])
+
+
+def test_E_reads_assignments_and_names_the_bad_line():
+    assert nodes.env_file("# c\nexport A=1\nB='two words'\n\n") == {"A": "1", "B": "two words"}
+    with pytest.raises(ValueError, match="line 2"):
+        nodes.env_file("A=1\nnot an assignment\n", "env")
+
+
+def test_xdcp_places_files_as_cp_does(tmp_path):
+    (tmp_path / "d" / "sub").mkdir(parents=True)
+    (tmp_path / "d" / "sub" / "f").write_text("x")
+    (tmp_path / "g").write_text("y")
+    tree = files.local_tree(str(tmp_path / "d"), recursive=True)
+    assert [f.rel for f in tree] == ["d/", "d/sub/", "d/sub/f"]
+    pairs = [(f.path, f.rel) for f in tree]
+    assert files.plan_push(pairs, "/opt", dst_is_dir=True)[-1][1] == "/opt/d/sub/f"
+    assert files.plan_push(pairs, "/opt/new", dst_is_dir=False)[-1][1] == "/opt/new/sub/f"
+    two = pairs + [(str(tmp_path / "g"), "g")]
+    assert files.plan_push(two, "/opt/x", dst_is_dir=False)[-1][1] == "/opt/x/g"
+    with pytest.raises(ValueError, match="-R"):
+        files.local_tree(str(tmp_path / "d"), recursive=False)
+    with pytest.raises(ValueError, match="No such file"):
+        files.local_tree(str(tmp_path / "missing"), recursive=False)
