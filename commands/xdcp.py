@@ -22,7 +22,7 @@ USAGE = ("Usage: xdcp <noderange> [-f fanout] [-l userID] [-o node_options] [-p]
               help="Sync the files of SYNCLIST (xCAT's synclist format).")
 @click.option("-l", "--user", metavar="USER", help="Log in as USER (default root).")
 @click.option("-o", "--node-options", "options", multiple=True, metavar="OPTS",
-              help="ssh options: StrictHostKeyChecking=no|accept-new|yes, ConnectTimeout=S, "
+              help="ssh options: StrictHostKeyChecking=no|yes, ConnectTimeout=S, "
                    "Port=N.")
 @click.option("-p", "--preserve", is_flag=True, help="Keep the files' modes.")
 @click.option("-P", "--pull", is_flag=True,

@@ -44,7 +44,7 @@ def _read(path: str, what: str) -> str:
 @click.option("-l", "--user", metavar="USER", help="Log in as USER (default root).")
 @click.option("-m", "--monitor", is_flag=True, help="Print 'dsh>' status lines as nodes finish.")
 @click.option("-o", "--node-options", "options", multiple=True, metavar="OPTS",
-              help="ssh options: StrictHostKeyChecking=no|accept-new|yes, ConnectTimeout=S, "
+              help="ssh options: StrictHostKeyChecking=no|yes, ConnectTimeout=S, "
                    "Port=N (default DSH_NODE_OPTS).")
 @click.option("-Q", "--silent", is_flag=True, help="Print none of the nodes' output.")
 @click.option("-r", "--node-rsh", metavar="PATH", help="Only ssh is supported.")
@@ -54,7 +54,8 @@ def _read(path: str, what: str) -> str:
               help="The shell syntax on the nodes (ksh, the default; csh is not supported).")
 @click.option("-t", "--timeout", type=click.FloatRange(min=0), metavar="SECONDS",
               help="Longest run of one node, connection included; at its end the command "
-                   "is killed on the node (default DSH_TIMEOUT, else none).")
+                   "is killed on the node (default DSH_TIMEOUT, else none: "
+                   "site.requesttimeout, 3600 s, still bounds the whole request).")
 @click.option("-T", "--trace", is_flag=True, help="Print what is run where, before running it.")
 @click.option("-v", "--verify", is_flag=True,
               help="Verify the nodes first (every node is: an unreachable one always gets "
@@ -139,7 +140,8 @@ class _Gather:
         self.gatherer = Gatherer()
 
     def take(self, resp) -> bool:
-        if resp.node is None or resp.data is None or resp.error is not None:
+        if resp.node is None or resp.data is None or resp.error is not None \
+                or resp.stream == "err":   # stderr is not grouped, as with a pipe
             return False
         self.gatherer.add(resp.node, resp.data)
         return True

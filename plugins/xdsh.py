@@ -95,8 +95,16 @@ def _results(req: Request, run: Run, targets: list[engine.Target]) -> Iterator[R
     monitor = bool(req.args.get("monitor"))
     exitcode = bool(req.args.get("exitcode") or req.args.get("json"))
     held: dict[str, list[Response]] = {}
-    if monitor:
-        yield Response(data=f"dsh>  Starting on {len(targets)} nodes")
+    try:
+        if monitor:
+            yield Response(data=f"dsh>  Starting on {len(targets)} nodes")
+        yield from _events(run, held, stream, silent, monitor, exitcode)
+    finally:
+        run.stop()     # at once when it has ended; a closed request stops it
+
+
+def _events(run: Run, held: dict[str, list[Response]], stream: bool, silent: bool,
+            monitor: bool, exitcode: bool) -> Iterator[Response]:
     for ev in run.iter(stopped=cancelling.requested):
         if ev.kind in ("out", "err"):
             if silent:
@@ -160,16 +168,16 @@ def xdsh(req: Request, ctx: Context, nr) -> Iterator[Response]:
         raise XcatError(f"xdsh: {bad[0][:40]!r} is not an environment variable name",
                         kind=ErrorKind.BAD_REQUEST)
     settings = _settings(req, ctx, env=env)
+    settings.sudo = bool(a.get("sudo"))
     if a.get("script") is not None:
         body = a["script"].encode()
         if len(body) > MAX_SCRIPT:
             raise XcatError(f"xdsh -e: the script is over {MAX_SCRIPT // 1048576} MiB",
                             kind=ErrorKind.BAD_REQUEST)
-        job: engine.NodeJob = files.ScriptJob(body, command_text, sudo=bool(a.get("sudo")))
+        job: engine.NodeJob = files.ScriptJob(body, command_text)
         what = f"{a.get('script_name') or 'script'} {command_text}".strip()
     elif command_text:
-        job = engine.NodeJob(f"sudo -n sh -c {shlex.quote(command_text)}" if a.get("sudo")
-                             else command_text)
+        job = engine.NodeJob(command_text)
         what = command_text
     else:
         raise XcatError("xdsh: no command to run (give a command, -e script, -c or -K)",
@@ -195,7 +203,8 @@ def _ssh_setup(req: Request, ctx: Context, names: list[str]) -> Iterator[Respons
     if password:
         settings.password = password
     public = nodekeys.root_public_keys(ctx.paths, ctx.installdir)
-    between = _between_nodes(ctx, names)
+    # root's key pair goes to root's own ~/.ssh only: never to another user's (-l)
+    between = _between_nodes(ctx, names) if settings.user == "root" else set()
     pair = {name: ctx.paths.under(f"/root/.ssh/{name}").read_bytes()
             for name in ("id_ed25519", "id_ed25519.pub")} if between else {}
     jobs = {n: files.KeySetupJob(public, pair if n in between else None) for n in names}
@@ -257,6 +266,10 @@ def xdcp(req: Request, ctx: Context, nr) -> Iterator[Response]:
                 local += files.local_tree(s, bool(a.get("recursive")))
             except ValueError as exc:
                 raise XcatError(f"xdcp: {exc}", kind=ErrorKind.BAD_REQUEST) from None
+        try:   # several sources of one name would land on one path
+            files.plan_push([(f.path, f.rel) for f in local], dst, True)
+        except ValueError as exc:
+            raise XcatError(f"xdcp: {exc}", kind=ErrorKind.BAD_REQUEST) from None
         job = files.PushJob(local, dst, bool(a.get("preserve")))
         what = f"copy {' '.join(sources)} to {dst}"
     targets = _targets(req, ctx, names)

@@ -74,3 +74,27 @@ def test_xdcp_places_files_as_cp_does(tmp_path):
         files.local_tree(str(tmp_path / "d"), recursive=False)
     with pytest.raises(ValueError, match="No such file"):
         files.local_tree(str(tmp_path / "missing"), recursive=False)
+
+
+def test_sudo_gets_the_environment_as_arguments_since_it_resets_its_own():
+    sent = engine.wrap("echo $NODE $A", {"NODE": "n1", "A": "x y"}, sudo=True)
+    assert "exec sudo -n env NODE=n1 'A=x y' sh -c 'echo $NODE $A'" in sent
+
+
+def test_the_process_group_is_found_after_a_login_shell_s_own_noise():
+    import asyncio
+
+    async def feed():
+        got = []
+        session = engine._Session("n1", got.append)
+        session.data_received(b"stty: not a tty\n" + engine.MARK.encode() + b" 4242\nout\n",
+                              asyncssh.EXTENDED_DATA_STDERR)
+        return session.pgid, [e.text for e in got]
+
+    pgid, lines = asyncio.run(feed())
+    assert pgid == 4242 and lines == ["stty: not a tty", "out"]
+
+
+def test_two_sources_of_one_name_are_refused_not_overwritten():
+    with pytest.raises(ValueError, match="two sources are named f"):
+        files.plan_push([("/a/f", "f"), ("/b/f", "f")], "/dst", dst_is_dir=True)

@@ -130,13 +130,21 @@ _IN_TEXT = re.compile(r"(?i)(\b[\w.-]*(?:password|passwd|secret|token)[\w.-]*\s*
                       r"(\"[^\"]*\"|'[^']*'|[^\s;&|]+)")
 
 
+_AS_OPTION = re.compile(r"(?i)(--?[\w-]*(?:password|passwd|secret|token)[\w-]*\s+)"
+                        r"(\"[^\"]*\"|'[^']*'|[^\s;&|-][^\s;&|]*)")
+
+
 def mask_text(text: str) -> str:
-    """A command line (xdsh's) with the values of password-like assignments masked.
+    """A command line (xdsh's) with the values of password-like assignments and options
+    masked. What a command reads from its input or a file is out of sight.
 
     >>> mask_text("echo root:x | chpasswd; export DBPASSWORD='s3 cret' X=1")
     'echo root:x | chpasswd; export DBPASSWORD=******** X=1'
+    >>> mask_text("mysql --password hunter2 -e 'select 1'")
+    "mysql --password ******** -e 'select 1'"
     """
-    return _IN_TEXT.sub(lambda m: m.group(1) + SECRET_MASK, text)
+    text = _IN_TEXT.sub(lambda m: m.group(1) + SECRET_MASK, text)
+    return _AS_OPTION.sub(lambda m: m.group(1) + SECRET_MASK, text)
 
 
 def as_words(value: Any) -> Any:

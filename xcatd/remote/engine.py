@@ -30,6 +30,7 @@ import queue
 import shlex
 import signal
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -92,6 +93,7 @@ class Settings:
     connect_timeout: float = 30.0
     env: dict[str, str] = field(default_factory=dict)
     maxssh: int | None = None        # connections of the whole process at once
+    sudo: bool = False               # run the commands under sudo -n (xdsh --sudo)
     #: xdsh -K's first login, when no key opens the node (never in a repr or a log)
     password: str | None = field(default=None, repr=False)
 
@@ -99,6 +101,8 @@ class Settings:
         """asyncssh's connection options, made once for the whole run (parsing keys and
         known_hosts once, not once per node)."""
         known = self.known_hosts if self.strict else None
+        if self.strict and known is None:     # strict with no list: nothing is trusted
+            known = asyncssh.import_known_hosts("")
         if isinstance(known, str | Path):
             known = asyncssh.read_known_hosts(str(known)) if Path(known).exists() else \
                 asyncssh.import_known_hosts("")
@@ -111,9 +115,14 @@ class Settings:
             keepalive_interval=15, keepalive_count_max=4)
 
 
-def wrap(command: str, env: dict[str, str]) -> str:
+def wrap(command: str, env: dict[str, str], sudo: bool = False) -> str:
     """The command as sent: it first tells its process group on stderr (so a timeout can
-    kill the whole group), then exports ``env``, then runs in the login shell of the user."""
+    kill the whole group), then exports ``env``, then runs in the login shell of the user;
+    with ``sudo`` under ``sudo -n`` (which resets the environment: ``env`` is given to it)."""
+    if sudo:
+        assigns = " ".join(shlex.quote(f"{k}={v}") for k, v in env.items())
+        return (f"echo {shlex.quote(MARK)} $$ 1>&2; exec sudo -n env {assigns} "
+                f"sh -c {shlex.quote(command)}")
     exports = "".join(f"export {k}={shlex.quote(v)}; " for k, v in env.items())
     return f"echo {shlex.quote(MARK)} $$ 1>&2; {exports}{command}"
 
@@ -183,12 +192,13 @@ class _Session(asyncssh.SSHClientSession):
         kind = "err" if datatype == asyncssh.EXTENDED_DATA_STDERR else "out"
         lines, self.pending[kind] = split_lines(data, self.pending[kind])
         for line in lines:
-            if kind == "err" and not self.marked:
+            # the marker comes first from the command itself; a login shell may print
+            # before it (a .bashrc's stty complaint), so it is looked for until found
+            if kind == "err" and not self.marked and line.startswith(MARK):
                 self.marked = True
-                if line.startswith(MARK):
-                    with contextlib.suppress(ValueError):
-                        self.pgid = int(line[len(MARK):].strip())
-                    continue
+                with contextlib.suppress(ValueError):
+                    self.pgid = int(line[len(MARK):].strip())
+                continue
             if kind == "out" and self.intercept is not None and \
                     self.intercept(self.chan, line):
                 continue
@@ -210,9 +220,10 @@ class _Session(asyncssh.SSHClientSession):
 
 async def _kill(conn: Any, pgid: int) -> None:
     """TERM the command's process group on the node, KILL what is left a moment later."""
-    script = (f"kill -TERM -- -{pgid} 2>/dev/null || exit 0; i=0; while [ $i -lt 20 ]; do "
-              f"kill -0 -- -{pgid} 2>/dev/null || exit 0; sleep 0.1; i=$((i+1)); done; "
-              f"kill -KILL -- -{pgid} 2>/dev/null; exit 0")
+    # no "--": dash's kill takes "-PGID" as a group but rejects "--"
+    script = (f"kill -TERM -{pgid} 2>/dev/null || exit 0; i=0; while [ $i -lt 20 ]; do "
+              f"kill -0 -{pgid} 2>/dev/null || exit 0; sleep 0.1; i=$((i+1)); done; "
+              f"kill -KILL -{pgid} 2>/dev/null; exit 0")
     with contextlib.suppress(Exception):
         await asyncio.wait_for(conn.run(script, check=False), KILL_GRACE)
 
@@ -227,16 +238,17 @@ class NodeJob:
     async def work(self, conn: Any, target: Target, settings: Settings,
                    emit: Callable[[Event], None], state: dict) -> int:
         return await run_command(conn, target.node, self.command or "true", settings.env,
-                                 emit, state)
+                                 emit, state, sudo=settings.sudo)
 
 
 async def run_command(conn: Any, node: str, command: str, env: dict[str, str],
                       emit: Callable[[Event], None], state: dict,
-                      intercept: Callable[[Any, str], bool] | None = None) -> int:
+                      intercept: Callable[[Any, str], bool] | None = None,
+                      sudo: bool = False) -> int:
     """Run one command on an open connection; its exit code (128+N for a signal N). Its
     stdin is closed at once, unless ``intercept`` talks with it."""
     chan, session = await conn.create_session(lambda: _Session(node, emit, intercept),
-                                              wrap(command, {"NODE": node, **env}),
+                                              wrap(command, {"NODE": node, **env}, sudo),
                                               encoding=None)
     state["session"] = session
     if intercept is None:
@@ -398,13 +410,19 @@ class Run:
              ) -> Iterator[Event]:
         """Events as they come; ``stopped()`` is asked every ``poll`` seconds while nothing
         comes, and a True stops the run (the nodes' last events still come)."""
+        asked = time.monotonic()
         try:
             while True:
                 try:
                     event = self.events.get(timeout=poll)
                 except queue.Empty:
-                    if stopped is not None and not self._stopping and stopped():
+                    event = False
+                if stopped is not None and not self._stopping and \
+                        time.monotonic() - asked >= poll:
+                    asked = time.monotonic()   # asked while output flows, too
+                    if stopped():
                         self._cancel()
+                if event is False:
                     continue
                 if event is None:
                     return
@@ -414,6 +432,9 @@ class Run:
                 self.stop()
 
     def _cancel(self) -> None:
+        """Cancel the run once: a second cancel would cut the kills of the first short."""
+        if self._stopping:
+            return
         self._stopping = True
         self._loop.call_soon_threadsafe(lambda: self._task is not None and self._task.cancel())
 

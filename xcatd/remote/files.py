@@ -89,7 +89,10 @@ def plan_push(files: Sequence[tuple[str, str]], dst: str, dst_is_dir: bool
     """(local, node path) for each of ``files`` ((path, rel) pairs of every source), copied
     to ``dst`` on a node where ``dst`` is (``dst_is_dir``) or is not a directory."""
     into = dst_is_dir or dst.endswith("/")
-    tops = {rel.split("/", 1)[0] for _, rel in files}
+    tops = [rel.rstrip("/") for _, rel in files if rel.rstrip("/").count("/") == 0]
+    twice = sorted({t for t in tops if tops.count(t) > 1})
+    if twice:
+        raise ValueError(f"two sources are named {twice[0]}: they would land on one path")
     into = into or len(tops) > 1
     out = []
     for local, rel in files:
@@ -144,6 +147,11 @@ class PushJob(NodeJob):
         except asyncssh.SFTPError as exc:
             raise NodeError(f"cannot write {state['path']} on the node: {exc.reason}") \
                 from None
+        except ValueError as exc:
+            raise NodeError(str(exc)) from None
+        except OSError as exc:     # reading the source here, not the node's doing
+            raise NodeError(f"on the management node: {exc.filename or ''}: "
+                            f"{exc.strerror or exc}") from None
 
     async def _push(self, conn: Any, state: dict) -> int:
         async with conn.start_sftp_client() as sftp:
@@ -169,6 +177,12 @@ class PushJob(NodeJob):
             return 0
 
     async def _send(self, sftp: Any, f: LocalFile, remote: str) -> int:
+        try:
+            link = await sftp.lstat(remote)
+        except asyncssh.SFTPNoSuchFile:
+            link = None
+        if link is not None and stat.S_ISLNK(link.permissions or 0):
+            remote = await sftp.realpath(remote)   # as cp does: the file the link names
         now = await _remote_stat(sftp, remote)
         if now is not None and stat.S_ISDIR(now.permissions or 0):
             raise NodeError(f"{remote} is a directory on the node")
@@ -178,9 +192,15 @@ class PushJob(NodeJob):
         temp = f"{posixpath.dirname(remote)}/.{posixpath.basename(remote)}." \
                f"xdcp{secrets.token_hex(4)}"
         try:
+            # made 0600 first: put() would open it with the umask's mode, and a secret
+            # would be readable on the node until the chmod
+            async with sftp.open(temp, "wb", asyncssh.SFTPAttrs(permissions=0o600)):
+                pass
             await sftp.put(f.path, temp, block_size=BLOCK, max_requests=REQUESTS)
             mode = f.mode if self.preserve else (stat.S_IMODE(now.permissions) if now is not None
                                                  else f.mode & 0o755)
+            if now is not None and now.uid is not None and (now.uid, now.gid) != (0, 0):
+                await sftp.chown(temp, now.uid, now.gid)   # the file keeps its owner
             await sftp.chmod(temp, mode)
             await sftp.utime(temp, (f.mtime, f.mtime))
             await sftp.posix_rename(temp, remote)
@@ -217,6 +237,9 @@ class PullJob(NodeJob):
             return await self._pull(conn, target)
         except asyncssh.SFTPError as exc:
             raise NodeError(f"cannot read {self._src} on the node: {exc.reason}") from None
+        except OSError as exc:     # writing here, not the node's doing
+            raise NodeError(f"on the management node: {exc.filename or ''}: "
+                            f"{exc.strerror or exc}") from None
 
     async def _pull(self, conn: Any, target: Target) -> int:
         async with conn.start_sftp_client() as sftp:
@@ -229,20 +252,34 @@ class PullJob(NodeJob):
                     raise NodeError(f"{src} is a directory: pull it with -R")
                 name = posixpath.basename(src.rstrip("/")) or "root"
                 local = os.path.join(self.dst, f"{name}._{target.node}")
+                if os.path.islink(local):
+                    raise NodeError(f"{local} is a symbolic link on the management node: "
+                                    "not followed")
                 await sftp.get(src, local, recurse=self.recursive, preserve=self.preserve,
                                block_size=BLOCK, max_requests=REQUESTS)
+                _no_set_id(local)
         return 0
+
+
+def _no_set_id(path: str) -> None:
+    """A pulled file is written by root here: it never keeps a node's setuid or setgid bit
+    (xdcp -P -p keeps the rest of the mode)."""
+    for top, dirs, names in os.walk(path) if os.path.isdir(path) else [("", [], [path])]:
+        for name in names + dirs:
+            p = os.path.join(top, name) if top else name
+            st = os.lstat(p)
+            if not stat.S_ISLNK(st.st_mode) and st.st_mode & 0o6000:
+                os.chmod(p, stat.S_IMODE(st.st_mode) & ~0o6000)
 
 
 class ScriptJob(NodeJob):
     """xdsh -e: the script goes to /tmp/<random>.dsh on the node, runs there with
     its arguments, and is removed whatever happened."""
 
-    def __init__(self, body: bytes, args: str, sudo: bool = False) -> None:
+    def __init__(self, body: bytes, args: str) -> None:
         super().__init__()
         self.body = body
         self.args = args
-        self.sudo = sudo
 
     async def work(self, conn: Any, target: Target, settings: Settings,
                    emit: Callable[[Event], None], state: dict) -> int:
@@ -250,10 +287,11 @@ class ScriptJob(NodeJob):
         async with conn.start_sftp_client() as sftp, \
                 sftp.open(path, "wb", asyncssh.SFTPAttrs(permissions=0o700)) as fh:
             await fh.write(self.body)
-        run = f"sudo -n {path}" if self.sudo else path
-        command = f"{run}{' ' + self.args if self.args else ''}; rc=$?; rm -f {path}; exit $rc"
+        # a newline, not ";": a '#' in the arguments must not comment the removal out
+        command = f"{path}{' ' + self.args if self.args else ''}\nrc=$?; rm -f {path}; exit $rc"
         try:
-            return await run_command(conn, target.node, command, settings.env, emit, state)
+            return await run_command(conn, target.node, command, settings.env, emit, state,
+                                     sudo=settings.sudo)
         finally:
             if "session" in state:   # interrupted: the kill runs first, then the removal
                 state.setdefault("cleanup", []).append(f"rm -f {path}")

@@ -24,7 +24,7 @@ from xcatd.remote.engine import Settings, Target, asyncssh
 from xcatd.security import nodekeys
 
 #: The ssh options ``-o`` may set (OpenSSH's names), and the values each accepts.
-OPTIONS = {"StrictHostKeyChecking": re.compile(r"(?i)yes|no|accept-new|off|on"),
+OPTIONS = {"StrictHostKeyChecking": re.compile(r"(?i)yes|no|off|on"),
            "ConnectTimeout": re.compile(r"\d{1,5}"),
            "Port": re.compile(r"\d{1,5}")}
 _WORD = re.compile(r"(?:-o\s*)?(\w+)\s*[= ]\s*(\S+)")
