@@ -149,8 +149,10 @@ class PushJob(NodeJob):
                 from None
         except ValueError as exc:
             raise NodeError(str(exc)) from None
-        except OSError as exc:     # reading the source here, not the node's doing
-            raise NodeError(f"on the management node: {exc.filename or ''}: "
+        except OSError as exc:
+            if exc.filename is None:   # the connection's, not a file's here
+                raise
+            raise NodeError(f"on the management node: {exc.filename}: "
                             f"{exc.strerror or exc}") from None
 
     async def _push(self, conn: Any, state: dict) -> int:
@@ -237,8 +239,10 @@ class PullJob(NodeJob):
             return await self._pull(conn, target)
         except asyncssh.SFTPError as exc:
             raise NodeError(f"cannot read {self._src} on the node: {exc.reason}") from None
-        except OSError as exc:     # writing here, not the node's doing
-            raise NodeError(f"on the management node: {exc.filename or ''}: "
+        except OSError as exc:
+            if exc.filename is None:   # the connection's, not a file's here
+                raise
+            raise NodeError(f"on the management node: {exc.filename}: "
                             f"{exc.strerror or exc}") from None
 
     async def _pull(self, conn: Any, target: Target) -> int:
