@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from nodeagent import BIN, stop, wait_port
+from nodeagent import BIN, runner, stop, wait_port
 
 AGENT = Path(__file__).resolve().parents[1] / "postscripts" / "xcatagent"
 SCRIPTS = [f"t{i:02d}" for i in range(1, 21)]
@@ -48,12 +48,7 @@ def main() -> int:
            "XCATHOST": f"127.0.0.1:{xport}"}
     env.pop("XCATBYPASS", None)
 
-    def run(*argv: str) -> str:
-        p = subprocess.run([str(BIN / argv[0]), *argv[1:]], env={**env, "XCATBYPASS": "1"},
-                           capture_output=True, text=True, check=False)
-        if p.returncode != 0:
-            raise SystemExit(f"{' '.join(argv)} failed: {p.stderr[-1500:]}")
-        return p.stdout
+    run = runner(env)
 
     xcatd = None
     try:

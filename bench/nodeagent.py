@@ -53,6 +53,13 @@ def wait_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 30)
     raise SystemExit(f"{what} did not listen on 127.0.0.1:{port} within {timeout:.0f} s")
 
 
+def runner(env: dict[str, str]):
+    """``run(*argv)``: a console script of the venv run in process (XCATBYPASS) with
+    ``env``; its stdout, or the bench stops saying what failed."""
+    run = runner(env)
+    return run
+
+
 def stop(proc: subprocess.Popen | None) -> None:
     """Stop a process started in its own session (xcatd), by its process group."""
     if proc is not None and proc.poll() is None:
@@ -201,12 +208,7 @@ def main() -> int:
     xcatd = None
     log = tmp / "xcatd.log"
 
-    def run(*argv: str) -> str:
-        p = subprocess.run([str(BIN / argv[0]), *argv[1:]], env={**env, "XCATBYPASS": "1"},
-                           capture_output=True, text=True, check=False)
-        if p.returncode != 0:
-            raise SystemExit(f"{' '.join(argv)} failed: {p.stderr[-1500:]}")
-        return p.stdout
+    run = runner(env)
 
     try:
         run("xcatconfig")

@@ -31,7 +31,7 @@ from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from nodeagent import BIN, stop, wait_port
+from nodeagent import BIN, runner, stop, wait_port
 
 COMMANDS = {"hostname": "hostname", "uname+loadavg": "uname -a; cat /proc/loadavg"}
 FILES = {"copy 1 MB": 1, "copy 50 MB": 50}
@@ -142,12 +142,7 @@ def main() -> int:
     env = {**os.environ, "XCATROOT": str(root), "HOME": str(home), "XCATBYPASS": "1"}
     env.pop("XCATHOST", None)
 
-    def run(*argv: str) -> str:
-        p = subprocess.run([str(BIN / argv[0]), *argv[1:]], env=env, capture_output=True,
-                           text=True, check=False)
-        if p.returncode != 0:
-            raise SystemExit(f"{' '.join(argv)} failed: {p.stderr[-1500:]}")
-        return p.stdout
+    run = runner(env)
 
     xcatd = None
     try:
@@ -168,8 +163,9 @@ def main() -> int:
                 db.set_rows(conn, "hosts", {(name,): {"ip": ip} for name, ip in lab.hosts()})
             db.dispose()
             run("makeknownhosts", "compute")
-            key = paths.under("/root/.ssh/id_ed25519")
-            known = paths.under("/root/.ssh/known_hosts")
+            from xcatd.security import nodekeys
+            key = nodekeys.root_private_key(paths)
+            known = nodekeys.known_hosts_path(paths)
             ssh_opts = (f"-i {key} -o UserKnownHostsFile={known} -o GlobalKnownHostsFile=/dev/null"
                         " -o StrictHostKeyChecking=yes -o BatchMode=yes -F /dev/null")
             peer_env = {**env, "PDSH_SSH_ARGS_APPEND": ssh_opts}

@@ -16,6 +16,7 @@ import posixpath
 import re
 import shlex
 from collections.abc import Iterator
+from pathlib import Path
 
 from xcatd.base import cancel as cancelling
 from xcatd.base.request import ErrorKind, Request, Response, XcatError
@@ -205,12 +206,17 @@ def _ssh_setup(req: Request, ctx: Context, names: list[str]) -> Iterator[Respons
     public = nodekeys.root_public_keys(ctx.paths, ctx.installdir)
     # root's key pair goes to root's own ~/.ssh only: never to another user's (-l)
     between = _between_nodes(ctx, names) if settings.user == "root" else set()
-    pair = {name: ctx.paths.under(f"/root/.ssh/{name}").read_bytes()
-            for name in ("id_ed25519", "id_ed25519.pub")} if between else {}
-    jobs = {n: files.KeySetupJob(public, pair if n in between else None) for n in names}
+    pair: dict[str, bytes] = {}
+    if between:
+        try:
+            key = nodekeys.root_private_key(ctx.paths)
+        except nodekeys.NodeKeyError as exc:
+            raise XcatError(f"xdsh -K: {exc}") from None
+        pair = {key.name: key.read_bytes(), f"{key.name}.pub": Path(f"{key}.pub").read_bytes()}
+    job = files.KeySetupJob(public, pair, between)
     targets = _targets(req, ctx, names)
     yield from _trace(req, settings, targets, "set up ssh keys")
-    yield from _results(req, Run(targets, engine.PerNode(jobs), settings), targets)
+    yield from _results(req, Run(targets, job, settings), targets)
 
 
 def _between_nodes(ctx: Context, names: list[str]) -> set[str]:

@@ -15,7 +15,6 @@ import re
 import shutil
 import ssl
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from support.cluster import (
     nodes,
     site,
 )
+from support.waiting import poll
 
 from xcatd.fronts.server import make_app
 from xcatd.lab.bmcdata import lab_emu
@@ -89,16 +89,6 @@ def client(mn, cred: Path | None = None, ca: Path | None = None, *,
     xcat = Path(os.environ["HOME"]) / ".xcat"
     return Rest(mn.daemon.listening.port, ca or xcat / "ca.pem",
                 (cred or xcat / "client-cred.pem") if with_cert else None)
-
-
-def poll(what, timeout: float = 10.0, step: float = 0.05):
-    """``what()`` until it is truthy or ``timeout`` passes; its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = what()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(step)
 
 
 # ---- OpenAPI 3.0 schemas as JSON Schema ----------------------------------------------------

@@ -22,6 +22,7 @@ from typing import Any
 import jsonschema
 import pytest
 from support.cluster import nodes
+from support.waiting import poll
 
 from xcatd.base.request import Response
 from xcatd.fronts.openapi import spec as openapi_spec
@@ -82,15 +83,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def poll(what, timeout: float = 20.0, step: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = what()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(step)
 
 
 @pytest.fixture

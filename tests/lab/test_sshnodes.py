@@ -44,14 +44,17 @@ def ssh(lab, name, command, known_hosts, **kw):
     return lab.mn_run(lab.ssh_argv(name, command, known_hosts=known_hosts), **kw)
 
 
-def every_node_answers_as_itself(lab, known_hosts: Path) -> None:
-    """One OpenSSH client per node, all at once, inside the MN namespace."""
+def hostname_answers(lab, known_hosts: Path) -> dict[str, tuple[str, str, int]]:
+    """{node: (stdout, stderr, rc)} of `hostname` over OpenSSH on every node, all at once,
+    inside the MN namespace."""
     procs = {n.name: lab.mn_popen(lab.ssh_argv(n.name, "hostname", known_hosts=known_hosts),
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for n in lab.nodes}
-    got = {name: p.communicate(timeout=120) + (p.returncode,) for name, p in procs.items()}
-    bad = {name: r for name, r in got.items() if r != (f"{name}\n", "", 0)}
-    assert not bad, bad
+    return {name: p.communicate(timeout=120) + (p.returncode,) for name, p in procs.items()}
+
+
+def as_themselves(lab) -> dict[str, tuple[str, str, int]]:
+    return {n.name: (f"{n.name}\n", "", 0) for n in lab.nodes}
 
 
 # ---- without root --------------------------------------------------------------------------
@@ -94,7 +97,7 @@ def test_sshd_options_replace_add_repeat_and_remove_keywords():
 # ---- a running lab -------------------------------------------------------------------------
 @needs_lab
 def test_each_node_answers_as_itself_with_its_own_host_keys(lab3, known_hosts):
-    every_node_answers_as_itself(lab3, known_hosts)
+    assert hostname_answers(lab3, known_hosts) == as_themselves(lab3)
     r = ssh(lab3, "n002", "hostname; id -un", known_hosts)
     assert (r.returncode, r.stdout) == (0, "n002\nroot\n"), r.stderr
 
@@ -235,7 +238,7 @@ def test_an_sshd_that_does_not_start_raises_with_its_log(tmp_path):
 def test_fifty_nodes_each_answer_as_itself(lab50, tmp_path):
     kh = tmp_path / "known_hosts"
     kh.write_text(lab50.known_hosts())
-    every_node_answers_as_itself(lab50, kh)
+    assert hostname_answers(lab50, kh) == as_themselves(lab50)
 
 
 @needs_lab

@@ -98,3 +98,18 @@ def test_the_process_group_is_found_after_a_login_shell_s_own_noise():
 def test_two_sources_of_one_name_are_refused_not_overwritten():
     with pytest.raises(ValueError, match="two sources are named f"):
         files.plan_push([("/a/f", "f"), ("/b/f", "f")], "/dst", dst_is_dir=True)
+
+
+def test_ssh_logs_in_with_the_root_key_the_nodes_were_given(tmp_path):
+    from xcatd.base.paths import Paths
+    from xcatd.security import nodekeys
+    paths = Paths(tmp_path)
+    made = nodekeys.root_private_key(paths)              # none yet: an ed25519 pair is made
+    assert made.name == "id_ed25519" and made.with_suffix(".pub").is_file()
+    made.unlink()                                        # an admin's own RSA pair only
+    made.with_suffix(".pub").unlink()
+    ssh = paths.under("/root/.ssh")
+    subprocess.run(["ssh-keygen", "-q", "-t", "rsa", "-N", "", "-f", str(ssh / "id_rsa")],
+                   check=True)
+    assert nodekeys.root_private_key(paths) == ssh / "id_rsa"
+    assert nodes.root_key(paths).get_algorithm() == "ssh-rsa"

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from support.sshlab import register, ssh_cluster
+from support.waiting import poll
 
 nodes = ssh_cluster(50)
 
@@ -288,46 +289,25 @@ def test_Q_still_says_which_node_could_not_be_reached(nodes, mn):
         and "connection refused" in r.errlines[0], r.err
 
 
-def test_sigterm_to_xdsh_kills_the_remote_commands(nodes, mn):
-    """xdsh(1), SIGNALS: INT, QUIT and TERM are propagated to the commands on the targets.
-    SIGINT does that already; SIGTERM (a batch system, timeout(1)) does not."""
-    mark = f"xdshmark{uid()}"
-    p = nodes.mn_popen([str(BIN / "xdsh"), "n001-n002", f"bash -c 'exec -a {mark} sleep 300'"],
-                       env=mn_env(mn), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       text=True)
-    try:
-        assert _until(lambda: _running(nodes, "n001", mark) and _running(nodes, "n002", mark))
-        p.terminate()
-        p.communicate(timeout=60)
-        # a moment's grace, though SIGINT's kill is done before xdsh exits
-        _until(lambda: not (_running(nodes, "n001", mark) or _running(nodes, "n002", mark)),
-               1)
-        left = {n: _running(nodes, n, mark) for n in ("n001", "n002")}
-        assert left == {"n001": "", "n002": ""}, left
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-        for n in ("n001", "n002"):
-            nodes.node_run(n, ["pkill", "-f", f"^{mark}"])
-
-
-def test_sigint_to_xdsh_kills_the_remote_commands(nodes, mn):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGQUIT])
+def test_a_signal_to_xdsh_kills_the_remote_commands(nodes, mn, sig):
+    """xdsh(1), SIGNALS: INT, QUIT and TERM are propagated to the commands on the targets
+    (TERM from a batch system or timeout(1)); xdsh exits 128 + the signal's number."""
     mark = f"xdshmark{uid()}"
     p = nodes.mn_popen([str(BIN / "xdsh"), "n001-n002", f"bash -c 'exec -a {mark} sleep 300'"],
                        env=mn_env(mn, PYTHONFAULTHANDLER="1"), stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, text=True,
                        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
-        assert _until(lambda: _running(nodes, "n001", mark) and _running(nodes, "n002", mark))
-        p.send_signal(signal.SIGINT)
+        assert poll(lambda: _running(nodes, "n001", mark) and _running(nodes, "n002", mark), 30)
+        p.send_signal(sig)
         try:
             _, err = p.communicate(timeout=60)
         except subprocess.TimeoutExpired:   # say where it hangs: faulthandler's dump
             p.send_signal(signal.SIGABRT)
             _, err = p.communicate(timeout=30)
-            pytest.fail(f"xdsh did not end after SIGINT:\n{err[-6000:]}")
-        assert p.returncode == 130
+            pytest.fail(f"xdsh did not end after {sig.name}:\n{err[-6000:]}")
+        assert p.returncode == 128 + sig
         assert err.splitlines() == ["Interrupted"]
         left = {n: _running(nodes, n, mark) for n in ("n001", "n002")}
         assert left == {"n001": "", "n002": ""}, left
@@ -342,16 +322,6 @@ def test_sigint_to_xdsh_kills_the_remote_commands(nodes, mn):
 def _running(lab, node: str, mark: str) -> str:
     """The processes whose command line starts with ``mark`` (as the node sees them)."""
     return lab.node_run(node, ["pgrep", "-af", f"^{mark}"]).stdout
-
-
-def _until(check, limit: float = 30):
-    """check() until it is true or ``limit`` seconds passed; its last value."""
-    end = time.monotonic() + limit
-    while True:
-        value = check()
-        if value or time.monotonic() > end:
-            return value
-        time.sleep(0.1)
 
 
 @pytest.fixture

@@ -10,6 +10,28 @@ import time
 from pathlib import Path
 
 
+class Scene:
+    """A lab piece's lifetime: ``with`` runs ``setup()``, and ``close()`` when setup fails
+    (whatever it made so far) or the body ends, whatever happened in it."""
+
+    def setup(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        try:
+            self.setup()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def stop_process_group(proc: subprocess.Popen | None, grace: float = 10) -> None:
     """Stop a service started with start_new_session=True: SIGTERM to its process group,
     SIGKILL if it is still there after ``grace`` seconds (grace 0: SIGKILL at once)."""

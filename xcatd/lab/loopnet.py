@@ -16,7 +16,7 @@ import os
 import subprocess
 from typing import Any
 
-from xcatd.lab import kill_pid
+from xcatd.lab import Scene, kill_pid
 
 LIVE = "127.0.0.0/16"
 DEAD = "127.1.0.0/16"
@@ -33,39 +33,31 @@ def dead(i: int) -> str:
     return f"127.1.{i // 250}.{1 + i % 250}"
 
 
-class LoopNet:
+class LoopNet(Scene):
     def __init__(self) -> None:
         k = next(_seq)
         self.ns = f"pyxl{os.getpid()}{k % 100}"
         self.sink = self.ns + "z"
         self._made: list[str] = []
 
-    def __enter__(self) -> LoopNet:
-        try:
-            for ns in (self.ns, self.sink):
-                _ip("netns", "add", ns)
-                self._made.append(ns)
-            ns = self.ns
-            _ip("-n", ns, "link", "set", "lo", "up")
-            _ip("-n", ns, "link", "add", "dead0", "type", "veth", "peer", "name", "sink0",
-                "netns", self.sink)
-            _ip("-n", ns, "link", "set", "dead0", "up")
-            _ip("-n", self.sink, "link", "set", "sink0", "up")
-            for conf in ("all", "dead0"):  # 127/8 may leave through dead0
-                self.run(["sysctl", "-qw", f"net.ipv4.conf.{conf}.route_localnet=1"],
-                         check=True)
-            _ip("-n", ns, "route", "del", "local", "127.0.0.0/8", "dev", "lo", "table", "local")
-            _ip("-n", ns, "route", "add", "local", LIVE, "dev", "lo", "table", "local")
-            _ip("-n", ns, "neigh", "add", "127.2.0.1", "lladdr", "02:00:00:00:00:99",
-                "dev", "dead0", "nud", "permanent")
-            _ip("-n", ns, "route", "add", DEAD, "via", "127.2.0.1", "dev", "dead0", "onlink")
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def setup(self) -> None:
+        for ns in (self.ns, self.sink):
+            _ip("netns", "add", ns)
+            self._made.append(ns)
+        ns = self.ns
+        _ip("-n", ns, "link", "set", "lo", "up")
+        _ip("-n", ns, "link", "add", "dead0", "type", "veth", "peer", "name", "sink0",
+            "netns", self.sink)
+        _ip("-n", ns, "link", "set", "dead0", "up")
+        _ip("-n", self.sink, "link", "set", "sink0", "up")
+        for conf in ("all", "dead0"):  # 127/8 may leave through dead0
+            self.run(["sysctl", "-qw", f"net.ipv4.conf.{conf}.route_localnet=1"],
+                     check=True)
+        _ip("-n", ns, "route", "del", "local", "127.0.0.0/8", "dev", "lo", "table", "local")
+        _ip("-n", ns, "route", "add", "local", LIVE, "dev", "lo", "table", "local")
+        _ip("-n", ns, "neigh", "add", "127.2.0.1", "lladdr", "02:00:00:00:00:99",
+            "dev", "dead0", "nud", "permanent")
+        _ip("-n", ns, "route", "add", DEAD, "via", "127.2.0.1", "dev", "dead0", "onlink")
 
     def close(self) -> None:
         for ns in self._made:

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from xcatd.lab import kill_pid
+from xcatd.lab import Scene, kill_pid
 
 SERVER, CLIENT = "server", "client"
 _seq = itertools.count()
@@ -33,7 +33,7 @@ class LabError(RuntimeError):
     pass
 
 
-class Lab:
+class Lab(Scene):
     """Two network namespaces (``server``, ``client``) and a veth pair between them."""
 
     server_if = "labs0"
@@ -54,18 +54,7 @@ class Lab:
         self.procs: list[subprocess.Popen[Any]] = []
         self._made: list[str] = []
 
-    # ---- lifetime ----------------------------------------------------------------------
-    def __enter__(self) -> Lab:
-        try:
-            self.setup()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
+    # ---- lifetime (Scene: setup on enter, close on leaving) -------------------------------
     def setup(self) -> None:
         for ns in self.ns.values():
             _ip("netns", "add", ns)

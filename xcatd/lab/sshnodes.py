@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from xcatd.base.paths import Paths
-from xcatd.lab import kill_pid, pid_alive
+from xcatd.lab import Scene, kill_pid, pid_alive
 from xcatd.security import nodekeys
 
 SSHD = "/usr/sbin/sshd"
@@ -162,7 +162,7 @@ class SshNode:
         return self.dir / "log"
 
 
-class SshCluster:
+class SshCluster(Scene):
     """``count`` OpenSSH nodes (``prefix`` + number, zero-padded to the width of ``count``
     and at least 3 digits, or ``names``) behind a bridge in the management-node namespace.
 
@@ -216,15 +216,7 @@ class SshCluster:
         reason = usable()
         if reason:
             raise SshLabError(reason)
-        try:
-            self.setup()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        return super().__enter__()
 
     def setup(self) -> None:
         """Build the namespaces and links, start every node and wait until all listen."""
@@ -309,7 +301,7 @@ class SshCluster:
         """OpenSSH's client as the management node's root to ``name``, strict about host
         keys (``known_hosts``) and ignoring the host's own ssh configuration and keys: run it
         with ``mn_run``."""
-        key = self.paths.under("/root/.ssh/id_ed25519")
+        key = nodekeys.root_private_key(self.paths)
         opts = ["BatchMode=yes", "IdentitiesOnly=yes", "IdentityAgent=none",
                 "StrictHostKeyChecking=yes", f"UserKnownHostsFile={known_hosts}",
                 "GlobalKnownHostsFile=/dev/null", "ConnectTimeout=10", *options]

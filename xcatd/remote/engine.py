@@ -266,18 +266,6 @@ async def run_command(conn: Any, node: str, command: str, env: dict[str, str],
     return status
 
 
-class PerNode(NodeJob):
-    """A run whose nodes each have their own job (xdsh -K: the key pair for some only)."""
-
-    def __init__(self, jobs: dict[str, NodeJob]) -> None:
-        super().__init__()
-        self.jobs = jobs
-
-    async def work(self, conn: Any, target: Target, settings: Settings,
-                   emit: Callable[[Event], None], state: dict) -> int:
-        return await self.jobs[target.node].work(conn, target, settings, emit, state)
-
-
 # ---- the shared loop --------------------------------------------------------------------
 _loop: asyncio.AbstractEventLoop | None = None
 _loop_lock = threading.Lock()

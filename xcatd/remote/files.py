@@ -23,7 +23,7 @@ import os
 import posixpath
 import secrets
 import stat
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,6 +130,23 @@ class _NoAttrs:
     permissions = 0
 
 
+@contextlib.contextmanager
+def _one_line(doing: str, state: dict) -> Iterator[None]:
+    """A copy's failure as one line: the node's SFTP error naming the node path it was at
+    (``state["path"]``), or a file error of the management node's own."""
+    try:
+        yield
+    except asyncssh.SFTPError as exc:
+        raise NodeError(f"cannot {doing} {state['path']} on the node: {exc.reason}") from None
+    except ValueError as exc:
+        raise NodeError(str(exc)) from None
+    except OSError as exc:
+        if exc.filename is None:   # the connection's, not a file's here
+            raise
+        raise NodeError(f"on the management node: {exc.filename}: "
+                        f"{exc.strerror or exc}") from None
+
+
 class PushJob(NodeJob):
     """xdcp's push of ``files`` (every source's LocalFile list together) to ``dst``."""
 
@@ -142,18 +159,8 @@ class PushJob(NodeJob):
     async def work(self, conn: Any, target: Target, settings: Settings,
                    emit: Callable[[Event], None], state: dict) -> int:
         state["path"] = self.dst
-        try:
+        with _one_line("write", state):
             return await self._push(conn, state)
-        except asyncssh.SFTPError as exc:
-            raise NodeError(f"cannot write {state['path']} on the node: {exc.reason}") \
-                from None
-        except ValueError as exc:
-            raise NodeError(str(exc)) from None
-        except OSError as exc:
-            if exc.filename is None:   # the connection's, not a file's here
-                raise
-            raise NodeError(f"on the management node: {exc.filename}: "
-                            f"{exc.strerror or exc}") from None
 
     async def _push(self, conn: Any, state: dict) -> int:
         async with conn.start_sftp_client() as sftp:
@@ -231,24 +238,17 @@ class PullJob(NodeJob):
         self.dst = dst
         self.recursive = recursive
         self.preserve = preserve
-        self._src = sources[0] if sources else ""
 
     async def work(self, conn: Any, target: Target, settings: Settings,
                    emit: Callable[[Event], None], state: dict) -> int:
-        try:
-            return await self._pull(conn, target)
-        except asyncssh.SFTPError as exc:
-            raise NodeError(f"cannot read {self._src} on the node: {exc.reason}") from None
-        except OSError as exc:
-            if exc.filename is None:   # the connection's, not a file's here
-                raise
-            raise NodeError(f"on the management node: {exc.filename}: "
-                            f"{exc.strerror or exc}") from None
+        state["path"] = self.sources[0] if self.sources else ""
+        with _one_line("read", state):
+            return await self._pull(conn, target, state)
 
-    async def _pull(self, conn: Any, target: Target) -> int:
+    async def _pull(self, conn: Any, target: Target, state: dict) -> int:
         async with conn.start_sftp_client() as sftp:
             for src in self.sources:
-                self._src = src
+                state["path"] = src   # the node's own: the job is shared by every node
                 attrs = await _remote_stat(sftp, src)
                 if attrs is None:
                     raise NodeError(f"{src}: no such file or directory on the node")
@@ -303,14 +303,16 @@ class ScriptJob(NodeJob):
 
 class KeySetupJob(NodeJob):
     """xdsh -K: the management node's public keys join ``~/.ssh/authorized_keys`` of the
-    user on the node (lines already there are kept, none is added twice); with
-    ``private`` (site.sshbetweennodes names the node) root's key pair goes to ``~/.ssh`` too,
-    so the nodes can ssh to each other."""
+    user on the node (lines already there are kept, none is added twice); on the nodes of
+    ``between`` (site.sshbetweennodes names them) root's key pair ``private`` goes to
+    ``~/.ssh`` too, so the nodes can ssh to each other."""
 
-    def __init__(self, public_keys: str, private: dict[str, bytes] | None) -> None:
+    def __init__(self, public_keys: str, private: dict[str, bytes],
+                 between: set[str]) -> None:
         super().__init__()
         self.public_keys = [k for k in public_keys.splitlines() if k.strip()]
         self.private = private
+        self.between = between
 
     async def work(self, conn: Any, target: Target, settings: Settings,
                    emit: Callable[[Event], None], state: dict) -> int:
@@ -330,11 +332,12 @@ class KeySetupJob(NodeJob):
                 text = current + (b"" if not current or current.endswith(b"\n") else b"\n")
                 text += "".join(k + "\n" for k in new).encode()
                 await _write(sftp, path, text, 0o600)
-            for name, body in (self.private or {}).items():
+            pair = self.private if target.node in self.between else {}
+            for name, body in pair.items():
                 await _write(sftp, f"{ssh}/{name}", body,
                              0o644 if name.endswith(".pub") else 0o600)
         emit(Event(target.node, "out", "ssh keys are set up" +
-                   (" (with root's key pair: site.sshbetweennodes)" if self.private else "")))
+                   (" (with root's key pair: site.sshbetweennodes)" if pair else "")))
         return 0
 
 

@@ -62,12 +62,6 @@ def targets(cluster: Cluster, names: Sequence[str], port: int = 22) -> list[Targ
             for n in names]
 
 
-def known_hosts_path(paths: Paths) -> Path:
-    """The management node's root known_hosts, which makeknownhosts writes."""
-    finder = getattr(nodekeys, "known_hosts_path", None)
-    return finder(paths) if finder else paths.under("/root/.ssh/known_hosts")
-
-
 _cache: dict[tuple, Any] = {}
 _cache_lock = threading.Lock()
 
@@ -90,8 +84,11 @@ def _cached(path: Path, load) -> Any:
 def root_key(paths: Paths) -> Any:
     """The management node's root private key (made on first use, as the remoteshell
     postscript hands its public half to the nodes)."""
-    nodekeys.root_public_keys(paths)
-    key = _cached(paths.under("/root/.ssh/id_ed25519"), asyncssh.read_private_key)
+    try:
+        path = nodekeys.root_private_key(paths)
+    except nodekeys.NodeKeyError as exc:
+        raise ValueError(str(exc)) from None
+    key = _cached(path, asyncssh.read_private_key)
     if key is None:
         raise ValueError("the management node's root ssh key cannot be read")
     return key
@@ -100,7 +97,7 @@ def root_key(paths: Paths) -> Any:
 def known_hosts(paths: Paths) -> Any:
     """The parsed known_hosts (an empty one when the file is not there: every node is then
     refused until makeknownhosts runs)."""
-    found = _cached(known_hosts_path(paths), asyncssh.read_known_hosts)
+    found = _cached(nodekeys.known_hosts_path(paths), asyncssh.read_known_hosts)
     return found if found is not None else asyncssh.import_known_hosts("")
 
 

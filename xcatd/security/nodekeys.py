@@ -307,3 +307,16 @@ def root_public_keys(paths: Paths, installdir: Path | None = None) -> str:
             for blob, line in _public_lines(path):
                 lines.setdefault(blob, line)
     return "".join(f"{line}\n" for line in lines.values())
+
+
+def root_private_key(paths: Paths) -> Path:
+    """The management node root's private key that ssh from it (xdsh, xdcp) logs in with:
+    the first of id_ed25519, id_ecdsa, id_rsa whose public half the nodes are given (a pair
+    is made first when root has none). NodeKeyError when none has its private half."""
+    root_public_keys(paths)
+    ssh_dir = paths.under("/root/.ssh")
+    for public in ROOT_KEY_FILES:
+        private = ssh_dir / public.removesuffix(".pub")
+        if private.is_file() and (ssh_dir / public).is_file():
+            return private
+    raise NodeKeyError(f"{ssh_dir}: root has no private key beside its public ones")
