@@ -56,7 +56,12 @@ def wait_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 30)
 def runner(env: dict[str, str]):
     """``run(*argv)``: a console script of the venv run in process (XCATBYPASS) with
     ``env``; its stdout, or the bench stops saying what failed."""
-    run = runner(env)
+    def run(*argv: str) -> str:
+        p = subprocess.run([str(BIN / argv[0]), *argv[1:]], env={**env, "XCATBYPASS": "1"},
+                           capture_output=True, text=True, check=False)
+        if p.returncode != 0:
+            raise SystemExit(f"{' '.join(argv)} failed: {p.stderr[-1500:]}")
+        return p.stdout
     return run
 
 
