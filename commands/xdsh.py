@@ -6,7 +6,7 @@ import sys
 import click
 from xcatd.commands._cli import _print_version, fail, json_mode, run, xcat_command
 
-from xcatd.remote import nodes
+from xcatd.remote.envfile import env_file
 from xcatd.remote.gather import Gatherer
 
 USAGE = ("Usage: xdsh <noderange> [-e] [-E environment_file] [-f fanout] [-L] [-l userID] "
@@ -97,7 +97,7 @@ def main(execute, envfile, fanout, no_locale, user, monitor, options, silent, no
         env.update({k: os.environ[k] for k in LOCALE if os.environ.get(k)})
     if envfile:
         try:
-            env.update(nodes.env_file(_read(envfile, "environment file"), envfile))
+            env.update(env_file(_read(envfile, "environment file"), envfile))
         except ValueError as exc:
             fail(f"xdsh: -E {exc}")
     if not options and os.environ.get("DSH_NODE_OPTS"):

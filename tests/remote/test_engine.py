@@ -8,6 +8,7 @@ import pytest
 
 from xcatd.remote import engine, files, nodes
 from xcatd.remote.engine import Target, asyncssh
+from xcatd.remote.envfile import env_file
 
 
 def test_the_sent_command_names_its_process_group_first_and_quotes_the_environment():
@@ -54,9 +55,9 @@ def test_o_takes_only_what_it_knows_and_names_what_it_does_not():
 
 
 def test_E_reads_assignments_and_names_the_bad_line():
-    assert nodes.env_file("# c\nexport A=1\nB='two words'\n\n") == {"A": "1", "B": "two words"}
+    assert env_file("# c\nexport A=1\nB='two words'\n\n") == {"A": "1", "B": "two words"}
     with pytest.raises(ValueError, match="line 2"):
-        nodes.env_file("A=1\nnot an assignment\n", "env")
+        env_file("A=1\nnot an assignment\n", "env")
 
 
 def test_xdcp_places_files_as_cp_does(tmp_path):

@@ -113,24 +113,6 @@ def settings(paths: Paths, *, user: str = "root", fanout: int, timeout: float | 
                     env=dict(env or {}), maxssh=maxssh)
 
 
-def env_file(text: str, name: str = "environment file") -> dict[str, str]:
-    """xdsh -E: ``NAME=value`` lines (``export`` allowed, quotes removed, comments and blank
-    lines skipped); ValueError naming the bad line."""
-    out: dict[str, str] = {}
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        m = re.fullmatch(r"(?:export\s+)?([A-Za-z_]\w*)=(.*)", line)
-        if not m:
-            raise ValueError(f"{name}, line {number}: expected NAME=value: {line[:60]!r}")
-        value = m.group(2)
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        out[m.group(1)] = value
-    return out
-
-
 def default_fanout(env: dict[str, str] | None = None) -> int | None:
     """DSH_FANOUT from the caller's environment, when it is a positive number."""
     value = (env if env is not None else os.environ).get("DSH_FANOUT", "")
