@@ -112,6 +112,7 @@ bench: venv
 	$(BIN)/python bench/nodeagent.py
 	$(BIN)/python bench/agentscripts.py
 	$(BIN)/python bench/xdsh.py
+	$(BIN)/python bench/transfer.py
 	$(BIN)/python bench/completion.py
 
 lint: venv

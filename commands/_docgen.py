@@ -214,6 +214,26 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
                    "Creates the directories, the database, the site defaults, the default "
                    "policy, the CA and certificates under $XCATROOT, and places the boot "
                    "loaders. Safe to run again."),
+    "xcatexport": ("write the whole management node into one archive",
+                   "Writes everything of the management node but its base distribution into "
+                   "one archive (-f, a .tar.zst) or directory (-p): every table (the logs "
+                   "with -a), the CA and certificates, root's ssh keys and the nodes' host "
+                   "keys, the site's postscripts and custom templates, every osimage's lists "
+                   "and synclists with their includes, and with --with-images and --with-media "
+                   "the built images and copycds trees. A manifest records each entry's sha256, "
+                   "size and mode. Passwords and private keys are encrypted with a passphrase "
+                   "(scrypt and AES-256-GCM) unless --secrets redact leaves them out or "
+                   "--secrets plain keeps them in clear. The archive is mode 0600."),
+    "xcatimport": ("restore an xcatexport archive on this management node",
+                   "Makes this management node the one an xcatexport archive pictures. Every "
+                   "entry's hash is checked before anything changes; the tables are written "
+                   "in one transaction and the files renamed into place with it, so a "
+                   "damaged archive, a wrong passphrase or an interrupted import changes "
+                   "nothing. --remap old=new rewrites the old management node's names and "
+                   "addresses; --dry-run shows the changes object by object. A node that "
+                   "already has nodes needs --merge or --replace. Afterwards the server "
+                   "certificate is reissued for the new names and hosts, DHCP, DNS and boot "
+                   "files are regenerated; restart xcatd."),
     "xcatd": ("the pyxcat daemon",
               "Runs the daemon in the foreground: the command protocol and the REST API "
               "over HTTPS with client certificates, a unix socket for root, the nodes' "
@@ -264,7 +284,7 @@ FAMILIES = (
     ("copycds", "nodeset", "genimage", "packimage", "rmimage", "liteimg", "lslite", "mknb",
      "updatenode"),
     ("makehosts", "makeknownhosts", "makenetworks", "makedhcp", "makedns"),
-    ("xcatd", "xcatconfig", "xcatclientcert", "lsxcatd", "job"),
+    ("xcatd", "xcatconfig", "xcatclientcert", "lsxcatd", "job", "xcatexport", "xcatimport"),
     ("xdsh", "xdcp", "xdshbak", "xcoll"),
 )
 
@@ -308,6 +328,12 @@ OPTION_VALUES: dict[tuple[str, str] | str, tuple[str, ...] | str] = {
     ("tabdump", "-f"): "files",
     ("dumpxCATdb", "-p"): "dirs",
     ("restorexCATdb", "-p"): "dirs",
+    ("xcatexport", "-p"): "dirs",
+    ("xcatexport", "-f"): "files",
+    ("xcatexport", "--passphrase-file"): "files",
+    ("xcatimport", "-p"): "dirs",
+    ("xcatimport", "-f"): "files",
+    ("xcatimport", "--passphrase-file"): "files",
     ("xcatclientcert", "-d"): "dirs",
     ("xcatclientcert", "--dir"): "dirs",
 }

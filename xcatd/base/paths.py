@@ -37,6 +37,11 @@ class Paths:
         return self.under("/var/log/xcat")
 
     @property
+    def daemon_pidfile(self) -> Path:
+        """xcatd's pid file (held locked while it runs)."""
+        return self.under("/var/run/xcat/xcatd.pid")
+
+    @property
     def cfgloc(self) -> Path:
         return self.etc / "cfgloc"
 

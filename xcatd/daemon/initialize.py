@@ -1,5 +1,6 @@
-"""Set up a management node under XCATROOT: directories, database, site defaults, policy,
-and tftpd-hpa's configuration (written, never (re)started: see xcatd.fronts.tftp).
+"""Set up a management node under XCATROOT: directories, the master key that seals secrets
+at rest, database, site defaults, policy, and tftpd-hpa's configuration (written, never
+(re)started: see xcatd.fronts.tftp).
 
 Idempotent: running it again creates what is missing and keeps every value an admin set
 (``force`` resets the site defaults).
@@ -17,7 +18,8 @@ from sqlalchemy.engine import make_url
 from xcatd.base.files import write_atomic
 from xcatd.base.paths import Paths
 from xcatd.db.cluster import Cluster
-from xcatd.db.database import Database, split_list
+from xcatd.db.database import Database, seal_clear_values, split_list
+from xcatd.db.sealed import ensure_master_key
 from xcatd.netboot.bootfiles import place
 from xcatd.netconf.tftpd import configure_tftpd_hpa
 from xcatd.security.credentials import (
@@ -139,6 +141,8 @@ def initialize(paths: Paths, *, db_url: str | None = None, force: bool = False,
             fh.write(url + "\n")
         os.chmod(paths.cfgloc, 0o600)
         done.append(f"Wrote {paths.cfgloc}")
+    if ensure_master_key(paths):  # before the database is opened, which loads it
+        done.append("Created the master key for secrets at rest")
     if create_ca(paths):
         done.append("Created the certificate authority")
     if create_server_cert(paths):
@@ -151,6 +155,10 @@ def initialize(paths: Paths, *, db_url: str | None = None, force: bool = False,
     db = Database.open(paths)
     db.create_all()
     _private_sqlite(db)
+    db.check_ready()  # (columns added since: the secret columns are read next)
+    sealed = seal_clear_values(db)  # a database from before secrets were sealed
+    if sealed:
+        done.append(f"Encrypted {sealed} secret values")
     with db.begin() as conn:
         have = {r["key"]: r for r in db.rows("site", conn, include_disabled=True)}
         defaults = site_defaults()

@@ -3,6 +3,8 @@
 Reads ignore disabled rows. Node attributes resolve like xCAT: the node's own row wins, then
 the first group in ``nodelist.groups`` order that has a value; regex values are computed for
 the node at read time. Resolving any attributes for N nodes costs one query per table.
+Secret columns are sealed on the way in and opened on the way out (xcatd.db.sealed) when the
+root has a master key; selections on them are made in Python, on the clear values.
 """
 from __future__ import annotations
 
@@ -10,8 +12,9 @@ import os
 import re
 import threading
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import Any
 
@@ -23,6 +26,8 @@ from xcatd.base.patterns import PatternError, compile_pattern, search
 from xcatd.base.regexval import RegexValueError, compute, is_regex_value
 from xcatd.base.request import ErrorKind
 from xcatd.base.site import SiteValues
+from xcatd.db.errors import DBError  # (callers import it from here)
+from xcatd.db.sealed import SECRETS, Sealer, is_sealed, key_path, load_master_key
 from xcatd.tables import TABLES, TableDef
 
 #: Above this many keys a read fetches the whole table and filters in Python: one query,
@@ -58,13 +63,12 @@ INDEXED = {"nodeevents": ("node",)}
 SA_TABLES: dict[str, sa.Table] = {name: _build_table(t) for name, t in TABLES.items()}
 
 
-class DBError(Exception):
-    """A database request that cannot be honoured; the message names the bad part. ``kind``
-    is an xcatd.base.request.ErrorKind (a missing table or object is NOT_FOUND)."""
-
-    def __init__(self, message: str, kind: ErrorKind = ErrorKind.BAD_REQUEST) -> None:
-        super().__init__(message)
-        self.kind = kind
+@dataclass(frozen=True)
+class Selection:
+    """A selection part SQL, part Python: the checks of secret columns run on the opened
+    values, since the database holds them sealed (where_clause, match)."""
+    sql: sa.ColumnElement | None
+    checks: tuple[Callable[[Mapping[str, Any]], bool], ...]
 
 
 def table_def(name: str) -> TableDef:
@@ -98,9 +102,11 @@ class Database:
     _cache: dict[str, Database] = {}
     _lock = threading.Lock()
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, sealer: Sealer | None = None) -> None:
         self.url = url
         self._ready = False
+        #: seals and opens secret columns; without a master key values are written clear
+        self.sealer = sealer or Sealer(None)
         # statement parameters carry passwords: never in an exception's text or a log
         kwargs: dict[str, Any] = {"hide_parameters": True}
         if url.startswith("sqlite"):
@@ -118,6 +124,12 @@ class Database:
             db = cls._cache.get(url)
             if db is None:
                 db = cls._cache[url] = cls(url)
+            if not db.sealer.has_key:  # (also a database opened before xcatconfig made it)
+                keyfile = key_path(paths or Paths())
+                if keyfile.exists():
+                    db.sealer = Sealer(load_master_key(keyfile), keyfile)
+                elif db.sealer.keyfile != str(keyfile):  # named in errors
+                    db.sealer = Sealer(None, keyfile)
             return db
 
     def check_ready(self) -> None:
@@ -184,10 +196,13 @@ class Database:
 
     # ---- plain table reads ---------------------------------------------------------------
     def rows(self, table: str, conn: Connection | None = None, *,
-             where: sa.ColumnElement | None = None, include_disabled: bool = False,
+             where: sa.ColumnElement | Selection | None = None, include_disabled: bool = False,
              keys: Iterable[str] | None = None, keycol: str | None = None) -> list[dict]:
         """Rows of a table as dicts, optionally only those whose ``keycol`` is in ``keys``."""
         t = SA_TABLES[table_def(table).name]
+        checks: tuple = ()
+        if isinstance(where, Selection):
+            where, checks = where.sql, where.checks
         wanted: set[str] | None = None
         params: dict[str, Any] | None = None
         if keys is not None:
@@ -215,7 +230,30 @@ class Database:
             out = [r for r in out if r[kc] in wanted]
         if not include_disabled:
             out = [r for r in out if active(r)]
+        secret = SECRETS.get(table)
+        if secret:
+            self._unseal_rows(table, secret, out)
+            if checks:
+                out = [r for r in out if all(check(r) for check in checks)]
         return out
+
+    def _unseal_rows(self, table: str, secret: tuple[str, ...], rows: list[dict]) -> None:
+        unseal = self.sealer.unseal
+        keys = TABLES[table].keys
+        for r in rows:
+            for c in secret:
+                value = r.get(c)
+                if value and is_sealed(value):
+                    r[c] = unseal(table, c, value, row=",".join(str(r.get(k)) for k in keys))
+
+    def _sealed(self, table: str, values: Mapping[str, Any]) -> Mapping[str, Any]:
+        """``values`` with those of secret columns sealed (the same mapping when there is
+        nothing to seal)."""
+        secret = SECRETS.get(table)
+        if not secret or not self.sealer.has_key or not any(c in values for c in secret):
+            return values
+        seal = self.sealer.seal
+        return {c: seal(table, c, v) if c in secret else v for c, v in values.items()}
 
     def _fetch(self, stmt: sa.Select, conn: Connection | None,
                params: dict[str, Any] | None = None) -> list[dict]:
@@ -243,6 +281,8 @@ class Database:
         keycols = keycols or tdef.keys
         for col in {c for values in updates.values() for c in values}:
             check_column(table, col)
+        if table in SECRETS:
+            updates = {key: self._sealed(table, values) for key, values in updates.items()}
         existing = self._existing_keys(conn, table, keycols, updates.keys())
         inserts, changes = [], defaultdict(list)
         for key, values in updates.items():
@@ -290,27 +330,58 @@ class Database:
             check_column(table, col)
         return [t.c[c] == v for c, v in equals.items()]
 
+    def _selection(self, table: str, equals: Mapping[str, str]) -> Selection | None:
+        """The selection for ``equals`` when it names a secret column (compared in Python,
+        on the clear values), else None (all of it is SQL)."""
+        secret = SECRETS.get(table, ())
+        if not any(c in secret for c in equals):
+            return None
+        sql = self._equals(table, {c: v for c, v in equals.items() if c not in secret})
+        checks = tuple(_check(c, "==", v) for c, v in equals.items() if c in secret)
+        return Selection(sa.and_(*sql) if sql else None, checks)
+
+    def _key_clause(self, table: str, row: Mapping[str, Any]) -> list[sa.ColumnElement]:
+        t = SA_TABLES[table]
+        return [t.c[k] == row[k] for k in TABLES[table].keys]
+
     def match(self, table: str, equals: Mapping[str, str], conn: Connection | None = None, *,
               include_disabled: bool = False) -> list[dict]:
         """Rows whose columns equal the given values (bound parameters)."""
-        return self.rows(table, conn, where=sa.and_(*self._equals(table, equals)),
-                         include_disabled=include_disabled)
+        where = self._selection(table, equals) or sa.and_(*self._equals(table, equals))
+        return self.rows(table, conn, where=where, include_disabled=include_disabled)
 
     def update_match(self, conn: Connection, table: str, equals: Mapping[str, str],
                      values: Mapping[str, Any]) -> int:
         for col in values:
             check_column(table, col)
         t = SA_TABLES[table]
-        res = conn.execute(t.update().where(*self._equals(table, equals)).values(dict(values)))
-        return res.rowcount or 0
+        values = dict(self._sealed(table, values))
+        selection = self._selection(table, equals)
+        if selection is None:
+            res = conn.execute(t.update().where(*self._equals(table, equals)).values(values))
+            return res.rowcount or 0
+        count = 0
+        for row in self.rows(table, conn, where=selection, include_disabled=True):
+            count += conn.execute(t.update().where(*self._key_clause(table, row))
+                                  .values(values)).rowcount or 0
+        return count
 
     def delete_match(self, conn: Connection, table: str, equals: Mapping[str, str]) -> int:
         t = SA_TABLES[table_def(table).name]
-        return conn.execute(t.delete().where(*self._equals(table, equals))).rowcount or 0
+        selection = self._selection(table, equals)
+        if selection is None:
+            return conn.execute(t.delete().where(*self._equals(table, equals))).rowcount or 0
+        count = 0
+        for row in self.rows(table, conn, where=selection, include_disabled=True):
+            count += conn.execute(t.delete().where(*self._key_clause(table, row))
+                                  ).rowcount or 0
+        return count
 
     def has_value(self, conn: Connection, table: str, column: str, value: str) -> bool:
         check_column(table, column)
         t = SA_TABLES[table]
+        if column in SECRETS.get(table, ()):
+            return bool(self.match(table, {column: value}, conn, include_disabled=True))
         return conn.execute(sa.select(t.c[column]).where(t.c[column] == value).limit(1)
                             ).first() is not None
 
@@ -325,6 +396,8 @@ class Database:
             cols = sorted({c for r in rows for c in r})
             for col in cols:
                 check_column(table, col)
+            if table in SECRETS:
+                rows = [self._sealed(table, r) for r in rows]
             try:
                 conn.execute(t.insert(), [{c: r.get(c) for c in cols} for r in rows])
             except sa.exc.IntegrityError as exc:
@@ -365,7 +438,7 @@ class Database:
     def insert_row(self, conn: Connection, table: str, values: Mapping[str, Any]) -> None:
         for col in values:
             check_column(table, col)
-        conn.execute(SA_TABLES[table].insert().values(**values))
+        conn.execute(SA_TABLES[table].insert().values(**self._sealed(table, values)))
 
     # ---- node attributes -----------------------------------------------------------------
     def node_groups(self, nodes: Iterable[str] | None = None,
@@ -427,12 +500,19 @@ class Database:
         few = len(keys) <= BULK_THRESHOLD
         stmt = _select_values(table, tuple(cols), few)
         tcs = [(table, c) for c in cols]
+        secret = SECRETS.get(table)
+        sealed_at = [i + 2 for i, c in enumerate(cols) if c in secret] if secret else None
         rows: dict[str, dict] = {}
         result = conn.execute(stmt, {"keys": sorted(keys)}) if few else conn.execute(stmt)
         for row in result.fetchall():
             key, disable = row[0], row[1]
             if key in rows or key not in keys or (disable and disable.lower() in DISABLED):
                 continue  # first row of multi-key tables wins
+            if sealed_at:
+                row = list(row)
+                for i in sealed_at:
+                    if row[i] and is_sealed(row[i]):
+                        row[i] = self.sealer.unseal(table, cols[i - 2], row[i], row=key)
             if blame:
                 rows[key] = {tc: (v, key) for tc, v in zip(tcs, row[2:]) if v}
             else:
@@ -460,6 +540,33 @@ class Database:
 
     def all_nodes(self, conn: Connection | None = None) -> set[str]:
         return {r["node"] for r in self.rows("nodelist", conn)}
+
+
+def seal_clear_values(db: Database) -> int:
+    """Seal every clear value of a secret column (a database from before sealing), in one
+    transaction; returns how many. Running it again changes nothing."""
+    if not db.sealer.has_key:
+        raise DBError(f"Cannot encrypt secrets: no master key ({db.sealer.keyfile})")
+    count = 0
+    with db.begin() as conn:
+        for table, secret in SECRETS.items():
+            t = SA_TABLES[table]
+            keys = TABLES[table].keys
+            stmt = sa.select(*[t.c[k] for k in keys], *[t.c[c] for c in secret])
+            changes: dict[tuple[str, ...], list[dict]] = defaultdict(list)
+            for row in conn.execute(stmt).fetchall():
+                clear = {c: v for c, v in zip(secret, row[len(keys):])
+                         if v and not is_sealed(v)}
+                if clear:
+                    params = {f"k_{k}": v for k, v in zip(keys, row)}
+                    params.update({f"v_{c}": db.sealer.seal(table, c, v)
+                                   for c, v in clear.items()})
+                    changes[tuple(clear)].append(params)
+            for cols, params in changes.items():
+                conn.execute(t.update().where(*[t.c[k] == sa.bindparam(f"k_{k}") for k in keys])
+                             .values({c: sa.bindparam(f"v_{c}") for c in cols}), params)
+                count += len(params) * len(cols)
+    return count
 
 
 @cache
@@ -519,16 +626,22 @@ def parse_where(expr: str) -> tuple[str, str, str]:
     return m.group(1), m.group(2), m.group(3)
 
 
-def where_clause(table: str, exprs: Iterable[str]) -> sa.ColumnElement | None:
+def where_clause(table: str, exprs: Iterable[str]) -> sa.ColumnElement | Selection | None:
     """SQL for tabdump -w style selections; values are bound parameters, never pasted.
 
     As in xCAT, ``=~`` and ``!~`` take SQL LIKE patterns here (``groups=~comput%``), and
-    disabled rows are left out."""
+    disabled rows are left out. A selection on a secret column is a Selection for
+    Database.rows: that part is checked in Python, on the clear values."""
     t = SA_TABLES[table_def(table).name]
+    secret = SECRETS.get(table, ())
     clauses = []
+    checks = []
     for expr in exprs:
         col, op, value = parse_where(expr)
         check_column(table, col)
+        if col in secret:
+            checks.append(_check(col, op, _like(value) if op in ("=~", "!~") else value))
+            continue
         c = t.c[col]
         if op == "==":
             clauses.append(c == value)
@@ -546,9 +659,55 @@ def where_clause(table: str, exprs: Iterable[str]) -> sa.ColumnElement | None:
             clauses.append(c <= value)
         else:
             clauses.append(c >= value)
-    if clauses:
+    if clauses or checks:
         clauses.append(sa.or_(t.c.disable.is_(None), t.c.disable.notin_(DISABLED)))
+    if checks:
+        return Selection(sa.and_(*clauses), tuple(checks))
     return sa.and_(*clauses) if clauses else None
+
+
+def _check(col: str, op: str, target: str) -> Callable[[Mapping[str, Any]], bool]:
+    """A row test doing in Python what where_clause's SQL does (NULL matches only the
+    negative operators); ``=~`` and ``!~`` take LIKE patterns."""
+    like = _like_matcher(target) if op in ("=~", "!~") else None
+
+    def test(row: Mapping[str, Any]) -> bool:
+        v = row.get(col)
+        if v is None:
+            return op in ("!=", "!~")
+        if like is not None:
+            return like(v) == (op == "=~")
+        return match_value(v, op, target)
+    return test
+
+
+def _like_matcher(pattern: str) -> Callable[[str], bool]:
+    """SQL LIKE (``%`` any run, ``_`` one character, case-sensitive, no escape) without a
+    backtracking regex: the pieces between ``%`` have fixed lengths, so the leftmost fit of
+    each is right, and the time is at most value length x pattern length.
+
+    >>> m = _like_matcher("a%b_d%")
+    >>> m("axxbcd"), m("abd"), m("abcdzz")
+    (True, False, True)
+    """
+    parts = [re.compile("".join("." if ch == "_" else re.escape(ch) for ch in p), re.DOTALL)
+             for p in pattern.split("%")]
+    if len(parts) == 1:
+        return lambda v: parts[0].fullmatch(v) is not None
+    tail = len(pattern.rsplit("%", 1)[1])
+
+    def matches(v: str) -> bool:
+        m = parts[0].match(v)
+        if m is None:
+            return False
+        pos = m.end()
+        for part in parts[1:-1]:
+            m = part.search(v, pos)
+            if m is None:
+                return False
+            pos = m.end()
+        return len(v) - pos >= tail and parts[-1].fullmatch(v, len(v) - tail) is not None
+    return matches
 
 
 #: The longest LIKE pattern taken (SQLite refuses patterns over 50,000 bytes)

@@ -21,12 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
+from sqlalchemy.exc import SQLAlchemyError
 
 from xcatd.base.locks import NodeLocks
 from xcatd.base.paths import Paths
 from xcatd.base.request import Request
 from xcatd.daemon import watchdog
 from xcatd.daemon.pipeline import Pipeline
+from xcatd.db.database import DBError, seal_clear_values
+from xcatd.db.sealed import ensure_master_key, key_path
 from xcatd.fronts.agentapi import add_agent_routes
 from xcatd.fronts.https import (
     IDENTITY,
@@ -65,7 +68,7 @@ def socket_path(paths: Paths) -> Path:
 
 
 def pid_path(paths: Paths) -> Path:
-    return paths.under("/var/run/xcat/xcatd.pid")
+    return paths.daemon_pidfile
 
 
 # ---- the command endpoint ------------------------------------------------------------------
@@ -207,7 +210,9 @@ class Daemon:
     async def start(self) -> Listening:
         self._lock_pidfile()
         try:
+            created = self._master_key()  # before the pipeline opens the database
             self.pipeline = Pipeline(self.paths, locks=NodeLocks(), daemon=True)
+            self._seal_secrets(created)
             interrupted = self.pipeline.jobs.mark_interrupted()
             if interrupted:
                 log.warning("%d jobs of a previous xcatd were marked interrupted", interrupted)
@@ -253,6 +258,33 @@ class Daemon:
         except BaseException:
             await self.stop()
             raise
+
+    def _master_key(self) -> bool:
+        """xcatconfig's master key, made here too for an xcatd upgraded before xcatconfig
+        ran again; one that cannot be made is logged (secrets then stay clear)."""
+        try:
+            return ensure_master_key(self.paths)
+        except OSError as exc:
+            log.error("cannot create the master key %s: %s", key_path(self.paths),
+                      exc.strerror)
+            return False
+
+    def _seal_secrets(self, created: bool) -> None:
+        """Seal the secrets an older pyxcat stored clear; a failure is logged, clear values
+        keep working."""
+        if created:
+            log.warning("created the master key for secrets at rest: %s",
+                        key_path(self.paths))
+        if not self.pipeline.db.sealer.has_key:
+            return
+        try:
+            sealed = seal_clear_values(self.pipeline.db)
+        except (DBError, SQLAlchemyError) as exc:
+            log.error("could not encrypt the secrets stored clear: %s",
+                      (str(exc).splitlines() or [""])[0])
+            return
+        if sealed:
+            log.info("encrypted %d secret values", sealed)
 
     async def stop(self) -> None:
         """Stop in order: the ports close (requests under way get SHUTDOWN_TIMEOUT to end,

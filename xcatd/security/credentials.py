@@ -242,3 +242,28 @@ def certificate_cn(der_or_dict) -> str | None:
             if key == "commonName":
                 return value
     return None
+
+
+def server_names(paths: Paths) -> list[str]:
+    """The names and addresses the server certificate is valid for (its CN first)."""
+    cert = x509.load_pem_x509_certificate(server_files(paths).cred.read_bytes())
+    names = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    try:
+        alt = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return [str(n) for n in names]
+    names += alt.get_values_for_type(x509.DNSName)
+    names += [str(a) for a in alt.get_values_for_type(x509.IPAddress)]
+    return [str(n) for n in dict.fromkeys(names)]
+
+
+def reissue_server_cert(paths: Paths, names: list[str]) -> None:
+    """A new server certificate (and key) for ``names`` (the first is its CN), signed by this
+    management node's CA; written in one rename."""
+    files = server_files(paths)
+    files.cred.parent.mkdir(parents=True, exist_ok=True)
+    _write(files.cred, _issue(paths, names[0], server=True, names=names), 0o600)
+
+
+def ca_key_present(paths: Paths) -> bool:
+    return ca_files(paths)[0].is_file()

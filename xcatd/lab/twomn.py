@@ -1,0 +1,392 @@
+"""Two management nodes on one machine, each an xcatd under its own root and in its own
+network namespace, and BMCs that both reach: the lab for moving a management node
+(xcatexport on one, xcatimport on the other).
+
+    hub namespace   bridge br0, 10.79.0.254/16; the BMCs (a pyghmi fleet, ipmi_sim) on the
+                    hub's own 127.0.0.1
+    MN a            eth0 10.79.0.1/16 in the bridge        MN b   eth0 10.79.0.2/16
+
+Each management node finds the BMCs where a single-host lab puts them, 127.0.0.1:<port>:
+a policy rule, looked up before the local table, sends UDP to 127.0.0.1 on the BMCs' ports
+through eth0 to the hub (``route_localnet`` lets 127/8 cross the veth); everything else on
+127.0.0.1 stays the node's own (its xcatd, its clients). So both nodes talk to the very same
+BMCs, and a BMC address never needs remapping, as on a real cluster.
+
+Commands run in a node's namespace with its XCATROOT and HOME: as subprocesses (``run``,
+xcatd itself), or in this process (``cli``: the calling thread enters the namespace for the
+call, the client goes to that node's xcatd over TLS on 127.0.0.1, or in process with
+``bypass=True``). Closing the lab stops every process it started and whatever is left in its
+namespaces, by PID, then deletes the namespaces, whatever happened; a lab left by a killed run
+is removed by the next one. Needs root and iproute2 (ipmi_sim for ``start_ipmisim``).
+
+    with TwoMN(tmp) as lab:
+        fleet = lab.start_fleet(3)
+        lab.a.cli("xcatconfig", bypass=True)
+        lab.a.start_xcatd()
+        lab.a.cli("rpower", "compute", "stat")
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import importlib
+import io
+import itertools
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import URL, make_url
+
+from xcatd.lab import Scene, kill_pid, pid_alive
+from xcatd.lab.bmcfleet import Fleet
+from xcatd.lab.ipmisim import IpmiSim
+from xcatd.lab.ports import free_port
+
+NS_PREFIX = "pyx2mn-"                 # pyx2mn-<pid>-<k>-{a,b,hub}
+NET, PREFIXLEN = "10.79", 16
+HUB_IP = f"{NET}.0.254"
+ADDRESSES = {"a": f"{NET}.0.1", "b": f"{NET}.0.2"}
+BMC_TABLE = "100"                     # the MNs' routing table for the BMCs' ports
+XCATD_PORT = 3001                     # each xcatd has its namespace's ports to itself
+START_TIMEOUT = 60
+CLONE_NEWNET = 0x40000000
+_seq = itertools.count()
+
+
+class TwoMNError(RuntimeError):
+    """The lab could not be built or a service would not start; the message says why."""
+
+
+@dataclass
+class Result:
+    rc: int
+    out: str
+    err: str
+
+    @property
+    def lines(self) -> list[str]:
+        return self.out.splitlines()
+
+
+def usable() -> str | None:
+    """Why the lab cannot run here, or None: tests turn the reason into a skip."""
+    if os.geteuid() != 0:
+        return "the two-management-node lab needs root (network namespaces)"
+    if not shutil.which("ip"):
+        return "the two-management-node lab needs ip (Debian package iproute2)"
+    return None
+
+
+class ManagementNode:
+    """One management node of the lab: its namespace, address, root and HOME (root's client
+    certificate is in HOME/.xcat), and its xcatd once started."""
+
+    def __init__(self, lab: TwoMN, name: str, address: str, workdir: Path) -> None:
+        self.lab, self.name, self.address = lab, name, address
+        self.ns = f"{lab.prefix}{name}"
+        self.root = workdir / f"root-{name}"
+        self.home = workdir / f"home-{name}"
+        self.log = workdir / f"xcatd-{name}.log"
+        self.xcatd: subprocess.Popen[Any] | None = None
+
+    def env(self, home: str | os.PathLike[str] | None = None) -> dict[str, str]:
+        """The environment of a command on this node (XCATROOT, HOME; no XCATBYPASS or
+        XCATHOST from the caller)."""
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("XCATBYPASS", "XCATHOST", "XCAT_NODE_PREFIX", "XCAT_NODE_SUFFIX")}
+        env.update(XCATROOT=str(self.root), HOME=str(home or self.home))
+        return env
+
+    # ---- subprocesses ------------------------------------------------------------------------
+    def argv(self, argv: Sequence[Any]) -> list[str]:
+        return ["ip", "netns", "exec", self.ns, *map(str, argv)]
+
+    def run(self, argv: Sequence[Any], **kw: Any) -> subprocess.CompletedProcess[Any]:
+        """subprocess.run in this node's namespace with its environment (120 s unless told)."""
+        kw.setdefault("timeout", 120)
+        kw.setdefault("capture_output", True)
+        kw.setdefault("text", True)
+        kw.setdefault("env", self.env())
+        return subprocess.run(self.argv(argv), **kw)
+
+    def start_xcatd(self) -> subprocess.Popen[Any]:
+        """xcatd for this node's root in its namespace (all addresses, port 3001), once it
+        says it is ready; its log in ``log``."""
+        if self.xcatd is not None and self.xcatd.poll() is None:
+            raise TwoMNError(f"xcatd of {self.name} is running already")
+        exe = Path(sys.executable).with_name("xcatd")  # the console script beside us
+        if not exe.exists():
+            exe = Path(shutil.which("xcatd") or "xcatd")
+        with open(self.log, "a") as log:
+            mark = log.tell()
+            self.xcatd = self.lab.spawn(self.argv([exe, "--port", XCATD_PORT]), env=self.env(),
+                                        stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            with open(self.log) as fh:
+                fh.seek(mark)
+                text = fh.read()
+            if "ready on" in text:
+                return self.xcatd
+            if self.xcatd.poll() is not None:
+                break
+            time.sleep(0.1)
+        self.stop_xcatd()
+        raise TwoMNError(f"xcatd of {self.name} did not start:\n{_tail(self.log)}")
+
+    def stop_xcatd(self) -> None:
+        p, self.xcatd = self.xcatd, None
+        if p is not None:
+            if p.poll() is None:
+                kill_pid(p.pid, grace=15)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(timeout=10)
+
+    def restart_xcatd(self) -> subprocess.Popen[Any]:
+        self.stop_xcatd()
+        return self.start_xcatd()
+
+    # ---- in this process ---------------------------------------------------------------------
+    @contextlib.contextmanager
+    def netns(self) -> Iterator[None]:
+        """The calling thread in this node's namespace for the block."""
+        with enter_netns(self.ns):
+            yield
+
+    def cli(self, cmd: str, *args: str, home: str | os.PathLike[str] | None = None,
+            bypass: bool = False, input: str | None = None) -> Result:
+        """A command as its console script runs it, in this process and this node's
+        namespace: through this node's xcatd (TLS to 127.0.0.1:3001 with the client
+        certificate under ``home``, root's by default) or, with ``bypass``, in process."""
+        env = self.env(home)
+        if bypass:
+            env["XCATBYPASS"] = "1"
+        else:
+            env["XCATHOST"] = f"127.0.0.1:{XCATD_PORT}"
+        mod = importlib.import_module(f"xcatd.commands.{cmd}")
+        out, err = io.StringIO(), io.StringIO()
+        rc = 0
+        with self.netns(), _environ(env), _stdin(input or ""), \
+                contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                mod.main.main(args=list(args), prog_name=cmd)
+            except SystemExit as exc:
+                rc = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        return Result(rc, out.getvalue(), err.getvalue())
+
+
+class TwoMN(Scene):
+    """The hub and management nodes ``a`` and ``b`` (see the module's description)."""
+
+    def __init__(self, workdir: str | os.PathLike[str]) -> None:
+        self.id = f"{os.getpid()}-{next(_seq)}"
+        self.prefix = f"{NS_PREFIX}{self.id}-"
+        self.hub = f"{self.prefix}hub"
+        self.dir = Path(workdir)
+        self.a = ManagementNode(self, "a", ADDRESSES["a"], self.dir)
+        self.b = ManagementNode(self, "b", ADDRESSES["b"], self.dir)
+        self.procs: list[subprocess.Popen[Any]] = []
+        self.fleets: list[Fleet] = []
+        self.bmcs: list[IpmiSim] = []
+        self._made: list[str] = []
+
+    @property
+    def nodes(self) -> list[ManagementNode]:
+        return [self.a, self.b]
+
+    # ---- lifetime ----------------------------------------------------------------------------
+    def setup(self) -> None:
+        reason = usable()
+        if reason:
+            raise TwoMNError(reason)
+        _remove_stale_labs()
+        for d in (self.dir, *(m.root for m in self.nodes), *(m.home for m in self.nodes)):
+            d.mkdir(parents=True, exist_ok=True)
+        for ns in (self.hub, *(m.ns for m in self.nodes)):
+            _ip("netns", "add", ns)
+            self._made.append(ns)
+            _sysctl(ns, "net.ipv4.conf.all.route_localnet=1")  # 127/8 may cross the veths
+        _batch(self.hub, ["link set lo up",
+                          "link add br0 type bridge forward_delay 0 stp_state 0",
+                          f"addr add {HUB_IP}/{PREFIXLEN} dev br0", "link set br0 up"])
+        for m in self.nodes:
+            port = f"v{m.name}"
+            _batch(self.hub, [f"link add {port} type veth peer name eth0 netns {m.ns}",
+                              f"link set {port} master br0 up"])
+            # UDP to 127.0.0.1 on the BMCs' ports goes to the hub: the local table is looked
+            # up after the rules that say so (bmc_ports adds them)
+            _batch(m.ns, ["link set lo up", f"addr add {m.address}/{PREFIXLEN} dev eth0",
+                          "link set eth0 up",
+                          f"route add 127.0.0.1/32 via {HUB_IP} dev eth0 src {m.address} "
+                          f"table {BMC_TABLE}",
+                          "rule add pref 1000 lookup local", "rule del pref 0 lookup local"])
+
+    def close(self) -> None:
+        try:
+            for stop in [m.stop_xcatd for m in self.nodes] + \
+                    [f.stop for f in self.fleets] + [b.stop for b in self.bmcs]:
+                with contextlib.suppress(Exception):  # what is left is killed below
+                    stop()
+            for p in self.procs:
+                if p.poll() is None:  # once reaped, the PID may be someone else's
+                    kill_pid(p.pid)
+            for ns in self._made:  # anything left in the namespaces
+                for pid in _netns_pids(ns):
+                    kill_pid(pid)
+            for p in self.procs:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    p.wait(timeout=5)
+        finally:
+            for ns in self._made:
+                subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
+            self._made.clear()
+            self.fleets.clear()
+            self.bmcs.clear()
+
+    def spawn(self, argv: list[str], **kw: Any) -> subprocess.Popen[Any]:
+        """Popen in a new session; stopped by PID when the lab closes."""
+        kw.setdefault("stdin", subprocess.DEVNULL)
+        p = subprocess.Popen(argv, start_new_session=True, **kw)
+        self.procs.append(p)
+        return p
+
+    # ---- the BMCs ----------------------------------------------------------------------------
+    def bmc_ports(self, first: int, last: int | None = None) -> None:
+        """UDP from either management node to 127.0.0.1:first..last goes to the hub."""
+        ports = f"{first}-{last}" if last is not None and last != first else str(first)
+        for m in self.nodes:
+            _ip("-n", m.ns, "rule", "add", "pref", "100", "to", "127.0.0.1", "ipproto", "udp",
+                "dport", ports, "lookup", BMC_TABLE)
+
+    def start_fleet(self, count: int, **kw: Any) -> Fleet:
+        """A fleet of simulated BMCs (xcatd.lab.bmcfleet) on the hub's 127.0.0.1, reached
+        from both management nodes at 127.0.0.1:fleet.port(i)."""
+        fleet = Fleet(count=count, **kw)
+        with enter_netns(self.hub):  # its ports chosen there, its processes started there
+            fleet.start()
+        self.fleets.append(fleet)
+        self.bmc_ports(fleet.base_port, fleet.base_port + count - 1)
+        return fleet
+
+    def start_ipmisim(self, workdir: str | os.PathLike[str], **kw: Any) -> IpmiSim:
+        """ipmi_sim (xcatd.lab.ipmisim) on the hub's 127.0.0.1, reached from both
+        management nodes at 127.0.0.1:bmc.port; its ipmitool runs in the hub."""
+        with enter_netns(self.hub):
+            port = free_port(socket.SOCK_DGRAM)
+        bmc = IpmiSim(Path(workdir), port=port, wrap=["ip", "netns", "exec", self.hub], **kw)
+        self.bmcs.append(bmc)
+        bmc.start()
+        self.bmc_ports(port)
+        return bmc
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+@contextlib.contextmanager
+def enter_netns(ns: str) -> Iterator[None]:
+    """The calling thread in network namespace ``ns`` for the block; sockets opened and
+    processes started inside stay in it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        fd = os.open(f"/run/netns/{ns}", os.O_RDONLY)
+        try:
+            if libc.setns(fd, CLONE_NEWNET):
+                raise OSError(ctypes.get_errno(), f"setns {ns}")
+        finally:
+            os.close(fd)
+        try:
+            yield
+        finally:
+            if libc.setns(own, CLONE_NEWNET):
+                raise OSError(ctypes.get_errno(), "setns back")
+    finally:
+        os.close(own)
+
+
+def pg_socket_url(url: str, socket_dir: str | os.PathLike[str], port: int) -> str:
+    """A PostgreSQL URL that reaches the server through its unix socket in ``socket_dir``
+    (a namespace does not see the host's 127.0.0.1; a socket file is seen everywhere).
+
+    >>> pg_socket_url("postgresql+psycopg://postgres@127.0.0.1:5433/x", "/run/pg", 5433)
+    'postgresql+psycopg://postgres@/x?host=%2Frun%2Fpg&port=5433'
+    """
+    u = make_url(url)
+    return URL.create(u.drivername, u.username, u.password, database=u.database,
+                      query={**u.query, "host": str(socket_dir), "port": str(port)}
+                      ).render_as_string(hide_password=False)
+
+
+@contextlib.contextmanager
+def _environ(env: dict[str, str]) -> Iterator[None]:
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@contextlib.contextmanager
+def _stdin(text: str) -> Iterator[None]:
+    old = sys.stdin
+    sys.stdin = io.StringIO(text)
+    try:
+        yield
+    finally:
+        sys.stdin = old
+
+
+def _ip(*args: str) -> None:
+    r = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
+    if r.returncode:
+        raise TwoMNError(f"ip {' '.join(args)}: {r.stderr.strip()}")
+
+
+def _batch(ns: str, lines: list[str]) -> None:
+    r = subprocess.run(["ip", "-n", ns, "-batch", "-"], input="\n".join(lines) + "\n",
+                       capture_output=True, text=True, timeout=30)
+    if r.returncode:
+        raise TwoMNError(f"ip -n {ns}: {r.stderr.strip()}")
+
+
+def _sysctl(ns: str, setting: str) -> None:
+    r = subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw", setting],
+                       capture_output=True, text=True, timeout=30)
+    if r.returncode:
+        raise TwoMNError(f"sysctl {setting} in {ns}: {r.stderr.strip()}")
+
+
+def _netns_pids(ns: str) -> list[int]:
+    out = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True,
+                         timeout=10).stdout
+    return [int(p) for p in out.split()]
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _remove_stale_labs() -> None:
+    """Namespaces of labs whose creating process is gone (a run killed before it closed)."""
+    with contextlib.suppress(OSError):
+        for entry in os.scandir("/run/netns"):
+            m = re.match(rf"{re.escape(NS_PREFIX)}(\d+)-\d+-", entry.name)
+            if m and not pid_alive(int(m.group(1))):
+                for pid in _netns_pids(entry.name):
+                    kill_pid(pid)
+                subprocess.run(["ip", "netns", "del", entry.name], capture_output=True,
+                               timeout=30)
