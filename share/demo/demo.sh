@@ -179,6 +179,26 @@ r = c.getresponse()
 print(r.status, r.reason, r.getheader("Content-Range"))
 print(r.read().decode())
 PY
+# Moving the management node: everything of this one into an archive, imported into a second
+# management node under another root (a fresh xcatconfig), which then powers the same BMCs.
+printf 'demo passphrase\n' > "$XCATROOT/passphrase"; chmod 600 "$XCATROOT/passphrase"
+run xcatexport -f "$XCATROOT/mn.tar.zst" --passphrase-file "$XCATROOT/passphrase"
+MASTER=$(XCATBYPASS=1 gettab key=master site.value)
+MN2="$XCATROOT/mn2"
+mkdir -p "$MN2/home"
+say "XCATROOT=$MN2 xcatconfig"
+XCATROOT="$MN2" HOME="$MN2/home" xcatconfig | tail -n 1
+say "XCATROOT=$MN2 xcatimport -f mn.tar.zst --passphrase-file passphrase --remap $MASTER=127.0.0.2 --dry-run | head"
+XCATROOT="$MN2" HOME="$MN2/home" xcatimport -f "$XCATROOT/mn.tar.zst" \
+  --passphrase-file "$XCATROOT/passphrase" --remap "$MASTER=127.0.0.2" --dry-run \
+  > "$XCATROOT/dry-run.txt" 2>&1
+head -n 8 "$XCATROOT/dry-run.txt"
+say "XCATROOT=$MN2 xcatimport -f mn.tar.zst --passphrase-file passphrase --remap $MASTER=127.0.0.2"
+XCATROOT="$MN2" HOME="$MN2/home" xcatimport -f "$XCATROOT/mn.tar.zst" \
+  --passphrase-file "$XCATROOT/passphrase" --remap "$MASTER=127.0.0.2" > "$XCATROOT/import.txt" 2>&1
+cut -c1-160 "$XCATROOT/import.txt"
+say "XCATROOT=$MN2 XCATBYPASS=1 rpower 'rack2n0[1-4]' stat   (the second management node, same BMCs)"
+XCATROOT="$MN2" HOME="$MN2/home" XCATBYPASS=1 rpower 'rack2n0[1-4]' stat || true
 python3 "$(dirname "$0")/pxeboot.py"   # a VM PXE-boots; skips (exit 0) where the lab cannot run
 python3 "$(dirname "$0")/xdsh.py"      # xdsh/xdcp on real sshd nodes; skips where it cannot run
 

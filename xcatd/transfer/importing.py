@@ -331,7 +331,18 @@ def plan_files(paths: Paths, manifest: dict, user: str,
                opened: Callable[[Entry], bytes]) -> tuple[list[FilePlan], list[str]]:
     plans: list[FilePlan] = []
     warnings: list[str] = []
+    # without the CA's key, the archive's CA certificate would sit beside this node's own
+    # key: this node keeps its own CA whole (and the certificates it signed)
+    keep_ca = "files/etc/xcat/ca/ca-key.pem" in (manifest.get("redacted") or [])
+    if keep_ca:
+        warnings.append("the archive holds no CA key (--secrets redact): this management "
+                        "node keeps its own CA and certificates, so the certificates the "
+                        "exporting node issued (users', nodes') do not verify here: issue "
+                        "them again (xcatclientcert, updatenode -k)")
     for e in manifest["_entries"]:
+        if keep_ca and (e.name.startswith(("files/etc/xcat/ca/", "files/etc/xcat/cert/"))
+                        or (e.name.startswith("homes/") and e.name.endswith("/.xcat/ca.pem"))):
+            continue
         if e.name.startswith("files/"):
             rel = e.name[len("files/"):]
             dest = paths.root / rel
