@@ -182,7 +182,7 @@ PY
 # Moving the management node: everything of this one into an archive, imported into a second
 # management node under another root (a fresh xcatconfig), which then powers the same BMCs.
 printf 'demo passphrase\n' > "$XCATROOT/passphrase"; chmod 600 "$XCATROOT/passphrase"
-run xcatexport -f "$XCATROOT/mn.tar.zst" --passphrase-file "$XCATROOT/passphrase"
+run xcatexport -f "$XCATROOT/mn.tar.zst" --passphrase-file "$XCATROOT/passphrase" --with-media
 MASTER=$(XCATBYPASS=1 gettab key=master site.value)
 MN2="$XCATROOT/mn2"
 mkdir -p "$MN2/home"

@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 from xcatd.base.files import write_atomic
 from xcatd.base.paths import Paths
 from xcatd.db.cluster import Cluster
-from xcatd.db.database import Database, seal_clear_values, split_list
+from xcatd.db.database import Database, seal_clear_values, sealed_values_exist, split_list
 from xcatd.db.sealed import ensure_master_key
 from xcatd.netboot.bootfiles import place
 from xcatd.netconf.tftpd import configure_tftpd_hpa
@@ -141,7 +141,7 @@ def initialize(paths: Paths, *, db_url: str | None = None, force: bool = False,
             fh.write(url + "\n")
         os.chmod(paths.cfgloc, 0o600)
         done.append(f"Wrote {paths.cfgloc}")
-    if ensure_master_key(paths):  # before the database is opened, which loads it
+    if ensure_master_key(paths, lambda: sealed_values_exist(paths)):  # before it is opened
         done.append("Created the master key for secrets at rest")
     if create_ca(paths):
         done.append("Created the certificate authority")

@@ -27,7 +27,7 @@ from xcatd.base.regexval import RegexValueError, compute, is_regex_value
 from xcatd.base.request import ErrorKind
 from xcatd.base.site import SiteValues
 from xcatd.db.errors import DBError  # (callers import it from here)
-from xcatd.db.sealed import SECRETS, Sealer, is_sealed, key_path, load_master_key
+from xcatd.db.sealed import PREFIX, SECRETS, Sealer, is_sealed, key_path, load_master_key
 from xcatd.tables import TABLES, TableDef
 
 #: Above this many keys a read fetches the whole table and filters in Python: one query,
@@ -540,6 +540,30 @@ class Database:
 
     def all_nodes(self, conn: Connection | None = None) -> set[str]:
         return {r["node"] for r in self.rows("nodelist", conn)}
+
+
+def sealed_values_exist(paths: Paths) -> bool:
+    """Whether the database of ``paths`` holds any sealed value (read raw: no key needed); a
+    database not made yet holds none."""
+    url = paths.db_url()
+    if url.startswith("sqlite"):
+        path = sa.engine.make_url(url).database
+        if not path or not os.path.exists(path):
+            return False
+    db = Database.open(paths)
+    try:
+        with db.connect() as conn:
+            have = set(sa.inspect(conn).get_table_names())
+            for table, secret in SECRETS.items():
+                if table not in have:
+                    continue
+                t = SA_TABLES[table]
+                cond = sa.or_(*[t.c[c].like(f"{PREFIX}%") for c in secret])
+                if conn.execute(sa.select(sa.literal(1)).where(cond).limit(1)).first():
+                    return True
+    except sa.exc.SQLAlchemyError:
+        return False
+    return False
 
 
 def seal_clear_values(db: Database) -> int:

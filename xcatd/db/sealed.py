@@ -52,14 +52,22 @@ def is_sealed(value: object) -> bool:
     return isinstance(value, str) and value.startswith(PREFIX)
 
 
-def ensure_master_key(paths: Paths) -> bool:
+def ensure_master_key(paths: Paths, sealed_in_use=None) -> bool:
     """Create the master key if there is none; True if it was created now. The file appears
-    whole or not at all, and a key another process made first is never replaced."""
+    whole or not at all, and a key another process made first is never replaced.
+
+    ``sealed_in_use()`` says whether the database already holds sealed values: then the key
+    was lost, a new one would not open them (and values sealed under it would not open with
+    the old one once restored), so nothing is created and the DBError says what to do."""
     path = key_path(paths)
     if path.exists():
         if stat.S_IMODE(path.stat().st_mode) & 0o077:
             os.chmod(path, 0o600)
         return False
+    if sealed_in_use is not None and sealed_in_use():
+        raise DBError(f"the master key {path} is missing but the database holds secrets "
+                      "sealed under one: restore that file from a backup of this management "
+                      "node (a new key would not open them); no key was created")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".masterkey.", dir=path.parent)  # 0600
     try:

@@ -28,7 +28,7 @@ from xcatd.base.paths import Paths
 from xcatd.base.request import Request
 from xcatd.daemon import watchdog
 from xcatd.daemon.pipeline import Pipeline
-from xcatd.db.database import DBError, seal_clear_values
+from xcatd.db.database import DBError, seal_clear_values, sealed_values_exist
 from xcatd.db.sealed import ensure_master_key, key_path
 from xcatd.fronts.agentapi import add_agent_routes
 from xcatd.fronts.https import (
@@ -263,10 +263,13 @@ class Daemon:
         """xcatconfig's master key, made here too for an xcatd upgraded before xcatconfig
         ran again; one that cannot be made is logged (secrets then stay clear)."""
         try:
-            return ensure_master_key(self.paths)
+            return ensure_master_key(self.paths, lambda: sealed_values_exist(self.paths))
         except OSError as exc:
             log.error("cannot create the master key %s: %s", key_path(self.paths),
                       exc.strerror)
+            return False
+        except DBError as exc:  # lost: reads of secrets say so until it is restored
+            log.error("%s", exc)
             return False
 
     def _seal_secrets(self, created: bool) -> None:

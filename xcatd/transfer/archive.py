@@ -124,11 +124,12 @@ class Writer:
         self.as_dir = as_dir
         self.entries: list[Entry] = []
         self._names: set[str] = set()
-        if as_dir:
+        if as_dir:  # written aside, renamed to its name when complete
             if target.exists() and (not target.is_dir() or any(target.iterdir())):
                 raise ArchiveError(f"{target} exists and is not an empty directory")
-            target.mkdir(mode=0o700, parents=True, exist_ok=True)
-            os.chmod(target, 0o700)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self._dir = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part",
+                                              dir=target.parent))  # 0700
             self._tar = None
             return
         if target.exists() and target.is_dir():
@@ -154,10 +155,19 @@ class Writer:
 
     def add_bytes(self, name: str, data: bytes, *, mode: int = 0o600, mtime: int | None = None,
                   secret: bool = False, sealed: bool = False) -> Entry:
+        return self.add_stream(name, io.BytesIO(data), len(data), mode=mode, mtime=mtime,
+                               secret=secret, sealed=sealed)
+
+    def add_stream(self, name: str, fh: BinaryIO, size: int, *, mode: int = 0o600,
+                   mtime: int | None = None, secret: bool = False, sealed: bool = False
+                   ) -> Entry:
+        """``size`` bytes read from ``fh``, hashed on the way."""
         self._claim(name)
-        entry = Entry(name, len(data), hashlib.sha256(data).hexdigest(), mode, mtime,
-                      secret, sealed)
-        self._put(name, io.BytesIO(data), len(data))
+        reader = _Hashing(fh, size)
+        self._put(name, io.BufferedReader(reader, CHUNK), size)
+        if reader.size != size:
+            raise ArchiveError(f"{name}: {reader.size} bytes where {size} were announced")
+        entry = Entry(name, size, reader.sha.hexdigest(), mode, mtime, secret, sealed)
         self.entries.append(entry)
         return entry
 
@@ -187,7 +197,7 @@ class Writer:
             info.mode = 0o777
             self._tar.addfile(info)
         else:
-            dest = self.target / name
+            dest = self._dir / name
             dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.symlink(target, dest)
         self.entries.append(entry)
@@ -201,7 +211,7 @@ class Writer:
             info.mode = 0o600
             self._tar.addfile(info, _Counting(fh, progress) if progress else fh)
             return
-        dest = self.target / name
+        dest = self._dir / name
         dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as out:
@@ -213,13 +223,14 @@ class Writer:
     def finish(self, manifest: bytes) -> None:
         """Write the manifest, and make the archive appear whole."""
         if self._tar is None:
-            tmp = self.target / f".{MANIFEST}.part"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            fd = os.open(self._dir / MANIFEST, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as out:
                 out.write(manifest)
                 out.flush()
                 os.fsync(out.fileno())
-            os.replace(tmp, self.target / MANIFEST)
+            if self.target.is_dir():
+                self.target.rmdir()  # empty (checked at the start)
+            os.rename(self._dir, self.target)
             return
         info = tarfile.TarInfo(MANIFEST)
         info.size = len(manifest)
@@ -235,6 +246,8 @@ class Writer:
     def abort(self) -> None:
         """Leave nothing behind but what was there (an interrupted export)."""
         if self._tar is None:
+            import shutil
+            shutil.rmtree(self._dir, ignore_errors=True)
             return
         for closing in (self._raw,):
             try:
@@ -326,6 +339,7 @@ def read_tar(source: Path, staging: Path,
     hashed on the way; nothing is placed anywhere else."""
     manifest = None
     out = Read(b"")
+    name = "the archive's first entry"
     try:
         fh = open(source, "rb")  # noqa: SIM115 (the with below closes it)
     except OSError as exc:
@@ -367,7 +381,7 @@ def read_tar(source: Path, staging: Path,
                                 progress(len(chunk))
                     out.staged[name] = Staged(name, dest, size, sha.hexdigest())
         except (tarfile.TarError, zstandard.ZstdError, EOFError) as exc:
-            raise ArchiveError(f"{source} is not a complete xcatexport archive ({exc})") from None
+            raise ArchiveError(f"{source} is damaged or incomplete at {name} ({exc})") from None
     if manifest is None:
         raise ArchiveError(f"{source} has no {MANIFEST}: not an xcatexport archive, or one "
                            "that was cut short")
@@ -390,3 +404,35 @@ def is_secret_file(path: Path, st: os.stat_result) -> bool:
 
 
 _PEM_KEY = re.compile(rb"^-----BEGIN [A-Z ]*PRIVATE KEY-----\r?\n[A-Za-z0-9+/=]{16,}", re.M)
+
+
+#: Top-level directories of the base distribution: none of their files is the management
+#: node's configuration (a synclist naming /etc/passwd syncs the node's own copy; the new
+#: machine has its own), so none is exported or placed
+DISTRO_TOPS = frozenset({"etc", "usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "boot",
+                         "dev", "proc", "sys", "run", "var", "tmp", "home", "root", "mnt",
+                         "media", "lost+found", "snap"})
+#: Files under etc/xcat that belong to one machine: its database location and master key
+MACHINE_FILES = frozenset({"etc/xcat/cfgloc", "etc/xcat/masterkey"})
+
+
+def refused_place(rel: str, installdir: str = "install") -> str | None:
+    """Why the file at ``rel`` (a path under the management node's root) is not one an
+    archive carries, or None. The management node's own trees are carried (etc/xcat but its
+    machine files, root's ssh keys, the install directory), and site paths such as /opt or
+    /srv; the base distribution's are not.
+
+    >>> refused_place("etc/xcat/ca/ca.pem"), refused_place("opt/site/x.pkglist")
+    (None, None)
+    >>> refused_place("etc/passwd")
+    'a file of the base distribution'
+    """
+    rel = rel.strip("/")
+    if rel in MACHINE_FILES:
+        return "this machine's own (its database location or master key)"
+    installdir = installdir.strip("/") or "install"
+    if rel == installdir or rel.startswith((installdir + "/", "etc/xcat/", "root/.ssh/")):
+        return None
+    if rel.split("/", 1)[0] in DISTRO_TOPS:
+        return "a file of the base distribution"
+    return None

@@ -8,6 +8,7 @@ master key that encrypts them in the database never leaves the machine.
 from __future__ import annotations
 
 import datetime
+import io
 import json
 import os
 import pwd
@@ -18,6 +19,7 @@ import subprocess
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import sqlalchemy as sa
 from cryptography import x509
@@ -29,16 +31,12 @@ from xcatd.db.tablecsv import csv_header, csv_rows
 from xcatd.provision.synclist import parse as parse_synclist
 from xcatd.security.credentials import ca_files, client_dir
 from xcatd.tables import is_secret
-from xcatd.transfer.archive import ArchiveError, Writer, is_secret_file
-from xcatd.transfer.secretbox import Box
+from xcatd.transfer.archive import Writer, is_secret_file, refused_place
+from xcatd.transfer.secretbox import Box, sealed_size
 
 FORMAT = 1
 #: logs and history: exported with -a only (as dumpxCATdb -a)
 LOG_TABLES = ("auditlog", "eventlog", "jobs", "jobresults", "nodeevents")
-#: files under etc/xcat that belong to this machine, never to an archive
-MACHINE_FILES = ("cfgloc", "masterkey")
-#: the largest secret file (sealed whole, in memory)
-SECRET_MAX = 16 << 20
 
 Progress = Callable[[str, int, int], None]
 
@@ -292,7 +290,7 @@ def file_sources(paths: Paths, db: Database, conn, opts: ExportOptions,
     etc = paths.etc
 
     def etc_skip(p: Path) -> bool:
-        return p.parent == etc and (p.name in MACHINE_FILES or p.name.startswith("."))
+        return p.parent == etc and p.name.startswith(".")
 
     picked: list[Path] = []
     picked += _tree(etc, etc_skip)
@@ -308,16 +306,21 @@ def file_sources(paths: Paths, db: Database, conn, opts: ExportOptions,
         for d in media_dirs(paths, db, conn):
             picked += _tree(d)
     out: dict[str, Source] = {}
-    root = paths.root.resolve()
+    root = Path(os.path.normpath(paths.root.absolute()))
+    installdir = str(site.installdir(paths).relative_to(paths.root)) \
+        if site.installdir(paths).is_relative_to(paths.root) else "install"
     for p in picked:
+        p = Path(os.path.normpath(p.absolute()))  # an include's ../ resolved
         try:
-            rel = p.absolute().relative_to(paths.root.absolute())
+            rel = p.relative_to(root)
         except ValueError:
-            try:
-                rel = p.resolve().relative_to(root)
-            except ValueError:
-                warnings.append(f"{p} is outside the management node's root; not exported")
-                continue
+            warnings.append(f"{p} is outside the management node's root; not exported")
+            continue
+        why = refused_place(rel.as_posix(), installdir)
+        if why:
+            if rel.as_posix() not in ("etc/xcat/cfgloc", "etc/xcat/masterkey"):
+                warnings.append(f"{p} is {why}: not exported (the new machine has its own)")
+            continue
         name = f"files/{rel.as_posix()}"
         if name in out:
             continue
@@ -363,7 +366,7 @@ def export(paths: Paths, db: Database, writer: Writer, opts: ExportOptions,
         sources = file_sources(paths, db, conn, opts, warnings)
     if secrets and opts.secrets != "redact":
         data = json.dumps(secrets, sort_keys=True, separators=(",", ":")).encode()
-        _add_secret(writer, "secrets.json", data, 0o600, None, opts)
+        _add_secret(writer, "secrets.json", io.BytesIO(data), len(data), 0o600, None, opts)
     total = sum(_size(s.path) for s in sources)
     done = 0
     redacted: list[str] = []
@@ -377,11 +380,9 @@ def export(paths: Paths, db: Database, writer: Writer, opts: ExportOptions,
             if opts.secrets == "redact":
                 redacted.append(s.name)
                 continue
-            if st.st_size > SECRET_MAX:
-                raise ArchiveError(f"{s.path} looks like a secret and is larger than "
-                                   f"{SECRET_MAX >> 20} MiB")
-            _add_secret(writer, s.name, s.path.read_bytes(), stat.S_IMODE(st.st_mode),
-                        int(st.st_mtime), opts)
+            with open(s.path, "rb") as fh:
+                _add_secret(writer, s.name, fh, st.st_size, stat.S_IMODE(st.st_mode),
+                            int(st.st_mtime), opts)
             done += st.st_size
             continue
 
@@ -435,14 +436,38 @@ def canonical(manifest: dict) -> bytes:
                       separators=(",", ":")).encode()
 
 
-def _add_secret(writer: Writer, name: str, data: bytes, mode: int, mtime: int | None,
-                opts: ExportOptions) -> None:
+def _add_secret(writer: Writer, name: str, fh: BinaryIO, size: int, mode: int,
+                mtime: int | None, opts: ExportOptions) -> None:
+    """A secret entry, streamed: sealed chunk by chunk with the passphrase, or in clear."""
     if opts.secrets == "encrypt":
         assert opts.box is not None
-        writer.add_bytes(name, opts.box.seal(name, data), mode=mode, mtime=mtime,
-                         secret=True, sealed=True)
+        sealed = _Chunks(opts.box.seal_stream(name, fh))
+        writer.add_stream(name, sealed, sealed_size(size), mode=mode, mtime=mtime,
+                          secret=True, sealed=True)
     else:
-        writer.add_bytes(name, data, mode=mode, mtime=mtime, secret=True)
+        writer.add_stream(name, fh, size, mode=mode, mtime=mtime, secret=True)
+
+
+class _Chunks(io.RawIOBase):
+    """An iterator of byte strings read as a file."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._buf = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:  # type: ignore[override]
+        while not self._buf:
+            try:
+                self._buf = next(self._chunks)
+            except StopIteration:
+                return 0
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
 
 
 def _size(p: Path) -> int:

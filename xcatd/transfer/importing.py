@@ -10,8 +10,9 @@ In order, and nothing changes before step 5:
 4. compare with this management node: what ``--dry-run`` prints, object by object; refuse to
    overwrite nodes unless ``--replace``;
 5. write every changed file beside its destination under a temporary name; in ONE database
-   transaction write every table, rename the files into place, commit. A kill before the
-   commit leaves the database as it was (the temporary files are removed by the next import);
+   transaction write every table, rename the files into place (see placing.py: the files
+   replaced are kept until the commit, and put back if it does not happen, a kill included),
+   commit. A kill before the commit leaves the database and the files as they were;
 6. after the commit: the server certificate reissued for the remapped names, client
    certificates placed, and the generated configuration (hosts, DHCP, DNS, boot files)
    regenerated through the request pipeline.
@@ -24,13 +25,14 @@ import os
 import pwd
 import shutil
 import socket
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from xcatd.base.noderange import fold
 from xcatd.base.paths import Paths
-from xcatd.db.database import TABLES, Database, DBError
+from xcatd.db.database import SA_TABLES, TABLES, Database, DBError
 from xcatd.db.tablecsv import parse_csv
 from xcatd.security.credentials import (
     ca_files,
@@ -42,13 +44,24 @@ from xcatd.security.credentials import (
     server_names,
 )
 from xcatd.tables import is_secret
-from xcatd.transfer.archive import MANIFEST, ArchiveError, Entry, Read, read_dir, read_tar
-from xcatd.transfer.exporting import FORMAT, LOG_TABLES, audit_row, canonical
+from xcatd.transfer.archive import (
+    MANIFEST,
+    ArchiveError,
+    Entry,
+    Read,
+    read_dir,
+    read_tar,
+    refused_place,
+)
+from xcatd.transfer.exporting import FORMAT, LOG_TABLES, audit_row, canonical, machine
+from xcatd.transfer.placing import PlaceError, Placer, as_user, copy_checked, recover
 from xcatd.transfer.remap import Remap
 from xcatd.transfer.secretbox import Box, PassphraseError
 
 Progress = Callable[[str, int, int], None]
-TEMP_MARK = ".xcatimport."
+#: what --merge keeps of this management node: its identity (a merge adds objects; it does
+#: not make this node the archive's)
+IDENTITY = ("files/etc/xcat/ca/", "files/etc/xcat/cert/", "files/root/.ssh/", "homes/")
 
 
 class ImportError_(Exception):
@@ -141,6 +154,11 @@ def check_manifest(read: Read, passphrase: Passphrase) -> tuple[dict, Box | None
                            f"({manifest.get('pyxcat', 'unknown')}), or newer, and import "
                            "again")
     box = None
+    if not manifest.get("encryption") and isinstance(passphrase, bytes):
+        raise ImportError_(f"a passphrase was given but the archive's secrets are not "
+                           f"encrypted (it says --secrets {manifest.get('secrets', '?')}): an "
+                           "archive that should be encrypted may have been replaced; import "
+                           "it without --passphrase-file if you trust it")
     if manifest.get("encryption"):
         if passphrase is None:
             raise ImportError_("the archive's secrets are encrypted: give the passphrase "
@@ -182,7 +200,7 @@ def _entry_bytes(read: Read, entry: Entry, box: Box | None) -> bytes:
         if box is None:
             raise ImportError_(f"{entry.name} is sealed but the manifest says no passphrase")
         try:
-            return box.open(entry.name, data)
+            return box.open_bytes(entry.name, data)
         except PassphraseError as exc:
             raise ImportError_(str(exc)) from None
     return data
@@ -259,9 +277,11 @@ class _Obj:
 
 
 def diff_tables(db: Database, tables: dict[str, list[dict]], mode: str, conn
-                ) -> tuple[list[str], dict[str, int], set[str], set[str]]:
+                ) -> tuple[list[str], dict[str, int], set[str], set[str], list[str]]:
     """What the import changes, object by object (a node or group gathers its rows of every
-    table): lines for --dry-run, counts, this node's nodes, and the archive's nodes."""
+    table): lines for --dry-run, counts, this node's nodes, the archive's nodes, and the
+    objects other than nodes and site keys that both sides define differently (what
+    --merge refuses)."""
     here_nodes = {r["node"] for r in db.rows("nodelist", conn, include_disabled=True)}
     new_nodes = {r["node"] for r in tables.get("nodelist", [])}
     everyone = here_nodes | new_nodes
@@ -278,6 +298,9 @@ def diff_tables(db: Database, tables: dict[str, list[dict]], mode: str, conn
         if t in LOG_TABLES:
             continue
         current = {_key(t, r): r for r in db.rows(t, conn, include_disabled=True)}
+        if mode == "merge" and t == "site":  # a merge keeps this node's site values
+            rows = [r for r in rows if _key(t, r) not in current]
+            current = {}
         if not current:  # nothing here to compare with (most tables of a fresh node)
             by_node = TABLES[t].keys[0] == "node"
             names = {(r["node"],) for r in rows} if by_node else {_key(t, r) for r in rows}
@@ -307,17 +330,20 @@ def diff_tables(db: Database, tables: dict[str, list[dict]], mode: str, conn
                 o.diffs.add(f"{t} (removed)")
     lines = []
     counts = {"new": 0, "changed": 0, "removed": 0}
+    clashes = []
     for (kind, name), o in sorted(objs.items()):
         if not o.diffs:
             continue
         state = "changed" if o.here and o.there else "new" if o.there else "removed"
         counts[state] += 1
+        if state == "changed" and kind not in ("node", "site"):
+            clashes.append(f"{kind} {name}")
         if state == "changed":
             text = "; ".join(o.detail) or ", ".join(sorted(o.diffs))
             lines.append(f"{kind} {name}: changed ({text})")
         else:
             lines.append(f"{kind} {name}: {state}")
-    return lines, counts, here_nodes, new_nodes
+    return lines, counts, here_nodes, new_nodes, clashes
 
 
 def _object(table: str, key: tuple, nodes: set[str]) -> tuple[str, str]:
@@ -327,10 +353,13 @@ def _object(table: str, key: tuple, nodes: set[str]) -> tuple[str, str]:
     return (kind, ",".join(k for k in key if k) if len(key) > 1 else key[0])
 
 
-def plan_files(paths: Paths, manifest: dict, user: str,
+def plan_files(paths: Paths, manifest: dict, tables: dict[str, list[dict]], opts: ImportOptions,
                opened: Callable[[Entry], bytes]) -> tuple[list[FilePlan], list[str]]:
+    """Where each file entry goes, and whether it changes anything there."""
     plans: list[FilePlan] = []
     warnings: list[str] = []
+    site = {r["key"]: r.get("value") for r in tables.get("site", [])}
+    installdir = (site.get("installdir") or "/install").strip("/")
     # without the CA's key, the archive's CA certificate would sit beside this node's own
     # key: this node keeps its own CA whole (and the certificates it signed)
     keep_ca = "files/etc/xcat/ca/ca-key.pem" in (manifest.get("redacted") or [])
@@ -339,19 +368,28 @@ def plan_files(paths: Paths, manifest: dict, user: str,
                         "node keeps its own CA and certificates, so the certificates the "
                         "exporting node issued (users', nodes') do not verify here: issue "
                         "them again (xcatclientcert, updatenode -k)")
+    if opts.mode == "merge":
+        warnings.append("--merge keeps this management node's CA, server certificate, ssh "
+                        "keys and users' certificates: the merged nodes need new certificates "
+                        "(updatenode -k) and root's keys (xdsh -K)")
     for e in manifest["_entries"]:
+        if opts.mode == "merge" and e.name.startswith(IDENTITY):
+            continue
         if keep_ca and (e.name.startswith(("files/etc/xcat/ca/", "files/etc/xcat/cert/"))
                         or (e.name.startswith("homes/") and e.name.endswith("/.xcat/ca.pem"))):
             continue
+        owner = None
         if e.name.startswith("files/"):
             rel = e.name[len("files/"):]
+            why = refused_place(rel, installdir)
+            if why:  # never written by xcatexport: a crafted archive
+                raise ImportError_(f"{e.name} is {why}: not a file xcatimport places")
             dest = paths.root / rel
-            owner = None
+            _inside(paths, dest, e.name)
         elif e.name.startswith("homes/"):
             who, rest = e.name[len("homes/"):].split("/", 1)
-            if who == user:
+            if who == opts.user:
                 dest = client_dir() / rest.split("/", 1)[1]
-                owner = None
             else:
                 try:
                     pw = pwd.getpwnam(who)
@@ -364,15 +402,12 @@ def plan_files(paths: Paths, manifest: dict, user: str,
                 owner = (pw.pw_uid, pw.pw_gid)
         else:
             continue
-        _inside(paths, dest, e.name)
         plans.append(FilePlan(e, dest, _state(dest, e, opened), owner))
     return plans, warnings
 
 
 def _inside(paths: Paths, dest: Path, name: str) -> None:
-    """No entry is placed through a symbolic link that leads out of where it belongs."""
-    if not name.startswith("files/"):
-        return
+    """No entry is placed through a symbolic link that leads out of the root."""
     root = paths.root.resolve()
     parent = dest.parent
     while not parent.exists():
@@ -382,6 +417,10 @@ def _inside(paths: Paths, dest: Path, name: str) -> None:
                            f"(through {parent})")
 
 
+#: sealed files larger than this are not opened twice to compare (they are placed)
+COMPARE_MAX = 16 << 20
+
+
 def _state(dest: Path, e: Entry, opened: Callable[[Entry], bytes]) -> str:
     try:
         st = dest.lstat()
@@ -389,9 +428,11 @@ def _state(dest: Path, e: Entry, opened: Callable[[Entry], bytes]) -> str:
         return "new"
     if e.link is not None:
         return "same" if dest.is_symlink() and os.readlink(dest) == e.link else "changed"
-    if not dest.is_file() or (st.st_mode & 0o7777) != e.mode:
+    if not dest.is_file() or dest.is_symlink() or (st.st_mode & 0o7777) != _mode(e):
         return "changed"
     if e.sealed:
+        if st.st_size > COMPARE_MAX:
+            return "changed"
         try:
             return "same" if dest.read_bytes() == opened(e) else "changed"
         except OSError:
@@ -402,100 +443,52 @@ def _state(dest: Path, e: Entry, opened: Callable[[Entry], bytes]) -> str:
     with open(dest, "rb") as fh:
         while chunk := fh.read(1 << 20):
             sha.update(chunk)
-    if sha.hexdigest() != e.sha256:
-        return "changed"
-    return "same"
+    return "same" if sha.hexdigest() == e.sha256 else "changed"
+
+
+def _mode(e: Entry) -> int:
+    """The mode a file is placed with: the archive's, without set-id bits; a secret is
+    readable by its owner alone."""
+    return e.mode & (0o700 if e.secret else 0o1777)
 
 
 # ---- step 5: apply -------------------------------------------------------------------------
-class Placer:
-    """Changed files written beside their destinations, renamed in at the end."""
-
-    def __init__(self) -> None:
-        self.ready: list[tuple[Path, Path]] = []
-        self.made_dirs: list[Path] = []
-
-    def stage(self, read: Read, plan: FilePlan, box: Box | None) -> None:
-        e, dest = plan.entry, plan.dest
-        self._mkdirs(dest.parent, plan.owner)
-        _clean_temps(dest.parent)
-        tmp = dest.parent / f".{dest.name}{TEMP_MARK}{os.getpid()}"
-        tmp.unlink(missing_ok=True)
-        if e.link is not None:
+def stage_file(placer: Placer, read: Read, plan: FilePlan, box: Box | None) -> None:
+    """Write one changed file beside its destination (see placing.py)."""
+    e = plan.entry
+    tmp = placer.temp_for(plan.dest, plan.owner, e.secret)
+    if e.link is not None:
+        with as_user(plan.owner):
             os.symlink(e.link, tmp)
-            self.ready.append((tmp, dest))
-            return
-        staged = read.staged[e.name]
-        if e.sealed or e.secret:
-            data = _entry_bytes(read, e, box)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-        else:
-            assert staged.path is not None
-            moved = False
-            if staged.path.parent.name.startswith("xcatimport."):  # our own staging copy
-                try:
-                    os.rename(staged.path, tmp)
-                    moved = True
-                except OSError:  # another file system
-                    pass
-            if not moved:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "wb") as out, open(staged.path, "rb") as src:
-                    shutil.copyfileobj(src, out, 1 << 20)
-        if plan.owner is not None and os.geteuid() == 0:
-            os.chown(tmp, *plan.owner)
-        os.chmod(tmp, e.mode & (0o700 if e.secret else 0o7777))
-        if e.mtime is not None:
-            os.utime(tmp, (e.mtime, e.mtime))
-        self.ready.append((tmp, dest))
-
-    def _mkdirs(self, d: Path, owner: tuple[int, int] | None) -> None:
-        missing = []
-        while not d.exists():
-            missing.append(d)
-            d = d.parent
-        for m in reversed(missing):
-            m.mkdir(mode=0o700 if owner else 0o755)
-            if owner is not None and os.geteuid() == 0:
-                os.chown(m, *owner)
-            self.made_dirs.append(m)
-
-    def commit(self) -> None:
-        for tmp, dest in self.ready:
-            if dest.is_dir() and not dest.is_symlink():
-                raise ImportError_(f"{dest} is a directory here; the archive has a file")
-            os.replace(tmp, dest)
-        self.ready = []
-
-    def abort(self) -> None:
-        for tmp, _dest in self.ready:
-            try:
-                tmp.unlink()
-            except OSError:
-                pass
-        for d in reversed(self.made_dirs):
-            try:
-                d.rmdir()
-            except OSError:
-                pass
-
-
-def _clean_temps(d: Path) -> None:
-    """Temporary files of imports killed before they renamed them."""
-    try:
-        names = os.listdir(d)
-    except OSError:
         return
-    for name in names:
-        if TEMP_MARK in name and name.startswith("."):
-            pid = name.rsplit(".", 1)[-1]
-            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+    staged = read.staged[e.name]
+    assert staged.path is not None
+
+    def fill(fd: int) -> None:
+        if e.sealed:
+            assert box is not None
+            with open(staged.path, "rb") as fh:  # type: ignore[arg-type]
                 try:
-                    os.unlink(d / name)
-                except OSError:
-                    pass
+                    for chunk in box.open_stream(e.name, fh, e.size):
+                        _write_all(fd, chunk)
+                except PassphraseError as exc:
+                    raise ImportError_(str(exc)) from None
+        else:
+            try:
+                copy_checked(staged.path, fd, e.sha256, e.name)  # type: ignore[arg-type]
+            except PlaceError as exc:
+                raise ImportError_(str(exc)) from None
+        os.fchmod(fd, _mode(e))
+        if e.mtime is not None:
+            os.utime(fd, (e.mtime, e.mtime))
+
+    placer.write(tmp, plan.owner, fill)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def write_tables(db: Database, conn, tables: dict[str, list[dict]], mode: str) -> None:
@@ -507,6 +500,9 @@ def write_tables(db: Database, conn, tables: dict[str, list[dict]], mode: str) -
             db.replace_rows(conn, t, rows)
         else:
             keys = TABLES[t].keys
+            if t == "site":  # a merge keeps this node's site values, adds the others
+                have = {r["key"] for r in db.rows("site", conn, include_disabled=True)}
+                rows = [r for r in rows if r.get("key") not in have]
             cols = [c for c in TABLES[t].columns if c not in keys and c != TABLES[t].autoincrement]
             db.set_rows(conn, t, {tuple(r.get(k) if r.get(k) is not None else ""
                                         for k in keys):
@@ -524,11 +520,19 @@ class Importer:
 
     def run(self) -> Outcome:
         self.db.check_ready()
+        self.out.lines += recover(self.paths.var_lib, self._committed)
         staging = staging_dir(self.paths)
         try:
             return self._run(staging)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+    def _committed(self, import_id: str) -> bool:
+        """Whether the import ``import_id`` committed (its auditlog row is there)."""
+        t = SA_TABLES["auditlog"]
+        rows = self.db.rows("auditlog", where=t.c.comments.like(f"import {import_id} %"),
+                            include_disabled=True)
+        return bool(rows)
 
     def _say(self, line: str) -> None:
         self.out.lines.append(line)
@@ -553,7 +557,8 @@ class Importer:
         tables = load_tables(read, manifest, box, opts.remap)
         self._check_master(tables)
         with self.db.connect() as conn:
-            lines, counts, here, incoming = diff_tables(self.db, tables, opts.mode, conn)
+            lines, counts, here, incoming, clashes = diff_tables(self.db, tables, opts.mode,
+                                                                 conn)
         if opts.mode == "fresh" and here:
             raise ImportError_(f"this management node already has {len(here)} nodes "
                                f"({_few(here)}): give --merge to add the archive's objects "
@@ -564,7 +569,11 @@ class Importer:
             if both:
                 raise ImportError_(f"{len(both)} of the archive's nodes are defined here "
                                    f"already ({_few(both)}): --replace overwrites them")
-        files, warnings = plan_files(self.paths, manifest, opts.user,
+            if clashes:  # a group's or image's change would change this node's own objects
+                raise ImportError_(f"{len(clashes)} objects are defined here and in the "
+                                   f"archive with different values ({_few(set(clashes))}): "
+                                   "--merge only adds; make them agree, or --replace")
+        files, warnings = plan_files(self.paths, manifest, tables, opts,
                                      lambda e: _entry_bytes(read, e, box))
         self.out.warnings += warnings
         for old, n in (opts.remap.counts.items() if opts.remap else ()):
@@ -592,36 +601,55 @@ class Importer:
         site = {r["key"]: r.get("value") for r in tables.get("site", [])}
         master = site.get("master") or ""
         here = _my_addresses()
-        if master and master not in here:
+        if master and master not in here and not master.startswith("127."):
             self.out.warnings.append(f"site.master is {master}, which is not an address of "
                                      f"this machine: give --remap {master}=<this management "
                                      "node's address> (or chdef -t site master=...)")
 
     def _apply(self, read: Read, box: Box | None, tables: dict[str, list[dict]],
                files: list[FilePlan], manifest: dict) -> None:
-        placer = Placer()
+        import_id = uuid.uuid4().hex
+        placer = Placer(self.paths.var_lib, import_id)
+        committed = False
         try:
             todo = [f for f in files if f.state != "same"]
             for i, f in enumerate(todo):
                 if self.progress:
                     self.progress("placing files", i, len(todo))
-                placer.stage(read, f, box)
+                if f.owner is None:
+                    stage_file(placer, read, f, box)
+                    continue
+                try:  # a user's home: what the user does there is not the import's failure
+                    stage_file(placer, read, f, box)
+                except OSError as exc:
+                    placer.drop(f.dest)
+                    self.out.warnings.append(f"{f.dest} was not placed ({exc.strerror}): "
+                                             "issue that user's certificate again "
+                                             "(xcatclientcert)")
             if self.progress:
                 self.progress("writing tables", 0, 0)
             with self.db.begin() as conn:
                 write_tables(self.db, conn, tables, self.opts.mode)
                 self.db.insert_row(conn, "auditlog", audit_row(
                     self.opts.user, "xcatimport", _audit_args(self.opts, self.source),
-                    f"from {(manifest.get('source') or {}).get('hostname', '?')}"))
-                placer.commit()  # renames; the commit follows at once
-        except BaseException:
+                    f"import {import_id} from "
+                    f"{(manifest.get('source') or {}).get('hostname', '?')}"))
+                placer.commit()  # renames, the replaced files kept; the commit follows
+            committed = True
+        except PlaceError as exc:
             placer.abort()
+            raise ImportError_(str(exc)) from None
+        except BaseException:
+            if not committed:
+                placer.abort()
             raise
+        placer.finish()
         for f in files:  # same content: the archive's time too (xdcp and rsync look at it)
             if f.state == "same" and f.entry.mtime is not None and f.entry.link is None:
                 try:
                     if int(f.dest.stat().st_mtime) != f.entry.mtime:
-                        os.utime(f.dest, (f.entry.mtime, f.entry.mtime))
+                        with as_user(f.owner):
+                            os.utime(f.dest, (f.entry.mtime, f.entry.mtime))
                 except OSError:
                     pass
 
@@ -662,9 +690,7 @@ def _audit_args(opts: ImportOptions, source: Path) -> str:
 
 
 def _my_addresses() -> set[str]:
-    from xcatd.transfer.exporting import machine
-    m = machine({})
-    return set(m["addresses"]) | {"127.0.0.1"}
+    return set(machine({})["addresses"]) | {"127.0.0.1"}
 
 
 def _few(names: set[str], n: int = 5) -> str:
@@ -682,7 +708,9 @@ def _amount(n: int) -> str:
 
 def regenerate_requests(db: Database) -> Iterator[tuple[str, str | None, dict]]:
     """What rebuilds the generated files from the imported tables: (command, noderange,
-    args), in order: hosts, DHCP, DNS, then each node's boot files in its current state."""
+    args), in order: the boot loaders in the TFTP root (site.tftpdir may differ from this
+    node's), hosts, DHCP, DNS, then each node's boot files in its current state."""
+    yield "mknb", None, {"arch": "x86_64"}
     yield "makehosts", None, {}
     yield "makedhcp", None, {"new": True}
     yield "makedns", None, {"new": True}
@@ -708,6 +736,7 @@ def regenerate(db: Database, user: str) -> Iterator[tuple[str, list[str]]]:
         shown = fold(noderange.split(",")) if noderange else None
         typed = " ".join([command, *([shown] if shown else []),
                           *(["-n"] if args.get("new") else []),
+                          *([args["arch"]] if "arch" in args else []),
                           *([args["state"]] if "state" in args else [])])
         errors = []
         req = Request(command=command, noderange=noderange, args=args, user=user,

@@ -7,7 +7,7 @@ prints or logs it.
 
 >>> box = Box.new(b"correct horse")
 >>> again = Box.from_params(b"correct horse", box.params())
->>> again.open("x", box.seal("x", b"secret"))
+>>> again.open_bytes("x", box.seal_bytes("x", b"secret"))
 b'secret'
 >>> Box.from_params(b"wrong", box.params()).check()  # doctest: +ELLIPSIS
 Traceback (most recent call last):
@@ -20,6 +20,8 @@ import base64
 import hashlib
 import hmac
 import os
+from collections.abc import Iterator
+from typing import BinaryIO
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -30,6 +32,22 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 SCRYPT = {"n": 2 ** 15, "r": 8, "p": 1}
 _CHECK = b"pyxcat archive passphrase check"
 NONCE = 12
+#: a sealed entry is a sequence of chunks, each this much plaintext sealed on its own (its
+#: index and whether it is the last are in the associated data: no chunk can be moved,
+#: dropped or cut off unseen), so entries of any size stream
+CHUNK = 1 << 20
+OVERHEAD = NONCE + 16
+#: the most memory an archive's scrypt parameters may ask for (128 * n * r bytes)
+SCRYPT_MAX_MEMORY = 256 << 20
+
+
+def sealed_size(plain: int) -> int:
+    """The stored size of ``plain`` bytes sealed in chunks."""
+    return plain + max(1, -(-plain // CHUNK)) * OVERHEAD
+
+
+def _aad(name: str, index: int, last: bool) -> bytes:
+    return f"{name}\0{index}\0{int(last)}".encode()
 
 
 class PassphraseError(Exception):
@@ -48,7 +66,7 @@ class Box:
         self._mac_key = material[32:]
         self._salt = salt
         self._cost = dict(cost)
-        self._check = self.seal("passphrase-check", _CHECK)
+        self._check = self._seal("passphrase-check", _CHECK)
 
     def __repr__(self) -> str:
         return "Box(<keys>)"
@@ -65,8 +83,8 @@ class Box:
             salt = base64.b64decode(params["salt"], validate=True)
             if params.get("kdf") != "scrypt" or params.get("cipher") != "AES-256-GCM":
                 raise ValueError(f"{params.get('kdf')}/{params.get('cipher')}")
-            if cost["n"] > 2 ** 20 or cost["r"] > 32 or cost["p"] > 16:
-                raise ValueError("scrypt cost beyond what this machine will pay")
+            if 128 * cost["n"] * cost["r"] > SCRYPT_MAX_MEMORY or cost["p"] > 4:
+                raise ValueError("a scrypt cost beyond what this machine will pay")
         except (KeyError, TypeError, ValueError) as exc:
             raise PassphraseError(f"the archive's encryption parameters are not "
                                   f"understood ({exc})") from None
@@ -82,22 +100,62 @@ class Box:
     def check(self) -> None:
         """Raise PassphraseError unless this passphrase is the archive's."""
         try:
-            if self.open("passphrase-check", self._check) == _CHECK:
+            if self._open("passphrase-check", self._check) == _CHECK:
                 return
         except PassphraseError:
             pass
         raise PassphraseError("wrong passphrase: the archive's secrets do not open with it")
 
-    def seal(self, name: str, data: bytes) -> bytes:
+    def _seal(self, name: str, data: bytes) -> bytes:
         nonce = os.urandom(NONCE)
         return nonce + self._aead.encrypt(nonce, data, name.encode())
 
-    def open(self, name: str, blob: bytes) -> bytes:
+    def _open(self, name: str, blob: bytes) -> bytes:
         try:
             return self._aead.decrypt(blob[:NONCE], blob[NONCE:], name.encode())
         except (InvalidTag, ValueError):
             raise PassphraseError(f"{name} does not open: it was changed, or the "
                                   "passphrase is wrong") from None
+
+    def seal_stream(self, name: str, fh: BinaryIO) -> Iterator[bytes]:
+        """``fh``'s bytes sealed chunk by chunk (see CHUNK)."""
+        index = 0
+        data = fh.read(CHUNK)
+        while True:
+            following = fh.read(CHUNK) if len(data) == CHUNK else b""
+            last = not following
+            nonce = os.urandom(NONCE)
+            yield nonce + self._aead.encrypt(nonce, data, _aad(name, index, last))
+            if last:
+                return
+            data, index = following, index + 1
+
+    def open_stream(self, name: str, fh: BinaryIO, stored: int) -> Iterator[bytes]:
+        """The plaintext of a sealed entry of ``stored`` bytes, chunk by chunk; a chunk that
+        does not open (changed, moved, cut off, or the wrong passphrase) raises."""
+        index, left = 0, stored
+        while True:
+            blob = fh.read(min(CHUNK + OVERHEAD, left))
+            left -= len(blob)
+            if len(blob) < OVERHEAD:
+                raise PassphraseError(f"{name} is cut short")
+            try:
+                yield self._aead.decrypt(blob[:NONCE], blob[NONCE:],
+                                         _aad(name, index, left == 0))
+            except InvalidTag:
+                raise PassphraseError(f"{name} does not open: it was changed, or the "
+                                      "passphrase is wrong") from None
+            if left == 0:
+                return
+            index += 1
+
+    def seal_bytes(self, name: str, data: bytes) -> bytes:
+        import io
+        return b"".join(self.seal_stream(name, io.BytesIO(data)))
+
+    def open_bytes(self, name: str, blob: bytes) -> bytes:
+        import io
+        return b"".join(self.open_stream(name, io.BytesIO(blob), len(blob)))
 
     def mac(self, data: bytes) -> str:
         return hmac.new(self._mac_key, data, hashlib.sha256).hexdigest()
