@@ -242,7 +242,7 @@ class Moved:
         r = moved.imported
         assert f"({OLD})" in r.lines[0], r.out            # the manifest's source address
         assert any(line.startswith(f"Remapped {OLD} -> {NEW} in ") for line in r.lines), r.out
-        for command in ("makehosts", "makedhcp -n", "makedns -n"):
+        for command in ("mknb x86_64", "makehosts", "makedhcp -n", "makedns -n"):
             assert f"Regenerated: {command}" in r.lines, r.out
         assert not [line for line in r.err.splitlines()
                     if line.startswith("Warning: make")], r.err

@@ -142,10 +142,9 @@ class Writer:
         self._raw = os.fdopen(fd, "wb")
         # one thread: memory stays bounded (zstd's workers buffer ~100 MB), and the
         # bulk of a large archive (images, media) is already compressed
-        cctx = zstandard.ZstdCompressor(level=level, threads=0)
+        cctx = zstandard.ZstdCompressor(level=level, threads=0, write_checksum=True)
         self._zst = cctx.stream_writer(self._raw, closefd=False)
-        self._tar = tarfile.open(fileobj=self._zst, mode="w|",  # noqa: SIM115 (closed by finish)
-                                 format=tarfile.PAX_FORMAT, bufsize=CHUNK)
+        self._tar = _TarOut(self._zst)
 
     def _claim(self, name: str) -> None:
         check_name(name)
@@ -257,6 +256,33 @@ class Writer:
         self._tmp.unlink(missing_ok=True)
 
 
+class _TarOut:
+    """A tar stream written straight into ``out``: each header from tarfile's own TarInfo
+    (PAX), then the data in large chunks (tarfile's stream mode copies every block through
+    Python buffers, which costs more than compressing it)."""
+
+    def __init__(self, out) -> None:
+        self._out = out
+
+    def addfile(self, info: tarfile.TarInfo, fh: BinaryIO | None = None) -> None:
+        self._out.write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+        if fh is None or info.size == 0:
+            return
+        left = info.size
+        while left:
+            chunk = fh.read(min(CHUNK, left))
+            if not chunk:
+                raise ArchiveError(f"{info.name} ended {left} bytes short")
+            self._out.write(chunk)
+            left -= len(chunk)
+        pad = -info.size % tarfile.BLOCKSIZE
+        if pad:
+            self._out.write(b"\0" * pad)
+
+    def close(self) -> None:
+        self._out.write(b"\0" * (2 * tarfile.BLOCKSIZE))  # the end of the archive
+
+
 class _Counting(io.RawIOBase):
     def __init__(self, fh: BinaryIO, progress: Callable[[int], None]) -> None:
         self._fh = fh
@@ -281,6 +307,7 @@ class Staged:
     size: int
     sha256: str
     link: str | None = None
+    own: bool = False      # a private staging copy (from a .tar.zst), not the archive itself
 
 
 @dataclass
@@ -347,7 +374,8 @@ def read_tar(source: Path, staging: Path,
     with fh:
         try:
             reader = zstandard.ZstdDecompressor().stream_reader(fh, read_size=CHUNK)
-            with tarfile.open(fileobj=reader, mode="r|", bufsize=CHUNK) as tar:
+            # tarfile's own (small) record size: an error is then seen at the entry it is in
+            with tarfile.open(fileobj=reader, mode="r|") as tar:
                 for n, member in enumerate(tar):
                     name = member.name
                     if name == MANIFEST and member.isfile():
@@ -379,8 +407,14 @@ def read_tar(source: Path, staging: Path,
                             outfh.write(chunk)
                             if progress:
                                 progress(len(chunk))
-                    out.staged[name] = Staged(name, dest, size, sha.hexdigest())
+                    out.staged[name] = Staged(name, dest, size, sha.hexdigest(), own=True)
+            name = "the end of the archive"
+            while reader.read(CHUNK):  # to the end, where zstd checks the frame's checksum
+                pass
         except (tarfile.TarError, zstandard.ZstdError, EOFError) as exc:
+            if "checksum" in str(exc):  # seen at the end of the stream: anywhere in it
+                raise ArchiveError(f"{source} is damaged: its zstd checksum does not match "
+                                   "what it holds (a changed or corrupted archive)") from None
             raise ArchiveError(f"{source} is damaged or incomplete at {name} ({exc})") from None
     if manifest is None:
         raise ArchiveError(f"{source} has no {MANIFEST}: not an xcatexport archive, or one "

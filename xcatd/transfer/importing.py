@@ -463,6 +463,16 @@ def stage_file(placer: Placer, read: Read, plan: FilePlan, box: Box | None) -> N
         return
     staged = read.staged[e.name]
     assert staged.path is not None
+    if not e.sealed and plan.owner is None and staged.own:
+        try:  # our private staging copy, hashed as it was written: moved, not copied
+            os.rename(staged.path, tmp)
+        except OSError:  # another file system: copied below
+            pass
+        else:
+            os.chmod(tmp, _mode(e))
+            if e.mtime is not None:
+                os.utime(tmp, (e.mtime, e.mtime))
+            return
 
     def fill(fd: int) -> None:
         if e.sealed:
