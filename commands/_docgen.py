@@ -214,6 +214,14 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
                    "Creates the directories, the database, the site defaults, the default "
                    "policy, the CA and certificates under $XCATROOT, and places the boot "
                    "loaders. Safe to run again."),
+    "snmove": ("move nodes to another service node",
+               "Moves the nodes of a noderange (or, with -s, every node a service node serves) "
+               "to another service node (-d, else each node's backup: the next in its "
+               "servicenode pool), in one transaction: the destination first in the node's "
+               "servicenode pool, the node's lease (nodeowner) to it with a new epoch, so the "
+               "old service node can no longer act for it, and the xcatmaster, tftpserver, "
+               "nfsserver and monserver that named the old service node. Telling the nodes "
+               "and the new service node needs the relay to service nodes, not built yet."),
     "xcatexport": ("write the whole management node into one archive",
                    "Writes everything of the management node but its base distribution into "
                    "one archive (-f, a .tar.zst) or directory (-p): every table (the logs "
@@ -285,6 +293,7 @@ FAMILIES = (
      "updatenode"),
     ("makehosts", "makeknownhosts", "makenetworks", "makedhcp", "makedns"),
     ("xcatd", "xcatconfig", "xcatclientcert", "lsxcatd", "job", "xcatexport", "xcatimport"),
+    ("snmove",),
     ("xdsh", "xdcp", "xdshbak", "xcoll"),
 )
 

@@ -221,6 +221,11 @@ _DECL: dict[str, dict] = {
         types={'recid': 'INTEGER AUTO_INCREMENT'}),
     'nodelock': _t(keys=('node',), required=('node',),
         columns='node locked comments disable'),
+    'snstatus': _t(keys=('node',), required=('node',),
+        columns='node address port heartbeat comments disable'),
+    'nodeowner': _t(keys=('node',), required=('node',),
+        columns='node servicenode epoch since comments disable',
+        types={'epoch': 'INTEGER'}),
 }
 
 TABLES: dict[str, TableDef] = {name: TableDef(name=name, **d) for name, d in _DECL.items()}

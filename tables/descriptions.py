@@ -86,6 +86,8 @@ TABLE_DOCS: dict[str, str] = {
     "bootstate": "pyxcat: each node's install callback token (its SHA-256 only) and how often it fetched its install boot script.",
     "nodecert": "pyxcat: each node's current certificate, issued when the node enrolled with its boot token; node requests with any other certificate are refused.",
     "nodeevents": "pyxcat: what each node reported while it booted, installed and ran its postscripts (phase, script, exit code, duration, output tail), newest last; nodeevents shows it.",
+    "snstatus": "pyxcat: each service node's heartbeat: where its xcatd answers and when it last said it was alive.",
+    "nodeowner": "pyxcat: which service node acts for each node (a lease from its noderes.servicenode pool) and the lease's epoch; snmove and auto-failover move it.",
     "nodelock": "pyxcat: the administrator's lock on a node or group (the locked attribute): commands that would change a locked node refuse it.",
 }
 
@@ -835,6 +837,16 @@ COLUMN_DOCS: dict[str, dict[str, str]] = {
         "duration": "Seconds the script ran.",
         "status": "started, ok, failed, timeout, skipped, booted or watchdog.",
         "tail": "The last lines of the script's output (at most 2,000 characters).",
+    },
+    "snstatus": {
+        "address": "The address the service node's xcatd answers on, as the management node reaches it.",
+        "port": "The port of the service node's xcatd.",
+        "heartbeat": "When the service node last reported itself alive (UTC, ISO 8601).",
+    },
+    "nodeowner": {
+        "servicenode": "The service node acting for the node; empty: the management node.",
+        "epoch": "The lease's epoch: raised at each move, so a service node holding an older one is refused.",
+        "since": "When the lease was given (UTC, ISO 8601).",
     },
     "nodelock": {
         "locked": "yes: commands that would change the node refuse it (queries still work); no or empty: unlocked. Set on a group, it locks every member.",

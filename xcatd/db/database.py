@@ -528,7 +528,8 @@ class Database:
             source = None
             if blame:
                 value, source = value
-            if computed and value[0] in "/|" and is_regex_value(value):
+            if computed and isinstance(value, str) and value[0] in "/|" \
+                    and is_regex_value(value):
                 try:
                     value = compute(value, node)
                 except RegexValueError as exc:
