@@ -9,13 +9,9 @@ test management node's xcatd, whose policy (as xcatconfig writes it) allows root
 so are network namespaces (the labs)."""
 from __future__ import annotations
 
-import contextlib
-import importlib
-import io
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -27,6 +23,7 @@ from xcatd.daemon.initialize import initialize
 from xcatd.db.database import Database
 from xcatd.lab import postgres as pg
 from xcatd.lab.daemon import DaemonThread
+from xcatd.lab.incli import Result, run_command
 from xcatd.netboot.bootfiles import copy_tree, place
 
 
@@ -53,17 +50,6 @@ def pg_server():
 
 
 # ---- a management node ---------------------------------------------------------------------
-@dataclass
-class Result:
-    rc: int
-    out: str
-    err: str
-
-    @property
-    def lines(self) -> list[str]:
-        return self.out.splitlines()
-
-
 class MN:
     """A management node under a scratch root; ``run`` calls a command as an admin would."""
 
@@ -79,20 +65,7 @@ class MN:
 
     def run(self, cmd: str, *args: str, input: str | None = None) -> Result:
         """Run a command in process, exactly as its console script would."""
-        mod = importlib.import_module(f"xcatd.commands.{cmd}")
-        out, err = io.StringIO(), io.StringIO()
-        old_in = sys.stdin
-        sys.stdin = io.StringIO(input or "")
-        rc = 0
-        try:
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-                try:
-                    mod.main.main(args=list(args), prog_name=cmd)
-                except SystemExit as exc:
-                    rc = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        finally:
-            sys.stdin = old_in
-        return Result(rc, out.getvalue(), err.getvalue())
+        return run_command(cmd, *args, input=input)
 
     def ok(self, cmd: str, *args: str, input: str | None = None) -> Result:
         r = self.run(cmd, *args, input=input)

@@ -4,34 +4,20 @@ set up and to look) or as the installed console script in a subprocess with that
 environment (how xcatexport and xcatimport are tested)."""
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import importlib
-import io
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from xcatd.base.paths import Paths
 from xcatd.daemon.initialize import initialize, place_loaders
 from xcatd.db.database import TABLES, Database
+from xcatd.lab.incli import Result, environ, run_command
 
 BIN = Path(sys.executable).parent
 #: every table, in a stable order
 ALL_TABLES = sorted(TABLES)
-
-
-@dataclass
-class Result:
-    rc: int
-    out: str
-    err: str
-
-    @property
-    def lines(self) -> list[str]:
-        return self.out.splitlines()
 
 
 class Root:
@@ -61,34 +47,13 @@ class Root:
         env.update(XCATROOT=str(self.root), HOME=str(self.home), XCATBYPASS="1")
         return env
 
-    @contextlib.contextmanager
     def _environ(self):
-        saved, env = dict(os.environ), self.env
-        os.environ.clear()
-        os.environ.update(env)
-        try:
-            yield
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
+        return environ(self.env)
 
     def run(self, cmd: str, *args: str, input: str | None = None) -> Result:
         """A command in this process, on this node, as its console script would run it."""
-        mod = importlib.import_module(f"xcatd.commands.{cmd}")
-        out, err = io.StringIO(), io.StringIO()
-        old_in = sys.stdin
-        sys.stdin = io.StringIO(input or "")
-        rc = 0
-        try:
-            with self._environ(), contextlib.redirect_stdout(out), \
-                    contextlib.redirect_stderr(err):
-                try:
-                    mod.main.main(args=list(args), prog_name=cmd)
-                except SystemExit as exc:
-                    rc = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        finally:
-            sys.stdin = old_in
-        return Result(rc, out.getvalue(), err.getvalue())
+        with self._environ():
+            return run_command(cmd, *args, input=input)
 
     def ok(self, cmd: str, *args: str, input: str | None = None) -> Result:
         r = self.run(cmd, *args, input=input)

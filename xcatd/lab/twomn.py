@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import importlib
-import io
 import itertools
 import os
 import re
@@ -40,7 +38,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +45,7 @@ from sqlalchemy.engine import URL, make_url
 
 from xcatd.lab import Scene, kill_pid, pid_alive
 from xcatd.lab.bmcfleet import Fleet
+from xcatd.lab.incli import Result, environ, run_command
 from xcatd.lab.ipmisim import IpmiSim
 from xcatd.lab.ports import free_port
 
@@ -64,17 +62,6 @@ _seq = itertools.count()
 
 class TwoMNError(RuntimeError):
     """The lab could not be built or a service would not start; the message says why."""
-
-
-@dataclass
-class Result:
-    rc: int
-    out: str
-    err: str
-
-    @property
-    def lines(self) -> list[str]:
-        return self.out.splitlines()
 
 
 def usable() -> str | None:
@@ -172,16 +159,8 @@ class ManagementNode:
             env["XCATBYPASS"] = "1"
         else:
             env["XCATHOST"] = f"127.0.0.1:{XCATD_PORT}"
-        mod = importlib.import_module(f"xcatd.commands.{cmd}")
-        out, err = io.StringIO(), io.StringIO()
-        rc = 0
-        with self.netns(), _environ(env), _stdin(input or ""), \
-                contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                mod.main.main(args=list(args), prog_name=cmd)
-            except SystemExit as exc:
-                rc = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        return Result(rc, out.getvalue(), err.getvalue())
+        with self.netns(), environ(env):
+            return run_command(cmd, *args, input=input)
 
 
 class TwoMN(Scene):
@@ -323,28 +302,6 @@ def pg_socket_url(url: str, socket_dir: str | os.PathLike[str], port: int) -> st
     return URL.create(u.drivername, u.username, u.password, database=u.database,
                       query={**u.query, "host": str(socket_dir), "port": str(port)}
                       ).render_as_string(hide_password=False)
-
-
-@contextlib.contextmanager
-def _environ(env: dict[str, str]) -> Iterator[None]:
-    saved = dict(os.environ)
-    os.environ.clear()
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-
-
-@contextlib.contextmanager
-def _stdin(text: str) -> Iterator[None]:
-    old = sys.stdin
-    sys.stdin = io.StringIO(text)
-    try:
-        yield
-    finally:
-        sys.stdin = old
 
 
 def _ip(*args: str) -> None:

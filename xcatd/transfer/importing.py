@@ -54,7 +54,7 @@ from xcatd.transfer.archive import (
     refused_place,
 )
 from xcatd.transfer.exporting import FORMAT, LOG_TABLES, audit_row, canonical, machine
-from xcatd.transfer.placing import PlaceError, Placer, as_user, copy_checked, recover
+from xcatd.transfer.placing import PlaceError, Placer, alive, as_user, copy_checked, recover
 from xcatd.transfer.remap import Remap
 from xcatd.transfer.secretbox import Box, PassphraseError
 
@@ -102,22 +102,12 @@ def staging_dir(paths: Paths) -> Path:
             pid = int(old.name.split(".", 1)[1])
         except ValueError:
             continue
-        if not _alive(pid):
+        if not alive(pid):
             shutil.rmtree(old, ignore_errors=True)
     d = base / f"xcatimport.{os.getpid()}"
     shutil.rmtree(d, ignore_errors=True)
     d.mkdir(mode=0o700)
     return d
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def read_archive(source: Path, staging: Path, progress: Progress | None) -> Read:

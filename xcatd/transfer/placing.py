@@ -55,7 +55,7 @@ def as_user(owner: tuple[int, int] | None) -> Iterator[None]:
         os.setgroups(groups)
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -191,7 +191,7 @@ def recover(journal_dir: Path, committed: Callable[[str], bool]) -> list[str]:
     said = []
     for journal in sorted(journal_dir.glob("xcatimport.journal.*")):
         pid = journal.name.rsplit(".", 1)[-1]
-        if not pid.isdigit() or _alive(int(pid)):
+        if not pid.isdigit() or alive(int(pid)):
             continue
         try:
             data = json.loads(journal.read_text())
@@ -225,7 +225,7 @@ def _clean_stale(d: Path) -> None:
     for name in names:
         if name.startswith(".") and TEMP_MARK in name:
             pid = name.rsplit(".", 1)[-1]
-            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            if pid.isdigit() and int(pid) != os.getpid() and not alive(int(pid)):
                 _unlink(d / name)
 
 
