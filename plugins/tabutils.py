@@ -424,7 +424,7 @@ def dumpxcatdb(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
     root_only(req, "dumpxCATdb")
     if not req.args.get("path"):
         raise XcatError(" Requires -p with path to directory to hold db files.")
-    path = Path(req.args["path"])
+    path = _full_path(req.args["path"])
     if path.exists() and not path.is_dir():
         raise XcatError(f" Input path is not a directory: {path}")
     skip = _skipped(ctx, bool(req.args.get("all")), req.args.get("skiptables"))
@@ -449,6 +449,16 @@ def dumpxcatdb(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
     yield Response(data="Backup Complete.")
 
 
+def _full_path(text: str) -> Path:
+    """A request's path (the command line sends it made absolute: xcatd does not share the
+    caller's working directory, so a relative one would land in the daemon's)."""
+    path = Path(text)
+    if not path.is_absolute():
+        raise XcatError(f" {text}: give a full path (the daemon does not share your working "
+                        "directory)")
+    return path
+
+
 def _write_private(path: Path, text: str) -> None:
     """Write a file only its owner can read (dumps hold secrets), atomically."""
     write_atomic(path, text, mode=0o600)
@@ -459,7 +469,7 @@ def restorexcatdb(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
     root_only(req, "restorexCATdb")
     if not req.args.get("path"):
         raise XcatError(" -p with path to database files is required")
-    path = Path(req.args["path"])
+    path = _full_path(req.args["path"])
     if not path.is_dir():
         raise XcatError(f" Input path must exist: {path}")
     skip = _skipped(ctx, bool(req.args.get("all")))

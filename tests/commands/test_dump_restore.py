@@ -210,3 +210,16 @@ def test_job_history_is_left_alone_unless_asked(mn_daemon, tmp_path):
     mn_daemon.ok("restorexCATdb", "-p", str(tmp_path))
     mn_daemon.daemon.daemon.pipeline.jobs.flush()
     assert len(mn_daemon.db.rows("jobs")) > before   # nothing wiped, the restore itself added
+
+
+@pytest.mark.parametrize("command", ["dumpxCATdb", "restorexCATdb"])
+def test_a_relative_path_in_a_request_is_refused(mn_sqlite, tmp_path, monkeypatch, command):
+    """The command line sends the path made absolute; a request that carries a relative one
+    (REST, a script) would land in the daemon's working directory: refused, nothing written."""
+    from xcatd.base.request import Request
+    from xcatd.daemon.pipeline import run_local
+    monkeypatch.chdir(tmp_path)
+    out = list(run_local(Request(command, args={"path": "relative/dir"}), mn_sqlite.paths))
+    errors = [r.error for r in out if r.error]
+    assert errors and "relative/dir: give a full path" in errors[0], out
+    assert not (tmp_path / "relative").exists()
