@@ -591,8 +591,10 @@ class Importer:
                       "files new or changed. Nothing was changed (--dry-run).")
             return self.out
         self._apply(read, box, tables, files, manifest)
+        placed = sum(1 for f in files if f.state != "same")
         self._say(f"Imported {counts['new']} new, {counts['changed']} changed and "
-                  f"{counts['removed']} removed objects, and {len(files)} files")
+                  f"{counts['removed']} removed objects; placed {placed} of its "
+                  f"{len(files)} files (the others were already the same here)")
         self._after(manifest)
         return self.out
 
