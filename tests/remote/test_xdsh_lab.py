@@ -16,12 +16,13 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from support.sshlab import register, ssh_cluster
 from support.waiting import poll
+
+from xcatd.lab.incli import Result
 
 nodes = ssh_cluster(50)
 
@@ -31,16 +32,7 @@ HOSTS_HEAD = "HOSTS " + "-" * 73
 HOSTS_RULE = "-" * 79
 
 
-@dataclass
-class Ran:
-    rc: int
-    out: str
-    err: str
-
-    @property
-    def lines(self) -> list[str]:
-        return self.out.splitlines()
-
+class Ran(Result):
     @property
     def errlines(self) -> list[str]:
         return self.err.splitlines()

@@ -194,6 +194,23 @@ class Database:
         with self.engine.connect() as conn:
             yield conn
 
+    @contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """One read transaction: every read inside sees the same state of every table
+        (REPEATABLE READ on PostgreSQL; an SQLite read transaction is one already)."""
+        with self.engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                yield conn
+
+    def has_audit_comment(self, prefix: str, conn: Connection | None = None) -> bool:
+        """Whether an auditlog row's comments start with ``prefix`` (a tool's own mark)."""
+        t = SA_TABLES["auditlog"]
+        return bool(self.rows("auditlog", conn, where=t.c.comments.like(
+            prefix.replace("%", r"\%").replace("_", r"\_") + "%", escape="\\"),
+            include_disabled=True))
+
     # ---- plain table reads ---------------------------------------------------------------
     def rows(self, table: str, conn: Connection | None = None, *,
              where: sa.ColumnElement | Selection | None = None, include_disabled: bool = False,

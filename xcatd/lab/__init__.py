@@ -3,10 +3,12 @@ tests, benchmarks and the demo start themselves and stop by PID, whatever happen
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -76,3 +78,36 @@ def kill_pid(pid: int, grace: float = 3) -> None:
             return
         time.sleep(0.05)
     send(signal.SIGKILL)
+
+
+#: setns(2)'s flag for a network namespace
+CLONE_NEWNET = 0x40000000
+
+
+@contextlib.contextmanager
+def enter_netns(ns: str) -> Iterator[None]:
+    """The calling thread in network namespace ``ns`` for the block; sockets opened and
+    processes started inside stay in it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        fd = os.open(f"/run/netns/{ns}", os.O_RDONLY)
+        try:
+            if libc.setns(fd, CLONE_NEWNET):
+                raise OSError(ctypes.get_errno(), f"setns {ns}")
+        finally:
+            os.close(fd)
+        try:
+            yield
+        finally:
+            if libc.setns(own, CLONE_NEWNET):
+                raise OSError(ctypes.get_errno(), "setns back")
+    finally:
+        os.close(own)
+
+
+def netns_pids(ns: str) -> list[int]:
+    """The processes in network namespace ``ns`` (``ip netns pids``)."""
+    out = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True,
+                         timeout=10).stdout
+    return [int(p) for p in out.split()]

@@ -16,7 +16,7 @@ import os
 import subprocess
 from typing import Any
 
-from xcatd.lab import Scene, kill_pid
+from xcatd.lab import Scene, kill_pid, netns_pids
 
 LIVE = "127.0.0.0/16"
 DEAD = "127.1.0.0/16"
@@ -61,10 +61,8 @@ class LoopNet(Scene):
 
     def close(self) -> None:
         for ns in self._made:
-            out = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True,
-                                 timeout=10).stdout
-            for pid in out.split():
-                kill_pid(int(pid))
+            for pid in netns_pids(ns):
+                kill_pid(pid)
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
         self._made.clear()
 

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from xcatd.lab import Scene, kill_pid
+from xcatd.lab import Scene, kill_pid, netns_pids
 
 SERVER, CLIENT = "server", "client"
 _seq = itertools.count()
@@ -74,10 +74,8 @@ class Lab(Scene):
                 if p.poll() is None:  # once reaped, the PID may belong to someone else
                     kill_pid(p.pid)
             for ns in self._made:     # anything left in our namespaces (e.g. forked daemons)
-                out = subprocess.run(["ip", "netns", "pids", ns], capture_output=True,
-                                     text=True, timeout=10).stdout
-                for pid in out.split():
-                    kill_pid(int(pid))
+                for pid in netns_pids(ns):
+                    kill_pid(pid)
             for p in self.procs:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     p.wait(timeout=5)

@@ -35,7 +35,6 @@ killed test run is removed by the next one that starts. Needs root, iproute2, ut
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import itertools
 import os
 import re
@@ -51,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from xcatd.base.paths import Paths
-from xcatd.lab import Scene, kill_pid, pid_alive
+from xcatd.lab import Scene, enter_netns, kill_pid, pid_alive
 from xcatd.security import nodekeys
 
 SSHD = "/usr/sbin/sshd"
@@ -71,7 +70,6 @@ START_TIMEOUT = 60                      # seconds a node may take to come up
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 _REQUIRED = (("ip", "iproute2"), ("bridge", "iproute2"), ("nsenter", "util-linux"),
              ("unshare", "util-linux"), ("mount", "mount"), ("sleep", "coreutils"))
-CLONE_NEWNET = 0x40000000
 _seq = itertools.count()
 
 # The holder: sets the node up inside its namespaces, then sleeps, keeping them alive.
@@ -377,22 +375,8 @@ class SshCluster(Scene):
     def mn_netns(self) -> Iterator[None]:
         """The calling thread in the management-node namespace for the block, for clients
         that run in process. Sockets opened and threads started inside stay in it."""
-        libc = ctypes.CDLL(None, use_errno=True)
-        own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-        try:
-            mn = os.open(f"/run/netns/{self.mn_ns}", os.O_RDONLY)
-            try:
-                if libc.setns(mn, CLONE_NEWNET):
-                    raise OSError(ctypes.get_errno(), f"setns {self.mn_ns}")
-            finally:
-                os.close(mn)
-            try:
-                yield
-            finally:
-                if libc.setns(own, CLONE_NEWNET):  # cannot happen: ours to go back to
-                    raise OSError(ctypes.get_errno(), "setns back")
-        finally:
-            os.close(own)
+        with enter_netns(self.mn_ns):
+            yield
 
     def node_argv(self, name: str, argv: Sequence[Any]) -> list[str]:
         """``argv`` as run inside the node (its network, mounts and host name)."""

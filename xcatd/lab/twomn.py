@@ -28,7 +28,6 @@ is removed by the next one. Needs root and iproute2 (ipmi_sim for ``start_ipmisi
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import itertools
 import os
 import re
@@ -43,7 +42,7 @@ from typing import Any
 
 from sqlalchemy.engine import URL, make_url
 
-from xcatd.lab import Scene, kill_pid, pid_alive
+from xcatd.lab import Scene, enter_netns, kill_pid, netns_pids, pid_alive
 from xcatd.lab.bmcfleet import Fleet
 from xcatd.lab.incli import Result, environ, run_command
 from xcatd.lab.ipmisim import IpmiSim
@@ -56,7 +55,6 @@ ADDRESSES = {"a": f"{NET}.0.1", "b": f"{NET}.0.2"}
 BMC_TABLE = "100"                     # the MNs' routing table for the BMCs' ports
 XCATD_PORT = 3001                     # each xcatd has its namespace's ports to itself
 START_TIMEOUT = 60
-CLONE_NEWNET = 0x40000000
 _seq = itertools.count()
 
 
@@ -219,7 +217,7 @@ class TwoMN(Scene):
                 if p.poll() is None:  # once reaped, the PID may be someone else's
                     kill_pid(p.pid)
             for ns in self._made:  # anything left in the namespaces
-                for pid in _netns_pids(ns):
+                for pid in netns_pids(ns):
                     kill_pid(pid)
             for p in self.procs:
                 with contextlib.suppress(subprocess.TimeoutExpired):
@@ -269,28 +267,6 @@ class TwoMN(Scene):
 
 
 # ---- helpers ---------------------------------------------------------------------------------
-@contextlib.contextmanager
-def enter_netns(ns: str) -> Iterator[None]:
-    """The calling thread in network namespace ``ns`` for the block; sockets opened and
-    processes started inside stay in it."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    try:
-        fd = os.open(f"/run/netns/{ns}", os.O_RDONLY)
-        try:
-            if libc.setns(fd, CLONE_NEWNET):
-                raise OSError(ctypes.get_errno(), f"setns {ns}")
-        finally:
-            os.close(fd)
-        try:
-            yield
-        finally:
-            if libc.setns(own, CLONE_NEWNET):
-                raise OSError(ctypes.get_errno(), "setns back")
-    finally:
-        os.close(own)
-
-
 def pg_socket_url(url: str, socket_dir: str | os.PathLike[str], port: int) -> str:
     """A PostgreSQL URL that reaches the server through its unix socket in ``socket_dir``
     (a namespace does not see the host's 127.0.0.1; a socket file is seen everywhere).
@@ -324,12 +300,6 @@ def _sysctl(ns: str, setting: str) -> None:
         raise TwoMNError(f"sysctl {setting} in {ns}: {r.stderr.strip()}")
 
 
-def _netns_pids(ns: str) -> list[int]:
-    out = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True,
-                         timeout=10).stdout
-    return [int(p) for p in out.split()]
-
-
 def _tail(path: Path, lines: int = 30) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -343,7 +313,7 @@ def _remove_stale_labs() -> None:
         for entry in os.scandir("/run/netns"):
             m = re.match(rf"{re.escape(NS_PREFIX)}(\d+)-\d+-", entry.name)
             if m and not pid_alive(int(m.group(1))):
-                for pid in _netns_pids(entry.name):
+                for pid in netns_pids(entry.name):
                     kill_pid(pid)
                 subprocess.run(["ip", "netns", "del", entry.name], capture_output=True,
                                timeout=30)

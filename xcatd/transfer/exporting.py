@@ -349,10 +349,7 @@ def export(paths: Paths, db: Database, writer: Writer, opts: ExportOptions,
     warnings: list[str] = []
     report = progress or (lambda what, done, total: None)
     tables = sorted(t for t in TABLES if opts.logs or t not in LOG_TABLES)
-    with db.connect() as conn:
-        if conn.dialect.name == "postgresql":  # one snapshot for every table
-            conn = conn.execution_options(isolation_level="REPEATABLE READ")
-        conn.begin()
+    with db.snapshot() as conn:  # one state of every table
         site = {r["key"]: r["value"] for r in db.rows("site", conn)}
         secrets: dict[str, list[list]] = {}
         counts: dict[str, int] = {}

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from xcatd.base.noderange import fold
 from xcatd.base.paths import Paths
-from xcatd.db.database import SA_TABLES, TABLES, Database, DBError
+from xcatd.db.database import TABLES, Database, DBError
 from xcatd.db.tablecsv import parse_csv
 from xcatd.security.credentials import (
     ca_files,
@@ -529,10 +529,7 @@ class Importer:
 
     def _committed(self, import_id: str) -> bool:
         """Whether the import ``import_id`` committed (its auditlog row is there)."""
-        t = SA_TABLES["auditlog"]
-        rows = self.db.rows("auditlog", where=t.c.comments.like(f"import {import_id} %"),
-                            include_disabled=True)
-        return bool(rows)
+        return self.db.has_audit_comment(f"import {import_id} ")
 
     def _say(self, line: str) -> None:
         self.out.lines.append(line)
