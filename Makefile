@@ -102,6 +102,7 @@ bench: venv
 	$(BIN)/python bench/daemon.py
 	$(BIN)/python bench/netservices.py
 	$(BIN)/python bench/power.py
+	$(BIN)/python bench/servicenodes.py
 	$(BIN)/python bench/nodeset.py
 	$(BIN)/python bench/postscripts.py
 	$(BIN)/python bench/idle.py

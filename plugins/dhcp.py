@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from xcatd.base.noderange import NodeRange, natural_key
+from xcatd.base.noderange import NodeRange
 from xcatd.base.progress import Meter
 from xcatd.base.request import Request, Response, XcatError
 from xcatd.handler import FLAG, Context, command
@@ -25,7 +25,7 @@ def makedhcp(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Re
         yield from Meter("Writing the DHCP configuration").around(manager.rebuild())
         return
     if a.get("all"):
-        names = sorted(ctx.all_nodes(), key=natural_key)
+        names = dhcp.scope(ctx)  # (a service node's own nodes, the MN's)
     elif nodes is not None:
         names = nodes.sorted()   # only these: never re-plan every node for a few
     else:

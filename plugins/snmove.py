@@ -62,8 +62,8 @@ def snmove(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Resp
         if a.get("verbose"):
             yield Response(node=m.node, data=f"moved from {m.old or 'the management node'} "
                                              f"to {m.new} (lease epoch {m.epoch})")
-    if not a.get("ignorenodes") and moved:
-        yield Response(warning="the nodes were not told their new service node: relaying "
-                               "to service nodes is not built yet, so their DHCP and boot "
-                               "files on the new service node and their agents' master stay "
-                               "as they were (run snmove with -i to say you know)")
+    # the new service node writes their DHCP entries and boot files (dispatch runs these
+    # once the move has let go of the nodes; the relay sends them to the new owner)
+    # (-i: the tables alone, as when the new service node is not up yet)
+    if not a.get("ignorenodes"):
+        ctx.followups += servicenodes.regeneration(ctx.db, [m.node for m in moved])

@@ -220,6 +220,10 @@ class Context(Cluster):
         self.jobs = jobs
         #: True inside xcatd (live jobs of other requests can be seen and cancelled)
         self.daemon = daemon
+        #: requests to run once this one has ended and let go of its nodes' locks, in
+        #: this request's name (snmove: the moved nodes' DHCP and boot files, which the
+        #: relay sends to their new service node)
+        self.followups: list[Request] = []
         self._may_see_secrets = may_see_secrets or (lambda: False)
         self._secrets_allowed: bool | None = None
 

@@ -11,7 +11,6 @@ from support.cluster import command, nodes
 
 MOVING = "Moving nodes to their backup service nodes."
 SETTING = "Setting new values in the xCAT database."
-NOT_TOLD = "Warning: the nodes were not told their new service node"
 
 #: sn1-sn3 and sn10 are service nodes (a servicenode row each); rack1 (n1-n3) is served by
 #: the pool sn1,sn2, rack10 (n10) by sn10,sn1; n20 has no pool (the management node's)
@@ -166,14 +165,23 @@ def test_the_server_attributes_follow_the_move_with_destn_and_sourcen(cluster_sq
                                  "    tftpserver=sn2-ib", "    nfsserver=10.9.9.9"]
 
 
-def test_without_ignorenodes_it_warns_that_the_nodes_were_not_told(cluster_sqlite):
+def test_without_ignorenodes_the_new_service_node_is_asked_for_dhcp_and_boot_files(
+        cluster_sqlite):
+    """The move is made; then makedhcp (and nodeset, for a node with a boot state) go to
+    the nodes' new service node, whose xcatd is not running here: each node says so, and
+    the command fails. With -i the tables alone change (the tests above)."""
     mn = cluster_sqlite
-    r = mn.run("snmove", "n1", "-d", "sn3")
-    assert (r.rc, r.lines) == (0, [MOVING, SETTING])
-    assert r.err.startswith(NOT_TOLD) and "-i" in r.err
-    assert len(r.err.splitlines()) == 1
-    assert pools(mn, "n1") == ["n1: sn3,sn1,sn2"]
-    r = mn.run("snmove", "n1", "-d", "sn3")  # nothing moved: nothing to tell
+    mn.ok("chtab", "node=n1", "chain.currstate=boot")
+    r = mn.run("snmove", "n1,n2", "-d", "sn3")
+    assert r.lines[:2] == [MOVING, SETTING]
+    assert r.rc == 1
+    unable = "Unable to dispatch hierarchical sub-command to sn3:3001: sn3 has never reported"
+    errors = r.err.splitlines()
+    # makedhcp for n1 and n2, nodeset boot for n1
+    assert sorted(e.split(":")[0] for e in errors) == ["n1", "n1", "n2"], r.err
+    assert all(unable in e for e in errors), r.err
+    assert pools(mn, "n1,n2") == ["n1: sn3,sn1,sn2", "n2: sn3,sn1,sn2"]
+    r = mn.run("snmove", "n1", "-d", "sn3")  # nothing moved: nothing to ask
     assert (r.rc, r.err) == (0, "")
 
 

@@ -34,8 +34,10 @@ from xcatd.base.patterns import PatternError
 from xcatd.base.regexval import RegexValueError
 from xcatd.base.request import ErrorKind, Request, Response, XcatError
 from xcatd.base.site import SiteValueError
+from xcatd.daemon import relay
 from xcatd.db.database import DBError
 from xcatd.handler import NODE_ORIGIN, CommandSpec, Context, check_args
+from xcatd.handler import spec as command_spec
 
 log = logging.getLogger("xcatd.daemon.dispatch")
 
@@ -75,6 +77,15 @@ def dispatch(spec: CommandSpec | None, request: Request, ctx: Context, *, locks:
     if spec is None:
         yield error(f"Unsupported command: {request.command}", ErrorKind.BAD_REQUEST)
         return
+    retry = False
+    if spec.name in relay.RELAYED and "retry" in request.args:  # the relay's, not the handler's
+        retry = request.args["retry"]
+        if not isinstance(retry, bool):
+            yield error(f"{request.command}: argument 'retry' must be true or false",
+                        ErrorKind.BAD_REQUEST)
+            return
+        request = dataclasses.replace(request, args={k: v for k, v in request.args.items()
+                                                     if k != "retry"})
     why = request.problem() or check_args(spec, request.args) or _bad_lock_value(request)
     if why:
         yield error(why, ErrorKind.BAD_REQUEST)
@@ -116,7 +127,10 @@ def dispatch(spec: CommandSpec | None, request: Request, ctx: Context, *, locks:
                 if narrowed is None:
                     return
                 request = narrowed
-            result = spec.handler(request, ctx, nodes)
+            if relay.relayed(spec, nodes, origin):  # split by service node
+                result = relay.run(spec, request, ctx, nodes, retry=retry, cancel=cancel)
+            else:
+                result = spec.handler(request, ctx, nodes)
             if result is not None:
                 for resp in result:
                     yield resp
@@ -133,6 +147,12 @@ def dispatch(spec: CommandSpec | None, request: Request, ctx: Context, *, locks:
                             close()
                         yield stop
                         return
+        for follow in ctx.followups:  # after the locks are let go: they take their own
+            follow = dataclasses.replace(follow, user=request.user, client=request.client)
+            yield from dispatch(command_spec(follow.command), follow,
+                                Context(follow, ctx.paths, ctx.db, ctx.site, jobs=ctx.jobs,
+                                        daemon=ctx.daemon),
+                                locks=locks, owner=owner, cancel=cancel, origin=origin)
     except XcatError as exc:
         yield exc.response()
     except InvalidNodes as exc:

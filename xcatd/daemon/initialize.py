@@ -27,6 +27,7 @@ from xcatd.security.credentials import (
     client_files,
     create_ca,
     create_server_cert,
+    ensure_relay_cert,
     issue_client_cert,
 )
 
@@ -147,6 +148,8 @@ def initialize(paths: Paths, *, db_url: str | None = None, force: bool = False,
         done.append("Created the certificate authority")
     if create_server_cert(paths):
         done.append("Created the xcatd server certificate")
+    if ensure_relay_cert(paths):  # the client certificate for relaying to service nodes
+        done.append("Created the relay certificate for service nodes")
     user = _current_user()
     before = _mtime(client_files(client_home).cred)
     files = issue_client_cert(paths, user, client_dir(client_home))

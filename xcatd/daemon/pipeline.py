@@ -33,6 +33,8 @@ from xcatd.handler import spec as command_spec
 
 log = logging.getLogger("xcatd.daemon.pipeline")
 
+#: seconds between job purges of a pipeline that never purges (a service node's)
+NEVER = 1e9
 POLICY_TTL = 1.0  # seconds a read of the policy/site tables is reused (writes reset it)
 #: Requests one user may have running at once in xcatd (site.maxuserrequests), so one
 #: user's scripts cannot take every worker.
@@ -66,12 +68,14 @@ def _recordable(request: Request, resp: Response) -> Response:
 class Pipeline:
     def __init__(self, paths: Paths, *, locks: NodeLocks | None = None,
                  background: bool = True, daemon: bool = False,
-                 record_output: bool = True) -> None:
+                 record_output: bool = True, purge: bool = True) -> None:
         self.paths = paths
         self.db = Database.open(paths)
         self.db.check_ready()
         self.tables = TableCache(self.db, POLICY_TTL)
-        self.jobs = JobStore(self.db, background=background)
+        # a service node's xcatd never purges: the job history is the management node's
+        self.jobs = JobStore(self.db, background=background,
+                             **({} if purge else {"purge_interval": NEVER}))
         self.locks = locks or LOCAL_LOCKS
         #: True for xcatd's pipeline: its job store sees every live job
         self.daemon = daemon

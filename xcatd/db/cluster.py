@@ -33,6 +33,9 @@ class Cluster:
         self._node_groups: dict[str, list[str]] | None = None
         self._some_groups: dict[str, list[str]] = {}
         self._nodegroups: dict[str, dict] | None = None
+        #: the service node this request runs on (a part its management node relayed);
+        #: None on the management node
+        self.servicenode: str | None = None
 
     # ---- the site table and the directories every part shares ------------------------------
     @property

@@ -254,6 +254,28 @@ class Database:
                 out = [r for r in out if all(check(r) for check in checks)]
         return out
 
+    def lendable_secrets(self, names: Iterable[str], conn: Connection | None = None
+                         ) -> dict[str, str]:
+        """{sealed value: clear value} of the secrets a request for the nodes or groups
+        ``names`` may read: the node-keyed secret tables' rows of those names and their
+        regular-expression rows, and every row of the other secret tables (passwd, ...).
+        What a service node is lent for one relayed request (Sealer.lend)."""
+        names = sorted(set(names))
+        out: dict[str, str] = {}
+        for table, cols in SECRETS.items():
+            t = SA_TABLES[table]
+            key = TABLES[table].keys[0]
+            stmt = sa.select(*(t.c[c] for c in cols))
+            if key == "node":
+                stmt = stmt.where(sa.or_(t.c.node.in_(names), t.c.node.like("/%"),
+                                         t.c.node.like("|%")))
+            for row in self._fetch(stmt, conn):
+                for c in cols:
+                    value = row.get(c)
+                    if value and is_sealed(value) and value not in out:
+                        out[value] = self.sealer.unseal(table, c, value)
+        return out
+
     def _unseal_rows(self, table: str, secret: tuple[str, ...], rows: list[dict]) -> None:
         unseal = self.sealer.unseal
         keys = TABLES[table].keys

@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import contextvars
 import os
 import stat
 import tempfile
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 
@@ -35,6 +38,10 @@ KEY_BYTES = 32
 NONCE_BYTES = 12
 #: Unsealed values kept per key: thousands of nodes share a group's row, reads are hot
 CACHE_SIZE = 4096
+#: the values lent to this context (Sealer.lend): a context, not a thread, so the helper
+#: threads a request starts with its context (xcatd.base.progress) see them too
+_LENT: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("lent",
+                                                                           default=None)
 
 #: The secret columns of each table that has any, in schema order: a table not in here
 #: pays nothing for sealing
@@ -131,11 +138,25 @@ class Sealer:
             return value
         clear = self._open(f"{table}.{column}", value)
         if clear is None:
+            clear = (_LENT.get() or {}).get(value)
+        if clear is None:
             where = f"{table}.{column}" + (f" of {row}" if row else "")
             raise DBError(f"cannot decrypt {where}: the master key {self.keyfile} is "
                           "missing or is not this database's (or the stored value was "
                           "altered)")
         return clear
+
+    @staticmethod
+    @contextlib.contextmanager
+    def lend(values: dict[str, str]) -> Iterator[None]:
+        """For the block, in this context, ``values`` ({sealed value: clear value}) open the
+        sealed values they name without the key: a service node, which never holds the
+        management node's master key, is lent the few secrets one relayed request needs."""
+        token = _LENT.set({**(_LENT.get() or {}), **values})
+        try:
+            yield
+        finally:
+            _LENT.reset(token)
 
     def _open_uncached(self, aad: str, value: str) -> str | None:
         if self._aead is None:

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 
+from xcatd.base.noderange import natural_key
+from xcatd.base.request import Request
 from xcatd.db.database import Database, DBError, split_list
 
 #: seconds after its last heartbeat a service node counts as dead
@@ -103,8 +105,8 @@ def autofailover(db: Database, conn: Connection | None = None) -> bool:
                                                                           "true")
 
 
-def owners(db: Database, nodes: Iterable[str], *, now: datetime.datetime | None = None
-           ) -> dict[str, Owner]:
+def owners(db: Database, nodes: Iterable[str], *, now: datetime.datetime | None = None,
+           moved: list[Moved] | None = None) -> dict[str, Owner]:
     """Who acts for each node, with the lease's epoch; leases are recorded in one
     transaction. With site.snautofailover on, a node whose owner's heartbeat stopped moves
     to the first live member of its pool as snmove would move it (pool order, lease, server
@@ -112,15 +114,18 @@ def owners(db: Database, nodes: Iterable[str], *, now: datetime.datetime | None 
     for each node it could not reach, and the admin moves nodes with snmove."""
     nodes = list(nodes)
     for attempt in (1, 2):  # two first asks for the same node at once: the loser reads again
+        if moved is not None:
+            moved.clear()  # (what a failed attempt recorded did not happen)
         try:
-            return _owners(db, nodes, now)
+            return _owners(db, nodes, now, moved)
         except sa_exc.IntegrityError:
             if attempt == 2:
                 raise
     raise AssertionError("unreachable")
 
 
-def _owners(db: Database, nodes: list[str], now: datetime.datetime | None) -> dict[str, Owner]:
+def _owners(db: Database, nodes: list[str], now: datetime.datetime | None,
+            moved: list[Moved] | None) -> dict[str, Owner]:
     with db.begin() as conn:
         pool = pools(db, nodes, conn)
         failover = autofailover(db, conn)
@@ -158,6 +163,8 @@ def _owners(db: Database, nodes: list[str], now: datetime.datetime | None) -> di
         if failed_over:
             for m in _apply_moves(db, conn, failed_over, now=now):
                 out[m.node] = Owner(m.new, m.epoch)
+                if moved is not None:
+                    moved.append(m)
     return out
 
 
@@ -186,14 +193,21 @@ class Moved:
     epoch: int
 
 
-def served_by(db: Database, sn: str, conn: Connection | None = None) -> list[str]:
+def served_by(db: Database, sn: str | None, conn: Connection | None = None) -> list[str]:
     """The nodes ``sn`` acts for now (its leases, and the unleased nodes whose pool starts
-    with it), by exact name."""
+    with it), by exact name; ``None``: the management node's."""
     nodes = sorted(db.all_nodes(conn))
     pool = pools(db, nodes, conn)
     leases = {r["node"]: r.get("servicenode") for r in db.rows("nodeowner", conn)}
     return [n for n in nodes
             if (leases[n] if n in leases else (pool[n][0] if pool.get(n) else None)) == sn]
+
+
+def server_names(db: Database, sn: str, conn: Connection | None = None) -> set[str]:
+    """The names a service node goes by in the tables: its own, and the address its
+    heartbeat gives."""
+    rows = db.rows("snstatus", conn, keys=[sn])
+    return {sn, *(r["address"] for r in rows if r.get("address"))}
 
 
 def move(db: Database, nodes: Iterable[str], dest: str | None, *, destn: str | None = None,
@@ -284,3 +298,31 @@ def _apply_moves(db: Database, conn: Connection, targets: dict[str, str], *,
     db.set_rows(conn, "noderes", noderes)
     db.set_rows(conn, "nodeowner", owner_rows)
     return moved
+
+
+def boot_states(db: Database, nodes: Iterable[str] | None = None) -> dict[str, list[str]]:
+    """The nodeset state that rewrites each node's boot files as they are (chain.currstate;
+    an install or netboot state is the node's own osimage, as nodeset takes it), with its
+    nodes (all nodes with a state, or those of ``nodes``), in name order."""
+    states: dict[str, list[str]] = {}
+    rows = db.rows("chain") if nodes is None else db.rows("chain", keys=list(nodes))
+    for r in rows:
+        state = (r.get("currstate") or "").strip()
+        if not state:
+            continue
+        if state.partition(" ")[0] in ("install", "netboot", "statelite"):
+            state = "osimage"
+        states.setdefault(state, []).append(r["node"])
+    return {s: sorted(ns, key=natural_key) for s, ns in sorted(states.items())}
+
+
+def regeneration(db: Database, nodes: list[str]) -> list[Request]:
+    """What a move of ``nodes`` to another service node asks of it: their DHCP entries and
+    their boot files in their current state (the relay sends each to the node's new
+    owner)."""
+    if not nodes:
+        return []
+    out = [Request("makedhcp", ",".join(sorted(nodes, key=natural_key)))]
+    out += [Request("nodeset", ",".join(ns), {"state": state})
+            for state, ns in boot_states(db, nodes).items()]
+    return out

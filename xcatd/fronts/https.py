@@ -20,12 +20,22 @@ from aiohttp import web
 from xcatd.base.request import Request, Response, json_problem
 from xcatd.daemon.pipeline import Pipeline
 from xcatd.daemon.policy import Identity
+from xcatd.daemon.relay import RELAY_ORIGIN, RELAY_PATH
 from xcatd.db.jobs import Job
 from xcatd.handler import NODE_ORIGIN
 from xcatd.provision.nodereports import plain_ip
-from xcatd.security.credentials import NODE_OU, certificate_cn, certificate_ou
+from xcatd.security.credentials import (
+    MASTER_OU,
+    NODE_OU,
+    SN_OU,
+    certificate_cn,
+    certificate_ou,
+)
 
 AGENT_PREFIX = "/xcat/agent/"   # the node agent's paths (xcatd.fronts.agentapi)
+JOIN_PREFIX = "/v1/snjoin"       # a service node joining (xcatd.fronts.snapi): no certificate
+#: Identity.clienttype of a service node's own certificate calling this xcatd's API
+SN_CLIENT = "servicenode"
 MAX_REQUEST = 64 * 1024 * 1024   # a stanza file for 50,000 nodes fits
 BODY_TIMEOUT = 30.0              # a request body must arrive within this
 
@@ -33,6 +43,11 @@ PIPELINE_KEY = web.AppKey("pipeline", Pipeline)
 #: Who is asking, set by authenticate() on every request.
 IDENTITY = web.RequestKey("identity", Identity) if hasattr(web, "RequestKey") else "identity"
 POOL_KEY = web.AppKey("pool", ThreadPoolExecutor)
+#: On a service node: who it is (xcatd.security.snjoin.SnIdentity); absent on the MN.
+SN_KEY = web.AppKey("servicenode", object)
+#: The cancel events of the relayed parts under way (a service node's heartbeat cancels
+#: them when it finds it was silent too long).
+PARTS_KEY = web.AppKey("parts", set)
 
 
 # ---- who is asking -------------------------------------------------------------------------
@@ -71,11 +86,21 @@ def _identify(transport) -> Identity | None:
     if not cn:
         return None
     peer = transport.get_extra_info("peername") or ("?",)
-    if certificate_ou(cert) == NODE_OU:  # a node's certificate: a node, whatever its CN
+    ou = certificate_ou(cert)
+    if ou == MASTER_OU:  # the management node relaying a request to this service node
+        return Identity(cn, str(peer[0]), RELAY_ORIGIN)
+    if ou == SN_OU:      # a service node calling its management node's API
+        return Identity(cn, str(peer[0]), SN_CLIENT)
+    if ou == NODE_OU:  # a node's certificate: a node, whatever its CN
         der = transport.get_extra_info("ssl_object").getpeercert(binary_form=True)
         return Identity(cn, plain_ip(str(peer[0])) or "?", NODE_ORIGIN,
                         hashlib.sha256(der).hexdigest())
     return Identity(cn, str(peer[0]), "cli")
+
+
+def _peer(request: web.Request) -> str:
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    return str((peer or ("?",))[0])
 
 
 def json_error(status: int, message: str) -> web.Response:
@@ -86,6 +111,12 @@ def json_error(status: int, message: str) -> web.Response:
 @web.middleware
 async def authenticate(request: web.Request, handler):
     who = identify(request)
+    if request.path.startswith(JOIN_PREFIX):  # a joining service node proves a token
+        request[IDENTITY] = who or Identity("", _peer(request), "join")
+        return await handler(request)
+    if who is not None and (who.clienttype == RELAY_ORIGIN) != (request.path == RELAY_PATH):
+        return json_error(403, "the relay path is for the management node's relay "
+                          "certificate, and that certificate is for the relay path only")
     if who is None:
         return json_error(401, "xcatd requires a client certificate signed by this management "
                                "node's CA (see xcatclientcert)")

@@ -16,6 +16,8 @@ import os
 import signal
 import ssl
 import sys
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,17 +27,21 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from xcatd.base.locks import NodeLocks
 from xcatd.base.paths import Paths
-from xcatd.base.request import Request
-from xcatd.daemon import watchdog
+from xcatd.base.request import ErrorKind, Request
+from xcatd.daemon import relay, watchdog
+from xcatd.daemon.dispatch import bounded, dispatch, error
 from xcatd.daemon.pipeline import Pipeline
+from xcatd.db import servicenodes
 from xcatd.db.database import DBError, seal_clear_values, sealed_values_exist
 from xcatd.db.sealed import ensure_master_key, key_path
 from xcatd.fronts.agentapi import add_agent_routes
 from xcatd.fronts.https import (
     IDENTITY,
     MAX_REQUEST,
+    PARTS_KEY,
     PIPELINE_KEY,
     POOL_KEY,
+    SN_KEY,
     Relay,
     authenticate,
     json_error,
@@ -46,9 +52,12 @@ from xcatd.fronts.https import (
 from xcatd.fronts.nodeapi import start_site
 from xcatd.fronts.rest import add_routes
 from xcatd.fronts.servicethread import close_listeners
+from xcatd.fronts.snapi import add_snjoin_routes
 from xcatd.fronts.tftp import start_tftp
+from xcatd.handler import Context
 from xcatd.provision.agenttasks import board_for
 from xcatd.security.credentials import ca_files, server_files
+from xcatd.security.snjoin import SnIdentity, load_identity
 
 log = logging.getLogger("xcatd.fronts.server")
 
@@ -85,6 +94,10 @@ async def handle_request(request: web.Request) -> web.StreamResponse:
     except TypeError as exc:
         return json_error(400, f"malformed request: {exc}")
     who = request[IDENTITY]
+    sn = request.app.get(SN_KEY)
+    if sn is not None:
+        return json_error(403, f"this xcatd is service node {sn.name}: it runs what its "
+                               f"management node ({sn.master}) relays; send commands there")
     pipeline = request.app[PIPELINE_KEY]
     pool = request.app[POOL_KEY]
     job = pipeline.new_job(req, who)  # in memory; the writer thread records it
@@ -137,17 +150,98 @@ def _end(job, code: int) -> bytes:
     return line({"end": {"job": job.jobid, "state": job.state, "exitcode": code}})
 
 
+# ---- a service node: the parts its management node relays ----------------------------------
+async def handle_relay(request: web.Request) -> web.StreamResponse:
+    """One part of a request, relayed by the management node (its relay certificate; see
+    xcatd.daemon.relay): run through dispatch for the nodes this service node still holds,
+    streamed back as the command protocol streams, with a keep-alive record while nothing
+    else comes, so the management node tells a busy service node from a dead one."""
+    sn = request.app.get(SN_KEY)
+    if sn is None:
+        return json_error(403, "this xcatd is not a service node: it takes no relayed "
+                               "requests")
+    try:
+        body = await read_json(request)
+        req, leases, lent, keepalive = relay.check_body(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return json_error(400, "the request body is not valid JSON")
+    except (TypeError, ValueError) as exc:
+        return json_error(400, f"malformed relayed request: {exc}")
+    log.info("relayed part: %s", json.dumps({"command": req.command, "nodes": len(leases),
+                                             "user": req.user}))
+    pipeline, pool = request.app[PIPELINE_KEY], request.app[POOL_KEY]
+    cancel = threading.Event()
+    parts: set = request.app[PARTS_KEY]
+    parts.add(cancel)
+    pump = Relay(asyncio.get_running_loop())
+
+    def work() -> None:
+        code = 0
+        try:
+            ctx = Context(req, pipeline.paths, pipeline.db, pipeline.site(), daemon=True)
+            for resp in relay.serve(sn.name, req, leases, lent, ctx, dispatch=dispatch,
+                                    locks=pipeline.locks, cancel=cancel):
+                if resp.failed:
+                    code = 1
+                pump.emit(bounded(resp))
+        except Exception as exc:  # one line back, never a dead stream
+            log.exception("relayed %s failed", req.command)
+            pump.emit(error(f"{req.command} on {sn.name}: internal error: {exc}",
+                            ErrorKind.INTERNAL))
+            code = 1
+        finally:
+            pump.close(code)
+
+    pool.submit(work)
+    watch = asyncio.ensure_future(watch_client(request, _Cancel(cancel)))
+    resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    try:
+        await resp.prepare(request)
+        while True:
+            try:
+                items, finished, code = await asyncio.wait_for(pump.take(), keepalive)
+            except TimeoutError:
+                await resp.write(line({"k": 1}))
+                continue
+            chunk = [line({"r": item.to_dict()}) for item in items]
+            if finished:
+                chunk.append(line({"end": {"exitcode": code}}))
+            if chunk:
+                await resp.write(b"".join(chunk))
+            if finished:
+                break
+        await resp.write_eof()
+    except (ConnectionResetError, RuntimeError):
+        cancel.set()
+    finally:
+        watch.cancel()
+        parts.discard(cancel)
+    return resp
+
+
+@dataclass
+class _Cancel:
+    cancel: threading.Event
+
+
 async def handle_ping(request: web.Request) -> web.Response:
     return web.json_response({"xcatd": "ok", "user": request[IDENTITY].user})
 
 
-def make_app(pipeline: Pipeline, pool: ThreadPoolExecutor) -> web.Application:
+def make_app(pipeline: Pipeline, pool: ThreadPoolExecutor,
+             servicenode: SnIdentity | None = None) -> web.Application:
     app = web.Application(middlewares=[authenticate], client_max_size=MAX_REQUEST)
     app[PIPELINE_KEY] = pipeline
     app[POOL_KEY] = pool
+    app[PARTS_KEY] = set()
+    if servicenode is not None:
+        app[SN_KEY] = servicenode
     app.router.add_post("/v1/request", handle_request)
+    app.router.add_post(relay.RELAY_PATH, handle_relay)
     app.router.add_get("/v1/ping", handle_ping)
-    add_routes(app)
+    if servicenode is None:  # a service node answers its management node, not admins
+        add_routes(app)
+        add_snjoin_routes(app)
     add_agent_routes(app)
     return app
 
@@ -190,6 +284,8 @@ class Daemon:
         self.http = None  # xcatd.fronts.nodeapi.HttpSite
         self.tftp = None  # xcatd.fronts.tftp.TftpServer
         self.watchdog = None  # xcatd.daemon.watchdog.Watchdog
+        self.servicenode: SnIdentity | None = None  # this xcatd serves as a service node
+        self.heart: Heartbeat | None = None
         self.left_running = 0  # jobs still under way at stop, recorded interrupted
 
     def _lock_pidfile(self) -> None:
@@ -210,16 +306,23 @@ class Daemon:
     async def start(self) -> Listening:
         self._lock_pidfile()
         try:
-            created = self._master_key()  # before the pipeline opens the database
-            self.pipeline = Pipeline(self.paths, locks=NodeLocks(), daemon=True)
-            self._seal_secrets(created)
-            interrupted = self.pipeline.jobs.mark_interrupted()
-            if interrupted:
-                log.warning("%d jobs of a previous xcatd were marked interrupted", interrupted)
+            self.servicenode = load_identity(self.paths)
+            if self.servicenode is None:
+                created = self._master_key()  # before the pipeline opens the database
+                self.pipeline = Pipeline(self.paths, locks=NodeLocks(), daemon=True)
+                self._seal_secrets(created)
+                interrupted = self.pipeline.jobs.mark_interrupted()
+                if interrupted:
+                    log.warning("%d jobs of a previous xcatd were marked interrupted",
+                                interrupted)
+            else:  # no master key, no job history of its own: both are the MN's
+                self.pipeline = Pipeline(self.paths, locks=NodeLocks(), daemon=True,
+                                         purge=False)
             port = self.port if self.port is not None else \
                 self.pipeline.site().port("xcatdport", DEFAULT_PORT)
             self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="job")
-            app = make_app(self.pipeline, self.pool)
+            app = make_app(self.pipeline, self.pool, self.servicenode)
+            self._app = app
             self._runner = web.AppRunner(app, handle_signals=False, access_log=None,
                                          keepalive_timeout=KEEPALIVE_TIMEOUT,
                                          lingering_time=LINGERING_TIME,
@@ -232,8 +335,13 @@ class Daemon:
                                            reuse_address=True)
             self._servers.append(tcp)
             board_for(self.paths.root).attach(loop)   # node agents' tasks (updatenode)
-            self.watchdog = watchdog.start(self.paths)  # nodes silent too long: failed
             bound = tcp.sockets[0].getsockname()[1]
+            if self.servicenode is None:
+                self.watchdog = watchdog.start(self.paths)  # nodes silent too long: failed
+            else:
+                self.heart = Heartbeat(self.pipeline.db, self.servicenode, bound,
+                                       app[PARTS_KEY])
+                self.heart.start()
             upath = None
             if self.unix:
                 upath = socket_path(self.paths)
@@ -302,6 +410,9 @@ class Daemon:
             await self.http.stop()
             self.http = None
         board_for(self.paths.root).detach()
+        if self.heart is not None:
+            self.heart.stop()
+            self.heart = None
         if self.watchdog is not None:
             self.watchdog.stop(timeout=5)
             self.watchdog = None
@@ -342,6 +453,46 @@ class Daemon:
                             " ..." if len(interrupted) > 10 else "")
         self.left_running += len(interrupted)
         return interrupted
+
+
+class Heartbeat(threading.Thread):
+    """A service node's heartbeat: its row in snstatus (its address and port, the time),
+    three times per site.snheartbeattimeout. A beat that comes later than the timeout (the
+    process was paused, or the database was out of reach) means the management node may
+    have given this node's leases to another: every relayed part under way is cancelled,
+    and the next part is fenced by its leases' epochs."""
+
+    def __init__(self, db, sn: SnIdentity, port: int, parts: set) -> None:
+        super().__init__(name="sn-heartbeat", daemon=True)
+        self.db, self.sn, self.port, self.parts = db, sn, port, parts
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        last_ok: float | None = None
+        while not self._halt.is_set():
+            try:
+                timeout = servicenodes.heartbeat_timeout(self.db)
+            except (DBError, SQLAlchemyError):
+                timeout = servicenodes.DEFAULT_HEARTBEAT_TIMEOUT
+            now = time.monotonic()
+            if last_ok is not None and now - last_ok > timeout:
+                log.warning("service node %s: no heartbeat for %.0f s (over %g s): "
+                            "cancelling %d relayed parts under way", self.sn.name,
+                            now - last_ok, timeout, len(self.parts))
+                for cancel in list(self.parts):
+                    cancel.set()
+            try:
+                servicenodes.heartbeat(self.db, self.sn.name, self.sn.address,
+                                       self.sn.port or self.port)
+                last_ok = time.monotonic()
+            except (DBError, SQLAlchemyError) as exc:
+                log.error("service node %s: heartbeat not recorded: %s", self.sn.name,
+                          (str(exc).splitlines() or [""])[0])
+            self._halt.wait(relay.keepalive_interval(timeout))
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=5)
 
 
 def serve_forever(paths: Paths, host: str, port: int | None, ready=None) -> None:

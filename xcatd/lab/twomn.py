@@ -1,6 +1,7 @@
 """Two management nodes on one machine, each an xcatd under its own root and in its own
 network namespace, and BMCs that both reach: the lab for moving a management node
-(xcatexport on one, xcatimport on the other).
+(xcatexport on one, xcatimport on the other). HubLab is the same with any number of xcatd
+nodes (xcatd.lab.snlab: a management node and its service nodes).
 
     hub namespace   bridge br0, 10.79.0.254/16; the BMCs (a pyghmi fleet, ipmi_sim) on the
                     hub's own 127.0.0.1
@@ -75,7 +76,7 @@ class ManagementNode:
     """One management node of the lab: its namespace, address, root and HOME (root's client
     certificate is in HOME/.xcat), and its xcatd once started."""
 
-    def __init__(self, lab: TwoMN, name: str, address: str, workdir: Path) -> None:
+    def __init__(self, lab: HubLab, name: str, address: str, workdir: Path) -> None:
         self.lab, self.name, self.address = lab, name, address
         self.ns = f"{lab.prefix}{name}"
         self.root = workdir / f"root-{name}"
@@ -128,6 +129,25 @@ class ManagementNode:
         self.stop_xcatd()
         raise TwoMNError(f"xcatd of {self.name} did not start:\n{_tail(self.log)}")
 
+    def start_dhcpd(self, interface: str = "eth0") -> subprocess.Popen[Any]:
+        """ISC dhcpd in this node's namespace with the configuration makedhcp wrote under
+        its root, once it listens; stopped with the lab."""
+        conf = self.root / "etc/dhcp/dhcpd.conf"
+        state = self.root / "var/lib/dhcp"
+        state.mkdir(parents=True, exist_ok=True)
+        (state / "dhcpd.leases").touch()
+        log = self.lab.dir / f"dhcpd-{self.name}.log"
+        with open(log, "ab") as fh:
+            p = self.lab.spawn(self.argv(["dhcpd", "-f", "-d", "-4", "-cf", conf, "-lf",
+                                          state / "dhcpd.leases", "-pf", state / "dhcpd.pid",
+                                          interface]), stdout=fh, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline and p.poll() is None:
+            if self.run(["ss", "-H", "-lun", "sport", "= :67"]).stdout.strip():
+                return p
+            time.sleep(0.1)
+        raise TwoMNError(f"dhcpd on {self.name} did not start:\n{_tail(log)}")
+
     def stop_xcatd(self) -> None:
         p, self.xcatd = self.xcatd, None
         if p is not None:
@@ -161,16 +181,17 @@ class ManagementNode:
             return run_command(cmd, *args, input=input)
 
 
-class TwoMN(Scene):
-    """The hub and management nodes ``a`` and ``b`` (see the module's description)."""
+class HubLab(Scene):
+    """The hub and one xcatd node per name of ``addresses`` ({name: address in NET}), each in
+    its own namespace on the hub's bridge (see the module's description)."""
 
-    def __init__(self, workdir: str | os.PathLike[str]) -> None:
+    def __init__(self, workdir: str | os.PathLike[str], addresses: dict[str, str]) -> None:
         self.id = f"{os.getpid()}-{next(_seq)}"
         self.prefix = f"{NS_PREFIX}{self.id}-"
         self.hub = f"{self.prefix}hub"
         self.dir = Path(workdir)
-        self.a = ManagementNode(self, "a", ADDRESSES["a"], self.dir)
-        self.b = ManagementNode(self, "b", ADDRESSES["b"], self.dir)
+        self.members = {name: ManagementNode(self, name, address, self.dir)
+                        for name, address in addresses.items()}
         self.procs: list[subprocess.Popen[Any]] = []
         self.fleets: list[Fleet] = []
         self.bmcs: list[IpmiSim] = []
@@ -178,7 +199,7 @@ class TwoMN(Scene):
 
     @property
     def nodes(self) -> list[ManagementNode]:
-        return [self.a, self.b]
+        return list(self.members.values())
 
     # ---- lifetime ----------------------------------------------------------------------------
     def setup(self) -> None:
@@ -237,21 +258,23 @@ class TwoMN(Scene):
         return p
 
     # ---- the BMCs ----------------------------------------------------------------------------
-    def bmc_ports(self, first: int, last: int | None = None) -> None:
-        """UDP from either management node to 127.0.0.1:first..last goes to the hub."""
+    def bmc_ports(self, first: int, last: int | None = None,
+                  reach: Sequence[str] | None = None) -> None:
+        """UDP from the nodes named in ``reach`` (default: all) to 127.0.0.1:first..last goes
+        to the hub."""
         ports = f"{first}-{last}" if last is not None and last != first else str(first)
-        for m in self.nodes:
+        for m in (self.members[n] for n in reach) if reach is not None else self.nodes:
             _ip("-n", m.ns, "rule", "add", "pref", "100", "to", "127.0.0.1", "ipproto", "udp",
                 "dport", ports, "lookup", BMC_TABLE)
 
-    def start_fleet(self, count: int, **kw: Any) -> Fleet:
+    def start_fleet(self, count: int, reach: Sequence[str] | None = None, **kw: Any) -> Fleet:
         """A fleet of simulated BMCs (xcatd.lab.bmcfleet) on the hub's 127.0.0.1, reached
-        from both management nodes at 127.0.0.1:fleet.port(i)."""
+        at 127.0.0.1:fleet.port(i) from the nodes named in ``reach`` (default: all)."""
         fleet = Fleet(count=count, **kw)
         with enter_netns(self.hub):  # its ports chosen there, its processes started there
             fleet.start()
         self.fleets.append(fleet)
-        self.bmc_ports(fleet.base_port, fleet.base_port + count - 1)
+        self.bmc_ports(fleet.base_port, fleet.base_port + count - 1, reach)
         return fleet
 
     def start_ipmisim(self, workdir: str | os.PathLike[str], **kw: Any) -> IpmiSim:
@@ -264,6 +287,14 @@ class TwoMN(Scene):
         bmc.start()
         self.bmc_ports(port)
         return bmc
+
+
+class TwoMN(HubLab):
+    """The hub and management nodes ``a`` and ``b``."""
+
+    def __init__(self, workdir: str | os.PathLike[str]) -> None:
+        super().__init__(workdir, ADDRESSES)
+        self.a, self.b = self.members["a"], self.members["b"]
 
 
 # ---- helpers ---------------------------------------------------------------------------------

@@ -26,6 +26,12 @@ VALID_DAYS = 3650
 #: The organizational unit that marks a node's certificate (issued at enrolment): such a
 #: certificate is a node, never a user, whatever its CN
 NODE_OU = "xcat-node"
+#: The OU of a service node's certificate (issued when it joins): its xcatd's server
+#: certificate, and its client certificate towards the management node
+SN_OU = "xcat-servicenode"
+#: The OU of the management node's relay certificate: the client certificate it presents to
+#: its service nodes' xcatds when it relays a request
+MASTER_OU = "xcat-master"
 NODE_VALID_DAYS = 3650
 
 
@@ -182,12 +188,9 @@ def issue_client_cert(paths: Paths, user: str, directory: str | os.PathLike | No
     return files
 
 
-def sign_node_csr(paths: Paths, node: str, csr_pem: bytes,
-                  days: int = NODE_VALID_DAYS) -> NodeCert:
-    """The node's certificate for the key in ``csr_pem``: CN=node, OU=xcat-node, client
-    authentication only, signed by this CA. The request must carry a valid signature (proof
-    that the node holds the key) and a P-256/P-384 or 2048+ bit RSA key; its subject is
-    ignored (the name is the one the token proved)."""
+def csr_public_key(csr_pem: bytes):
+    """The key of a signing request that carries a valid signature (proof that the sender
+    holds the key) and a P-256/P-384 or 2048+ bit RSA key; its subject is not looked at."""
     try:
         csr = x509.load_pem_x509_csr(csr_pem)
     except ValueError as exc:
@@ -203,6 +206,16 @@ def sign_node_csr(paths: Paths, node: str, csr_pem: bytes,
             raise CSRError(f"an RSA key of {key.key_size} bits is too small (2048 or more)")
     else:
         raise CSRError(f"a {type(key).__name__} key is not accepted (EC P-256 or RSA)")
+    return key
+
+
+def sign_node_csr(paths: Paths, node: str, csr_pem: bytes,
+                  days: int = NODE_VALID_DAYS) -> NodeCert:
+    """The node's certificate for the key in ``csr_pem``: CN=node, OU=xcat-node, client
+    authentication only, signed by this CA. The request must carry a valid signature (proof
+    that the node holds the key) and a P-256/P-384 or 2048+ bit RSA key; its subject is
+    ignored (the name is the one the token proved)."""
+    key = csr_public_key(csr_pem)
     ca_key, ca_cert = _load_ca(paths)
     now = datetime.datetime.now(datetime.UTC)
     subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, NODE_OU),
@@ -267,3 +280,61 @@ def reissue_server_cert(paths: Paths, names: list[str]) -> None:
 
 def ca_key_present(paths: Paths) -> bool:
     return ca_files(paths)[0].is_file()
+
+
+def _alt_names(names: list[str]) -> x509.SubjectAlternativeName:
+    alt: list[x509.GeneralName] = []
+    for n in dict.fromkeys(names):
+        try:
+            alt.append(x509.IPAddress(ipaddress.ip_address(n)))
+        except ValueError:
+            alt.append(x509.DNSName(n))
+    return x509.SubjectAlternativeName(alt)
+
+
+def _role_cert(ca_key, ca_cert: x509.Certificate, cn: str, ou: str, public_key,
+               usages: list, names: list[str] | None = None) -> x509.Certificate:
+    now = datetime.datetime.now(datetime.UTC)
+    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, ou),
+                         x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    b = (x509.CertificateBuilder().subject_name(subject).issuer_name(ca_cert.subject)
+         .public_key(public_key).serial_number(x509.random_serial_number())
+         .not_valid_before(now - datetime.timedelta(minutes=5))
+         .not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
+         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+         .add_extension(x509.ExtendedKeyUsage(usages), critical=False))
+    if names:
+        b = b.add_extension(_alt_names(names), critical=False)
+    return b.sign(ca_key, hashes.SHA256())
+
+
+def issue_servicenode_cert(paths: Paths, name: str, csr_pem: bytes, names: list[str]) -> bytes:
+    """A service node's certificate for the key in ``csr_pem`` (checked as sign_node_csr
+    checks it): CN=name, OU=xcat-servicenode, valid for ``names``, for its xcatd (server)
+    and towards the management node (client). The PEM of the certificate alone."""
+    key = csr_public_key(csr_pem)
+    ca_key, ca_cert = _load_ca(paths)
+    cert = _role_cert(ca_key, ca_cert, name, SN_OU, key,
+                      [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+                      [name, *names])
+    return _cert_pem(cert)
+
+
+def relay_files(paths: Paths) -> CertFiles:
+    """The management node's client certificate for relaying to its service nodes."""
+    return CertFiles(paths.etc / "cert" / "relay-cred.pem", ca_files(paths)[1])
+
+
+def ensure_relay_cert(paths: Paths) -> bool:
+    """Create the relay certificate (CN=this host, OU=xcat-master, client authentication)
+    if there is none; True if it was created now."""
+    files = relay_files(paths)
+    if files.cred.is_file():
+        return False
+    ca_key, ca_cert = _load_ca(paths)
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = _role_cert(ca_key, ca_cert, socket.gethostname(), MASTER_OU, key.public_key(),
+                      [ExtendedKeyUsageOID.CLIENT_AUTH])
+    files.cred.parent.mkdir(parents=True, exist_ok=True)
+    _write(files.cred, _key_pem(key) + _cert_pem(cert), 0o600)
+    return True

@@ -33,6 +33,7 @@ from pathlib import Path
 from xcatd.base.noderange import fold
 from xcatd.base.paths import Paths
 from xcatd.db.database import TABLES, Database, DBError
+from xcatd.db.servicenodes import boot_states
 from xcatd.db.tablecsv import parse_csv
 from xcatd.security.credentials import (
     ca_files,
@@ -713,17 +714,8 @@ def regenerate_requests(db: Database) -> Iterator[tuple[str, str | None, dict]]:
     yield "makehosts", None, {}
     yield "makedhcp", None, {"new": True}
     yield "makedns", None, {"new": True}
-    states: dict[str, list[str]] = {}
-    for r in db.rows("chain"):
-        state = (r.get("currstate") or "").strip()
-        if not state:
-            continue
-        word, _, _rest = state.partition(" ")
-        if word in ("install", "netboot", "statelite"):
-            state = "osimage"  # each node's own image (nodetype.provmethod), as nodeset does
-        states.setdefault(state, []).append(r["node"])
-    for state, nodes in sorted(states.items()):
-        yield "nodeset", ",".join(sorted(nodes)), {"state": state}
+    for state, nodes in boot_states(db).items():
+        yield "nodeset", ",".join(nodes), {"state": state}
 
 
 def regenerate(db: Database, user: str) -> Iterator[tuple[str, list[str]]]:

@@ -8,11 +8,13 @@ from collections.abc import Iterator
 from xcatd.base.noderange import NodeRange, natural_key
 from xcatd.base.request import ErrorKind, Response, XcatError
 from xcatd.db.cluster import Cluster
-from xcatd.netconf.dhcp.common import DhcpManager
+from xcatd.netconf.dhcp.common import DhcpManager, scope
 from xcatd.netconf.dhcp.isc import IscDhcp
 from xcatd.netconf.dhcp.kea import Kea
 
 #: site.dhcpbackend -> its manager
+__all__ = ["BACKENDS", "DhcpManager", "manager", "scope", "update_nodes"]
+
 BACKENDS: dict[str, type[DhcpManager]] = {"dhcpd": IscDhcp, "isc": IscDhcp, "kea": Kea}
 
 

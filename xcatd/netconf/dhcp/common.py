@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from xcatd.base.noderange import NodeRange, natural_key
 from xcatd.base.request import ErrorKind, Response, XcatError
+from xcatd.db import servicenodes
 from xcatd.db.cluster import Cluster
 from xcatd.db.netinfo import Network, gather, network_of, networks, valid_ip, valid_mac
 from xcatd.netboot.bootfiles import LoaderFile, missing_message, needed
@@ -47,20 +48,41 @@ class Plan:
 
 
 def served_networks(cluster: Cluster) -> list[Network]:
-    """Networks this server answers on: all, or those on site.dhcpinterfaces."""
-    nets = networks(cluster.db)
-    wanted = {i.split("|")[-1].strip() for i in (cluster.site.get("dhcpinterfaces") or "")
-              .replace(";", ",").split(",") if i.strip()}
-    master = cluster.site.get("master")
+    """Networks this server answers on: all, or those on its DHCP interfaces (a service
+    node's servicenode.dhcpinterfaces, else site.dhcpinterfaces: ``eth1`` for every server,
+    ``sn1|eth1`` for sn1 alone). A network whose networks.dhcpserver names another server is
+    that server's."""
+    me = servicenodes.server_names(cluster.db, cluster.servicenode) if cluster.servicenode \
+        else {cluster.site.get("master") or ""}
+    wanted = set()
+    text = cluster.site.get("dhcpinterfaces") or ""
+    if cluster.servicenode:
+        own = cluster.db.rows("servicenode", keys=[cluster.servicenode])
+        text = (own[0].get("dhcpinterfaces") if own else None) or text
+    for item in text.replace(";", ",").split(","):
+        host, _, ifname = item.strip().rpartition("|")
+        if ifname and (not host or host in me):
+            wanted.add(ifname.strip())
     out = []
-    for n in nets:
+    for n in networks(cluster.db):
         if wanted and (n.row.get("mgtifname") or "") not in wanted:
             continue
         server = n.row.get("dhcpserver")
-        if server and master and server not in (master, "<xcatmaster>"):
+        if server and "" not in me and server not in me | {"<xcatmaster>"}:
             continue  # another server (a service node) answers there
         out.append(n)
     return out
+
+
+def scope(cluster: Cluster) -> list[str]:
+    """The nodes this server's DHCP configuration holds: a service node's own (the nodes it
+    acts for), the management node's those no service node acts for; every node where the
+    site says the servers share one flat network (site.disjointdhcps=0)."""
+    names = sorted(cluster.all_nodes(), key=natural_key)
+    if (cluster.site.get("disjointdhcps") or "").strip() == "0":
+        return names
+    mine = set(servicenodes.served_by(cluster.db, cluster.servicenode))
+    return [n for n in names if n in mine]
 
 
 def ranges(text: str | None, net: Network) -> list[tuple[str, str]]:
@@ -186,7 +208,7 @@ class DhcpManager(ConfigManager):
     def collect(self) -> Plan:
         if not self.networks():
             raise no_networks()
-        return self.plan(sorted(self.cluster.all_nodes(), key=natural_key))
+        return self.plan(scope(self.cluster))
 
     def report(self, data: Plan, written: list) -> Iterator[Response]:
         if data.no_mac:

@@ -1,0 +1,153 @@
+"""A service node's own PostgreSQL role on the management node's database.
+
+The role reads every table (the secrets in them are sealed under the management node's
+master key, which a service node never holds: it reads ciphertext) and writes only what a
+service node reports about the nodes it serves: its heartbeat (snstatus), node status, boot
+state and chain progress, node events. Everything else it changes goes through the
+management node's API.
+"""
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Iterable
+
+import sqlalchemy as sa
+
+from xcatd.db.database import SA_TABLES, Database
+from xcatd.db.errors import DBError
+from xcatd.db.sealed import PREFIX, SECRETS
+
+ROLE_PREFIX = "xcatsn_"
+#: A service node's name: also the tail of its role's name (63 bytes at most in PostgreSQL)
+NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,56}")
+
+#: What a service node's role may write, beyond reading every table: {table: (privilege,
+#: columns or None for the whole row)}
+WRITES: dict[str, tuple[tuple[str, tuple[str, ...] | None], ...]] = {
+    "snstatus": (("INSERT", None), ("UPDATE", None)),
+    "nodelist": (("UPDATE", ("status", "statustime", "appstatus", "appstatustime")),),
+    "bootstate": (("INSERT", None), ("UPDATE", None), ("DELETE", None)),
+    "chain": (("UPDATE", ("currstate", "currchain")),),
+    "nodeevents": (("INSERT", None),),
+    "eventlog": (("INSERT", None),),
+}
+
+NEEDS_POSTGRES = ("Service nodes need the management node's database on PostgreSQL "
+                  "(etc/xcat/cfgloc names SQLite): move it there with dumpxCATdb -p DIR, "
+                  "xcatconfig --dburl postgresql+psycopg://USER@HOST/xcatdb and "
+                  "restorexCATdb -p DIR (README.md: 'The database URL is read from ...')")
+
+
+def role_name(name: str) -> str:
+    """The role of service node ``name``; a name that is not [A-Za-z0-9_.-] is refused."""
+    if not NAME_RE.fullmatch(name or ""):
+        raise DBError(f"Invalid service node name {name!r}: use letters, digits, '_', '.' "
+                      "and '-' (56 at most)")
+    return ROLE_PREFIX + name
+
+
+def check_postgres(db: Database) -> None:
+    if db.engine.url.get_backend_name() != "postgresql":
+        raise DBError(NEEDS_POSTGRES)
+
+
+def clear_secrets(db: Database) -> list[str]:
+    """The secret columns (table.column) that hold any value stored clear."""
+    out = []
+    with db.connect() as conn:
+        have = set(sa.inspect(conn).get_table_names())
+        for table, cols in SECRETS.items():
+            if table not in have:
+                continue
+            t = SA_TABLES[table]
+            for c in cols:
+                stmt = (sa.select(sa.literal(1))
+                        .where(t.c[c].is_not(None), t.c[c] != "", t.c[c].not_like(f"{PREFIX}%"))
+                        .limit(1))
+                if conn.execute(stmt).first():
+                    out.append(f"{table}.{c}")
+    return out
+
+
+def check_join_ready(db: Database) -> None:
+    """Refuse a join a service node could read clear secrets through, or that its role
+    cannot be made for: PostgreSQL, a master key, every secret sealed."""
+    check_postgres(db)
+    if not db.sealer.has_key:
+        raise DBError(f"The management node has no master key ({db.sealer.keyfile}): run "
+                      "xcatconfig to make one and encrypt the secrets before a service node "
+                      "joins")
+    clear = clear_secrets(db)
+    if clear:
+        raise DBError(f"Secrets are stored clear in {', '.join(clear)}: run xcatd once, or "
+                      "xcatconfig, to encrypt them before a service node joins (it must never "
+                      "read a clear password)")
+
+
+def _grants(role, schema: str, tables: Iterable[str]):
+    """The statements that give ``role`` its privileges on ``schema``'s ``tables``
+    (psycopg.sql: identifiers quoted, never formatted in)."""
+    from psycopg import sql
+    have = set(tables)
+    sch = sql.Identifier(schema)
+    yield sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sch, role)
+    yield sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(sch, role)
+    for table, privileges in WRITES.items():
+        if table not in have:
+            continue
+        for privilege, cols in privileges:
+            target = sql.SQL(privilege)
+            if cols:
+                target = sql.SQL("{} ({})").format(
+                    target, sql.SQL(", ").join(map(sql.Identifier, cols)))
+            yield sql.SQL("GRANT {} ON TABLE {}.{} TO {}").format(
+                target, sch, sql.Identifier(table), role)
+    yield sql.SQL("GRANT USAGE ON ALL SEQUENCES IN SCHEMA {} TO {}").format(sch, role)
+
+
+def scoped_role(db: Database, name: str) -> tuple[str, str]:
+    """Create (or make anew) service node ``name``'s role on the management node's database,
+    with a fresh random password and only its privileges; returns (role, password)."""
+    role = role_name(name)
+    check_postgres(db)
+    import psycopg
+    from psycopg import sql
+    password = secrets.token_urlsafe(32)
+    raw = db.engine.raw_connection()
+    try:
+        pg = raw.driver_connection
+        try:
+            with pg.cursor() as cur:
+                cur.execute("SELECT current_database(), current_schema()")
+                dbname, schema = cur.fetchone()
+                schema = schema or "public"
+                cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s", (schema,))
+                tables = [r[0] for r in cur.fetchall()]
+                ident = sql.Identifier(role)
+                cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
+                verb = "ALTER" if cur.fetchone() else "CREATE"
+                # (the password is a literal: utility statements take no parameters)
+                cur.execute(sql.SQL(verb + " ROLE {} WITH LOGIN NOSUPERUSER NOCREATEDB "
+                                    "NOCREATEROLE NOINHERIT PASSWORD {}")
+                            .format(ident, sql.Literal(password)))
+                # a role made anew: whatever it was given before goes (column grants too)
+                for what in ("TABLES", "SEQUENCES"):
+                    cur.execute(sql.SQL("REVOKE ALL ON ALL " + what + " IN SCHEMA {} FROM {}")
+                                .format(sql.Identifier(schema), ident))
+                cur.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}")
+                            .format(sql.Identifier(dbname), ident))
+                for stmt in _grants(ident, schema, tables):
+                    cur.execute(stmt)
+            pg.commit()
+        except psycopg.Error as exc:
+            pg.rollback()
+            why = exc.diag.message_primary or type(exc).__name__  # never the statement
+            hint = ""
+            if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+                hint = (f": the management node's database user needs CREATEROLE and to own "
+                        f"the xCAT tables (ALTER ROLE {db.engine.url.username} CREATEROLE)")
+            raise DBError(f"Cannot make the database role {role}: {why}{hint}") from None
+    finally:
+        raw.close()
+    return role, password

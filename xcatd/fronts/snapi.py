@@ -1,0 +1,119 @@
+"""Where a service node joins the management node (xcatd.security.snjoin). These paths need
+no client certificate: the CA certificate is public, and a join proves itself with its
+one-time token.
+
+    GET  /v1/snjoin/ca    the CA certificate (PEM)
+    POST /v1/snjoin       {"token", "name", "csr", "names": [...], "dbhost"?}
+                          -> {"cert", "ca", "dburl"}
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import logging
+
+from aiohttp import web
+from sqlalchemy.engine import make_url
+
+from xcatd.daemon.pipeline import Pipeline
+from xcatd.db.errors import DBError
+from xcatd.db.pgroles import check_join_ready, scoped_role
+from xcatd.fronts.https import PIPELINE_KEY, POOL_KEY, json_error
+from xcatd.security.credentials import CSRError, ca_pem, csr_public_key, issue_servicenode_cert
+from xcatd.security.snjoin import JoinError, check_address, check_name, redeem
+
+log = logging.getLogger("xcatd.fronts.snapi")
+
+PREFIX = "/v1/snjoin"
+MAX_BODY = 64 * 1024
+MAX_NAMES = 32
+
+
+def add_snjoin_routes(app: web.Application) -> None:
+    app.router.add_get(PREFIX + "/ca", handle_ca)
+    app.router.add_post(PREFIX, handle_join)
+
+
+async def handle_ca(request: web.Request) -> web.Response:
+    paths = request.app[PIPELINE_KEY].paths
+    return web.Response(body=ca_pem(paths), content_type="application/x-pem-file")
+
+
+async def handle_join(request: web.Request) -> web.Response:
+    if (request.content_length or 0) > MAX_BODY:
+        return json_error(400, f"join request larger than {MAX_BODY} bytes")
+    raw = await request.content.read(MAX_BODY + 1)
+    if len(raw) > MAX_BODY:
+        return json_error(400, f"join request larger than {MAX_BODY} bytes")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return json_error(400, "the join request is not JSON")
+    if not isinstance(body, dict):
+        return json_error(400, "the join request is not a JSON object")
+    peer = (request.transport.get_extra_info("peername") or ("?",))[0] \
+        if request.transport else "?"
+    loop = asyncio.get_running_loop()
+    try:
+        answer = await loop.run_in_executor(request.app[POOL_KEY], join_here,
+                                            request.app[PIPELINE_KEY], body, str(peer))
+    except JoinError as exc:
+        log.warning("service node join from %s refused: %s", peer, exc)
+        return json_error(exc.status, str(exc))
+    return web.json_response(answer)
+
+
+def _fields(body: dict) -> tuple[str, str, bytes, list[str], str | None]:
+    token, name, csr = body.get("token"), body.get("name"), body.get("csr")
+    names, dbhost = body.get("names", []), body.get("dbhost")
+    for field, value in (("token", token), ("name", name), ("csr", csr)):
+        if not isinstance(value, str) or not value:
+            raise JoinError(f"the join request has no {field}")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise JoinError("names must be a list of addresses and host names")
+    if len(names) > MAX_NAMES:
+        raise JoinError(f"at most {MAX_NAMES} names")
+    check_name(name)
+    for n in names:
+        check_address(n, "name")
+    if dbhost is not None:
+        if not isinstance(dbhost, str):
+            raise JoinError("dbhost must be a host name or address")
+        check_address(dbhost, "dbhost")
+    return token, name, csr.encode(), names, dbhost
+
+
+def join_here(pipeline: Pipeline, body: dict, peer: str) -> dict:
+    """The management node's side of a join, in a worker thread: the token checked, the
+    database ready, then the token used up, the certificate signed, the role made."""
+    token, name, csr, names, dbhost = _fields(body)
+    paths, db = pipeline.paths, pipeline.db
+    try:
+        csr_public_key(csr)
+    except CSRError as exc:
+        raise JoinError(f"Invalid signing request: {exc}") from None
+    redeem(paths, name, token, consume=False)  # (nothing below for a caller without one)
+    try:
+        check_join_ready(db)
+    except DBError as exc:
+        raise JoinError(str(exc)) from None
+    redeem(paths, name, token)
+    cert = issue_servicenode_cert(paths, name, csr, names)
+    try:
+        role, password = scoped_role(db, name)
+    except DBError as exc:
+        raise JoinError(str(exc)) from None
+    url = make_url(db.url).set(username=role, password=password)
+    if dbhost:
+        url = url.set(host=dbhost)
+    pipeline.jobs.audit({
+        "audittime": datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S"),
+        "userid": name, "clientname": peer, "clienttype": "servicenode",
+        "command": "snjoin", "noderange": name, "args": " ".join(names)[:1024],
+        "status": "Allowed",
+        "comments": f"service node {name} joined (database role {role})"})
+    pipeline.jobs.flush()
+    log.info("service node %s joined from %s", name, peer)
+    return {"cert": cert.decode(), "ca": ca_pem(paths).decode(),
+            "dburl": url.render_as_string(hide_password=False)}
