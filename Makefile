@@ -52,7 +52,7 @@ VMTESTS = tests/provision/test_diskless_lab.py
 TESTS_A = tests/base tests/commands tests/daemon tests/db tests/test_descriptions.py \
 	tests/test_packaging.py
 TESTS_B = tests/fronts tests/hardware tests/lab tests/netboot tests/netconf tests/remote \
-	tests/transfer/test_transfer_lab.py
+	tests/transfer/test_transfer_lab.py tests/servicenodes
 test: debs venv lab-assets imports
 	@mkdir -p .cache; \
 	$(BIN)/pytest -q -m "not lab" -p no:cacheprovider $(VMTESTS) > .cache/vmtests.log 2>&1 & \

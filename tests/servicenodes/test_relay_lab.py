@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from xcatd.base.paths import Paths
-from xcatd.daemon.relay import Part, _Sender
+from xcatd.daemon.relay import Part, _Sender, _Tls
 from xcatd.lab.snlab import ServiceNodeLab
 from xcatd.lab.twomn import pg_socket_url, usable
 from xcatd.security.credentials import MASTER_OU, SN_OU, server_files
@@ -207,7 +207,7 @@ def relay_direct(lab, sn: str, leases: dict[str, int]):
             "leases": leases, "lent": {}, "keepalive": 1}
     part = Part(sn, leases, lab.members[sn].address, 3001)
     with lab.mn.netns():
-        _Sender(Paths(lab.mn.root), part, body, 10, out).run()
+        _Sender(_Tls(Paths(lab.mn.root)), part, lambda: body, 10, out).run()
     got = []
     while not out.empty():
         got.append(out.get())

@@ -29,7 +29,7 @@ import queue
 import socket
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from xcatd.base.noderange import NodeRange, natural_key
@@ -99,11 +99,10 @@ class _Sender(threading.Thread):
     """One part, sent and read in a thread of its own; what it reads goes to the merge
     queue: ("r", part, Response) for each response, then ("end", part, lost, why)."""
 
-    def __init__(self, paths: Paths, part: Part, body: dict[str, Any], silence: float,
-                 out: queue.Queue) -> None:
+    def __init__(self, tls: _Tls, part: Part, body: Callable[[], dict[str, Any]],
+                 silence: float, out: queue.Queue) -> None:
         super().__init__(name=f"relay-{part.sn}", daemon=True)
-        self.paths, self.part, self.body, self.silence, self.out = \
-            paths, part, body, silence, out
+        self.tls, self.part, self.body, self.silence, self.out = tls, part, body, silence, out
         self.conn: http.client.HTTPSConnection | None = None
         self.closed = threading.Event()
 
@@ -168,14 +167,12 @@ class _Sender(threading.Thread):
         if self.part.address is None:
             raise _Refused(f"{self.part.sn} has never reported a heartbeat (is its xcatd "
                            "running, and has it joined? xcatconfig --servicenode)")
-        files = relay_files(self.paths)
-        if not files.exists():
-            raise _Refused(f"no relay certificate at {files.cred}: run xcatconfig on the "
-                           "management node")
-        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(files.ca))
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        ctx.check_hostname = False  # the name checked is the certificate's CN, below
-        ctx.load_cert_chain(str(files.cred))
+        ctx = self.tls.context()
+        try:  # (in this thread: the parts are made at once, not one after another)
+            data = json.dumps(self.body()).encode()
+        except Exception as exc:  # a database failure: this part's nodes say so
+            raise _Refused(f"the part could not be made: {exc.__class__.__name__}: "
+                           f"{(str(exc).splitlines() or [''])[0]}") from None
         self.conn = http.client.HTTPSConnection(self.part.address, self.part.port,
                                                 context=ctx, timeout=self.silence)
         self.conn.connect()
@@ -184,7 +181,6 @@ class _Sender(threading.Thread):
             raise _Refused(f"the xcatd at {self.part.address}:{self.part.port} is not "
                            f"service node {self.part.sn} (its certificate names "
                            f"{certificate_cn(peer)!r}, role {certificate_ou(peer)!r})")
-        data = json.dumps(self.body).encode()
         self.conn.request("POST", RELAY_PATH, data, {"Content-Type": "application/json"})
         resp = self.conn.getresponse()
         if resp.status != 200:
@@ -198,6 +194,31 @@ class _Sender(threading.Thread):
 
 class _Refused(Exception):
     pass
+
+
+class _Tls:
+    """The management node's TLS client context for its service nodes (its relay
+    certificate), made once per request, when the first part needs it."""
+
+    def __init__(self, paths: Paths) -> None:
+        self.paths = paths
+        self._ctx: ssl.SSLContext | None = None
+        self._lock = threading.Lock()
+
+    def context(self) -> ssl.SSLContext:
+        with self._lock:
+            if self._ctx is None:
+                files = relay_files(self.paths)
+                if not files.exists():
+                    raise _Refused(f"no relay certificate at {files.cred}: run xcatconfig "
+                                   "on the management node")
+                ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH,
+                                                 cafile=str(files.ca))
+                ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+                ctx.check_hostname = False  # the name checked is the certificate's CN
+                ctx.load_cert_chain(str(files.cred))
+                self._ctx = ctx
+            return self._ctx
 
 
 # ---- the management node's side ------------------------------------------------------------
@@ -285,6 +306,7 @@ class _Merge:
         self.queue: queue.Queue = queue.Queue()
         self.senders: list[_Sender] = []
         self.running = 0
+        self.tls = _Tls(ctx.paths)
         self.silence = servicenodes.heartbeat_timeout(ctx.db)
         self.status = {r["node"]: r for r in ctx.db.rows("snstatus")}
         self.living = servicenodes.alive(ctx.db, timeout=self.silence)
@@ -308,12 +330,14 @@ class _Merge:
                    f"({self.silence:g} s)")
             yield from self._failed(part, list(part.leases), why, started=False)
             return
-        body = {"request": dataclasses.replace(
-                    self.request, noderange=",".join(part.leases) or None).to_dict(),
-                "leases": part.leases,
-                "lent": self._lent(list(part.leases)),
-                "keepalive": keepalive_interval(self.silence)}
-        sender = _Sender(self.ctx.paths, part, body, self.silence, self.queue)
+        request = dataclasses.replace(self.request, noderange=",".join(part.leases) or None)
+
+        def body() -> dict[str, Any]:
+            return {"request": request.to_dict(), "leases": part.leases,
+                    "lent": self._lent(list(part.leases)),
+                    "keepalive": keepalive_interval(self.silence)}
+
+        sender = _Sender(self.tls, part, body, self.silence, self.queue)
         self.senders.append(sender)
         self.running += 1
         sender.start()
