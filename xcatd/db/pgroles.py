@@ -23,14 +23,28 @@ ROLE_PREFIX = "xcatsn_"
 NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,56}")
 
 #: What a service node's role may write, beyond reading every table: {table: (privilege,
-#: columns or None for the whole row)}
+#: columns or None for the whole row)}. Its heartbeat, its nodes' status and events, and
+#: the boot state nodeset records when it writes their boot files (chain, bootparams, the
+#: image in nodetype and noderes.current_osimage): no more than serving their boot files
+#: lets it decide anyway; and the records of the requests its nodes send it. Never policy,
+#: passwords, site, or any other attribute.
+_IMAGE = ("os", "arch", "profile", "provmethod")
 WRITES: dict[str, tuple[tuple[str, tuple[str, ...] | None], ...]] = {
     "snstatus": (("INSERT", None), ("UPDATE", None)),
     "nodelist": (("UPDATE", ("status", "statustime", "appstatus", "appstatustime")),),
     "bootstate": (("INSERT", None), ("UPDATE", None), ("DELETE", None)),
-    "chain": (("UPDATE", ("currstate", "currchain")),),
+    "chain": (("INSERT", ("node", "currstate", "currchain")),
+              ("UPDATE", ("currstate", "currchain"))),
+    "bootparams": (("INSERT", None), ("UPDATE", None)),
+    "nodetype": (("INSERT", ("node", *_IMAGE)), ("UPDATE", _IMAGE)),
+    "noderes": (("INSERT", ("node", "current_osimage")), ("UPDATE", ("current_osimage",))),
     "nodeevents": (("INSERT", None),),
     "eventlog": (("INSERT", None),),
+    # the records of the requests its own nodes send it (boot scripts, reports): added to
+    # the audit log, never changed or removed there
+    "auditlog": (("INSERT", None),),
+    "jobs": (("INSERT", None), ("UPDATE", None)),
+    "jobresults": (("INSERT", None),),
 }
 
 NEEDS_POSTGRES = ("Service nodes need the management node's database on PostgreSQL "

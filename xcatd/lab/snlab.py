@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from xcatd.base.paths import Paths
-from xcatd.lab.twomn import NET, XCATD_PORT, HubLab, ManagementNode, TwoMNError
+from xcatd.lab.twomn import HUB_IP, NET, XCATD_PORT, HubLab, ManagementNode, TwoMNError
 from xcatd.security.credentials import reissue_server_cert, server_names
 
 MN_ADDRESS = f"{NET}.0.1"
@@ -37,9 +37,13 @@ class ServiceNodeLab(HubLab):
     """``mn`` and service nodes ``sn1``..``sn<sns>`` (``self.sns``), with the management
     node's database at ``dburl`` (a PostgreSQL URL every namespace reaches)."""
 
-    def __init__(self, workdir: str | os.PathLike[str], dburl: str, sns: int = 2) -> None:
+    def __init__(self, workdir: str | os.PathLike[str], dburl: str, sns: int = 2, *,
+                 hub: str | None = None, in_hub: str | None = None) -> None:
+        """``hub``: another lab's namespace as the hub (a VM lab's); ``in_hub``: the service
+        node that lives there (at HUB_IP), beside that lab's VMs, BMCs and services."""
         super().__init__(workdir, {"mn": MN_ADDRESS,
-                                   **{f"sn{k}": sn_address(k) for k in range(1, sns + 1)}})
+                                   **{f"sn{k}": HUB_IP if f"sn{k}" == in_hub else sn_address(k)
+                                      for k in range(1, sns + 1)}}, hub=hub)
         self.dburl = dburl
         self.mn = self.members["mn"]
         self.sns = [self.members[f"sn{k}"] for k in range(1, sns + 1)]

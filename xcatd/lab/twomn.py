@@ -185,13 +185,20 @@ class HubLab(Scene):
     """The hub and one xcatd node per name of ``addresses`` ({name: address in NET}), each in
     its own namespace on the hub's bridge (see the module's description)."""
 
-    def __init__(self, workdir: str | os.PathLike[str], addresses: dict[str, str]) -> None:
+    def __init__(self, workdir: str | os.PathLike[str], addresses: dict[str, str], *,
+                 hub: str | None = None) -> None:
         self.id = f"{os.getpid()}-{next(_seq)}"
         self.prefix = f"{NS_PREFIX}{self.id}-"
-        self.hub = f"{self.prefix}hub"
+        #: the hub's namespace: the lab's own, or one it is given (another lab's, such as
+        #: xcatd.lab.vmlab's, which that lab deletes); a member at HUB_IP lives in the hub
+        self.hub = hub or f"{self.prefix}hub"
+        self._own_hub = hub is None
         self.dir = Path(workdir)
         self.members = {name: ManagementNode(self, name, address, self.dir)
                         for name, address in addresses.items()}
+        for m in self.members.values():
+            if m.address == HUB_IP:
+                m.ns = self.hub
         self.procs: list[subprocess.Popen[Any]] = []
         self.fleets: list[Fleet] = []
         self.bmcs: list[IpmiSim] = []
@@ -201,6 +208,11 @@ class HubLab(Scene):
     def nodes(self) -> list[ManagementNode]:
         return list(self.members.values())
 
+    @property
+    def spokes(self) -> list[ManagementNode]:
+        """The members in namespaces of their own, on the hub's bridge."""
+        return [m for m in self.nodes if m.ns != self.hub]
+
     # ---- lifetime ----------------------------------------------------------------------------
     def setup(self) -> None:
         reason = usable()
@@ -209,14 +221,15 @@ class HubLab(Scene):
         _remove_stale_labs()
         for d in (self.dir, *(m.root for m in self.nodes), *(m.home for m in self.nodes)):
             d.mkdir(parents=True, exist_ok=True)
-        for ns in (self.hub, *(m.ns for m in self.nodes)):
+        for ns in ([self.hub] if self._own_hub else []) + [m.ns for m in self.spokes]:
             _ip("netns", "add", ns)
             self._made.append(ns)
+        for ns in (self.hub, *(m.ns for m in self.spokes)):
             _sysctl(ns, "net.ipv4.conf.all.route_localnet=1")  # 127/8 may cross the veths
         _batch(self.hub, ["link set lo up",
                           "link add br0 type bridge forward_delay 0 stp_state 0",
                           f"addr add {HUB_IP}/{PREFIXLEN} dev br0", "link set br0 up"])
-        for m in self.nodes:
+        for m in self.spokes:
             port = f"v{m.name}"
             _batch(self.hub, [f"link add {port} type veth peer name eth0 netns {m.ns}",
                               f"link set {port} master br0 up"])
@@ -263,7 +276,9 @@ class HubLab(Scene):
         """UDP from the nodes named in ``reach`` (default: all) to 127.0.0.1:first..last goes
         to the hub."""
         ports = f"{first}-{last}" if last is not None and last != first else str(first)
-        for m in (self.members[n] for n in reach) if reach is not None else self.nodes:
+        for m in (self.members[n] for n in reach) if reach is not None else self.spokes:
+            if m.ns == self.hub:
+                continue  # the BMCs are on its own 127.0.0.1
             _ip("-n", m.ns, "rule", "add", "pref", "100", "to", "127.0.0.1", "ipproto", "udp",
                 "dport", ports, "lookup", BMC_TABLE)
 
