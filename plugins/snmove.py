@@ -66,4 +66,5 @@ def snmove(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Resp
     # once the move has let go of the nodes; the relay sends them to the new owner)
     # (-i: the tables alone, as when the new service node is not up yet)
     if not a.get("ignorenodes"):
-        ctx.followups += servicenodes.regeneration(ctx.db, [m.node for m in moved])
+        nodes = [m.node for m in moved]
+        ctx.followups.append(lambda: servicenodes.regeneration(ctx.db, nodes))

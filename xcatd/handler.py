@@ -222,8 +222,9 @@ class Context(Cluster):
         self.daemon = daemon
         #: requests to run once this one has ended and let go of its nodes' locks, in
         #: this request's name (snmove: the moved nodes' DHCP and boot files, which the
-        #: relay sends to their new service node)
-        self.followups: list[Request] = []
+        #: relay sends to their new service node); a function is asked for its requests
+        #: then, so they see the tables as this request left them
+        self.followups: list[Request | Callable[[], list[Request]]] = []
         self._may_see_secrets = may_see_secrets or (lambda: False)
         self._secrets_allowed: bool | None = None
 

@@ -41,6 +41,7 @@ from xcatd.security.credentials import (
     issue_servicenode_cert,
     relay_files,
     server_files,
+    server_names,
 )
 from xcatd.security.snjoin import JoinError, TokenError, load_identity, new_token, redeem
 
@@ -336,7 +337,7 @@ def test_a_service_node_joins_with_its_token(join_server, sn_root, monkeypatch):
     token = new_token(mn, "sn1")
     monkeypatch.setenv("XCATROOT", str(sn_root.root))
     r = run_command("xcatconfig", "--servicenode", "--name", "sn1", "--master",
-                    join_server.master, "--token", token, "--address", "127.0.0.1",
+                    join_server.master, "--token", token, "--address", "127.0.0.2",
                     "--address", "sn1.cluster")
     assert r.rc == 0, r.err
     dburl = make_url(sn_root.cfgloc.read_text().strip())
@@ -362,7 +363,7 @@ def test_a_service_node_joins_with_its_token(join_server, sn_root, monkeypatch):
     assert [a.value for a in cert.subject.get_attributes_for_oid(
         NameOID.ORGANIZATIONAL_UNIT_NAME)] == [SN_OU]
     assert load_identity(sn_root) == snjoin.SnIdentity("sn1", join_server.master,
-                                                       "127.0.0.1", 3001)
+                                                       "127.0.0.2", 3001)
     # the service node's database: the management node's, through its role
     sn_db = Database(sn_root.cfgloc.read_text().strip())
     try:
@@ -434,7 +435,7 @@ def test_a_service_node_joins_through_a_running_xcatd(mn_pg, sn_root, monkeypatc
     port = thread.start().port
     try:
         token = new_token(mn_pg, "sn1")
-        lines = snjoin.join(sn_root, "sn1", f"127.0.0.1:{port}", token, ["127.0.0.1"])
+        lines = snjoin.join(sn_root, "sn1", f"127.0.0.1:{port}", token, ["127.0.0.2"])
     finally:
         thread.stop()
     assert lines[-1] == f"Joined the management node 127.0.0.1:{port} as service node sn1"
@@ -455,3 +456,23 @@ def test_sntoken_prints_the_token_alone(mn_pg, monkeypatch):
     assert bad.rc == 1 and bad.out == "" and "Invalid service node name 'sn 1'" in bad.err
     stray = run_command("xcatconfig", "--token", "x")
     assert stray.rc == 1 and "--token: only with --servicenode" in stray.err
+
+
+@pytest.mark.postgres
+def test_a_service_node_cannot_have_the_management_nodes_names(join_server, sn_root,
+                                                               monkeypatch):
+    """A token holder asking for a certificate valid for the management node's own names
+    (it could pose as the management node to admins and nodes) is refused, and the token
+    stays usable."""
+    mn = join_server.paths
+    token = new_token(mn, "sn1")
+    monkeypatch.setenv("XCATROOT", str(sn_root.root))
+    for stolen in ("127.0.0.1", "localhost", server_names(mn)[0]):
+        r = run_command("xcatconfig", "--servicenode", "--name", "sn1", "--master",
+                        join_server.master, "--token", token, "--address", "127.0.0.2",
+                        "--address", stolen)
+        assert r.rc == 1 and f"cannot name {stolen}: the management node" in r.err, r.err
+        assert not sn_root.cfgloc.exists()
+    r = run_command("xcatconfig", "--servicenode", "--name", "sn1", "--master",
+                    join_server.master, "--token", token, "--address", "127.0.0.2")
+    assert r.rc == 0, r.err

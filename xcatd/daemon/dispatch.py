@@ -147,7 +147,7 @@ def dispatch(spec: CommandSpec | None, request: Request, ctx: Context, *, locks:
                             close()
                         yield stop
                         return
-        for follow in ctx.followups:  # after the locks are let go: they take their own
+        for follow in _followups(ctx):  # after the locks are let go: they take their own
             follow = dataclasses.replace(follow, user=request.user, client=request.client)
             yield from dispatch(command_spec(follow.command), follow,
                                 Context(follow, ctx.paths, ctx.db, ctx.site, jobs=ctx.jobs,
@@ -176,6 +176,11 @@ def dispatch(spec: CommandSpec | None, request: Request, ctx: Context, *, locks:
         log.exception("%s failed", request.command)
         yield error(f"{request.command}: internal error: {exc.__class__.__name__}: {exc}",
                     ErrorKind.INTERNAL)
+
+
+def _followups(ctx: Context) -> Iterator[Request]:
+    for f in ctx.followups:
+        yield from (f() if callable(f) else [f])
 
 
 # ---- admin locks ---------------------------------------------------------------------------

@@ -29,6 +29,7 @@ import queue
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -47,6 +48,12 @@ log = logging.getLogger("xcatd.daemon.relay")
 #: The commands whose nodes go to the service node acting for each.
 RELAYED = frozenset({"rpower", "rsetboot", "rinv", "rvitals", "reventlog", "nodeset",
                      "makedhcp", "makedns", "xdsh", "xdcp", "updatenode", "nodestat"})
+#: The relayed commands that reach the nodes' management controllers: lent the nodes' own
+#: rows of the node-keyed secret tables (ipmi.password, ...) and their methods' passwd rows.
+HARDWARE = frozenset({"rpower", "rsetboot", "rinv", "rvitals", "reventlog"})
+#: The passwd rows other relayed commands read (nodeset: the root password its install
+#: files carry; makedhcp: the OMAPI key of the service node's dhcpd). Nothing else is lent.
+PASSWD_KEYS = {"nodeset": ("system",), "makedhcp": ("omapi",)}
 #: The relayed commands that, with no noderange (makedhcp -n, -a), run on the management node
 #: and on every service node, each for the nodes it serves.
 EVERYWHERE = frozenset({"makedhcp"})
@@ -55,6 +62,8 @@ EVERYWHERE = frozenset({"makedhcp"})
 RELAY_ORIGIN = "relay"
 RELAY_PATH = "/v1/relay"
 DEFAULT_PORT = 3001
+#: The longest line of a service node's answer (one response, its output included)
+MAX_LINE = 16 * 1024 * 1024
 #: The longest wait for a service node's keep-alive: a few are sent within the silence bound.
 MAX_KEEPALIVE = 5.0
 
@@ -105,6 +114,7 @@ class _Sender(threading.Thread):
         self.tls, self.part, self.body, self.silence, self.out = tls, part, body, silence, out
         self.conn: http.client.HTTPSConnection | None = None
         self.closed = threading.Event()
+        self.sent = False
 
     def close(self) -> None:
         """Stop reading (the request was cancelled): the service node sees its connection
@@ -120,18 +130,24 @@ class _Sender(threading.Thread):
     def run(self) -> None:
         answered: set[str] = set()
         why: str | None = None
-        ended = False
-        started = False
+        ended = started = False
         try:
             resp = self._send()
-            started = True
             while True:
-                raw = resp.readline()
+                raw = resp.readline(MAX_LINE + 1)
                 if not raw:
                     break
+                if len(raw) > MAX_LINE:
+                    raise ValueError(f"a line longer than {MAX_LINE} bytes")
                 record = json.loads(raw)
+                if not isinstance(record, dict):
+                    raise ValueError(f"a record that is not an object: {raw[:80]!r}")
                 if "r" in record:
                     r = Response.from_dict(record["r"])
+                    if r.node is not None and (not isinstance(r.node, str) or (
+                            self.part.leases and r.node not in self.part.leases)):
+                        raise ValueError(f"an answer for {str(r.node)[:40]!r}, not a node "
+                                         "of its part")
                     if r.node:
                         answered.add(r.node)
                     self.out.put(("r", self.part, r))
@@ -148,20 +164,22 @@ class _Sender(threading.Thread):
         except (OSError, http.client.HTTPException) as exc:
             why = (f"connection to {self.part.sn} lost: "
                    f"{getattr(exc, 'strerror', None) or exc.__class__.__name__}")
-        except ValueError as exc:
-            why = f"{self.part.sn} sent something that is not a response: {exc}"
+        except Exception as exc:  # (anything else it sent: never a reader that dies unheard)
+            why = (f"{self.part.sn} sent something that is not a response "
+                   f"({exc.__class__.__name__}: {(str(exc).splitlines() or [''])[0][:200]})")
         finally:
+            started = self.sent
             if self.conn is not None:
                 self.conn.close()
-        if self.closed.is_set():
-            why = "cancelled"
-        if ended:
-            self.out.put(("end", self.part, [], None, True))
-            return
-        lost = [n for n in self.part.leases if n not in answered] or \
-            ([] if self.part.leases else [self.part.sn])
-        self.out.put(("end", self.part, lost, why or f"{self.part.sn} closed the connection "
-                      "before the end of its part", started))
+            if self.closed.is_set():
+                why = "cancelled"
+            if ended:
+                self.out.put(("end", self.part, [], None, True))
+            else:
+                lost = [n for n in self.part.leases if n not in answered] or \
+                    ([] if self.part.leases else [self.part.sn])
+                self.out.put(("end", self.part, lost, why or f"{self.part.sn} closed the "
+                              "connection before the end of its part", started))
 
     def _send(self) -> http.client.HTTPResponse:
         if self.part.address is None:
@@ -182,6 +200,7 @@ class _Sender(threading.Thread):
                            f"service node {self.part.sn} (its certificate names "
                            f"{certificate_cn(peer)!r}, role {certificate_ou(peer)!r})")
         self.conn.request("POST", RELAY_PATH, data, {"Content-Type": "application/json"})
+        self.sent = True  # from here on the service node may be acting on the nodes
         resp = self.conn.getresponse()
         if resp.status != 200:
             try:
@@ -245,7 +264,7 @@ def run(spec: CommandSpec, request: Request, ctx: Context, nodes: NodeRange, *,
         for (old, new), ns in sorted(by.items()):
             yield Response(warning=f"{old} silent past site.snheartbeattimeout: "
                                    f"{NodeRange(ns)} moved to {new}")
-        ctx.followups += servicenodes.regeneration(ctx.db, [m.node for m in moved])
+        regenerate(ctx, [m.node for m in moved])
     local = [n for n in names if owners[n].servicenode is None]
     parts: dict[str, Part] = {}
     for n in names:
@@ -266,6 +285,15 @@ def run(spec: CommandSpec, request: Request, ctx: Context, nodes: NodeRange, *,
         yield from merge.drain(block=True)
     finally:
         merge.close()
+
+
+def regenerate(ctx: Context, nodes: list[str]) -> None:
+    """Once the request has ended: the moved nodes' DHCP entries and boot files, in the
+    state the request left them, written by their new service node (but for what the
+    request itself was: a nodeset has just written their boot files there)."""
+    done = ctx.request.command
+    ctx.followups.append(lambda: [r for r in servicenodes.regeneration(ctx.db, nodes)
+                                  if r.command != done])
 
 
 def _everywhere(spec: CommandSpec, request: Request, ctx: Context,
@@ -343,9 +371,21 @@ class _Merge:
         sender.start()
 
     def _lent(self, nodes: list[str]) -> dict[str, str]:
-        groups = self.ctx.db.node_groups(nodes)
-        names = set(nodes) | {g for gs in groups.values() for g in gs}
-        return self.ctx.db.lendable_secrets(names)
+        """The secrets this part's command reads for its nodes, and only those: the
+        hardware commands their nodes' (and groups') rows of the node-keyed secret tables
+        and the passwd defaults of their management methods; the others the passwd keys
+        they name (PASSWD_KEYS)."""
+        db, command = self.ctx.db, self.request.command
+        keys = set(PASSWD_KEYS.get(command, ()))
+        names: set[str] = set()
+        if command in HARDWARE and nodes:
+            groups = db.node_groups(nodes)
+            names = set(nodes) | {g for gs in groups.values() for g in gs}
+            methods = db.resolve(nodes, {"nodehm": ["mgt", "power"]})
+            keys |= {v for m in methods.values() for v in m.values() if v}
+        if not names and not keys:
+            return {}
+        return db.lendable_secrets(names, keys)
 
     def drain(self, *, block: bool) -> Iterator[Response]:
         while self.running:
@@ -379,16 +419,34 @@ class _Merge:
                          part.sn)
             return
         if self.retry and not part.retried and why != "cancelled":
-            yield from self._retry(part, nodes, why)
+            if not started or self._dead(part.sn):
+                yield from self._retry(part, nodes, why)
+                return
+            for n in nodes:  # it may still be acting on them: never a second time
+                yield _error(f"lost: {part.sn} stopped answering before this node's result "
+                             f"({why}) but still heartbeats: not run elsewhere, so that no "
+                             "node runs twice", n)
             return
         for n in nodes:
             if started:
                 yield _error(f"lost: {part.sn} stopped answering before this node's result "
-                             f"({why}); --retry runs it on the next service node in its pool",
-                             n)
+                             f"({why})" + ("" if part.retried else "; --retry runs it on the "
+                                           "next service node in its pool"), n)
             else:
                 yield _error(f"Unable to dispatch hierarchical sub-command to "
                              f"{part.where}: {why}", n)
+
+    def _dead(self, sn: str) -> bool:
+        """Whether ``sn``, which had the part, is dead by the heartbeat rule, waiting for it
+        up to the silence bound (and a margin): a service node that stopped answering but
+        still heartbeats may still be acting on its nodes."""
+        deadline = time.monotonic() + self.silence * 1.5
+        while True:
+            if sn not in servicenodes.alive(self.ctx.db, timeout=self.silence):
+                return True
+            if time.monotonic() > deadline or (self.cancel and self.cancel.is_set()):
+                return False
+            time.sleep(min(0.5, self.silence / 4))
 
     def _retry(self, part: Part, nodes: list[str], why: str) -> Iterator[Response]:
         living = servicenodes.alive(self.ctx.db, timeout=self.silence) - {part.sn}
@@ -411,6 +469,7 @@ class _Merge:
                 for n in moved_nodes:
                     yield _error(f"lost: could not move the node to {dest}: {exc}", n)
                 continue
+            regenerate(self.ctx, [m.node for m in moved])
             epochs = {m.node: m.epoch for m in moved}
             leases = {n: epochs[n] for n in moved_nodes if n in epochs}
             yield Response(warning=f"{part.sn} failed ({why}): {len(leases)} node(s) moved "

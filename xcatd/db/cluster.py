@@ -8,6 +8,7 @@ selectors, site.excludenodes), reading each table at most once.
 """
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
@@ -43,6 +44,17 @@ class Cluster:
         if self._site is None:
             self._site = self.db.site()
         return self._site
+
+    def server_for(self, ip: str | None) -> str:
+        """The address a node at ``ip`` reaches this server at, where the node's own
+        noderes.xcatmaster says nothing: site.master on the management node; on a service
+        node, its own address on the node's network (the source address the kernel would
+        use towards ``ip``: a route lookup, nothing is sent), as xCAT derives it."""
+        if self.servicenode and ip:
+            found = _source_address(ip)
+            if found:
+                return found
+        return self.site.master()
 
     @cached_property
     def installdir(self) -> Path:
@@ -142,3 +154,14 @@ class Cluster:
         site.noderangemax names made from ranges (TooManyNodes)."""
         return expand(noderange, self, verify=verify, env=env, allow_files=allow_files,
                       limit=self.site.integer("noderangemax", DEFAULT_LIMIT, low=1))
+
+
+def _source_address(ip: str) -> str | None:
+    """This host's address towards ``ip`` (connecting a UDP socket sends nothing)."""
+    try:
+        family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.connect((ip, 9))
+            return s.getsockname()[0]
+    except OSError:
+        return None

@@ -254,21 +254,23 @@ class Database:
                 out = [r for r in out if all(check(r) for check in checks)]
         return out
 
-    def lendable_secrets(self, names: Iterable[str], conn: Connection | None = None
-                         ) -> dict[str, str]:
-        """{sealed value: clear value} of the secrets a request for the nodes or groups
-        ``names`` may read: the node-keyed secret tables' rows of those names and their
-        regular-expression rows, and every row of the other secret tables (passwd, ...).
-        What a service node is lent for one relayed request (Sealer.lend)."""
-        names = sorted(set(names))
+    def lendable_secrets(self, names: Iterable[str], passwd_keys: Iterable[str] = (),
+                         conn: Connection | None = None) -> dict[str, str]:
+        """{sealed value: clear value} of the secrets in the node-keyed secret tables' rows
+        of the nodes or groups ``names`` (ipmi.password, ...), and of the passwd rows whose
+        key is one of ``passwd_keys``: what a service node is lent for one relayed request
+        (Sealer.lend), and no more."""
+        names, keys = sorted(set(names)), sorted(set(passwd_keys))
         out: dict[str, str] = {}
         for table, cols in SECRETS.items():
             t = SA_TABLES[table]
             key = TABLES[table].keys[0]
-            stmt = sa.select(*(t.c[c] for c in cols))
-            if key == "node":
-                stmt = stmt.where(sa.or_(t.c.node.in_(names), t.c.node.like("/%"),
-                                         t.c.node.like("|%")))
+            if key == "node" and names:
+                stmt = sa.select(*(t.c[c] for c in cols)).where(t.c.node.in_(names))
+            elif table == "passwd" and keys:
+                stmt = sa.select(*(t.c[c] for c in cols)).where(t.c.key.in_(keys))
+            else:
+                continue
             for row in self._fetch(stmt, conn):
                 for c in cols:
                     value = row.get(c)

@@ -45,9 +45,9 @@ IDENTITY = web.RequestKey("identity", Identity) if hasattr(web, "RequestKey") el
 POOL_KEY = web.AppKey("pool", ThreadPoolExecutor)
 #: On a service node: who it is (xcatd.security.snjoin.SnIdentity); absent on the MN.
 SN_KEY = web.AppKey("servicenode", object)
-#: The cancel events of the relayed parts under way (a service node's heartbeat cancels
-#: them when it finds it was silent too long).
-PARTS_KEY = web.AppKey("parts", set)
+#: The relayed parts under way: {cancel event: leases} (a service node's heartbeat cancels
+#: them when it finds it was silent too long, or their leases moved).
+PARTS_KEY = web.AppKey("parts", dict)
 
 
 # ---- who is asking -------------------------------------------------------------------------
@@ -89,8 +89,8 @@ def _identify(transport) -> Identity | None:
     ou = certificate_ou(cert)
     if ou == MASTER_OU:  # the management node relaying a request to this service node
         return Identity(cn, str(peer[0]), RELAY_ORIGIN)
-    if ou == SN_OU:      # a service node calling its management node's API
-        return Identity(cn, str(peer[0]), SN_CLIENT)
+    if ou == SN_OU:      # a service node calling its management node's API: never a user
+        return Identity(f"{SN_CLIENT}:{cn}", str(peer[0]), SN_CLIENT)
     if ou == NODE_OU:  # a node's certificate: a node, whatever its CN
         der = transport.get_extra_info("ssl_object").getpeercert(binary_form=True)
         return Identity(cn, plain_ip(str(peer[0])) or "?", NODE_ORIGIN,

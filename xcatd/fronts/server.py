@@ -171,8 +171,8 @@ async def handle_relay(request: web.Request) -> web.StreamResponse:
                                              "user": req.user}))
     pipeline, pool = request.app[PIPELINE_KEY], request.app[POOL_KEY]
     cancel = threading.Event()
-    parts: set = request.app[PARTS_KEY]
-    parts.add(cancel)
+    parts: dict = request.app[PARTS_KEY]
+    parts[cancel] = leases
     pump = Relay(asyncio.get_running_loop())
 
     def work() -> None:
@@ -215,7 +215,7 @@ async def handle_relay(request: web.Request) -> web.StreamResponse:
         cancel.set()
     finally:
         watch.cancel()
-        parts.discard(cancel)
+        parts.pop(cancel, None)
     return resp
 
 
@@ -233,7 +233,7 @@ def make_app(pipeline: Pipeline, pool: ThreadPoolExecutor,
     app = web.Application(middlewares=[authenticate], client_max_size=MAX_REQUEST)
     app[PIPELINE_KEY] = pipeline
     app[POOL_KEY] = pool
-    app[PARTS_KEY] = set()
+    app[PARTS_KEY] = {}
     if servicenode is not None:
         app[SN_KEY] = servicenode
     app.router.add_post("/v1/request", handle_request)
@@ -459,10 +459,11 @@ class Heartbeat(threading.Thread):
     """A service node's heartbeat: its row in snstatus (its address and port, the time),
     three times per site.snheartbeattimeout. A beat that comes later than the timeout (the
     process was paused, or the database was out of reach) means the management node may
-    have given this node's leases to another: every relayed part under way is cancelled,
-    and the next part is fenced by its leases' epochs."""
+    have given this node's leases to another: every relayed part under way is cancelled.
+    At each beat the parts under way are fenced again: one whose leases moved meanwhile
+    (snmove, a failover) is cancelled, and the next part is fenced when it starts."""
 
-    def __init__(self, db, sn: SnIdentity, port: int, parts: set) -> None:
+    def __init__(self, db, sn: SnIdentity, port: int, parts: dict) -> None:
         super().__init__(name="sn-heartbeat", daemon=True)
         self.db, self.sn, self.port, self.parts = db, sn, port, parts
         self._halt = threading.Event()
@@ -485,6 +486,11 @@ class Heartbeat(threading.Thread):
                 servicenodes.heartbeat(self.db, self.sn.name, self.sn.address,
                                        self.sn.port or self.port)
                 last_ok = time.monotonic()
+                for cancel, leases in list(self.parts.items()):
+                    if leases and servicenodes.fence(self.db, self.sn.name, leases):
+                        log.warning("service node %s: the leases of a relayed part moved: "
+                                    "cancelled", self.sn.name)
+                        cancel.set()
             except (DBError, SQLAlchemyError) as exc:
                 log.error("service node %s: heartbeat not recorded: %s", self.sn.name,
                           (str(exc).splitlines() or [""])[0])

@@ -12,6 +12,7 @@ import asyncio
 import datetime
 import json
 import logging
+import socket
 
 from aiohttp import web
 from sqlalchemy.engine import make_url
@@ -20,7 +21,13 @@ from xcatd.daemon.pipeline import Pipeline
 from xcatd.db.errors import DBError
 from xcatd.db.pgroles import check_join_ready, scoped_role
 from xcatd.fronts.https import PIPELINE_KEY, POOL_KEY, json_error
-from xcatd.security.credentials import CSRError, ca_pem, csr_public_key, issue_servicenode_cert
+from xcatd.security.credentials import (
+    CSRError,
+    ca_pem,
+    csr_public_key,
+    issue_servicenode_cert,
+    server_names,
+)
 from xcatd.security.snjoin import JoinError, check_address, check_name, redeem
 
 log = logging.getLogger("xcatd.fronts.snapi")
@@ -84,6 +91,21 @@ def _fields(body: dict) -> tuple[str, str, bytes, list[str], str | None]:
     return token, name, csr.encode(), names, dbhost
 
 
+def _taken_names(pipeline: Pipeline, name: str) -> set[str]:
+    """The names a joining service node's certificate may not carry (lower case): the
+    management node's (its certificate's, site.master, this host's) and the other service
+    nodes' (their names and heartbeat addresses)."""
+    taken = {n.lower() for n in server_names(pipeline.paths)}
+    taken |= {socket.gethostname().lower(), socket.getfqdn().lower()}
+    master = pipeline.db.site().get("master")
+    if master:
+        taken.add(master.lower())
+    for r in pipeline.db.rows("snstatus"):
+        if r["node"] != name:
+            taken |= {str(r["node"]).lower(), str(r.get("address") or "").lower()} - {""}
+    return taken
+
+
 def join_here(pipeline: Pipeline, body: dict, peer: str) -> dict:
     """The management node's side of a join, in a worker thread: the token checked, the
     database ready, then the token used up, the certificate signed, the role made."""
@@ -94,6 +116,11 @@ def join_here(pipeline: Pipeline, body: dict, peer: str) -> dict:
     except CSRError as exc:
         raise JoinError(f"Invalid signing request: {exc}") from None
     redeem(paths, name, token, consume=False)  # (nothing below for a caller without one)
+    taken = _taken_names(pipeline, name)
+    clash = [n for n in [name, *names] if n.lower() in taken]
+    if clash:
+        raise JoinError(f"A service node's certificate cannot name {', '.join(clash)}: the "
+                        "management node or another service node goes by it")
     try:
         check_join_ready(db)
     except DBError as exc:

@@ -148,6 +148,30 @@ class ManagementNode:
             time.sleep(0.1)
         raise TwoMNError(f"dhcpd on {self.name} did not start:\n{_tail(log)}")
 
+    def start_tftpd(self, address: str) -> subprocess.Popen[Any]:
+        """tftpd-hpa for this node's TFTP root on address:69 in its namespace, once it
+        listens; stopped with the lab."""
+        log = self.lab.dir / f"tftpd-{self.name}.log"
+        with open(log, "ab") as fh:
+            p = self.lab.spawn(self.argv(["in.tftpd", "--foreground", "--listen", "--address",
+                                          f"{address}:69", "--user", "root", "--secure",
+                                          self.root / "tftpboot"]),
+                               stdout=fh, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline and p.poll() is None:
+            if self.run(["ss", "-H", "-lun", "sport", "= :69"]).stdout.strip():
+                return p
+            time.sleep(0.1)
+        raise TwoMNError(f"tftpd on {self.name} did not start:\n{_tail(log)}")
+
+    def attach(self, ns: str, bridge: str, address: str) -> None:
+        """A second interface for this node, named ``bridge`` like the bridge it joins in
+        namespace ``ns`` (another lab's network: a service node's own compute network), with
+        ``address`` (CIDR)."""
+        _batch(ns, [f"link add v{self.name}x type veth peer name {bridge} netns {self.ns}",
+                    f"link set v{self.name}x master {bridge} up"])
+        _batch(self.ns, [f"addr add {address} dev {bridge}", f"link set {bridge} up"])
+
     def stop_xcatd(self) -> None:
         p, self.xcatd = self.xcatd, None
         if p is not None:

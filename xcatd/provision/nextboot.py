@@ -181,7 +181,9 @@ class NodesetRun:
 
     def server(self, node: str) -> str:
         """The address the node reaches this server at (HTTP, callbacks)."""
-        return self.v(node, "noderes", "xcatmaster") or self.master
+        return self.v(node, "noderes", "xcatmaster") or (
+            self.ctx.server_for(self.v(node, "hosts", "ip")) if self.ctx.servicenode
+            else self.master)
 
     def netboot(self, node: str) -> str:
         return (self.v(node, "noderes", "netboot") or "xnba").lower()

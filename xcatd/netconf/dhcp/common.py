@@ -149,7 +149,8 @@ def plan_hosts(cluster: Cluster, names: list[str], nets: list[Network]
                             "on (networks table, site.dhcpinterfaces)")
             continue
         by_ip[nn.ip].append(node)
-        server = nn.tftpserver or nn.xcatmaster or net.row.get("tftpserver") or master
+        server = nn.tftpserver or nn.xcatmaster or net.row.get("tftpserver") or (
+            cluster.server_for(nn.ip) if cluster.servicenode else master)
         # an unknown netboot boots like xnba here; nodeset names the bad value
         netboot = (nn.netboot or "xnba").lower()
         netboot = netboot if netboot in LOADERS else "xnba"
