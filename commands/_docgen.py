@@ -220,8 +220,9 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
                "servicenode pool), in one transaction: the destination first in the node's "
                "servicenode pool, the node's lease (nodeowner) to it with a new epoch, so the "
                "old service node can no longer act for it, and the xcatmaster, tftpserver, "
-               "nfsserver and monserver that named the old service node. Telling the nodes "
-               "and the new service node needs the relay to service nodes, not built yet."),
+               "nfsserver and monserver that named the old service node; then the new service "
+               "node writes the moved nodes' DHCP entries and boot files in their current "
+               "state (-i: the tables alone)."),
     "xcatexport": ("write the whole management node into one archive",
                    "Writes everything of the management node but its base distribution into "
                    "one archive (-f, a .tar.zst) or directory (-p): every table (the logs "

@@ -20,6 +20,7 @@ from xcatd.base import version as pyxcat_version
 from xcatd.base.request import Request, Response, XcatError
 from xcatd.base.site import SiteValueError
 from xcatd.handler import FLAG, Context, command
+from xcatd.security.snjoin import load_identity
 
 #: xCAT's names for the database engines (its cfgloc prefixes).
 ENGINES = {"sqlite": "SQLite", "postgresql": "Pg", "mysql": "mysql", "mariadb": "mysql"}
@@ -56,8 +57,9 @@ def lsxcatd(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
         if not every:
             return
     if req.args.get("nodetype") or every:
-        # service nodes are not built yet: every pyxcat daemon is a management node
-        yield Response(data="This is a Management Node")
+        # (a service node's root holds its join: etc/xcat/servicenode.json)
+        yield Response(data="This is a Service Node" if load_identity(ctx.paths)
+                       else "This is a Management Node")
         if not every:
             return
     if req.args.get("database") or every:

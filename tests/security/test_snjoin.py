@@ -292,6 +292,9 @@ def test_the_role_cannot_change_policy_passwords_or_anything_else(mn_pg, pg_serv
 
 @pytest.mark.postgres
 def test_the_role_reads_sealed_secrets_only_and_writes_its_status(mn_pg, pg_server):
+    db = Database.open(mn_pg)
+    with db.begin() as c:  # n1 is sn1's (its lease)
+        db.set_rows(c, "nodeowner", {("n1",): {"servicenode": "sn1", "epoch": 1}})
     role, password = scoped_role(Database.open(mn_pg), "sn1")
     assert role == "xcatsn_sn1" and len(password) >= 32
     with _as_role(pg_server, mn_pg, role) as conn:
@@ -476,3 +479,43 @@ def test_a_service_node_cannot_have_the_management_nodes_names(join_server, sn_r
     r = run_command("xcatconfig", "--servicenode", "--name", "sn1", "--master",
                     join_server.master, "--token", token, "--address", "127.0.0.2")
     assert r.rc == 0, r.err
+
+
+@pytest.mark.postgres
+def test_the_role_writes_only_the_rows_of_its_own_nodes_and_its_own_heartbeat(
+        mn_pg, pg_server):
+    """Row-level security: sn1 may write n1 (its lease), never n2 (sn2's) nor m1 (the
+    management node's), nor sn2's heartbeat, nor records of requests that are not its nodes'."""
+    import psycopg
+    db = Database.open(mn_pg)
+    with db.begin() as c:
+        db.set_rows(c, "nodelist", {(n,): {"groups": "compute"} for n in ("n2", "m1")})
+        db.set_rows(c, "nodeowner", {("n1",): {"servicenode": "sn1", "epoch": 1},
+                                     ("n2",): {"servicenode": "sn2", "epoch": 1}})
+        db.set_rows(c, "chain", {(n,): {"currstate": "boot"} for n in ("n1", "n2", "m1")})
+        db.set_rows(c, "snstatus", {("sn2",): {"address": "10.0.0.6", "heartbeat": "x"}})
+    role, _ = scoped_role(db, "sn1")
+    denied = psycopg.errors.InsufficientPrivilege
+    with _as_role(pg_server, mn_pg, role) as conn:
+        conn.execute("UPDATE chain SET currstate = 'install', currchain = 'runimage=x'")
+        conn.execute("UPDATE snstatus SET address = '192.0.2.9'")
+        conn.execute("UPDATE nodelist SET status = 'booted'")
+        for stmt in ("INSERT INTO bootstate (node, tokenhash) VALUES ('m1', 'forged')",
+                     "INSERT INTO bootstate (node, tokenhash) VALUES ('n2', 'forged')",
+                     "INSERT INTO snstatus (node, address) VALUES ('sn3', '192.0.2.9')",
+                     "INSERT INTO nodeevents (node, phase) VALUES ('m1', 'boot')",
+                     "INSERT INTO auditlog (userid, clienttype, command) "
+                     "VALUES ('root', 'cli', 'chdef')",
+                     "INSERT INTO jobs (jobid, \"user\", clienttype) VALUES ('j', 'root', 'cli')"):
+            with pytest.raises(denied, match="row-level security"):
+                conn.execute(stmt)
+        conn.execute("INSERT INTO bootstate (node, tokenhash) VALUES ('n1', 'mine')")
+        conn.execute("INSERT INTO auditlog (userid, clienttype, command) "
+                     "VALUES ('n1', 'node', 'bootscript')")
+    chain = {r["node"]: (r["currstate"], r["currchain"]) for r in db.rows("chain")}
+    assert chain == {"n1": ("install", "runimage=x"), "n2": ("boot", None),
+                     "m1": ("boot", None)}
+    assert {r["node"]: r.get("status") for r in db.rows("nodelist")} == {
+        "n1": "booted", "n2": None, "m1": None}
+    assert [r["address"] for r in db.rows("snstatus")] == ["10.0.0.6"]
+    assert [r["node"] for r in db.rows("bootstate")] == ["n1"]

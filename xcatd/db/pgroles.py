@@ -120,6 +120,48 @@ def _grants(role, schema: str, tables: Iterable[str]):
     yield sql.SQL("GRANT USAGE ON ALL SEQUENCES IN SCHEMA {} TO {}").format(sch, role)
 
 
+#: A service node's role, in SQL: the name it stands for (the role name after the prefix)
+_SN = f"substr(current_user, {len(ROLE_PREFIX) + 1})"
+_IS_SN = f"starts_with(current_user, '{ROLE_PREFIX}')"
+_OWNED = f"(SELECT o.node FROM nodeowner o WHERE o.servicenode = {_SN})"
+#: Row by row, what a service node's role may write of the tables it writes (row-level
+#: security; other roles are not limited by it, and the tables' owner, the management
+#: node's user, is never): only the rows of the nodes it holds the lease of, its own
+#: heartbeat, and the records of its own nodes' requests.
+ROW_RULES: dict[str, str] = {
+    **{t: f"node IN {_OWNED}" for t in ("nodelist", "bootstate", "chain", "bootparams",
+                                         "nodetype", "noderes", "nodeevents", "eventlog")},
+    "snstatus": f"node = {_SN}",
+    "auditlog": f"clienttype = 'node' AND userid IN {_OWNED}",
+    "jobs": f"clienttype = 'node' AND \"user\" IN {_OWNED}",
+    "jobresults": f"jobid IN (SELECT j.jobid FROM jobs j WHERE j.clienttype = 'node' "
+                  f"AND j.\"user\" IN {_OWNED})",
+}
+
+
+def _row_policies(schema: str, tables: Iterable[str]):
+    """Row-level security on the tables a service node writes: every role reads every row;
+    a service node's role writes only what ROW_RULES allows (made anew at each join, so a
+    changed rule takes)."""
+    from psycopg import sql
+    have = set(tables)
+    for table, rule in ROW_RULES.items():
+        if table not in have:
+            continue
+        t = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+        yield sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(t)
+        check = sql.SQL(f"(NOT {_IS_SN} OR ({rule}))")
+        for policy, verb, clause in (
+                ("xcat_read", "SELECT", sql.SQL("USING (true)")),
+                ("xcat_sn_insert", "INSERT", sql.SQL("WITH CHECK {}").format(check)),
+                ("xcat_sn_update", "UPDATE",
+                 sql.SQL("USING {} WITH CHECK {}").format(check, check)),
+                ("xcat_sn_delete", "DELETE", sql.SQL("USING {}").format(check))):
+            yield sql.SQL("DROP POLICY IF EXISTS {} ON {}").format(sql.Identifier(policy), t)
+            yield sql.SQL("CREATE POLICY {} ON {} FOR " + verb + " {}").format(
+                sql.Identifier(policy), t, clause)
+
+
 def scoped_role(db: Database, name: str) -> tuple[str, str]:
     """Create (or make anew) service node ``name``'s role on the management node's database,
     with a fresh random password and only its privileges; returns (role, password)."""
@@ -151,7 +193,7 @@ def scoped_role(db: Database, name: str) -> tuple[str, str]:
                                 .format(sql.Identifier(schema), ident))
                 cur.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}")
                             .format(sql.Identifier(dbname), ident))
-                for stmt in _grants(ident, schema, tables):
+                for stmt in (*_grants(ident, schema, tables), *_row_policies(schema, tables)):
                     cur.execute(stmt)
             pg.commit()
         except psycopg.Error as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import os
+import socket
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -49,20 +50,20 @@ class Plan:
 
 def served_networks(cluster: Cluster) -> list[Network]:
     """Networks this server answers on: all, or those on its DHCP interfaces (a service
-    node's servicenode.dhcpinterfaces, else site.dhcpinterfaces: ``eth1`` for every server,
-    ``sn1|eth1`` for sn1 alone). A network whose networks.dhcpserver names another server is
-    that server's."""
-    me = servicenodes.server_names(cluster.db, cluster.servicenode) if cluster.servicenode \
-        else {cluster.site.get("master") or ""}
-    wanted = set()
+    node's servicenode.dhcpinterfaces, else site.dhcpinterfaces). A network whose
+    networks.dhcpserver names another server is that server's."""
+    sn = cluster.servicenode
+    if sn:
+        me = servicenodes.server_names(cluster.db, sn)
+        me |= set(cluster.db.node_groups([sn]).get(sn, []))
+    else:
+        host = socket.gethostname()
+        me = {cluster.site.get("master") or "", host, host.split(".")[0], socket.getfqdn()}
     text = cluster.site.get("dhcpinterfaces") or ""
-    if cluster.servicenode:
-        own = cluster.db.rows("servicenode", keys=[cluster.servicenode])
+    if sn:
+        own = cluster.db.rows("servicenode", keys=[sn])
         text = (own[0].get("dhcpinterfaces") if own else None) or text
-    for item in text.replace(";", ",").split(","):
-        host, _, ifname = item.strip().rpartition("|")
-        if ifname and (not host or host in me):
-            wanted.add(ifname.strip())
+    wanted = dhcp_interfaces(text, me)
     out = []
     for n in networks(cluster.db):
         if wanted and (n.row.get("mgtifname") or "") not in wanted:
@@ -72,6 +73,31 @@ def served_networks(cluster: Cluster) -> list[Network]:
             continue  # another server (a service node) answers there
         out.append(n)
     return out
+
+
+def dhcp_interfaces(text: str, me: set[str]) -> set[str]:
+    """The interfaces a server known by the names ``me`` (its names, addresses and groups)
+    listens on, from xCAT's dhcpinterfaces: ``eth1,eth2`` for every server, or per server
+    or group, ``xcatmn|eth1,eth2;service|bond0``; the entries that name this server win over
+    those for every server.
+
+    >>> sorted(dhcp_interfaces("xcatmn|eth1,eth2;service|bond0", {"xcatmn"}))
+    ['eth1', 'eth2']
+    >>> sorted(dhcp_interfaces("xcatmn|eth1,eth2;service|bond0", {"sn1", "service"}))
+    ['bond0']
+    >>> sorted(dhcp_interfaces("eth0,eth1", {"sn1"}))
+    ['eth0', 'eth1']
+    """
+    mine: set[str] = set()
+    everyone: set[str] = set()
+    for entry in text.split(";"):
+        host, sep, ifs = entry.strip().rpartition("|")
+        names = {i.strip() for i in ifs.split(",") if i.strip()}
+        if not sep:
+            everyone |= names
+        elif host.strip() in me:
+            mine |= names
+    return mine or everyone
 
 
 def scope(cluster: Cluster) -> list[str]:
