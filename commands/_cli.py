@@ -45,7 +45,7 @@ JSON_COMMANDS = frozenset({"nodels", "lsdef", "tabdump", "gettab", "rpower", "rs
                            "pping", "nodeevents", "xdsh", "xdcp"})
 
 #: Set by the --async option every command has, and by --json.
-_options = {"async": False, "json": False}
+_options = {"async": False, "json": False, "retry": False}
 
 
 def json_mode() -> bool:
@@ -72,7 +72,9 @@ def run(command: str, noderange: str | None = None, args: dict[str, Any] | None 
     out, err = sys.stdout, sys.stderr
     async_ = _options["async"]
     report = JsonReport(command, per_node=per_node) if _options["json"] else None
-    _options["async"] = _options["json"] = False
+    if _options["retry"]:  # (the relay's: nodes whose service node fails run on the next)
+        req.args = {**req.args, "retry": True}
+    _options["async"] = _options["json"] = _options["retry"] = False
     status = StatusLine(err) if report is None and _isatty(err) else None
     _signals_interrupt()
     try:
@@ -333,6 +335,17 @@ def _set_async(ctx: click.Context, param: click.Parameter, value: bool) -> None:
 
 def _set_json(ctx: click.Context, param: click.Parameter, value: bool) -> None:
     _options["json"] = bool(value)
+
+
+def _set_retry(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    _options["retry"] = bool(value)
+
+
+#: --retry for the commands the management node relays to service nodes
+retry_option = click.option(
+    "--retry", is_flag=True, expose_value=False, callback=_set_retry,
+    help="Nodes whose service node fails during the request run again on the next service "
+         "node in their pool (noderes.servicenode).")
 
 
 def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:

@@ -1,6 +1,6 @@
 """nodeset: what nodes do the next time they boot from the network."""
 import click
-from xcatd.commands._cli import fail, json_mode, run, xcat_command
+from xcatd.commands._cli import fail, json_mode, retry_option, run, xcat_command
 
 #: xCAT's usage line, printed after an "Invalid argument" error
 USAGE = ("Usage: nodeset <noderange> [shell|boot|runcmd=bmcsetup|osimage[=<imagename>]|offline|"
@@ -18,6 +18,7 @@ USAGE = ("Usage: nodeset <noderange> [shell|boot|runcmd=bmcsetup|osimage[=<image
               help="Accepted for xCAT scripts (xCAT's trace log).")
 @click.argument("noderange")
 @click.argument("state", nargs=-1)
+@retry_option
 def main(noderange, state):
     if len(state) != 1:  # xCAT: exactly one state word, else its error and usage
         if json_mode():

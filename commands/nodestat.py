@@ -2,7 +2,7 @@
 import sys
 
 import click
-from xcatd.commands._cli import run, xcat_command
+from xcatd.commands._cli import retry_option, run, xcat_command
 
 USAGE = ("Usage:\n"
          "  nodestat [noderange] [-m|--usemon] [-p|--powerstat] [-f|--usefping] "
@@ -24,6 +24,7 @@ USAGE = ("Usage:\n"
               help="Probe these instead: name=port, port numbers or application names, "
                    "comma-separated (sshd=22,db=5432).")
 @click.argument("noderange", required=False)
+@retry_option
 def main(updatedb, powerstat, usemon, usefping, ports, noderange):
     if not noderange:
         click.echo(USAGE)

@@ -1,6 +1,6 @@
 """rsetboot: the next boot device."""
 import click
-from xcatd.commands._cli import run, xcat_command
+from xcatd.commands._cli import retry_option, run, xcat_command
 
 
 @xcat_command(help="rsetboot <noderange> [net|hd|cd|floppy|setup|def|default|stat] [-u] [-p]")
@@ -8,5 +8,6 @@ from xcatd.commands._cli import run, xcat_command
 @click.option("-p", "persistent", is_flag=True, help="Keep it for every boot.")
 @click.argument("noderange")
 @click.argument("device", required=False, default="stat")
+@retry_option
 def main(uefi, persistent, noderange, device):
     run("rsetboot", noderange, {"device": device, "uefi": uefi, "persistent": persistent})

@@ -35,8 +35,10 @@ def _servicenode(paths: Paths, name, master, token, addresses, dbhost) -> None:
     from xcatd.security.snjoin import JoinError, join
     if token == "-":  # (a token on the command line shows in ps: read it from stdin)
         token = sys.stdin.readline().strip()
+    # (--address: where the management node reaches it, which its heartbeat records)
     missing = [opt for opt, value in (("--name", name), ("--master", master),
-                                      ("--token", token)) if not value]
+                                      ("--token", token), ("--address", addresses))
+               if not value]
     if missing:
         _fail(f"xcatconfig --servicenode needs {', '.join(missing)}")
     try:

@@ -67,4 +67,9 @@ def snmove(req: Request, ctx: Context, nodes: NodeRange | None) -> Iterator[Resp
     # (-i: the tables alone, as when the new service node is not up yet)
     if not a.get("ignorenodes"):
         nodes = [m.node for m in moved]
-        ctx.followups.append(lambda: servicenodes.regeneration(ctx.db, nodes))
+        living = servicenodes.alive(ctx.db)  # (a dead one has nothing to forget)
+        released: dict[str, list[str]] = {}
+        for m in moved:
+            if m.old and m.old != m.new and m.old in living:
+                released.setdefault(m.old, []).append(m.node)
+        ctx.followups.append(lambda: servicenodes.regeneration(ctx.db, nodes, released))

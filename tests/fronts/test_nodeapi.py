@@ -609,17 +609,14 @@ def test_copycds_nodeset_rpower_and_the_vm_pxe_boots_and_reports_back(mn_sqlite,
     import sys
 
     from xcatd.lab import assets
-    from xcatd.lab.fakemedia import build_iso, build_tree
-    from xcatd.lab.initrd import MARK, InitrdError, build_initrd
+    from xcatd.lab.fakemedia import bootable_iso
+    from xcatd.lab.initrd import MARK, InitrdError
     mn, lab = mn_sqlite, vmlab
     mac, ip = "52:54:00:77:00:11", "10.77.0.11"
     try:
-        initrd = build_initrd(tmp_path / "initrd.img")
-        tree = build_tree(tmp_path / "media", "rocky9.4", "x86_64", kernel=assets.kernel(),
-                          initrd=initrd)
+        iso = bootable_iso(tmp_path)
     except (assets.AssetsMissing, InitrdError) as exc:
         pytest.skip(str(exc))
-    iso = build_iso(tree, tmp_path / "Rocky-9.4-x86_64-dvd.iso", "Rocky-9-4-x86_64-dvd")
     copied = mn.ok("copycds", str(iso))
     assert "Media copy operation successful" in copied.out
     assert mn.ok("lsdef", "-t", "osimage", "-o", IMG).rc == 0

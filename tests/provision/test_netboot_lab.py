@@ -73,16 +73,13 @@ def _scene(mn, lab, tmp_path, netboot: str, firmware: str, *, tftp: bool = True,
     ``tftp``: then nothing in the lab answers TFTP), dhcpd and xcatd running in the lab;
     returns (vm, xcatd log)."""
     from xcatd.lab import assets
-    from xcatd.lab.fakemedia import build_iso, build_tree
-    from xcatd.lab.initrd import InitrdError, build_initrd
+    from xcatd.lab.fakemedia import bootable_iso
+    from xcatd.lab.initrd import InitrdError
     from xcatd.lab.vmlab import LabUnavailable
     try:
-        initrd = build_initrd(tmp_path / "initrd.img")
-        tree = build_tree(tmp_path / "media", "rocky9.4", "x86_64", kernel=assets.kernel(),
-                          initrd=initrd)
+        iso = bootable_iso(tmp_path)
     except (assets.AssetsMissing, InitrdError) as exc:
         pytest.skip(str(exc))
-    iso = build_iso(tree, tmp_path / "Rocky-9.4-x86_64-dvd.iso", "Rocky-9-4-x86_64-dvd")
     assert "Media copy operation successful" in mn.ok("copycds", str(iso)).out
     for key, value in (("master", lab.server_ip), ("dhcpsetup", "n"),
                        ("dhcpinterfaces", lab.bridge), ("tftpserver", "tftpd-hpa")):

@@ -459,6 +459,10 @@ def test_sntoken_prints_the_token_alone(mn_pg, monkeypatch):
     assert bad.rc == 1 and bad.out == "" and "Invalid service node name 'sn 1'" in bad.err
     stray = run_command("xcatconfig", "--token", "x")
     assert stray.rc == 1 and "--token: only with --servicenode" in stray.err
+    # a service node says where the management node reaches it (its heartbeat records it)
+    unplaced = run_command("xcatconfig", "--servicenode", "--name", "sn1", "--master",
+                           "127.0.0.1:3001", "--token", token)
+    assert unplaced.rc == 1 and "xcatconfig --servicenode needs --address" in unplaced.err
 
 
 @pytest.mark.postgres

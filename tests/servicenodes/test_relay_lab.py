@@ -6,6 +6,7 @@ leases as the next expects (the order is the story: relay, secrets, a paused ser
 a killed one)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -114,6 +115,50 @@ def test_each_node_answers_through_the_service_node_that_serves_it(lab):
     assert [p["nodes"] for p in lab.relayed_parts(lab.members["sn2"])[before["sn2"]:]] == [3]
     assert {n: owners(lab)[n] for n in (*RACK1, *RACK2)} == \
         {**{n: "sn1" for n in RACK1}, **{n: "sn2" for n in RACK2}}
+
+
+@pytest.fixture(scope="module")
+def ssh(lab):
+    """Real sshd nodes behind each service node (xcatd.lab.sshnodes): a01-a02 on sn1's
+    compute network, b01-b02 on sn2's, each network a bridge only its service node is on.
+    The nodes authorize the service node's own root key (made under its root: a service
+    node never holds the management node's), and its root's known_hosts has their host keys,
+    as makeknownhosts writes it there."""
+    from xcatd.lab.sshnodes import MN_IP, SshCluster
+    from xcatd.lab.sshnodes import usable as ssh_usable
+    why = ssh_usable()
+    if why:
+        pytest.skip(why)
+    clusters = {}
+    with contextlib.ExitStack() as stack:
+        for sn, names in (("sn1", ["a01", "a02"]), ("sn2", ["b01", "b02"])):
+            member = lab.members[sn]
+            cluster = stack.enter_context(SshCluster(len(names), Paths(member.root),
+                                                     names=names))
+            member.attach(cluster.mn_ns, "br0", f"{MN_IP.rsplit('.', 1)[0]}.2/16")
+            known = member.root / "root/.ssh/known_hosts"
+            known.write_text(cluster.known_hosts())
+            for name, ip in cluster.hosts():
+                do(lab, "mkdef", "-t", "node", name, "groups=shell", f"ip={ip}",
+                   f"servicenode={sn}")
+            clusters[sn] = cluster
+        yield clusters
+
+
+def test_xdsh_runs_on_the_nodes_behind_each_service_node(lab, ssh):
+    """The management node has no route to either network: sn1 runs the ssh to a01-a02,
+    sn2 to b01-b02, with their own keys, and the output comes back through the management
+    node as xdsh prints it."""
+    before = {sn: parts(lab, sn) for sn in ("sn1", "sn2")}
+    r = lab.mn.cli("xdsh", "a01,a02,b01,b02", "hostname")
+    assert r.rc == 0, r.out + r.err
+    assert sorted(r.out.splitlines()) == ["a01: a01", "a02: a02", "b01: b01", "b02: b02"]
+    for sn in ("sn1", "sn2"):
+        assert [(p["command"], p["nodes"]) for p in
+                lab.relayed_parts(lab.members[sn])[before[sn]:]] == [("xdsh", 2)]
+    r = lab.mn.cli("xdsh", "a01", "cat /root/.ssh/authorized_keys")
+    sn1_key = (lab.members["sn1"].root / "root/.ssh").glob("id_*.pub")
+    assert any(k.read_text().split()[1] in r.out for k in sn1_key), r.out
 
 
 def hosts_in(conf: Path) -> list[str]:
@@ -250,6 +295,9 @@ def test_a_paused_service_node_loses_its_nodes_and_is_fenced_when_it_resumes(lab
     r = do(lab, "snmove", ",".join(RACK1), "-d", "sn1", "-D", lab.members["sn1"].address)
     assert {n: owners(lab)[n] for n in RACK1} == {n: "sn1" for n in RACK1}, r.out
     assert [p["command"] for p in lab.relayed_parts(sn1)[before:]] == ["makedhcp"]
+    # sn2, up, forgot them first (makedhcp -d for the nodes it let go of)
+    assert lab.relayed_parts(lab.members["sn2"])[-1] == \
+        {"command": "makedhcp", "nodes": len(RACK1), "user": "root"}
     wait_for("sn1's heartbeat", lambda: "sn1" in _alive(lab))
     before = parts(lab, "sn1")
     r = lab.mn.cli("rpower", ",".join(RACK1), "stat")

@@ -45,16 +45,13 @@ def ok(r, what):
 
 def test_a_vm_behind_a_service_node_boots_from_it(pg_server, vmlab, tmp_path):
     from xcatd.lab import assets
-    from xcatd.lab.fakemedia import build_iso, build_tree
-    from xcatd.lab.initrd import MARK, InitrdError, build_initrd
+    from xcatd.lab.fakemedia import bootable_iso
+    from xcatd.lab.initrd import MARK, InitrdError
     from xcatd.lab.vmlab import LabUnavailable
     try:
-        initrd = build_initrd(tmp_path / "initrd.img")
-        tree = build_tree(tmp_path / "media", "rocky9.4", "x86_64", kernel=assets.kernel(),
-                          initrd=initrd)
+        iso = bootable_iso(tmp_path)
     except (assets.AssetsMissing, InitrdError) as exc:
         pytest.skip(str(exc))
-    iso = build_iso(tree, tmp_path / "Rocky-9.4-x86_64-dvd.iso", "Rocky-9-4-x86_64-dvd")
     url = pg_socket_url(pg_server.new_database(), Path(pg_server.base) / "sock",
                         pg_server.port)
     with ServiceNodeLab(tmp_path / "snlab", url, sns=2, hub=vmlab.ns, in_hub="sn1") as lab:

@@ -77,15 +77,21 @@ def dispatch(spec: CommandSpec | None, request: Request, ctx: Context, *, locks:
     if spec is None:
         yield error(f"Unsupported command: {request.command}", ErrorKind.BAD_REQUEST)
         return
-    retry = False
-    if spec.name in relay.RELAYED and "retry" in request.args:  # the relay's, not the handler's
-        retry = request.args["retry"]
+    # the relay's own arguments (--retry; makedhcp's release from a former service node),
+    # never the handler's
+    retry, release = request.args.get("retry", False), request.args.get("release")
+    if spec.name in relay.RELAYED and ("retry" in request.args or "release" in request.args):
         if not isinstance(retry, bool):
             yield error(f"{request.command}: argument 'retry' must be true or false",
                         ErrorKind.BAD_REQUEST)
             return
+        if release is not None and (spec.name not in relay.RELEASED
+                                    or not isinstance(release, str)):
+            yield error(f"{request.command}: argument 'release' must name a service node "
+                        f"(makedhcp -d only)", ErrorKind.BAD_REQUEST)
+            return
         request = dataclasses.replace(request, args={k: v for k, v in request.args.items()
-                                                     if k != "retry"})
+                                                     if k not in ("retry", "release")})
     why = request.problem() or check_args(spec, request.args) or _bad_lock_value(request)
     if why:
         yield error(why, ErrorKind.BAD_REQUEST)
@@ -128,7 +134,8 @@ def dispatch(spec: CommandSpec | None, request: Request, ctx: Context, *, locks:
                     return
                 request = narrowed
             if relay.relayed(spec, nodes, origin):  # split by service node
-                result = relay.run(spec, request, ctx, nodes, retry=retry, cancel=cancel)
+                result = relay.run(spec, request, ctx, nodes, retry=retry, cancel=cancel,
+                                   release=release)
             else:
                 result = spec.handler(request, ctx, nodes)
             if result is not None:

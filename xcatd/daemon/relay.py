@@ -57,6 +57,9 @@ PASSWD_KEYS = {"nodeset": ("system",), "makedhcp": ("omapi",)}
 #: The relayed commands that, with no noderange (makedhcp -n, -a), run on the management node
 #: and on every service node, each for the nodes it serves.
 EVERYWHERE = frozenset({"makedhcp"})
+#: The relayed commands a former service node runs for nodes it no longer serves (makedhcp
+#: -d: its dhcpd forgets them), sent there by name (release).
+RELEASED = frozenset({"makedhcp"})
 #: The origin (Identity.clienttype) of a part relayed by the management node: its service
 #: node runs it and never relays it further.
 RELAY_ORIGIN = "relay"
@@ -92,6 +95,7 @@ class Part:
     address: str | None = None
     port: int = DEFAULT_PORT
     retried: bool = False          # a retry's part: its lost nodes are not retried again
+    released: list[str] = dataclasses.field(default_factory=list)  # nodes it let go of
 
     @property
     def everywhere(self) -> bool:
@@ -242,9 +246,14 @@ class _Tls:
 
 # ---- the management node's side ------------------------------------------------------------
 def run(spec: CommandSpec, request: Request, ctx: Context, nodes: NodeRange, *,
-        retry: bool = False, cancel: threading.Event | None = None) -> Iterator[Response]:
+        retry: bool = False, cancel: threading.Event | None = None,
+        release: str | None = None) -> Iterator[Response]:
     """The request's responses: its local nodes' from the handler, here, and each service
-    node's part's as they arrive."""
+    node's part's as they arrive. ``release``: the request goes to that (former) service
+    node alone, for nodes it no longer serves (makedhcp -d after snmove)."""
+    if release is not None:
+        yield from _release(request, ctx, nodes, release, cancel)
+        return
     if nodes is None:
         yield from _everywhere(spec, request, ctx, cancel)
         return
@@ -296,6 +305,19 @@ def regenerate(ctx: Context, nodes: list[str]) -> None:
                                   if r.command != done])
 
 
+def _release(request: Request, ctx: Context, nodes: NodeRange | None, sn: str,
+             cancel: threading.Event | None) -> Iterator[Response]:
+    if nodes is None or not request.args.get("delete"):
+        yield _error("release: a noderange and makedhcp -d", None, ErrorKind.BAD_REQUEST)
+        return
+    merge = _Merge(request, ctx, False, cancel)
+    try:
+        yield from merge.start(Part(sn, {}, released=nodes.sorted()))
+        yield from merge.drain(block=True)
+    finally:
+        merge.close()
+
+
 def _everywhere(spec: CommandSpec, request: Request, ctx: Context,
                 cancel: threading.Event | None) -> Iterator[Response]:
     """A request for no nodes in particular: here, then on every service node that has ever
@@ -305,7 +327,8 @@ def _everywhere(spec: CommandSpec, request: Request, ctx: Context,
     for resp in result or ():
         failed = failed or resp.failed
         yield resp
-    sns = sorted(r["node"] for r in ctx.db.rows("snstatus"))
+    used = servicenodes.in_use(ctx.db)  # (a retired service node is not asked)
+    sns = sorted(r["node"] for r in ctx.db.rows("snstatus") if r["node"] in used)
     if failed or not sns:  # (the management node's own failure: the SNs would repeat it)
         return
     merge = _Merge(request, ctx, False, cancel)
@@ -358,11 +381,12 @@ class _Merge:
                    f"({self.silence:g} s)")
             yield from self._failed(part, list(part.leases), why, started=False)
             return
-        request = dataclasses.replace(self.request, noderange=",".join(part.leases) or None)
+        request = dataclasses.replace(
+            self.request, noderange=",".join(part.leases or part.released) or None)
 
         def body() -> dict[str, Any]:
             return {"request": request.to_dict(), "leases": part.leases,
-                    "lent": self._lent(list(part.leases)),
+                    "released": part.released, "lent": self._lent(list(part.leases)),
                     "keepalive": keepalive_interval(self.silence)}
 
         sender = _Sender(self.tls, part, body, self.silence, self.queue)
@@ -471,6 +495,15 @@ class _Merge:
                 continue
             regenerate(self.ctx, [m.node for m in moved])
             epochs = {m.node: m.epoch for m in moved}
+            if len(epochs) < len(moved_nodes):  # moved there meanwhile (snmove, a failover)
+                for r in self.ctx.db.rows("nodeowner", keys=[n for n in moved_nodes
+                                                             if n not in epochs]):
+                    if r.get("servicenode") == dest:
+                        epochs[r["node"]] = int(r.get("epoch") or 0)
+            for n in moved_nodes:
+                if n not in epochs:
+                    yield _error(f"lost: {part.sn} failed ({why}) and the node moved "
+                                 "meanwhile: run it again", n)
             leases = {n: epochs[n] for n in moved_nodes if n in epochs}
             yield Response(warning=f"{part.sn} failed ({why}): {len(leases)} node(s) moved "
                                    f"to {dest} and run there")
@@ -483,14 +516,19 @@ class _Merge:
 
 # ---- the service node's side ----------------------------------------------------------------
 def check_body(body: Any) -> tuple[Request, dict[str, int], dict[str, str], float]:
-    """The relayed request, its leases, lent secrets and keep-alive interval; ValueError
-    naming the bad part."""
+    """The relayed request (its noderange the released nodes, for a release), its leases,
+    lent secrets and keep-alive interval; ValueError naming the bad part."""
     if not isinstance(body, dict) or not isinstance(body.get("request"), dict):
         raise ValueError('expected {"request": {...}, "leases": {...}}')
     req = Request.from_dict(body["request"])
     req.validate()
     leases = body.get("leases")
-    if not leases and req.command in EVERYWHERE and not req.noderange:
+    released = body.get("released") or []
+    if not isinstance(released, list) or not all(isinstance(n, str) for n in released):
+        raise ValueError("released must be a list of node names")
+    if released and (leases or req.command not in RELEASED or not req.args.get("delete")):
+        raise ValueError("released nodes go with makedhcp -d alone")
+    if released or (not leases and req.command in EVERYWHERE and not req.noderange):
         leases = {}
     elif not isinstance(leases, dict) or not leases or not all(
             isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
@@ -503,6 +541,8 @@ def check_body(body: Any) -> tuple[Request, dict[str, int], dict[str, str], floa
     keep = body.get("keepalive", MAX_KEEPALIVE)
     if not isinstance(keep, int | float) or isinstance(keep, bool) or not 0.1 <= keep <= 60:
         raise ValueError("keepalive must be a number of seconds from 0.1 to 60")
+    if released:
+        req = dataclasses.replace(req, noderange=",".join(released))
     return req, leases, lent, float(keep)
 
 
@@ -512,7 +552,17 @@ def serve(name: str, request: Request, leases: dict[str, int], lent: dict[str, s
     at the epoch the management node gave (the others refused, one line each), the lent
     secrets opening what the request reads."""
     ctx.servicenode = name
-    if not leases:  # a request for no nodes in particular: this service node's own
+    if not leases and request.noderange:  # released: only nodes it no longer serves
+        names = [n for n in request.noderange.split(",") if n]
+        kept = servicenodes.still_served(ctx.db, name, names)
+        for n in kept:
+            yield _error(f"{name} still serves {n}: not released", n, ErrorKind.CONFLICT)
+        names = [n for n in names if n not in kept]
+        if not names:
+            return
+        request = dataclasses.replace(request, noderange=",".join(names))
+        ctx.request = request
+    if not leases:  # no lease: for no nodes in particular, or released nodes
         with ctx.db.sealer.lend(lent):
             yield from dispatch(command_spec(request.command), request, ctx, locks=locks,
                                 owner=f"{request.command} relayed from the management node",

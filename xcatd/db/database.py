@@ -189,6 +189,17 @@ class Database:
         with self.engine.begin() as conn:
             yield conn
 
+    def lock_rows(self, conn: Connection, table: str, keys: Iterable[str]) -> None:
+        """Hold the rows of ``keys`` in ``table`` (its first key column) until ``conn``'s
+        transaction ends, against another transaction changing them meanwhile (SELECT ...
+        FOR UPDATE on PostgreSQL; an SQLite write transaction holds the whole file)."""
+        keys = sorted(set(keys))
+        if not keys or self.engine.url.get_backend_name() == "sqlite":
+            return
+        t = SA_TABLES[table]
+        kc = t.c[TABLES[table].keys[0]]
+        conn.execute(sa.select(kc).where(kc.in_(keys)).order_by(kc).with_for_update())
+
     @contextmanager
     def connect(self) -> Iterator[Connection]:
         with self.engine.connect() as conn:

@@ -127,37 +127,11 @@ def owners(db: Database, nodes: Iterable[str], *, now: datetime.datetime | None 
 def _owners(db: Database, nodes: list[str], now: datetime.datetime | None,
             moved: list[Moved] | None) -> dict[str, Owner]:
     with db.begin() as conn:
-        pool = pools(db, nodes, conn)
-        failover = autofailover(db, conn)
-        living = alive(db, now=now, conn=conn) if failover else set()
-        leases = {r["node"]: r for r in db.rows("nodeowner", conn, keys=nodes)}
-        out: dict[str, Owner] = {}
-        changes: dict[tuple, dict] = {}
-        failed_over: dict[str, str] = {}
-        for n in nodes:
-            members = pool.get(n, [])
-            lease = leases.get(n)
-            epoch = int(lease["epoch"] or 0) if lease else 0
-            current = lease.get("servicenode") if lease else None
-            if not members:
-                out[n] = Owner(None, epoch)
-                if current:  # its pool was emptied: the management node acts for it now
-                    changes[(n,)] = {"servicenode": None, "epoch": epoch + 1,
-                                     "since": _stamp(now or _now())}
-                    out[n] = Owner(None, epoch + 1)
-                continue
-            want = current if current in members else members[0]
-            if failover and want not in living:
-                alive_member = next((m for m in members if m in living), None)
-                if alive_member is not None and current is not None:
-                    failed_over[n] = alive_member
-                    continue
-                want = alive_member or want
-            if want != current:
-                epoch += 1
-                changes[(n,)] = {"servicenode": want, "epoch": epoch,
-                                 "since": _stamp(now or _now())}
-            out[n] = Owner(want, epoch)
+        out, changes, failed_over = _plan_owners(db, conn, nodes, now)
+        if changes or failed_over:  # hold those leases (a move at the same time waits, or
+            # we do), then decide again on what they are now; a read alone locks nothing
+            db.lock_rows(conn, "nodeowner", [k[0] for k in changes] + list(failed_over))
+            out, changes, failed_over = _plan_owners(db, conn, nodes, now)
         if changes:
             db.set_rows(conn, "nodeowner", changes)
         if failed_over:
@@ -166,6 +140,44 @@ def _owners(db: Database, nodes: list[str], now: datetime.datetime | None,
                 if moved is not None:
                     moved.append(m)
     return out
+
+
+def _plan_owners(db: Database, conn: Connection, nodes: list[str],
+                 now: datetime.datetime | None
+                 ) -> tuple[dict[str, Owner], dict[tuple, dict], dict[str, str]]:
+    """Who acts for each node, the lease rows to write, and the nodes to fail over."""
+    pool = pools(db, nodes, conn)
+    failover = autofailover(db, conn)
+    living = alive(db, now=now, conn=conn) if failover else set()
+    leases = {r["node"]: r for r in db.rows("nodeowner", conn, keys=nodes)}
+    out: dict[str, Owner] = {}
+    changes: dict[tuple, dict] = {}
+    failed_over: dict[str, str] = {}
+    for n in nodes:
+        members = pool.get(n, [])
+        lease = leases.get(n)
+        epoch = int(lease["epoch"] or 0) if lease else 0
+        current = lease.get("servicenode") if lease else None
+        if not members:
+            out[n] = Owner(None, epoch)
+            if current:  # its pool was emptied: the management node acts for it now
+                changes[(n,)] = {"servicenode": None, "epoch": epoch + 1,
+                                 "since": _stamp(now or _now())}
+                out[n] = Owner(None, epoch + 1)
+            continue
+        want = current if current in members else members[0]
+        if failover and want not in living:
+            alive_member = next((m for m in members if m in living), None)
+            if alive_member is not None and current is not None:
+                failed_over[n] = alive_member
+                continue
+            want = alive_member or want
+        if want != current:
+            epoch += 1
+            changes[(n,)] = {"servicenode": want, "epoch": epoch,
+                             "since": _stamp(now or _now())}
+        out[n] = Owner(want, epoch)
+    return out, changes, failed_over
 
 
 def fence(db: Database, sn: str, leases: dict[str, int], conn: Connection | None = None
@@ -203,6 +215,24 @@ def served_by(db: Database, sn: str | None, conn: Connection | None = None) -> l
             if (leases[n] if n in leases else (pool[n][0] if pool.get(n) else None)) == sn]
 
 
+def still_served(db: Database, sn: str, nodes: list[str]) -> list[str]:
+    """The nodes among ``nodes`` that ``sn`` acts for (its leases, or unleased nodes whose
+    pool starts with it), in name order."""
+    leases = {r["node"]: r.get("servicenode") for r in db.rows("nodeowner", keys=nodes)}
+    pool = pools(db, [n for n in nodes if n not in leases])
+    return sorted((n for n in nodes if (leases[n] if n in leases else
+                                        (pool[n][0] if pool.get(n) else None)) == sn),
+                  key=natural_key)
+
+
+def in_use(db: Database, conn: Connection | None = None) -> set[str]:
+    """The service nodes some node's pool names or some lease names: the others (retired)
+    are no longer asked for anything."""
+    nodes = sorted(db.all_nodes(conn))
+    out = {m for members in pools(db, nodes, conn).values() for m in members}
+    return out | {r["servicenode"] for r in db.rows("nodeowner", conn) if r.get("servicenode")}
+
+
 def server_names(db: Database, sn: str, conn: Connection | None = None) -> set[str]:
     """The names a service node goes by in the tables: its own, and the address its
     heartbeat gives."""
@@ -217,6 +247,7 @@ def move(db: Database, nodes: Iterable[str], dest: str | None, *, destn: str | N
     _apply_moves). A node already served by its destination is left as it is."""
     nodes = list(nodes)
     with db.begin() as conn:
+        db.lock_rows(conn, "nodeowner", nodes)
         pool = pools(db, nodes, conn)
         leases = {r["node"]: r.get("servicenode") for r in db.rows("nodeowner", conn,
                                                                    keys=nodes)}
@@ -316,13 +347,18 @@ def boot_states(db: Database, nodes: Iterable[str] | None = None) -> dict[str, l
     return {s: sorted(ns, key=natural_key) for s, ns in sorted(states.items())}
 
 
-def regeneration(db: Database, nodes: list[str]) -> list[Request]:
-    """What a move of ``nodes`` to another service node asks of it: their DHCP entries and
-    their boot files in their current state (the relay sends each to the node's new
-    owner)."""
+def regeneration(db: Database, nodes: list[str], released: dict[str, list[str]] | None = None
+                 ) -> list[Request]:
+    """What a move of ``nodes`` to another service node asks: their former service nodes
+    that are still up (``released``: service node -> its former nodes) forget their DHCP
+    entries, and the new one writes them and their boot files in their current state (the
+    relay sends each to the node's new owner)."""
     if not nodes:
         return []
-    out = [Request("makedhcp", ",".join(sorted(nodes, key=natural_key)))]
+    out = [Request("makedhcp", ",".join(sorted(ns, key=natural_key)),
+                   {"delete": True, "release": sn})
+           for sn, ns in sorted((released or {}).items()) if ns]
+    out.append(Request("makedhcp", ",".join(sorted(nodes, key=natural_key))))
     out += [Request("nodeset", ",".join(ns), {"state": state})
             for state, ns in boot_states(db, nodes).items()]
     return out

@@ -167,7 +167,8 @@ async def handle_relay(request: web.Request) -> web.StreamResponse:
         return json_error(400, "the request body is not valid JSON")
     except (TypeError, ValueError) as exc:
         return json_error(400, f"malformed relayed request: {exc}")
-    log.info("relayed part: %s", json.dumps({"command": req.command, "nodes": len(leases),
+    count = len(leases) or len([n for n in (req.noderange or "").split(",") if n])
+    log.info("relayed part: %s", json.dumps({"command": req.command, "nodes": count,
                                              "user": req.user}))
     pipeline, pool = request.app[PIPELINE_KEY], request.app[POOL_KEY]
     cancel = threading.Event()

@@ -5,6 +5,7 @@ and initrd are given.
 
     tree = build_tree(tmp / "rocky", "rocky9.4", kernel=vmlinuz, initrd=initrd_img)
     iso = build_iso(tree, tmp / "Rocky-9.4-x86_64-dvd.iso", "Rocky-9-4-x86_64-dvd")
+    iso = bootable_iso(tmp)   # the same with the lab's kernel and the test initrd
 """
 from __future__ import annotations
 
@@ -216,3 +217,16 @@ def _ubuntu_tree(dest: Path, version: str, arch: str, kernel: Path | None,
     (dest / "ubuntu").symlink_to(".")
     _write(dest / "pool/main/b/base-files" / f"base-files_13ubuntu10_{darch}.deb", b"fake\n")
     _write(dest / "boot/grub/grub.cfg", 'menuentry "Try or Install Ubuntu Server" {}\n')
+
+
+def bootable_iso(workdir: Path) -> Path:
+    """A Rocky 9.4 DVD image whose network-boot kernel and initrd really boot a lab VM (the
+    lab's kernel and the test initrd, xcatd.lab.initrd), built under ``workdir``: what a
+    boot test copies with copycds. AssetsMissing or InitrdError when they cannot be made
+    here (tests skip, saying why)."""
+    from xcatd.lab import assets
+    from xcatd.lab.initrd import build_initrd
+    initrd = build_initrd(workdir / "initrd.img")
+    tree = build_tree(workdir / "media", "rocky9.4", "x86_64", kernel=assets.kernel(),
+                      initrd=initrd)
+    return build_iso(tree, workdir / "Rocky-9.4-x86_64-dvd.iso", "Rocky-9-4-x86_64-dvd")

@@ -217,17 +217,8 @@ def sign_node_csr(paths: Paths, node: str, csr_pem: bytes,
     ignored (the name is the one the token proved)."""
     key = csr_public_key(csr_pem)
     ca_key, ca_cert = _load_ca(paths)
-    now = datetime.datetime.now(datetime.UTC)
-    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, NODE_OU),
-                         x509.NameAttribute(NameOID.COMMON_NAME, node)])
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(ca_cert.subject)
-            .public_key(key).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=days))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]),
-                           critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    cert = _role_cert(ca_key, ca_cert, node, NODE_OU, key, [ExtendedKeyUsageOID.CLIENT_AUTH],
+                      days=days)
     der = cert.public_bytes(serialization.Encoding.DER)
     return NodeCert(_cert_pem(cert), hashlib.sha256(der).hexdigest(),
                     format(cert.serial_number, "x"), cert.not_valid_after_utc)
@@ -293,14 +284,17 @@ def _alt_names(names: list[str]) -> x509.SubjectAlternativeName:
 
 
 def _role_cert(ca_key, ca_cert: x509.Certificate, cn: str, ou: str, public_key,
-               usages: list, names: list[str] | None = None) -> x509.Certificate:
+               usages: list, names: list[str] | None = None,
+               days: int = VALID_DAYS) -> x509.Certificate:
+    """A certificate of this CA for ``public_key``: CN, the role (OU), its uses (extended
+    key usage), the names it is valid for."""
     now = datetime.datetime.now(datetime.UTC)
     subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, ou),
                          x509.NameAttribute(NameOID.COMMON_NAME, cn)])
     b = (x509.CertificateBuilder().subject_name(subject).issuer_name(ca_cert.subject)
          .public_key(public_key).serial_number(x509.random_serial_number())
          .not_valid_before(now - datetime.timedelta(minutes=5))
-         .not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
+         .not_valid_after(now + datetime.timedelta(days=days))
          .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
          .add_extension(x509.ExtendedKeyUsage(usages), critical=False))
     if names:
