@@ -244,5 +244,12 @@ SECRET_COLUMNS: frozenset[tuple[str, str]] = frozenset({
 SECRET_MASK = "********"
 
 
+#: Site keys whose value is a secret (omapikey, ldappassword, apitoken ...): never given to a
+#: node, nor to a service node's database role. The pattern is POSIX and Python alike.
+SECRET_SITE_KEY = r"passw(or)?d|secret|credential|privkey|authkey|(key|token)$"
+#: site keys the pattern would catch that hold no secret
+NOT_SECRET_SITE_KEYS = frozenset({"genpasswords"})
+
+
 def is_secret(table: str, column: str) -> bool:
     return (table, column) in SECRET_COLUMNS

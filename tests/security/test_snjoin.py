@@ -523,3 +523,18 @@ def test_the_role_writes_only_the_rows_of_its_own_nodes_and_its_own_heartbeat(
         "n1": "booted", "n2": None, "m1": None}
     assert [r["address"] for r in db.rows("snstatus")] == ["10.0.0.6"]
     assert [r["node"] for r in db.rows("bootstate")] == ["n1"]
+
+
+@pytest.mark.postgres
+def test_the_role_does_not_see_the_site_keys_that_hold_secrets(mn_pg, pg_server):
+    db = Database.open(mn_pg)
+    with db.begin() as c:
+        db.set_rows(c, "site", {(k,): {"value": v} for k, v in (
+            ("ldappassword", "ldap-secret"), ("apitoken", "tok-secret"),
+            ("genpasswords", "1"), ("master", "10.0.0.1"))})
+    role, _ = scoped_role(db, "sn1")
+    with _as_role(pg_server, mn_pg, role) as conn:
+        seen = dict(conn.execute("SELECT key, value FROM site").fetchall())
+    assert seen["master"] == "10.0.0.1" and seen["genpasswords"] == "1"
+    assert "ldappassword" not in seen and "apitoken" not in seen
+    assert db.site().get("ldappassword") == "ldap-secret"  # the management node sees it

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from xcatd.db.database import SA_TABLES, Database
 from xcatd.db.errors import DBError
 from xcatd.db.sealed import PREFIX, SECRETS
+from xcatd.tables import NOT_SECRET_SITE_KEYS, SECRET_SITE_KEY
 
 ROLE_PREFIX = "xcatsn_"
 #: A service node's name: also the tail of its role's name (63 bytes at most in PostgreSQL)
@@ -139,10 +140,18 @@ ROW_RULES: dict[str, str] = {
 }
 
 
+#: Row by row, what a service node's role may not read: the site keys that hold secrets.
+_SECRET_SITE = ("(lower(key) !~ '" + SECRET_SITE_KEY + "' OR lower(key) IN ("
+                + ", ".join(f"'{k}'" for k in sorted(NOT_SECRET_SITE_KEYS)) + "))")
+READ_RULES: dict[str, str] = {"site": _SECRET_SITE}
+ROW_RULES["site"] = "false"  # (a service node writes no site key)
+
+
 def _row_policies(schema: str, tables: Iterable[str]):
-    """Row-level security on the tables a service node writes: every role reads every row;
-    a service node's role writes only what ROW_RULES allows (made anew at each join, so a
-    changed rule takes)."""
+    """Row-level security on the tables a service node writes or may not read whole: a
+    service node's role reads what READ_RULES lets it (every row elsewhere) and writes only
+    what ROW_RULES allows; other roles are not limited (made anew at each join, so a changed
+    rule takes)."""
     from psycopg import sql
     have = set(tables)
     for table, rule in ROW_RULES.items():
@@ -151,8 +160,9 @@ def _row_policies(schema: str, tables: Iterable[str]):
         t = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
         yield sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(t)
         check = sql.SQL(f"(NOT {_IS_SN} OR ({rule}))")
+        read = sql.SQL(f"(NOT {_IS_SN} OR ({READ_RULES.get(table, 'true')}))")
         for policy, verb, clause in (
-                ("xcat_read", "SELECT", sql.SQL("USING (true)")),
+                ("xcat_read", "SELECT", sql.SQL("USING {}").format(read)),
                 ("xcat_sn_insert", "INSERT", sql.SQL("WITH CHECK {}").format(check)),
                 ("xcat_sn_update", "UPDATE",
                  sql.SQL("USING {} WITH CHECK {}").format(check, check)),

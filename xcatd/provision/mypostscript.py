@@ -56,7 +56,7 @@ from xcatd.db import nics
 from xcatd.db.cluster import Cluster
 from xcatd.db.netinfo import parse_macs
 from xcatd.provision.pkglist import PkgListError, PkgPass, read_pkglists
-from xcatd.tables import TABLES, is_secret
+from xcatd.tables import NOT_SECRET_SITE_KEYS, SECRET_SITE_KEY, TABLES, is_secret
 
 TEMPLATE = "mypostscript.tmpl"
 MAX_INCLUDE_DEPTH = 8
@@ -71,9 +71,8 @@ _XCAT_NO_DUMP = re.compile(
     r"prodkey|switch|node|kit|kitcomponent)")
 SECRET_TABLES = frozenset({"passwd", "token", "bootstate", "jobs", "jobresults", "nodelock"})
 
-_SECRET_KEY = re.compile(r"passw(or)?d|secret|credential|privkey|authkey|(key|token)$", re.I)
-#: site keys the pattern would catch that hold no secret
-_NOT_SECRET_KEYS = frozenset({"genpasswords"})
+_SECRET_KEY = re.compile(SECRET_SITE_KEY, re.I)
+_NOT_SECRET_KEYS = NOT_SECRET_SITE_KEYS
 
 _SHELL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _INCLUDE = re.compile(r"#INCLUDE:([^#\n]+)#")
