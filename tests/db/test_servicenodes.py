@@ -87,13 +87,19 @@ def test_served_by_matches_exact_names_so_sn1_never_takes_sn10s_nodes(db):
     assert sns.served_by(db, "sn1.*") == []
 
 
-def test_served_by_follows_the_lease_rather_than_the_pool(db):
+def test_served_by_follows_the_lease_while_the_pool_names_it(db):
     sns.owners(db, ["n1", "n2"], now=T0)
     sns.move(db, ["n1"], "sn3", now=T0)
-    set_noderes(db, "rack1", servicenode="sn9")  # the lease stays until someone asks
+    set_noderes(db, "rack1", servicenode="sn2,sn1")  # reordered: n2's lease stays with sn1
     assert sns.served_by(db, "sn1") == ["n2", "n7", "n8"]
     assert sns.served_by(db, "sn3") == ["n1"]
     assert "n5" in sns.served_by(db, "sn2")  # its own row: sn2 first
+    # a pool that no longer names the lease's service node: the first of the pool, as the
+    # next ask records it (sn1 stops serving n2 at once, in its DHCP too)
+    set_noderes(db, "rack1", servicenode="sn9")
+    assert "n2" not in sns.served_by(db, "sn1") and "n2" in sns.served_by(db, "sn9")
+    assert sns.owners(db, ["n2"], now=T0)["n2"].servicenode == "sn9"
+    assert sns.still_served(db, "sn9", ["n1", "n2"]) == ["n2"]
 
 
 # ---- leases --------------------------------------------------------------------------------
@@ -128,7 +134,9 @@ def test_emptying_a_pool_moves_the_lease_back_to_the_management_node_with_a_new_
     assert sns.owners(db, ["n1"], now=T0) == {"n1": Owner(None, 2)}
     assert leases(db) == {"n1": (None, 2), "n2": ("sn1", 1)}
     assert sns.owners(db, ["n1"], now=T0) == {"n1": Owner(None, 2)}  # once
-    assert sns.served_by(db, "sn1") == ["n2", "n7", "n8"]
+    # n2's lease is recorded back at its next ask; meanwhile it is already not sn1's
+    assert sns.served_by(db, "sn1") == ["n7", "n8"]
+    assert {"n1", "n2"} <= set(sns.served_by(db, None))
 
 
 def test_auto_failover_moves_a_silent_owner_s_nodes_to_the_first_live_member(db):

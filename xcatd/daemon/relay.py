@@ -258,8 +258,7 @@ def run(spec: CommandSpec, request: Request, ctx: Context, nodes: NodeRange, *,
         yield from _everywhere(spec, request, ctx, cancel)
         return
     names = nodes.sorted()
-    pools = servicenodes.pools(ctx.db, names)
-    if not any(pools.values()):  # no service nodes: the common path, one read
+    if not servicenodes.any_pool(ctx.db):  # no service nodes: the common path, one read
         result = spec.handler(request, ctx, nodes)
         if result is not None:
             yield from result

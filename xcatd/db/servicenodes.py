@@ -21,12 +21,13 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 
 from xcatd.base.noderange import natural_key
 from xcatd.base.request import Request
-from xcatd.db.database import Database, DBError, split_list
+from xcatd.db.database import SA_TABLES, Database, DBError, split_list
 
 #: seconds after its last heartbeat a service node counts as dead
 DEFAULT_HEARTBEAT_TIMEOUT = 30.0
@@ -64,6 +65,17 @@ def pools(db: Database, nodes: Iterable[str], conn: Connection | None = None
     """Each node's service node pool, in order (group inheritance as any attribute)."""
     values = db.resolve(list(nodes), {"noderes": ["servicenode"]}, conn=conn)
     return {n: split_list(v.get(("noderes", "servicenode"))) for n, v in values.items()}
+
+
+def any_pool(db: Database) -> bool:
+    """Whether any node or group names a service node pool (one row read at most): without
+    one, every node is the management node's own. (A lease left from an emptied pool is
+    moved back when a pool is next named; meanwhile nobody acts for it but the MN.)"""
+    t = SA_TABLES["noderes"]
+    stmt = sa.select(sa.literal(1)).where(t.c.servicenode.is_not(None),
+                                          t.c.servicenode != "").limit(1)
+    with db.connect() as conn:
+        return conn.execute(stmt).first() is not None
 
 
 def heartbeat(db: Database, sn: str, address: str, port: int, *,
@@ -205,23 +217,29 @@ class Moved:
     epoch: int
 
 
+def effective(members: list[str], lease: str | None) -> str | None:
+    """Who acts for a node with pool ``members`` and a lease naming ``lease``, as owners()
+    will record it at the next ask: nobody but the management node without a pool; the
+    lease's service node while the pool still names it; else the first of the pool."""
+    if not members:
+        return None
+    return lease if lease in members else members[0]
+
+
 def served_by(db: Database, sn: str | None, conn: Connection | None = None) -> list[str]:
-    """The nodes ``sn`` acts for now (its leases, and the unleased nodes whose pool starts
-    with it), by exact name; ``None``: the management node's."""
+    """The nodes ``sn`` acts for now (see effective), by exact name; ``None``: the
+    management node's."""
     nodes = sorted(db.all_nodes(conn))
     pool = pools(db, nodes, conn)
     leases = {r["node"]: r.get("servicenode") for r in db.rows("nodeowner", conn)}
-    return [n for n in nodes
-            if (leases[n] if n in leases else (pool[n][0] if pool.get(n) else None)) == sn]
+    return [n for n in nodes if effective(pool.get(n, []), leases.get(n)) == sn]
 
 
 def still_served(db: Database, sn: str, nodes: list[str]) -> list[str]:
-    """The nodes among ``nodes`` that ``sn`` acts for (its leases, or unleased nodes whose
-    pool starts with it), in name order."""
+    """The nodes among ``nodes`` that ``sn`` acts for (see effective), in name order."""
     leases = {r["node"]: r.get("servicenode") for r in db.rows("nodeowner", keys=nodes)}
-    pool = pools(db, [n for n in nodes if n not in leases])
-    return sorted((n for n in nodes if (leases[n] if n in leases else
-                                        (pool[n][0] if pool.get(n) else None)) == sn),
+    pool = pools(db, nodes)
+    return sorted((n for n in nodes if effective(pool.get(n, []), leases.get(n)) == sn),
                   key=natural_key)
 
 
