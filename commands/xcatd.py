@@ -1,5 +1,7 @@
 """xcatd: the daemon, in the foreground (systemd runs it as Type=simple)."""
+import faulthandler
 import logging
+import signal
 import sys
 
 import click
@@ -17,6 +19,7 @@ from xcatd.fronts.server import AlreadyRunning, serve_forever
 def main(listen, port, verbose):
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s xcatd[%(process)d] %(levelname)s %(message)s")
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # kill -USR1: every thread's stack
 
     def ready(listening):
         logging.getLogger("xcatd").info("ready on %s:%d, unix socket %s", listening.host,

@@ -75,9 +75,10 @@ def enrol(req: Request, ctx: Context, _nodes) -> Iterator[Response]:
 
 
 def _master(ctx: Context, node: str) -> str:
-    """Where the node reaches xcatd: noderes.xcatmaster, else site.master."""
-    values = ctx.db.resolve([node], {"noderes": ["xcatmaster"]})
-    return values[node].get(("noderes", "xcatmaster")) or ctx.site.get("master") or ""
+    """Where the node reaches xcatd: noderes.xcatmaster, else site.master (on a service
+    node: its own address on the node's network)."""
+    v = ctx.db.resolve([node], {"noderes": ["xcatmaster"], "hosts": ["ip"]})[node]
+    return ctx.node_master(v.get(("noderes", "xcatmaster")), v.get(("hosts", "ip")))
 
 
 # ---- the plan and its scripts ------------------------------------------------------------------

@@ -538,3 +538,13 @@ def test_the_role_does_not_see_the_site_keys_that_hold_secrets(mn_pg, pg_server)
     assert seen["master"] == "10.0.0.1" and seen["genpasswords"] == "1"
     assert "ldappassword" not in seen and "apitoken" not in seen
     assert db.site().get("ldappassword") == "ldap-secret"  # the management node sees it
+    # nor through a job's recorded output (tabdump site by an admin) or its audit row
+    with db.begin() as c:
+        db.set_rows(c, "jobs", {("j1",): {"user": "root", "clienttype": "cli",
+                                         "command": "tabdump"}})
+        db.set_rows(c, "jobresults", {("j1", 1): {"data": '"apitoken","tok-secret"'}})
+        db.insert_row(c, "auditlog", {"userid": "root", "clienttype": "cli",
+                                      "command": "tabdump", "args": "site"})
+    with _as_role(pg_server, mn_pg, role) as conn:
+        for table in ("jobs", "jobresults", "auditlog"):
+            assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,), table

@@ -6,6 +6,7 @@ leases as the next expects (the order is the story: relay, secrets, a paused ser
 a killed one)."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import queue
@@ -159,6 +160,71 @@ def test_xdsh_runs_on_the_nodes_behind_each_service_node(lab, ssh):
     r = lab.mn.cli("xdsh", "a01", "cat /root/.ssh/authorized_keys")
     sn1_key = (lab.members["sn1"].root / "root/.ssh").glob("id_*.pub")
     assert any(k.read_text().split()[1] in r.out for k in sn1_key), r.out
+
+
+HELLO = '#!/bin/sh\necho "hello from $NODE"\n'
+
+
+def test_node_agents_enrol_boot_and_run_updatenode_through_their_service_node(lab):
+    """Simulated node agents (xcatd.lab.agentsim) in sn1's namespace, the way nodes on its
+    network reach it: they enrol at sn1's HTTP site (their certificates signed by the
+    management node on sn1's request: sn1 holds no CA key), fetch their plan and scripts
+    from sn1, report booted there, and answer updatenode, which the management node
+    relays to sn1, through their long polls on sn1."""
+    from xcatd.lab.agentsim import IP_REGEX, Fleet, SimAgent, arm
+    sn1, mn = lab.members["sn1"], lab.mn
+    shutil.rmtree(sn1.root / "install", ignore_errors=True)
+    (sn1.root / "install").symlink_to(mn.root / "install")  # shared, as over NFS
+    scripts = mn.root / "install/postscripts"
+    scripts.mkdir(parents=True, exist_ok=True)
+    (scripts / "hello").write_text(HELLO)
+    (scripts / "hello").chmod(0o755)
+    nodes = ["s1", "s2", "s3"]
+    do(lab, "nodeadd", "s[1-3]", "groups=simagents")
+    do(lab, "chtab", "node=simagents", f"hosts.ip={IP_REGEX}", "noderes.servicenode=sn1")
+    do(lab, "chtab", "node=simagents", "postscripts.postscripts=hello")
+    do(lab, "chtab", "node=xcatdefaults", "postscripts.postscripts=",
+       "postscripts.postbootscripts=")
+    assert lab.mn.cli("makedhcp", "s1,s2,s3").rc == 0  # (the MN's first request: the leases)
+    tokens = arm(Paths(mn.root), nodes)   # what nodeset does for their boot tokens
+    before = parts(lab, "sn1")
+    out: dict = {}
+
+    async def flow():
+        async with Fleet(tokens, "127.0.0.1:80") as fleet:
+            await fleet.each(SimAgent.enrol)
+            booted = {}
+
+            async def boot(agent):
+                booted[agent.node] = await agent.boot()
+
+            await fleet.each(boot)
+            await fleet.serve(wait=10)
+            out["r"] = await asyncio.to_thread(mn.cli, "updatenode", "simagents", "-P",
+                                               "hello", "-t", "120")
+            out["errors"], out["booted"] = list(fleet.errors), booted
+
+    def agents():
+        with sn1.netns():
+            asyncio.run(flow())
+
+    t = threading.Thread(target=agents)
+    t.start()
+    t.join(timeout=300)
+    assert not t.is_alive() and not out.get("errors"), out.get("errors")
+    assert out["booted"] == {n: ["hello"] for n in nodes}
+    r = out["r"]
+    assert r.rc == 0, r.out + r.err
+    for n in nodes:
+        assert f"{n}: postscript end....: hello exited with code 0" in r.lines, r.out
+    assert [p["command"] for p in lab.relayed_parts(sn1)[before:]] == ["updatenode"]
+    certs = do(lab, "tabdump", "nodecert").out
+    assert all(re.search(rf'^"{n}","[0-9a-f]{{64}}"', certs, re.M) for n in nodes), certs
+    status = do(lab, "nodels", "s1,s2,s3", "nodelist.status").lines
+    assert status == [f"{n}: booted" for n in nodes]
+    audit = do(lab, "tabdump", "auditlog").out
+    assert audit.count('"servicenode:sn1","10.79.1.1","servicenode","snsign"') == 3, \
+        audit[-1500:]
 
 
 def hosts_in(conf: Path) -> list[str]:

@@ -30,6 +30,7 @@ from xcatd.db.database import Database, DBError, split_list
 from xcatd.db.jobs import RESULT_BUDGET, Job, JobStore
 from xcatd.handler import NODE_ORIGIN, CommandSpec, Context, registry
 from xcatd.handler import spec as command_spec
+from xcatd.security.snjoin import load_identity
 
 log = logging.getLogger("xcatd.daemon.pipeline")
 
@@ -73,6 +74,10 @@ class Pipeline:
         self.db = Database.open(paths)
         self.db.check_ready()
         self.tables = TableCache(self.db, POLICY_TTL)
+        sn = load_identity(paths)
+        #: the service node this pipeline runs on (None: the management node): every
+        #: request's context knows it (what it serves, its own address for its nodes)
+        self.servicenode = sn.name if sn else None
         # a service node's xcatd never purges: the job history is the management node's
         self.jobs = JobStore(self.db, background=background,
                              **({} if purge else {"purge_interval": NEVER}))
@@ -161,6 +166,7 @@ class Pipeline:
             ctx = Context(request, self.paths, self.db, site, jobs=self.jobs,
                           daemon=self.daemon,
                           may_see_secrets=lambda: self._secrets_allowed(policy, who, request))
+            ctx.servicenode = self.servicenode
             for resp in dispatch(spec, request, ctx, locks=self.locks,
                                  owner=f"job {job.jobid} ({request.command} by {who.user})",
                                  cancel=job.cancel, origin=who.clienttype):

@@ -45,13 +45,20 @@ class Cluster:
             self._site = self.db.site()
         return self._site
 
+    def node_master(self, xcatmaster: str | None, ip: str | None) -> str:
+        """Where a node reaches xcatd: its noderes.xcatmaster, else this server's address
+        for it (server_for; site.master on the management node, "" when unset there)."""
+        if xcatmaster:
+            return xcatmaster
+        return self.server_for(ip) if self.servicenode else (self.site.get("master") or "")
+
     def server_for(self, ip: str | None) -> str:
         """The address a node at ``ip`` reaches this server at, where the node's own
         noderes.xcatmaster says nothing: site.master on the management node; on a service
         node, its own address on the node's network (the source address the kernel would
         use towards ``ip``: a route lookup, nothing is sent), as xCAT derives it."""
         if self.servicenode and ip:
-            found = _source_address(ip)
+            found = source_address(ip)
             if found:
                 return found
         return self.site.master()
@@ -156,7 +163,7 @@ class Cluster:
                       limit=self.site.integer("noderangemax", DEFAULT_LIMIT, low=1))
 
 
-def _source_address(ip: str) -> str | None:
+def source_address(ip: str) -> str | None:
     """This host's address towards ``ip`` (connecting a UDP socket sends nothing)."""
     try:
         family = socket.AF_INET6 if ":" in ip else socket.AF_INET

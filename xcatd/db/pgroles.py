@@ -32,14 +32,15 @@ NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,56}")
 _IMAGE = ("os", "arch", "profile", "provmethod")
 WRITES: dict[str, tuple[tuple[str, tuple[str, ...] | None], ...]] = {
     "snstatus": (("INSERT", None), ("UPDATE", None)),
-    "nodelist": (("UPDATE", ("status", "statustime", "appstatus", "appstatustime")),),
+    "nodelist": (("UPDATE", ("status", "statustime", "appstatus", "appstatustime",
+                             "updatestatus", "updatestatustime")),),
     "bootstate": (("INSERT", None), ("UPDATE", None), ("DELETE", None)),
     "chain": (("INSERT", ("node", "currstate", "currchain")),
               ("UPDATE", ("currstate", "currchain"))),
     "bootparams": (("INSERT", None), ("UPDATE", None)),
     "nodetype": (("INSERT", ("node", *_IMAGE)), ("UPDATE", _IMAGE)),
     "noderes": (("INSERT", ("node", "current_osimage")), ("UPDATE", ("current_osimage",))),
-    "nodeevents": (("INSERT", None),),
+    "nodeevents": (("INSERT", None), ("DELETE", None)),  # (each node keeps its last ones)
     "eventlog": (("INSERT", None),),
     # the records of the requests its own nodes send it (boot scripts, reports): added to
     # the audit log, never changed or removed there
@@ -140,10 +141,15 @@ ROW_RULES: dict[str, str] = {
 }
 
 
-#: Row by row, what a service node's role may not read: the site keys that hold secrets.
+#: Row by row, what a service node's role may read of some tables: not the site keys that
+#: hold secrets ...
 _SECRET_SITE = ("(lower(key) !~ '" + SECRET_SITE_KEY + "' OR lower(key) IN ("
                 + ", ".join(f"'{k}'" for k in sorted(NOT_SECRET_SITE_KEYS)) + "))")
 READ_RULES: dict[str, str] = {"site": _SECRET_SITE}
+# ... and others' job output and audit rows (a job's output may quote a secret site value,
+# tabdump site): only the records of its own nodes' requests
+for _t in ("auditlog", "jobs", "jobresults"):
+    READ_RULES[_t] = ROW_RULES[_t]
 ROW_RULES["site"] = "false"  # (a service node writes no site key)
 
 

@@ -17,10 +17,14 @@ import socket
 from aiohttp import web
 from sqlalchemy.engine import make_url
 
+from xcatd.base.request import ErrorKind, XcatError
 from xcatd.daemon.pipeline import Pipeline
+from xcatd.db import servicenodes
+from xcatd.db.cluster import Cluster
 from xcatd.db.errors import DBError
 from xcatd.db.pgroles import check_join_ready, scoped_role
-from xcatd.fronts.https import PIPELINE_KEY, POOL_KEY, json_error
+from xcatd.fronts.https import IDENTITY, PIPELINE_KEY, POOL_KEY, SN_CLIENT, json_error, read_json
+from xcatd.provision.nodeidentity import issue
 from xcatd.security.credentials import (
     CSRError,
     ca_pem,
@@ -28,7 +32,7 @@ from xcatd.security.credentials import (
     issue_servicenode_cert,
     server_names,
 )
-from xcatd.security.snjoin import JoinError, check_address, check_name, redeem
+from xcatd.security.snjoin import SIGN_PATH, JoinError, check_address, check_name, redeem
 
 log = logging.getLogger("xcatd.fronts.snapi")
 
@@ -40,6 +44,45 @@ MAX_NAMES = 32
 def add_snjoin_routes(app: web.Application) -> None:
     app.router.add_get(PREFIX + "/ca", handle_ca)
     app.router.add_post(PREFIX, handle_join)
+    app.router.add_post(SIGN_PATH, handle_sign)
+
+
+async def handle_sign(request: web.Request) -> web.Response:
+    """A service node asks for the certificate of a node that enrolled with it (it holds no
+    CA key): signed here only for a node it serves, recorded as the node's only accepted
+    certificate, audited in the service node's name."""
+    who = request[IDENTITY]
+    if who.clienttype != SN_CLIENT:
+        return json_error(403, "only a service node's certificate signs its nodes' requests")
+    sn = who.user.removeprefix(f"{SN_CLIENT}:")
+    try:
+        body = await read_json(request)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return json_error(400, "the request body is not valid JSON")
+    node, csr, extra = (body.get(k) for k in ("node", "csr", "extra")) \
+        if isinstance(body, dict) else (None, None, None)
+    if not isinstance(node, str) or not isinstance(csr, str) or not isinstance(extra, dict) \
+            or set(extra) - {"enrolhash"} or not all(isinstance(v, str) for v in extra.values()):
+        return json_error(400, 'expected {"node": NAME, "csr": PEM, "extra": {...}}')
+    pipeline = request.app[PIPELINE_KEY]
+
+    def sign() -> dict:
+        cluster = Cluster(pipeline.paths, pipeline.db)
+        if servicenodes.still_served(pipeline.db, sn, [node]) != [node]:
+            raise XcatError(f"{sn} does not serve {node}", kind=ErrorKind.DENIED)
+        got = issue(cluster, node, csr.encode(), extra)
+        pipeline.jobs.audit({
+            "audittime": datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S"),
+            "userid": who.user, "clientname": who.host, "clienttype": SN_CLIENT,
+            "command": "snsign", "noderange": node, "args": "", "status": "Allowed",
+            "comments": f"node certificate of {node}, enrolled through {sn}"})
+        return got
+
+    try:
+        got = await asyncio.get_running_loop().run_in_executor(request.app[POOL_KEY], sign)
+    except XcatError as exc:
+        return json_error(403 if exc.kind == ErrorKind.DENIED else 400, str(exc))
+    return web.json_response(got)
 
 
 async def handle_ca(request: web.Request) -> web.Response:

@@ -63,10 +63,12 @@ import jinja2
 from xcatd.base.paths import Paths
 from xcatd.base.request import XcatError
 from xcatd.base.site import DEFAULT_INSTALLDIR, SiteValueError, SiteValues
+from xcatd.db.cluster import source_address
 from xcatd.db.database import Database, split_list
 from xcatd.db.netinfo import Network, network_of, networks, parse_macs, valid_ip, valid_mac
 from xcatd.provision.installformats import InstallFormat, install_format, yaml_scalar
 from xcatd.provision.osfamily import OsFamily, family, find_os_file, template_dirs
+from xcatd.security.snjoin import load_identity
 
 log = logging.getLogger("xcatd.provision.installfiles")
 
@@ -316,7 +318,7 @@ def _repo_path(image: Image, installdir: str) -> str:
 
 def _node_values(node: str, v: Mapping[tuple[str, str], str], site: SiteValues,
                  nets: list[Network], shared: dict[str, Any], repo_path: str,
-                 pkgdir_url: str | None) -> dict[str, Any]:
+                 pkgdir_url: str | None, on_sn: bool = False) -> dict[str, Any]:
     """One node's template variables; _Bad names the attribute that cannot be used."""
     if not _HOSTNAME.match(node):
         raise _Bad(f"node name '{node}' is not a valid host name")
@@ -326,6 +328,8 @@ def _node_values(node: str, v: Mapping[tuple[str, str], str], site: SiteValues,
     if not valid_ip(ip):
         raise _Bad(f"hosts.ip '{ip}' is not an IP address")
     master, where = v.get(("noderes", "xcatmaster")), "noderes.xcatmaster"
+    if not master and on_sn:  # a service node: its own address on the node's network
+        master, where = source_address(ip), "this service node's address"
     if not master:
         master, where = site.get("master"), "site.master"
     if not master:
@@ -466,12 +470,13 @@ def render_install_files(db: Database, paths: Paths, site: SiteValues, nodes: li
                   partition_script=image.partition_script, root_crypted=root_password(db))
     values = db.resolve(nodes, NODE_COLUMNS)
     nets = networks(db)
+    on_sn = load_identity(paths) is not None
     out = Rendered(image.kind)
     extra = extra or {}
     for node in nodes:
         try:
             mine = _node_values(node, values.get(node, {}), site, nets, shared, repo_path,
-                                pkgdir_url)
+                                pkgdir_url, on_sn)
             more = _check_extra(node, extra.get(node, {}))
         except _Bad as exc:
             out.errors[node] = str(exc)

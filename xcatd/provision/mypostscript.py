@@ -381,7 +381,8 @@ class Renderer:
 
     # ---- per node ------------------------------------------------------------------------
     def master(self, node: str) -> str:
-        return self.v(node, "noderes", "xcatmaster") or self.site.text("master")
+        return self.cluster.node_master(self.v(node, "noderes", "xcatmaster"),
+                                        self.v(node, "hosts", "ip"))
 
     def master_ip(self, node: str) -> str | None:
         """The management node's address for ``node``: xcatmaster (or site.master) as an

@@ -28,6 +28,7 @@ from xcatd.db.cluster import Cluster
 from xcatd.provision.nextboot import now_text, token_hash
 from xcatd.provision.nodereports import check_token, from_node
 from xcatd.security.credentials import CSRError, ca_pem, sign_node_csr
+from xcatd.security.snjoin import JoinError, load_identity, sign_via_master
 
 ENROL_TIMEOUT = 7200          # seconds a token may enrol after it was issued
 MAX_CSR = 16 * 1024
@@ -60,15 +61,22 @@ def enrol(cluster: Cluster, node: str, token: str, ip: str | None, csr: bytes,
     rows = cluster.db.rows("nodecert", keys=[node])
     if rows and hmac.compare_digest(rows[0].get("enrolhash") or "", hashed):
         raise denied(f"the enrolment token of {node} was already used")
-    got = _issue(cluster, node, csr, {"enrolhash": hashed})
+    got = issue(cluster, node, csr, {"enrolhash": hashed})
     port = cluster.site.get("xcatdport") or "3001"
     return {**got, "port": int(port) if str(port).isdigit() else 3001}
 
 
-def _issue(cluster: Cluster, node: str, csr: bytes, extra: dict | None = None) -> dict:
-    """Sign the node's request and make it the node's only accepted certificate."""
+def issue(cluster: Cluster, node: str, csr: bytes, extra: dict | None = None) -> dict:
+    """Sign the node's request and make it the node's only accepted certificate. A service
+    node holds no CA key: its management node signs (and records) it, for a node it
+    serves."""
     if len(csr) > MAX_CSR:
         raise XcatError(f"the certificate request is larger than {MAX_CSR} bytes")
+    if load_identity(cluster.paths) is not None:
+        try:
+            return sign_via_master(cluster.paths, node, csr, extra or {})
+        except JoinError as exc:
+            raise XcatError(str(exc)) from None
     try:
         cert = sign_node_csr(cluster.paths, node, csr)
     except CSRError as exc:
@@ -84,7 +92,7 @@ def renew(cluster: Cluster, node: str, fingerprint: str, ip: str | None, csr: by
     """A new certificate for an enrolled node that proves itself with its current one
     (updatenode -k): the old one stops working. DENIED as check_node."""
     check_node(cluster, node, fingerprint, ip)
-    return _issue(cluster, node, csr)
+    return issue(cluster, node, csr)
 
 
 def check_node(cluster: Cluster, node: str, fingerprint: str, ip: str | None) -> None:

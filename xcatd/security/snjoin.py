@@ -204,6 +204,34 @@ def _request(host: str, port: int, ctx: ssl.SSLContext, method: str, path: str,
         conn.close()
 
 
+#: Where a service node has its nodes' certificates signed (xcatd.fronts.snapi)
+SIGN_PATH = "/v1/snsign"
+
+
+def sign_via_master(paths: Paths, node: str, csr: bytes, extra: dict[str, str]) -> dict:
+    """A certificate for ``node``'s request, signed by the management node (with this
+    service node's own certificate): {"cert", "ca", "node"}. JoinError saying why not."""
+    ident = load_identity(paths)
+    if ident is None:
+        raise JoinError("this root is not a service node")
+    host, port = parse_master(ident.master)
+    files = server_files(paths)
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(files.ca))
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(str(files.cred))
+    status, raw = _request(host, port, ctx, "POST", SIGN_PATH,
+                           {"node": node, "csr": csr.decode(errors="replace"),
+                            "extra": extra})
+    if status != 200:
+        raise JoinError(f"the management node did not sign {node}'s certificate: "
+                        f"{_error_of(status, raw)}")
+    try:
+        got = json.loads(raw)
+        return {"cert": str(got["cert"]), "ca": str(got["ca"]), "node": node}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise JoinError(f"the management node's answer is not understood ({exc})") from None
+
+
 def _error_of(status: int, raw: bytes) -> str:
     try:
         return str(json.loads(raw).get("error") or f"HTTP {status}")
