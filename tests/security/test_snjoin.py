@@ -474,7 +474,7 @@ def test_a_service_node_cannot_have_the_management_nodes_names(join_server, sn_r
     mn = join_server.paths
     token = new_token(mn, "sn1")
     monkeypatch.setenv("XCATROOT", str(sn_root.root))
-    for stolen in ("127.0.0.1", "localhost", server_names(mn)[0]):
+    for stolen in ("127.0.0.1", "localhost", server_names(mn)[0], "0:0:0:0:0:0:0:1"):
         r = run_command("xcatconfig", "--servicenode", "--name", "sn1", "--master",
                         join_server.master, "--token", token, "--address", "127.0.0.2",
                         "--address", stolen)

@@ -338,9 +338,9 @@ def test_a_paused_service_node_loses_its_nodes_and_is_fenced_when_it_resumes(lab
         r = lab.mn.cli("rpower", ",".join(RACK1), "stat")
         assert lines(r) == {n: "off" for n in RACK1}, r.out + r.err
         assert "sn1 silent past site.snheartbeattimeout: c[1-3] moved to sn2" in r.err
-        # the nodes' status from sn2, then sn2 writes their DHCP entries (no boot state)
+        # sn2 first writes their DHCP entries (they have no boot state), then answers
         assert [(p["command"], p["nodes"]) for p in lab.relayed_parts(
-            lab.members["sn2"])[before:]] == [("rpower", 3), ("makedhcp", 3)]
+            lab.members["sn2"])[before:]] == [("makedhcp", 3), ("rpower", 3)]
         assert {n: owners(lab)[n] for n in RACK1} == {n: "sn2" for n in RACK1}
         q = lab.mn.cli("makedhcp", "-q", RACK1[0])  # sn2's running dhcpd has it now
         assert q.rc == 0 and "52:54:00:79:01:10" in q.out, q.out + q.err
@@ -410,9 +410,9 @@ def test_a_killed_service_node_loses_no_node_silently_and_retry_runs_them_on_the
     got = lines(r)
     assert {n: got[n] for n in RACK1} == {n: "off" for n in RACK1}, r.out + r.err
     assert "node(s) moved to sn2" in r.out + r.err
-    # sn2 ran them, then wrote their DHCP entries (the nodes have no boot state)
+    # sn2 wrote their DHCP entries (the nodes have no boot state), then ran them
     assert [p["command"] for p in lab.relayed_parts(lab.members["sn2"])[before2:]] == \
-        ["rpower", "makedhcp"]
+        ["makedhcp", "rpower"]
     assert {n: owners(lab)[n] for n in RACK1} == {n: "sn2" for n in RACK1}
     assert r.rc == 0
 

@@ -139,7 +139,7 @@ def test_a_vm_behind_a_service_node_boots_from_it(pg_server, vmlab, tmp_path):
             sn2.log.read_text()[-3000:]
         booted = vmlab.serial_text(vm, mark)
         assert f"http://{SN2_IP}" in booted and f"http://{vmlab.server_ip}" not in booted
-        # nodeset there, (the move's regeneration) its DHCP entry, the query, the reset
+        # (the move) its DHCP entry, then the nodeset, the query, the reset
         assert [p["command"] for p in lab.relayed_parts(sn2)][-4:] == \
-            ["nodeset", "makedhcp", "makedhcp", "rpower"]
+            ["makedhcp", "nodeset", "makedhcp", "rpower"]
         assert "permission denied" not in sn2.log.read_text()

@@ -158,6 +158,9 @@ class _Sender(threading.Thread):
                 elif "end" in record:
                     ended = True
                     break
+                elif "lost" in record:  # the service node gave its part up
+                    why = f"{self.part.sn} gave its part up: {str(record['lost'])[:200]}"
+                    break
         except _Refused as exc:
             why = str(exc)
         except TimeoutError:
@@ -265,14 +268,14 @@ def run(spec: CommandSpec, request: Request, ctx: Context, nodes: NodeRange, *,
         return
     moved: list[servicenodes.Moved] = []
     owners = servicenodes.owners(ctx.db, names, moved=moved)
-    if moved:  # site.snautofailover: their new service node regenerates their files after
+    if moved:  # site.snautofailover: their new service node writes their files first
         by = {}
         for m in moved:
             by.setdefault((m.old, m.new), []).append(m.node)
         for (old, new), ns in sorted(by.items()):
             yield Response(warning=f"{old} silent past site.snheartbeattimeout: "
                                    f"{NodeRange(ns)} moved to {new}")
-        regenerate(ctx, [m.node for m in moved])
+        yield from regenerate(ctx, [m.node for m in moved], cancel)
     local = [n for n in names if owners[n].servicenode is None]
     parts: dict[str, Part] = {}
     for n in names:
@@ -295,13 +298,19 @@ def run(spec: CommandSpec, request: Request, ctx: Context, nodes: NodeRange, *,
         merge.close()
 
 
-def regenerate(ctx: Context, nodes: list[str]) -> None:
-    """Once the request has ended: the moved nodes' DHCP entries and boot files, in the
-    state the request left them, written by their new service node (but for what the
-    request itself was: a nodeset has just written their boot files there)."""
-    done = ctx.request.command
-    ctx.followups.append(lambda: [r for r in servicenodes.regeneration(ctx.db, nodes)
-                                  if r.command != done])
+def regenerate(ctx: Context, nodes: list[str], cancel: threading.Event | None
+               ) -> Iterator[Response]:
+    """Before the request acts on them: the moved nodes' DHCP entries and boot files in
+    their current state, written by their new service node (so a node the request resets
+    boots from it), but for what the request itself is (a nodeset writes them anyway).
+    Inside the request: no locks of their own (the request holds what it needs)."""
+    for r in servicenodes.regeneration(ctx.db, nodes):
+        if r.command == ctx.request.command:
+            continue
+        r = dataclasses.replace(r, user=ctx.request.user, client=ctx.request.client)
+        sub = Context(r, ctx.paths, ctx.db, ctx.site, jobs=ctx.jobs, daemon=ctx.daemon)
+        yield from run(command_spec(r.command), r, sub, sub.expand(r.noderange or ""),
+                       cancel=cancel)
 
 
 def _release(request: Request, ctx: Context, nodes: NodeRange | None, sn: str,
@@ -492,7 +501,7 @@ class _Merge:
                 for n in moved_nodes:
                     yield _error(f"lost: could not move the node to {dest}: {exc}", n)
                 continue
-            regenerate(self.ctx, [m.node for m in moved])
+            yield from regenerate(self.ctx, [m.node for m in moved], self.cancel)
             epochs = {m.node: m.epoch for m in moved}
             if len(epochs) < len(moved_nodes):  # moved there meanwhile (snmove, a failover)
                 for r in self.ctx.db.rows("nodeowner", keys=[n for n in moved_nodes

@@ -113,6 +113,10 @@ class Database:
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         else:
             kwargs.update(pool_size=8, max_overflow=16, pool_pre_ping=True)
+        if url.startswith("postgresql"):  # a lost server is an error in seconds, not a hang
+            kwargs["connect_args"] = {"connect_timeout": 10, "keepalives": 1,
+                                      "keepalives_idle": 10, "keepalives_interval": 5,
+                                      "keepalives_count": 3}
         self.engine: Engine = sa.create_engine(url, **kwargs)
         if url.startswith("sqlite"):
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)

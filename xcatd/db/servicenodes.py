@@ -78,12 +78,25 @@ def any_pool(db: Database) -> bool:
         return conn.execute(stmt).first() is not None
 
 
+def db_now(db: Database, conn: Connection | None = None) -> datetime.datetime:
+    """The time by the database server's clock (PostgreSQL), so that the service nodes'
+    heartbeats and the management node's reading of them share one clock whatever the
+    machines' clocks say; this machine's on SQLite (no service nodes there)."""
+    if db.engine.url.get_backend_name() == "sqlite":
+        return _now()
+    if conn is None:
+        with db.connect() as c:
+            return db_now(db, c)
+    return conn.execute(sa.text("SELECT now()")).scalar_one().astimezone(datetime.UTC)
+
+
 def heartbeat(db: Database, sn: str, address: str, port: int, *,
               when: datetime.datetime | None = None) -> None:
-    """Record that service node ``sn`` is alive, reachable at address:port."""
+    """Record that service node ``sn`` is alive, reachable at address:port (the time by
+    the database's clock unless ``when``)."""
     with db.begin() as conn:
         db.set_rows(conn, "snstatus", {(sn,): {"address": address, "port": str(port),
-                                               "heartbeat": _stamp(when or _now())}})
+                                               "heartbeat": _stamp(when or db_now(db, conn))}})
 
 
 def alive(db: Database, *, timeout: float | None = None, now: datetime.datetime | None = None,
@@ -91,7 +104,7 @@ def alive(db: Database, *, timeout: float | None = None, now: datetime.datetime 
     """The service nodes whose heartbeat is younger than the timeout."""
     if timeout is None:
         timeout = heartbeat_timeout(db, conn)
-    now = now or _now()
+    now = now or db_now(db, conn)
     out = set()
     for r in db.rows("snstatus", conn):
         beat = _parse(r.get("heartbeat"))

@@ -205,8 +205,10 @@ async def handle_relay(request: web.Request) -> web.StreamResponse:
                 await resp.write(line({"k": 1}))
                 continue
             chunk = [line({"r": item.to_dict()}) for item in items]
-            if finished:
-                chunk.append(line({"end": {"exitcode": code}}))
+            if finished:  # a part this node gave up (its leases moved, it was paused) has
+                # no end: the management node reports its unanswered nodes lost
+                why = getattr(cancel, "reason", None)
+                chunk.append(line({"lost": why} if why else {"end": {"exitcode": code}}))
             if chunk:
                 await resp.write(b"".join(chunk))
             if finished:
@@ -482,6 +484,8 @@ class Heartbeat(threading.Thread):
                             "cancelling %d relayed parts under way", self.sn.name,
                             now - last_ok, timeout, len(self.parts))
                 for cancel in list(self.parts):
+                    cancel.reason = (f"{self.sn.name} missed its heartbeats for "
+                                     f"{now - last_ok:.0f} s")
                     cancel.set()
             try:
                 servicenodes.heartbeat(self.db, self.sn.name, self.sn.address,
@@ -491,6 +495,7 @@ class Heartbeat(threading.Thread):
                     if leases and servicenodes.fence(self.db, self.sn.name, leases):
                         log.warning("service node %s: the leases of a relayed part moved: "
                                     "cancelled", self.sn.name)
+                        cancel.reason = f"the leases of {self.sn.name}'s part moved"
                         cancel.set()
             except (DBError, SQLAlchemyError) as exc:
                 log.error("service node %s: heartbeat not recorded: %s", self.sn.name,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import ipaddress
 import json
 import logging
 import socket
@@ -146,7 +147,17 @@ def _taken_names(pipeline: Pipeline, name: str) -> set[str]:
     for r in pipeline.db.rows("snstatus"):
         if r["node"] != name:
             taken |= {str(r["node"]).lower(), str(r.get("address") or "").lower()} - {""}
+    taken |= {sn.lower() for sn in servicenodes.in_use(pipeline.db) if sn != name}
     return taken
+
+
+def _canonical(name: str) -> str:
+    """A name as a certificate means it: an address in its one written form (::1, not
+    0:0:0:0:0:0:0:1), a host name in lower case."""
+    try:
+        return str(ipaddress.ip_address(name))
+    except ValueError:
+        return name.lower().rstrip(".")
 
 
 def join_here(pipeline: Pipeline, body: dict, peer: str) -> dict:
@@ -159,8 +170,8 @@ def join_here(pipeline: Pipeline, body: dict, peer: str) -> dict:
     except CSRError as exc:
         raise JoinError(f"Invalid signing request: {exc}") from None
     redeem(paths, name, token, consume=False)  # (nothing below for a caller without one)
-    taken = _taken_names(pipeline, name)
-    clash = [n for n in [name, *names] if n.lower() in taken]
+    taken = {_canonical(n) for n in _taken_names(pipeline, name)}
+    clash = [n for n in [name, *names] if _canonical(n) in taken]
     if clash:
         raise JoinError(f"A service node's certificate cannot name {', '.join(clash)}: the "
                         "management node or another service node goes by it")
