@@ -45,9 +45,11 @@ from xcatd.security.credentials import SN_OU, certificate_cn, certificate_ou, re
 
 log = logging.getLogger("xcatd.daemon.relay")
 
-#: The commands whose nodes go to the service node acting for each.
+#: The commands whose nodes go to the service node acting for each. (makedns stays on the
+#: management node: its BIND holds the zones, and service nodes' name servers forward to it
+#: or serve copies, as xCAT's do.)
 RELAYED = frozenset({"rpower", "rsetboot", "rinv", "rvitals", "reventlog", "nodeset",
-                     "makedhcp", "makedns", "xdsh", "xdcp", "updatenode", "nodestat"})
+                     "makedhcp", "xdsh", "xdcp", "updatenode", "nodestat"})
 #: The relayed commands that reach the nodes' management controllers: lent the nodes' own
 #: rows of the node-keyed secret tables (ipmi.password, ...) and their methods' passwd rows.
 HARDWARE = frozenset({"rpower", "rsetboot", "rinv", "rvitals", "reventlog"})

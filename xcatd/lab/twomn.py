@@ -136,33 +136,29 @@ class ManagementNode:
         state = self.root / "var/lib/dhcp"
         state.mkdir(parents=True, exist_ok=True)
         (state / "dhcpd.leases").touch()
-        log = self.lab.dir / f"dhcpd-{self.name}.log"
-        with open(log, "ab") as fh:
-            p = self.lab.spawn(self.argv(["dhcpd", "-f", "-d", "-4", "-cf", conf, "-lf",
-                                          state / "dhcpd.leases", "-pf", state / "dhcpd.pid",
-                                          interface]), stdout=fh, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline and p.poll() is None:
-            if self.run(["ss", "-H", "-lun", "sport", "= :67"]).stdout.strip():
-                return p
-            time.sleep(0.1)
-        raise TwoMNError(f"dhcpd on {self.name} did not start:\n{_tail(log)}")
+        return self._udp_service("dhcpd", ["dhcpd", "-f", "-d", "-4", "-cf", conf, "-lf",
+                                           state / "dhcpd.leases", "-pf",
+                                           state / "dhcpd.pid", interface], 67)
 
     def start_tftpd(self, address: str) -> subprocess.Popen[Any]:
         """tftpd-hpa for this node's TFTP root on address:69 in its namespace, once it
         listens; stopped with the lab."""
-        log = self.lab.dir / f"tftpd-{self.name}.log"
+        return self._udp_service("tftpd", ["in.tftpd", "--foreground", "--listen",
+                                           "--address", f"{address}:69", "--user", "root",
+                                           "--secure", self.root / "tftpboot"], 69)
+
+    def _udp_service(self, what: str, argv: list[Any], port: int) -> subprocess.Popen[Any]:
+        """``argv`` in this node's namespace, its output in the lab's ``<what>-<node>.log``,
+        once something listens on UDP ``port`` there."""
+        log = self.lab.dir / f"{what}-{self.name}.log"
         with open(log, "ab") as fh:
-            p = self.lab.spawn(self.argv(["in.tftpd", "--foreground", "--listen", "--address",
-                                          f"{address}:69", "--user", "root", "--secure",
-                                          self.root / "tftpboot"]),
-                               stdout=fh, stderr=subprocess.STDOUT)
+            p = self.lab.spawn(self.argv(argv), stdout=fh, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline and p.poll() is None:
-            if self.run(["ss", "-H", "-lun", "sport", "= :69"]).stdout.strip():
+            if self.run(["ss", "-H", "-lun", "sport", f"= :{port}"]).stdout.strip():
                 return p
             time.sleep(0.1)
-        raise TwoMNError(f"tftpd on {self.name} did not start:\n{_tail(log)}")
+        raise TwoMNError(f"{what} on {self.name} did not start:\n{_tail(log)}")
 
     def attach(self, ns: str, bridge: str, address: str) -> None:
         """A second interface for this node, named ``bridge`` like the bridge it joins in
