@@ -30,6 +30,7 @@ def main(listen, port, verbose):
     except AlreadyRunning as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(1)
-    except (DBError, FileNotFoundError, OSError) as exc:
+    except (DBError, FileNotFoundError, OSError, ValueError) as exc:  # (a damaged
+        # etc/xcat/servicenode.json says so, naming the file)
         click.echo(f"Error: xcatd cannot start: {exc}", err=True)
         sys.exit(1)
