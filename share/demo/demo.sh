@@ -201,6 +201,7 @@ say "XCATROOT=$MN2 XCATBYPASS=1 rpower 'rack2n0[1-4]' stat   (the second managem
 XCATROOT="$MN2" HOME="$MN2/home" XCATBYPASS=1 rpower 'rack2n0[1-4]' stat || true
 python3 "$(dirname "$0")/pxeboot.py"   # a VM PXE-boots; skips (exit 0) where the lab cannot run
 python3 "$(dirname "$0")/xdsh.py"      # xdsh/xdcp on real sshd nodes; skips where it cannot run
+python3 "$(dirname "$0")/servicenodes.py"  # rpower through two service nodes; kill one; --retry
 
 printf '\nDemo complete: the management node lives under %s (xcatd log: %s/xcatd.log)\n' \
   "$XCATROOT" "$XCATROOT"

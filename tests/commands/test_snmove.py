@@ -185,6 +185,16 @@ def test_without_ignorenodes_the_new_service_node_is_asked_for_dhcp_and_boot_fil
     assert (r.rc, r.err) == (0, "")
 
 
+def test_a_service_node_without_dhcp_is_not_asked_for_dhcp(cluster_sqlite):
+    """servicenode.dhcpserver=0 (xCAT's switch): the move asks sn3 for boot files only."""
+    mn = cluster_sqlite
+    mn.ok("chtab", "node=sn3", "servicenode.dhcpserver=0")
+    mn.ok("chtab", "node=n1", "chain.currstate=boot")
+    r = mn.run("snmove", "n1,n2", "-d", "sn3")
+    assert r.rc == 1 and [e.split(":")[0] for e in r.err.splitlines()] == ["n1"], r.err
+    assert "Unable to dispatch hierarchical sub-command to sn3:3001" in r.err
+
+
 def test_an_unknown_node_is_refused_naming_it(cluster_sqlite):
     r = cluster_sqlite.run("snmove", "n1,n99", "-d", "sn2", "-i")
     assert r.rc == 1 and "n99" in r.err

@@ -171,8 +171,9 @@ class _Sender(threading.Thread):
         except ssl.SSLError as exc:
             why = f"TLS with {self.part.sn} failed: {exc.reason or exc}"
         except (OSError, http.client.HTTPException) as exc:
-            why = (f"connection to {self.part.sn} lost: "
-                   f"{getattr(exc, 'strerror', None) or exc.__class__.__name__}")
+            what = getattr(exc, "strerror", None) or exc.__class__.__name__
+            why = (f"connection to {self.part.sn} lost: {what}" if self.sent else
+                   f"cannot reach {self.part.address}:{self.part.port}: {what}")
         except Exception as exc:  # (anything else it sent: never a reader that dies unheard)
             why = (f"{self.part.sn} sent something that is not a response "
                    f"({exc.__class__.__name__}: {(str(exc).splitlines() or [''])[0][:200]})")
@@ -337,7 +338,9 @@ def _everywhere(spec: CommandSpec, request: Request, ctx: Context,
     for resp in result or ():
         failed = failed or resp.failed
         yield resp
-    used = servicenodes.in_use(ctx.db)  # (a retired service node is not asked)
+    # (a retired service node is not asked, nor one that runs no such service)
+    used = servicenodes.in_use(ctx.db) - (servicenodes.without_dhcp(ctx.db)
+                                          if request.command == "makedhcp" else set())
     sns = sorted(r["node"] for r in ctx.db.rows("snstatus") if r["node"] in used)
     if failed or not sns:  # (the management node's own failure: the SNs would repeat it)
         return

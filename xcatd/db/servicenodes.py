@@ -378,6 +378,13 @@ def boot_states(db: Database, nodes: Iterable[str] | None = None) -> dict[str, l
     return {s: sorted(ns, key=natural_key) for s, ns in sorted(states.items())}
 
 
+def without_dhcp(db: Database) -> set[str]:
+    """The service nodes that run no DHCP server: servicenode.dhcpserver 0 (xCAT's switch;
+    unset, a service node serves its nodes' DHCP)."""
+    return {r["node"] for r in db.rows("servicenode")
+            if (r.get("dhcpserver") or "").strip().lower() in ("0", "no", "n", "false")}
+
+
 def regeneration(db: Database, nodes: list[str], released: dict[str, list[str]] | None = None
                  ) -> list[Request]:
     """What a move of ``nodes`` to another service node asks: their former service nodes
@@ -386,10 +393,14 @@ def regeneration(db: Database, nodes: list[str], released: dict[str, list[str]] 
     relay sends each to the node's new owner)."""
     if not nodes:
         return []
+    no_dhcp = without_dhcp(db)
     out = [Request("makedhcp", ",".join(sorted(ns, key=natural_key)),
                    {"delete": True, "release": sn})
-           for sn, ns in sorted((released or {}).items()) if ns]
-    out.append(Request("makedhcp", ",".join(sorted(nodes, key=natural_key))))
+           for sn, ns in sorted((released or {}).items()) if ns and sn not in no_dhcp]
+    leases = {r["node"]: r.get("servicenode") for r in db.rows("nodeowner", keys=nodes)}
+    dhcp = [n for n in nodes if leases.get(n) not in no_dhcp]
+    if dhcp:
+        out.append(Request("makedhcp", ",".join(sorted(dhcp, key=natural_key))))
     out += [Request("nodeset", ",".join(ns), {"state": state})
             for state, ns in boot_states(db, nodes).items()]
     return out
