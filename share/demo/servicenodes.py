@@ -49,7 +49,7 @@ def main() -> int:
                     mn.cli("chdef", f"r{k}n{i + 1}", f"bmcport={fleet.port(i)}", bypass=True)
             show("rpower", "compute", "stat")
             show("tabdump", "nodeowner", bypass=True)
-            print(f"\n$ kill -9 <sn1's xcatd>")
+            print("\n$ kill -9 <sn1's xcatd>")
             os.kill(lab.members["sn1"].xcatd.pid, signal.SIGKILL)
             show("rpower", "r1n1-r1n4", "stat")
             show("rpower", "r1n1-r1n4", "stat", "--retry")
