@@ -247,8 +247,10 @@ class StatusLine:
         what = str(state.get("what") or "")
         self.ticks[what] = self.ticks.get(what, 0) + 1
         now = time.monotonic()
-        if self.shown and now - self.last < self.gap:
-            return
+        done, total = state.get("done"), state.get("total")
+        complete = isinstance(done, int) and isinstance(total, int) and 0 < total <= done
+        if self.shown and now - self.last < self.gap and not complete:
+            return  # (a finished bar is always drawn: the last thing the admin sees of it)
         try:
             width = os.get_terminal_size(self.stream.fileno()).columns or 80
         except (OSError, ValueError, AttributeError):
